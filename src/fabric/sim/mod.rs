@@ -1,0 +1,310 @@
+//! The simulated fabric, drplan's embedded default: a datacenter pair described by a
+//! site file, honouring the replication and failover rules of DOMAIN.md on a modelled
+//! clock, with its state kept in the state directory between commands.
+//!
+//! Layout: `clock` (modelled time), `record` (what is kept per VM), `replication`
+//! (recovery points, status, health), `placement` (where a replica lands and its
+//! addresses), `operations` (protect, commit, cleanup, power...), `failover`.
+
+mod clock;
+mod failover;
+mod operations;
+mod placement;
+mod record;
+mod replication;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+pub use clock::SimClock;
+use record::VmRecord;
+
+use super::{Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus};
+use crate::model::recovery::delta;
+use crate::model::{Inventory, Job, JobStatus, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm};
+use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
+
+/// The in-memory state, saved to the store after every change.
+struct SimState {
+    vms: BTreeMap<String, VmRecord>,
+    jobs: Vec<Job>,
+    calls: HashMap<String, CallRecord>,
+    store: SimStore,
+}
+
+pub struct SimFabric {
+    inventory: Arc<Inventory>,
+    clock: SimClock,
+    state: Mutex<SimState>,
+    /// Failovers under way in this process, by VM, so that cancel can stop them (R35).
+    in_flight: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// The changes of one step, to save in one transaction.
+#[derive(Default)]
+struct Changes<'a> {
+    vms: Vec<&'a str>,
+    jobs: Vec<u64>,
+    calls: Vec<&'a str>,
+}
+
+impl SimState {
+    fn save(&mut self, clock: Timestamp, changes: Changes<'_>) -> FabricResult<()> {
+        let vms = changes.vms.iter().filter_map(|name| self.vms.get(*name).map(|r| (*name, r))).collect();
+        let jobs = changes.jobs.iter().filter_map(|id| self.jobs.iter().find(|j| j.id == *id)).collect();
+        let calls = changes.calls.iter().filter_map(|key| self.calls.get(*key)).collect();
+        let batch = SimBatch { clock, vms, jobs, calls };
+        self.store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
+    }
+
+    fn record(&mut self, vm: &str) -> &mut VmRecord {
+        self.vms.get_mut(vm).expect("every inventory VM has a record")
+    }
+
+    fn job_mut(&mut self, id: u64) -> &mut Job {
+        self.jobs.iter_mut().find(|j| j.id == id).expect("job exists")
+    }
+
+    fn new_job(&mut self, operation: &str, vm: &str, started: Timestamp) -> u64 {
+        let id = self.jobs.last().map_or(1, |j| j.id + 1);
+        self.jobs.push(Job {
+            id,
+            operation: operation.into(),
+            vm: vm.into(),
+            status: JobStatus::Running,
+            started,
+            finished: None,
+            detail: String::new(),
+        });
+        id
+    }
+
+    fn finish_job(&mut self, id: u64, status: JobStatus, at: Timestamp, detail: String) -> Job {
+        let job = self.job_mut(id);
+        job.status = status;
+        job.finished = Some(at);
+        job.detail = detail;
+        job.clone()
+    }
+}
+
+impl SimFabric {
+    /// Opens the simulation of `inventory` kept in `dir`, creating it on first use.
+    pub fn open(inventory: Arc<Inventory>, dir: &StateDir) -> Result<SimFabric, StoreError> {
+        let store = SimStore::open(dir)?;
+        let now = store.clock()?.unwrap_or(inventory.simulation.start);
+        let mut vms: BTreeMap<String, VmRecord> = store.vms()?.into_iter().collect();
+        let jobs = store.jobs()?;
+        let calls = store.calls()?.into_iter().map(|c| (c.key.clone(), c)).collect();
+        for (vm, initial) in inventory.vms.iter().zip(&inventory.initial_protection) {
+            vms.entry(vm.name.clone()).or_insert_with(|| {
+                let mut protection = ProtectionState::unprotected();
+                if let Some(p) = initial {
+                    let policy = inventory.policy(&p.policy).expect("site file checked the policy");
+                    let copy = replication::initial_copy_time(&inventory, vm, &policy, &p.excluded_disks, p.since);
+                    protection.protect(&p.policy, p.excluded_disks.clone(), p.since, p.since + delta(copy));
+                }
+                VmRecord::new(protection)
+            });
+        }
+        for record in vms.values_mut() {
+            record.settle(now);
+        }
+        let clock = SimClock::new(now, inventory.simulation.speed);
+        let state = SimState { vms, jobs, calls, store };
+        Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Makes modelled time pass (replication goes on, points age out) and saves it.
+    pub fn advance(&self, by: Duration) -> FabricResult<Timestamp> {
+        let now = self.clock.advance(by);
+        let mut state = self.lock();
+        let names: Vec<String> = state.vms.keys().cloned().collect();
+        for record in state.vms.values_mut() {
+            record.settle(now);
+        }
+        state.save(now, Changes { vms: names.iter().map(String::as_str).collect(), ..Changes::default() })?;
+        Ok(now)
+    }
+
+    /// How many times each idempotency key was presented, for tests and audits.
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.values().map(|c| (c.key.clone(), c.count)).collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().expect("sim state lock poisoned")
+    }
+
+    fn vm(&self, name: &str) -> FabricResult<&Vm> {
+        self.inventory.vm(name).ok_or_else(|| FabricError::UnknownVm { vm: name.into() })
+    }
+
+    /// Locks the state with the VM's record settled to now.
+    fn settled(&self, vm: &str) -> FabricResult<(MutexGuard<'_, SimState>, Timestamp)> {
+        self.vm(vm)?;
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.record(vm).settle(now);
+        Ok((state, now))
+    }
+
+    /// Runs `work` once per idempotency key: a key seen before returns the outcome it
+    /// had, success or error, without doing the work again.
+    async fn once<T, F, Fut>(&self, key: &str, operation: &str, vm: &str, work: F) -> FabricResult<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = FabricResult<T>>,
+    {
+        {
+            let mut state = self.lock();
+            let seen = match state.calls.get_mut(key) {
+                Some(call) => {
+                    call.count += 1;
+                    Some(call.outcome.clone())
+                }
+                None => {
+                    let call = CallRecord {
+                        key: key.into(),
+                        operation: operation.into(),
+                        vm: vm.into(),
+                        outcome: None,
+                        count: 1,
+                    };
+                    state.calls.insert(key.into(), call);
+                    None
+                }
+            };
+            state.save(self.clock.now(), Changes { calls: vec![key], ..Changes::default() })?;
+            match seen {
+                Some(Some(json)) => {
+                    return serde_json::from_str::<Result<T, FabricError>>(&json)
+                        .map_err(|e| FabricError::Store { message: format!("call {key}: unreadable outcome: {e}") })?;
+                }
+                Some(None) => return Err(FabricError::InProgress { key: key.into() }),
+                None => {}
+            }
+        }
+        let result = work().await;
+        if matches!(result, Err(FabricError::Store { .. })) {
+            // Nothing reliable can be recorded; the caller must stop.
+            return result;
+        }
+        let json = serde_json::to_string(&result).map_err(|e| FabricError::Store { message: e.to_string() })?;
+        let mut state = self.lock();
+        if let Some(call) = state.calls.get_mut(key) {
+            call.outcome = Some(json);
+        }
+        state.save(self.clock.now(), Changes { calls: vec![key], ..Changes::default() })?;
+        result
+    }
+
+    /// Spends modelled time on an operation of `vm`, cut short if it is cancelled.
+    async fn spend(
+        &self,
+        t: &mut Timestamp,
+        d: Duration,
+        cancel: Option<&Notify>,
+        vm: &str,
+        what: &str,
+    ) -> FabricResult<()> {
+        match cancel {
+            Some(cancel) => tokio::select! {
+                _ = self.clock.pace(d) => {}
+                _ = cancel.notified() => return Err(FabricError::Cancelled { vm: vm.into(), what: what.into() }),
+            },
+            None => self.clock.pace(d).await,
+        }
+        *t += delta(d);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Fabric for SimFabric {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn protect(&self, key: &str, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job> {
+        self.once(key, "protect", vm, || self.do_protect(vm, policy, exclude_disks)).await
+    }
+
+    async fn unprotect(&self, key: &str, vm: &str, delete_replica: bool) -> FabricResult<Job> {
+        self.once(key, "unprotect", vm, || self.do_unprotect(vm, delete_replica)).await
+    }
+
+    async fn replication_status(&self, vm: &str) -> FabricResult<ReplicationStatus> {
+        self.status(vm)
+    }
+
+    async fn recovery_points(&self, vm: &str) -> FabricResult<Vec<RecoveryPoint>> {
+        self.points(vm)
+    }
+
+    async fn failover(&self, key: &str, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
+        let operation = format!("{} failover", request.kind);
+        self.once(key, &operation, vm, || self.do_failover(vm, request, false)).await
+    }
+
+    async fn change_recovery_point(&self, key: &str, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {
+        self.once(key, "change recovery point", vm, || self.do_change_point(vm, point)).await
+    }
+
+    async fn commit(&self, key: &str, vm: &str) -> FabricResult<Job> {
+        self.once(key, "commit", vm, || self.do_commit(vm)).await
+    }
+
+    async fn cancel(&self, key: &str, vm: &str) -> FabricResult<Job> {
+        self.once(key, "cancel", vm, || self.do_cancel(vm)).await
+    }
+
+    async fn cleanup_test(&self, key: &str, vm: &str, notes: &str) -> FabricResult<Job> {
+        self.once(key, "cleanup", vm, || self.do_cleanup(vm, notes)).await
+    }
+
+    async fn reprotect(&self, key: &str, vm: &str) -> FabricResult<Job> {
+        self.once(key, "reprotect", vm, || self.do_reprotect(vm)).await
+    }
+
+    async fn failback(&self, key: &str, vm: &str) -> FabricResult<FailoverOutcome> {
+        let request = FailoverRequest {
+            kind: crate::model::FailoverKind::Planned,
+            point: PointChoice::Latest,
+            test_network: None,
+            shut_down_source: true,
+        };
+        self.once(key, "failback", vm, || self.do_failover(vm, &request, true)).await
+    }
+
+    async fn shutdown(&self, key: &str, vm: &str) -> FabricResult<Job> {
+        self.once(key, "shutdown", vm, || self.do_shutdown(vm)).await
+    }
+
+    async fn start(&self, key: &str, vm: &str) -> FabricResult<Job> {
+        self.once(key, "start", vm, || self.do_start(vm)).await
+    }
+
+    async fn addresses(&self, vm: &str) -> FabricResult<Vec<ReplicaNic>> {
+        self.current_addresses(vm)
+    }
+
+    async fn jobs(&self) -> FabricResult<Vec<Job>> {
+        Ok(self.lock().jobs.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

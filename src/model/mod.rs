@@ -1,0 +1,24 @@
+//! The domain model: plain data and the pure rules of DOMAIN.md. No I/O, no async, no
+//! Rhai: everything here can be tested with values alone.
+
+pub mod duration;
+pub mod inventory;
+pub mod job;
+pub mod network;
+pub mod policy;
+pub mod protection;
+pub mod recovery;
+pub mod site;
+pub mod site_file;
+pub mod vm;
+
+pub use duration::{HumanDuration, parse_duration};
+pub use inventory::{Fault, InitialProtection, Inventory, ReplicationGroup, Simulation};
+pub use job::{Job, JobStatus};
+pub use network::{Addressing, Ipv4Net, Network, NetworkMapping, Subnet};
+pub use policy::{CopyFrequency, InitialReplication, ReplicationPolicy, StorageTier, Throttle};
+pub use protection::{FailoverKind, Operation, Phase, ProtectionState, Refusal, Side};
+pub use recovery::{Consistency, PointChoice, PointSchedule, RecoveryPoint, Timestamp, format_time};
+pub use site::{Pairing, Platform, Site, SiteKind};
+pub use site_file::{SiteFileError, SiteFileErrors, parse_site};
+pub use vm::{Disk, Nic, Os, StorageMapping, TargetSize, Vm};

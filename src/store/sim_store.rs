@@ -1,0 +1,247 @@
+//! The simulated datacenter's state in SQLite (`sim.db` in the state directory): its
+//! clock, one record per VM, the job list, and the fabric calls seen per idempotency key.
+//! Every change is one transaction, so a command killed at any point leaves either the
+//! state before the change or the state after it.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{StateDir, StoreError};
+use crate::model::{Job, Timestamp};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta  (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vms   (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs  (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, operation TEXT NOT NULL, vm TEXT NOT NULL,
+                                  outcome TEXT, count INTEGER NOT NULL);
+";
+
+/// What one fabric call did, kept per idempotency key so a repeated key does the work once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub key: String,
+    pub operation: String,
+    pub vm: String,
+    /// The JSON outcome; `None` while the call is under way (or its process died).
+    pub outcome: Option<String>,
+    /// How many times the key was presented.
+    pub count: u64,
+}
+
+/// The changes of one fabric operation, written atomically.
+pub struct SimBatch<'a, V: Serialize> {
+    pub clock: Timestamp,
+    pub vms: Vec<(&'a str, &'a V)>,
+    pub jobs: Vec<&'a Job>,
+    pub calls: Vec<&'a CallRecord>,
+}
+
+pub struct SimStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SimStore {
+    pub fn open(dir: &StateDir) -> Result<SimStore, StoreError> {
+        let path = dir.file("sim.db");
+        let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(fail)?;
+        // WAL with synchronous=NORMAL survives any process crash without corruption; only
+        // an OS crash could lose the last commits, which a simulation can afford.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
+        }
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        Ok(SimStore { conn, path })
+    }
+
+    fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, what: String, json: &str) -> Result<T, StoreError> {
+        serde_json::from_str(json).map_err(|e| StoreError::BadRecord {
+            path: self.path.clone(),
+            what,
+            message: e.to_string(),
+        })
+    }
+
+    /// The modelled time saved by the last change; `None` for a new state directory.
+    pub fn clock(&self) -> Result<Option<Timestamp>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.fail())?;
+        text.map(|t| self.decode("clock".into(), &t)).transpose()
+    }
+
+    pub fn vms<V: DeserializeOwned>(&self) -> Result<Vec<(String, V)>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name, record FROM vms ORDER BY name").map_err(self.fail())?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        rows.into_iter().map(|(name, json)| Ok((name.clone(), self.decode(format!("vm {name}"), &json)?))).collect()
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, record FROM jobs ORDER BY id").map_err(self.fail())?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        rows.into_iter().map(|(id, json)| self.decode(format!("job {id}"), &json)).collect()
+    }
+
+    pub fn calls(&self) -> Result<Vec<CallRecord>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT key, operation, vm, outcome, count FROM calls").map_err(self.fail())?;
+        stmt.query_map([], |r| {
+            Ok(CallRecord {
+                key: r.get(0)?,
+                operation: r.get(1)?,
+                vm: r.get(2)?,
+                outcome: r.get(3)?,
+                count: r.get::<_, i64>(4)? as u64,
+            })
+        })
+        .map_err(self.fail())?
+        .collect::<Result<_, _>>()
+        .map_err(self.fail())
+    }
+
+    /// Writes one operation's changes in a single transaction.
+    pub fn apply<V: Serialize>(&mut self, batch: &SimBatch<'_, V>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+        let encode = |what: &str, value: &dyn erased::Json| {
+            value.to_json().map_err(|e| StoreError::BadRecord {
+                path: path.clone(),
+                what: what.into(),
+                message: e.to_string(),
+            })
+        };
+        let tx = self.conn.transaction().map_err(fail)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
+            params![encode("clock", &batch.clock)?],
+        )
+        .map_err(fail)?;
+        for (name, record) in &batch.vms {
+            tx.execute(
+                "INSERT OR REPLACE INTO vms (name, record) VALUES (?1, ?2)",
+                params![name, encode(name, *record)?],
+            )
+            .map_err(fail)?;
+        }
+        for job in &batch.jobs {
+            tx.execute(
+                "INSERT OR REPLACE INTO jobs (id, record) VALUES (?1, ?2)",
+                params![job.id as i64, encode("job", *job)?],
+            )
+            .map_err(fail)?;
+        }
+        for call in &batch.calls {
+            tx.execute(
+                "INSERT OR REPLACE INTO calls (key, operation, vm, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![call.key, call.operation, call.vm, call.outcome, call.count as i64],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+}
+
+/// Serializing through a trait object, so `apply` can encode records of any type.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<String> {
+            serde_json::to_string(self)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::JobStatus;
+    use chrono::DateTime;
+
+    #[test]
+    fn state_survives_reopening_and_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let job = Job {
+            id: 1,
+            operation: "protect".into(),
+            vm: "sql01".into(),
+            status: JobStatus::Running,
+            started: t,
+            finished: None,
+            detail: String::new(),
+        };
+        let call = CallRecord {
+            key: "run/1".into(),
+            operation: "protect".into(),
+            vm: "sql01".into(),
+            outcome: None,
+            count: 1,
+        };
+        {
+            let state = StateDir::open(dir.path()).unwrap();
+            let mut store = SimStore::open(&state).unwrap();
+            assert_eq!(store.clock().unwrap(), None);
+            let record = vec![1, 2, 3];
+            store
+                .apply(&SimBatch { clock: t, vms: vec![("sql01", &record)], jobs: vec![&job], calls: vec![&call] })
+                .unwrap();
+        }
+        let state = StateDir::open(dir.path()).unwrap();
+        let store = SimStore::open(&state).unwrap();
+        assert_eq!(store.clock().unwrap(), Some(t));
+        assert_eq!(store.vms::<Vec<u8>>().unwrap(), vec![("sql01".to_string(), vec![1, 2, 3])]);
+        assert_eq!(store.jobs().unwrap(), vec![job]);
+        assert_eq!(store.calls().unwrap(), vec![call]);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let mut store = SimStore::open(&state).unwrap();
+        let t = DateTime::from_timestamp(0, 0).unwrap();
+        store.apply(&SimBatch { clock: t, vms: vec![("web01", &"text")], jobs: vec![], calls: vec![] }).unwrap();
+        let err = store.vms::<Vec<u8>>().unwrap_err().to_string();
+        assert!(err.contains("vm web01"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sim.db"),
+            b"this is not sqlite at all, not even close....................................................",
+        )
+        .unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let err = SimStore::open(&state).err().expect("must fail").to_string();
+        assert!(err.contains("sim.db"), "{err}");
+    }
+}
