@@ -4,6 +4,8 @@
 //! `model` (data and pure rules), `store` (durable state), `fabric` (the primitives a
 //! plan calls, and the simulated datacenter), `cli` (the command line).
 
+pub mod cli;
 pub mod fabric;
 pub mod model;
+pub mod report;
 pub mod store;

@@ -98,9 +98,10 @@ impl Network {
     }
 
     /// R10: the replica joins the target subnet named like its source subnet, or the
-    /// target network's first subnet when none matches.
-    pub fn subnet_for(&self, source_subnet: &str) -> &Subnet {
-        self.subnet(source_subnet).unwrap_or(&self.subnets[0])
+    /// target network's first subnet when none matches. `None` for a network with no
+    /// subnets (the site file refuses those).
+    pub fn subnet_for(&self, source_subnet: &str) -> Option<&Subnet> {
+        self.subnet(source_subnet).or(self.subnets.first())
     }
 }
 
@@ -197,8 +198,8 @@ mod tests {
             isolated: false,
             subnets: vec![subnet("web", "10.2.1.0/24"), subnet("db", "10.2.2.0/24")],
         };
-        assert_eq!(net.subnet_for("db").name, "db");
-        assert_eq!(net.subnet_for("backup").name, "web");
+        assert_eq!(net.subnet_for("db").unwrap().name, "db");
+        assert_eq!(net.subnet_for("backup").unwrap().name, "web");
     }
 
     #[test]

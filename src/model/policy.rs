@@ -102,7 +102,7 @@ impl ReplicationPolicy {
         }
         let hours = self.app_consistent_every.as_secs_f64() / 3600.0;
         if !self.app_consistent_every.is_zero() {
-            if self.app_consistent_every.as_secs() % 3600 != 0 || !(1.0..=12.0).contains(&hours) {
+            if !self.app_consistent_every.as_secs().is_multiple_of(3600) || !(1.0..=12.0).contains(&hours) {
                 return Err(PolicyError::AppConsistentFrequency(HumanDuration(self.app_consistent_every)));
             }
             if self.app_consistent_every >= self.retention {
@@ -112,7 +112,7 @@ impl ReplicationPolicy {
                 });
             }
         }
-        if self.retention.as_secs() % 3600 != 0 {
+        if !self.retention.as_secs().is_multiple_of(3600) {
             return Err(PolicyError::RetentionNotHours(HumanDuration(self.retention)));
         }
         if self.rpo_threshold.is_zero() {

@@ -361,6 +361,15 @@ impl ProtectionState {
         self.changes_tracked = false;
     }
 
+    /// The policy replication runs under now: the chosen one from the original site,
+    /// the fixed failback policy from the recovery site back (R37).
+    pub fn replication_policy(&self) -> Option<&str> {
+        match self.active {
+            Side::Original => self.policy.as_deref(),
+            Side::Recovery => Some(super::policy::FAILBACK_POLICY_NAME),
+        }
+    }
+
     /// True when reprotect needs only the changes, not a full copy (R31).
     pub fn reprotect_is_delta(&self) -> bool {
         self.changes_tracked && matches!(self.phase, Phase::Committed { .. })

@@ -9,6 +9,7 @@ use super::network::Network;
 #[serde(rename_all = "kebab-case")]
 pub enum SiteKind {
     /// A datacenter run by a VM manager.
+    #[serde(rename = "onprem")]
     OnPrem,
     /// A public cloud region.
     Cloud,

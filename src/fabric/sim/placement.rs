@@ -78,12 +78,11 @@ impl SimFabric {
         let mut in_use = network.map(|n| self.addresses_in_use(state, &site.name, &n.name)).unwrap_or_default();
         let mut nics = Vec::with_capacity(count);
         for nic in &vm.nics[..count] {
-            let Some(network) = network else {
+            let Some((network, subnet)) = network.and_then(|n| Some((n, n.subnet_for(&nic.subnet)?))) else {
                 // R10: unmapped means not connected to any network.
                 nics.push(ReplicaNic { network: None, subnet: None, ip: None, addressing: None });
                 continue;
             };
-            let subnet = network.subnet_for(&nic.subnet);
             // A test replica keeps its target IP only where it fits the test subnet (R9).
             let requested = if to.test { nic.target_ip.filter(|ip| subnet.cidr.contains(*ip)) } else { nic.target_ip };
             let (ip, addressing) =

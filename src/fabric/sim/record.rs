@@ -12,6 +12,8 @@ use crate::model::{Phase, ProtectionState, Timestamp};
 pub struct Stream {
     pub from: Timestamp,
     pub stopped: Option<Timestamp>,
+    /// The policy it replicates under; it keeps it after a failover flips the VM's side.
+    pub policy: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,8 +40,9 @@ impl VmRecord {
         self.protection.settle(now);
         if let Phase::Protected { since } = self.protection.phase
             && self.stream.is_none()
+            && let Some(policy) = self.protection.replication_policy()
         {
-            self.stream = Some(Stream { from: since, stopped: None });
+            self.stream = Some(Stream { from: since, stopped: None, policy: policy.into() });
         }
     }
 }

@@ -8,7 +8,6 @@ use chrono::Timelike;
 use super::record::VmRecord;
 use super::{SimFabric, SimState};
 use crate::fabric::{FabricError, FabricResult, Health, ReplicationStatus};
-use crate::model::policy::FAILBACK_POLICY_NAME;
 use crate::model::{
     Fault, InitialReplication, Inventory, Phase, PointChoice, PointSchedule, RecoveryPoint, ReplicationPolicy, Side,
     Timestamp, Vm,
@@ -47,20 +46,16 @@ pub fn delta_copy_time(inventory: &Inventory, vm: &Vm, changed_for: Duration, at
 }
 
 impl SimFabric {
-    /// R37: replication back to the original site runs under the failback policy.
+    /// The policy replication runs (or will run) under now (R37).
     pub(super) fn effective_policy(&self, record: &VmRecord) -> Option<ReplicationPolicy> {
-        let name = match record.protection.active {
-            Side::Recovery => FAILBACK_POLICY_NAME,
-            Side::Original => record.protection.policy.as_deref()?,
-        };
-        self.inventory.policy(name)
+        self.inventory.policy(record.protection.replication_policy()?)
     }
 
     /// The points one VM's own stream makes, stalls included.
     fn own_schedule(&self, state: &SimState, vm: &str, now: Timestamp) -> Option<PointSchedule> {
         let record = state.vms.get(vm)?;
         let stream = record.stream.as_ref()?;
-        let policy = self.effective_policy(record)?;
+        let policy = self.inventory.policy(&stream.policy)?;
         let mut until = stream.stopped.unwrap_or(now).min(now);
         if record.protection.active == Side::Original {
             for fault in self.inventory.faults_of(vm) {
@@ -103,9 +98,10 @@ impl SimFabric {
                 let point = RecoveryPoint { time: schedule.until, consistency: crate::model::Consistency::Crash };
                 Ok((point, LATEST_PROCESSING))
             }
-            PointChoice::LatestProcessed => {
-                schedule.latest(now).map(|p| (p, Duration::ZERO)).ok_or_else(|| none("no point yet"))
-            }
+            PointChoice::LatestProcessed => schedule.latest(now).map(|p| (p, Duration::ZERO)).ok_or_else(|| {
+                let every = crate::model::HumanDuration(schedule.every);
+                none(&format!("none yet: the first comes on the first {every} tick after the initial copy"))
+            }),
             PointChoice::LatestAppConsistent => schedule
                 .latest_app_consistent(now)
                 .map(|p| (p, Duration::ZERO))

@@ -1,1 +1,716 @@
+//! The simulated fabric against DOMAIN.md's replication and failover rules, on paused
+//! tokio time: every test is deterministic and instant.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tempfile::TempDir;
+
+use super::SimFabric;
+use crate::fabric::{Fabric, FabricError, FailoverOutcome, FailoverRequest, Health, SourceShutdown};
+use crate::model::site_file::parse_site;
+use crate::model::{Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp};
+use crate::store::StateDir;
+
+const SITE: &str = r#"
+[simulation]
+start = "2026-03-02T09:00:00Z"
+speed = 1000
+
+[[sites]]
+name = "primary"
+kind = "onprem"
+hosts = ["hv-p01", "hv-p02"]
+  [[sites.networks]]
+  name = "prod"
+    [[sites.networks.subnets]]
+    name = "db"
+    cidr = "10.1.1.0/24"
+    [[sites.networks.subnets]]
+    name = "web"
+    cidr = "10.1.3.0/24"
+  [[sites.networks]]
+  name = "backup"
+    [[sites.networks.subnets]]
+    name = "bk"
+    cidr = "10.1.9.0/24"
+
+[[sites]]
+name = "secondary"
+kind = "onprem"
+hosts = ["hv-s01", "hv-s02"]
+  [[sites.networks]]
+  name = "prod-dr"
+    [[sites.networks.subnets]]
+    name = "db"
+    cidr = "10.2.1.0/24"
+    reserved = ["10.2.1.99"]
+    [[sites.networks.subnets]]
+    name = "web"
+    cidr = "10.2.3.0/24"
+  [[sites.networks]]
+  name = "test-bubble"
+  isolated = true
+    [[sites.networks.subnets]]
+    name = "web"
+    cidr = "192.168.103.0/24"
+
+[[pairings]]
+source = "primary"
+target = "secondary"
+
+[[network_mappings]]
+source = "primary/prod"
+target = "secondary/prod-dr"
+
+[[storage_mappings]]
+source = "gold"
+target = "dr-gold"
+
+[[policies]]
+name = "gold"
+copy_frequency = "5m"
+retention = "24h"
+app_consistent = "4h"
+rpo_threshold = "30m"
+
+[[sizes]]
+name = "one-nic"
+max_nics = 1
+
+[[replication_groups]]
+name = "sql"
+vms = ["sql01", "sql02"]
+
+[[vms]]
+name = "sql01"
+site = "primary"
+host = "hv-p01"
+os = "windows"
+storage = "gold"
+boot_time = "2m"
+disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 400 }]
+nics = [{ network = "prod", subnet = "db", ip = "10.1.1.10", target_ip = "10.2.1.10" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "sql02"
+site = "primary"
+host = "hv-p02"
+os = "windows"
+storage = "gold"
+boot_time = "2m"
+disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 400 }]
+nics = [{ network = "prod", subnet = "db", ip = "10.1.1.11", target_ip = "10.2.1.11" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "web01"
+site = "primary"
+host = "hv-p01"
+os = "linux"
+size = "one-nic"
+boot_time = "45s"
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "prod", subnet = "web", ip = "10.1.3.21", target_ip = "10.2.3.21" },
+        { network = "prod", subnet = "db", ip = "10.1.1.21" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "app01"
+site = "primary"
+host = "hv-p02"
+os = "linux"
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "prod", subnet = "web", ip = "10.1.3.31" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "app02"
+site = "primary"
+host = "hv-p02"
+os = "linux"
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "prod", subnet = "web", ip = "10.1.3.32" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "bk01"
+site = "primary"
+host = "hv-p01"
+os = "linux"
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "backup", subnet = "bk", ip = "10.1.9.5" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "fresh01"
+site = "primary"
+host = "hv-p01"
+os = "linux"
+disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 100 }]
+nics = [{ network = "prod", subnet = "web" }]
+"#;
+
+/// A VMware site protected to a cloud region (R7, R31).
+const CLOUD_SITE: &str = r#"
+[[sites]]
+name = "branch"
+kind = "onprem"
+platform = "vmware"
+hosts = ["esx01"]
+  [[sites.networks]]
+  name = "lan"
+    [[sites.networks.subnets]]
+    name = "default"
+    cidr = "10.5.0.0/24"
+
+[[sites]]
+name = "cloud-east"
+kind = "cloud"
+hosts = ["region"]
+  [[sites.networks]]
+  name = "vnet"
+    [[sites.networks.subnets]]
+    name = "default"
+    cidr = "10.6.0.0/24"
+
+[[pairings]]
+source = "branch"
+target = "cloud-east"
+
+[[network_mappings]]
+source = "branch/lan"
+target = "cloud-east/vnet"
+
+[[policies]]
+name = "std"
+retention = "24h"
+
+[[vms]]
+name = "reporting-server01"
+site = "branch"
+host = "esx01"
+os = "windows"
+disks = [{ name = "os", size_gb = 10, os = true }]
+nics = [{ network = "lan", subnet = "default" }]
+protection = { policy = "std", since = "-1d" }
+
+[[vms]]
+name = "files01"
+site = "branch"
+host = "esx01"
+os = "windows"
+disks = [{ name = "os", size_gb = 10, os = true }]
+nics = [{ network = "lan", subnet = "default" }]
+protection = { policy = "std", since = "-1d" }
+"#;
+
+struct Sim {
+    fabric: Arc<SimFabric>,
+    dir: TempDir,
+    site: String,
+    _state: StateDir,
+}
+
+fn open_site(site: &str) -> Sim {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::open(dir.path()).unwrap();
+    let inventory = parse_site(site, "site.toml".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    let fabric = Arc::new(SimFabric::open(Arc::new(inventory), &state).unwrap());
+    Sim { fabric, dir, site: site.into(), _state: state }
+}
+
+/// The test site plus extra TOML (faults, usually).
+fn sim(extra: &str) -> Sim {
+    open_site(&format!("{SITE}{extra}"))
+}
+
+impl Sim {
+    /// Drops the fabric and opens the state directory again, as the next command would.
+    fn reopen(self) -> Sim {
+        let Sim { fabric, dir, site, _state } = self;
+        drop(fabric);
+        drop(_state);
+        let state = StateDir::open(dir.path()).unwrap();
+        let inventory = parse_site(&site, "site.toml".as_ref()).unwrap();
+        let fabric = Arc::new(SimFabric::open(Arc::new(inventory), &state).unwrap());
+        Sim { fabric, dir, site, _state: state }
+    }
+}
+
+fn key() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("test/{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn t(text: &str) -> Timestamp {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn request(kind: FailoverKind, point: PointChoice) -> FailoverRequest {
+    FailoverRequest { kind, point, test_network: None, shut_down_source: false }
+}
+
+async fn failover(sim: &Sim, vm: &str, kind: FailoverKind, point: PointChoice) -> Result<FailoverOutcome, FabricError> {
+    sim.fabric.failover(&key(), vm, &request(kind, point)).await
+}
+
+/// An unplanned failover that first tries to shut the source down (R32).
+async fn unplanned_with_shutdown(sim: &Sim, vm: &str) -> Result<FailoverOutcome, FabricError> {
+    let mut req = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
+    req.shut_down_source = true;
+    sim.fabric.failover(&key(), vm, &req).await
+}
+
+async fn phase_allows(sim: &Sim, vm: &str) -> Vec<Operation> {
+    sim.fabric.replication_status(vm).await.unwrap().allowed
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_initial_replication_takes_time_from_disk_size_and_bandwidth() {
+    let sim = sim("");
+    // 200 GiB at 102,400 Kbps: 16,384 s.
+    let job = sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap();
+    assert!(job.detail.contains("initial replication until 2026-03-02T13:33:04Z"), "{}", job.detail);
+    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    assert_eq!(status.health, Health::InitialReplication);
+    assert_eq!(status.initial_progress, Some(0));
+    sim.fabric.advance(Duration::from_secs(8192)).unwrap();
+    assert_eq!(sim.fabric.replication_status("fresh01").await.unwrap().initial_progress, Some(50));
+    sim.fabric.advance(Duration::from_secs(8192)).unwrap();
+    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    assert_eq!(status.state, "protected");
+    assert_eq!(status.latest_point, None, "the first point comes on the next 5m tick");
+    sim.fabric.advance(Duration::from_secs(120)).unwrap();
+    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    assert_eq!(status.latest_point.unwrap().time, t("2026-03-02T13:35:00Z"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_offline_initial_replication_takes_the_transfer_time() {
+    let sim = sim(r#"
+[[policies]]
+name = "offline"
+retention = "24h"
+initial_replication = "offline"
+export_path = "/export"
+import_path = "/import"
+offline_transfer = "36h"
+"#);
+    let job = sim.fabric.protect(&key(), "fresh01", "offline", &[]).await.unwrap();
+    assert!(job.detail.contains("until 2026-03-03T21:00:00Z"), "{}", job.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_failover_refused_while_initial_replication_runs() {
+    let sim = sim("");
+    sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap();
+    let err = failover(&sim, "fresh01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("R5"), "{err}");
+    sim.fabric.advance(Duration::from_secs(16_384)).unwrap();
+    let err = failover(&sim, "fresh01", FailoverKind::Test, PointChoice::LatestProcessed).await.unwrap_err();
+    assert!(err.to_string().contains("the first comes on the first 5m tick"), "{err}");
+    sim.fabric.advance(Duration::from_secs(120)).unwrap();
+    failover(&sim, "fresh01", FailoverKind::Test, PointChoice::LatestProcessed).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn r6_excluded_data_disks_are_not_copied_and_the_os_disk_cannot_be_excluded() {
+    let sim = sim("");
+    let err = sim.fabric.protect(&key(), "fresh01", "gold", &["os".into()]).await.unwrap_err();
+    assert!(matches!(err, FabricError::Disk { .. }), "{err}");
+    assert!(err.to_string().contains("OS disk"), "{err}");
+    // Half the bytes: half the time.
+    let job = sim.fabric.protect(&key(), "fresh01", "gold", &["data".into()]).await.unwrap();
+    assert!(job.detail.contains("until 2026-03-02T11:16:32Z"), "{}", job.detail);
+    // The disk set is fixed while protected.
+    let err = sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap_err();
+    assert!(err.to_string().contains("cannot protect fresh01"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r2_points_inside_retention_are_kept_and_older_ones_pruned() {
+    let sim = sim("");
+    let points = sim.fabric.recovery_points("web01").await.unwrap();
+    assert_eq!(points.len(), 24 * 12 + 1);
+    assert_eq!(points[0].time, t("2026-03-01T09:00:00Z"));
+    sim.fabric.advance(Duration::from_secs(3 * 3600)).unwrap();
+    let points = sim.fabric.recovery_points("web01").await.unwrap();
+    assert_eq!(points.len(), 24 * 12 + 1);
+    assert_eq!(points[0].time, t("2026-03-01T12:00:00Z"));
+    assert_eq!(points.last().unwrap().time, t("2026-03-02T12:00:00Z"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r3_app_consistent_points_come_at_the_policy_frequency() {
+    let sim = sim("");
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.latest_app_consistent.unwrap().time, t("2026-03-02T08:00:00Z"));
+    let app: Vec<_> = sim
+        .fabric
+        .recovery_points("web01")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.consistency == Consistency::App)
+        .collect();
+    assert_eq!(app.len(), 6, "every 4 hours over 24 hours: {app:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_replication_group_fails_over_to_a_common_point() {
+    let sim = sim("[[faults]]\nkind = \"replication-stall\"\nvm = \"sql02\"\nat = \"-1h\"\n");
+    assert_eq!(sim.fabric.recovery_points("sql01").await.unwrap(), sim.fabric.recovery_points("sql02").await.unwrap());
+    let (a, b) = tokio::join!(
+        failover(&sim, "sql01", FailoverKind::Unplanned, PointChoice::LatestProcessed),
+        failover(&sim, "sql02", FailoverKind::Unplanned, PointChoice::LatestProcessed),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.point, b.point);
+    assert_eq!(a.point.time, t("2026-03-02T08:00:00Z"), "sql02 stalled at 08:00");
+    assert_eq!(a.data_loss, Duration::from_secs(3600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_rpo_above_threshold_is_unhealthy() {
+    let sim = sim("[[faults]]\nkind = \"replication-stall\"\nvm = \"web01\"\nat = \"-20m\"\n");
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.rpo, Some(Duration::from_secs(20 * 60)));
+    assert_eq!(status.health, Health::Healthy);
+    sim.fabric.advance(Duration::from_secs(11 * 60)).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(
+        status.health,
+        Health::Unhealthy { rpo: Duration::from_secs(31 * 60), threshold: Duration::from_secs(30 * 60) }
+    );
+    assert_eq!(sim.fabric.replication_status("app01").await.unwrap().rpo, Some(Duration::from_secs(60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r14_unprotect_keeps_or_deletes_the_replica() {
+    let sim = sim("");
+    let kept = sim.fabric.unprotect(&key(), "web01", false).await.unwrap();
+    assert_eq!(kept.detail, "protection disabled; replica kept");
+    let deleted = sim.fabric.unprotect(&key(), "app01", true).await.unwrap();
+    assert_eq!(deleted.detail, "protection disabled; replica deleted");
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.state, "unprotected");
+    assert_eq!(status.health, Health::NotReplicating);
+    assert!(sim.fabric.recovery_points("web01").await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r30_test_failover_runs_in_the_isolated_network_and_leaves_production_alone() {
+    let sim = sim("");
+    let mut req = request(FailoverKind::Test, PointChoice::LatestProcessed);
+    req.test_network = Some("test-bubble".into());
+    let out = sim.fabric.failover(&key(), "web01", &req).await.unwrap();
+    assert_eq!(out.source_shutdown, SourceShutdown::Skipped);
+    assert_eq!(out.downtime, None);
+    let nic = &out.replica.nics[0];
+    assert_eq!(nic.network.as_deref(), Some("test-bubble"));
+    // The target IP does not fit the test subnet, so the replica gets one there (R9).
+    assert_eq!(nic.ip, Some("192.168.103.2".parse().unwrap()));
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.active, Side::Original);
+    assert_eq!(status.health, Health::Healthy, "production replication keeps running");
+    sim.fabric.advance(Duration::from_secs(3600)).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.latest_point.unwrap().time, t("2026-03-02T10:00:00Z"));
+    let again = sim.fabric.failover(&key(), "web01", &req).await.unwrap_err();
+    assert!(again.to_string().contains("Next: cleanup"), "{again}");
+    let cleanup = sim.fabric.cleanup_test(&key(), "web01", "drill ok, app answered").await.unwrap();
+    assert_eq!(cleanup.detail, "test replica deleted; notes: drill ok, app answered");
+    assert!(sim.fabric.replication_status("web01").await.unwrap().test_failover.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r30_test_failover_without_network_or_into_unknown_network() {
+    let sim = sim("");
+    let out = failover(&sim, "app01", FailoverKind::Test, PointChoice::LatestProcessed).await.unwrap();
+    assert_eq!(out.replica.nics[0].network, None, "no network at all");
+    let mut req = request(FailoverKind::Test, PointChoice::LatestProcessed);
+    req.test_network = Some("nowhere".into());
+    let err = sim.fabric.failover(&key(), "web01", &req).await.unwrap_err();
+    assert!(matches!(err, FabricError::UnknownTestNetwork { .. }), "{err}");
+    let err = sim.fabric.cleanup_test(&key(), "web01", "").await.unwrap_err();
+    assert!(err.to_string().contains("no test failover to clean up"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r31_planned_failover_shuts_source_down_first_and_loses_nothing() {
+    let sim = sim("");
+    let out = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    assert_eq!(out.source_shutdown, SourceShutdown::Done);
+    assert_eq!(out.data_loss, Duration::ZERO);
+    // The point is the moment the source finished shutting down (30 s).
+    assert_eq!(out.point.time, t("2026-03-02T09:00:30Z"));
+    assert_eq!(out.point.consistency, Consistency::App);
+    assert!(out.downtime.unwrap() >= Duration::from_secs(75));
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.active_site, "secondary");
+    assert!(status.state.starts_with("failed over (planned"), "{}", status.state);
+    let jobs = sim.fabric.jobs().await.unwrap();
+    assert_eq!(jobs.last().unwrap().status, JobStatus::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r31_planned_failover_to_cloud_not_offered_for_vmware_sources() {
+    let sim = open_site(CLOUD_SITE);
+    let err = failover(&sim, "files01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    assert!(matches!(err, FabricError::NotOffered { .. }), "{err}");
+    failover(&sim, "files01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_replica_name_breaking_cloud_rules_is_refused_before_failover() {
+    let sim = open_site(CLOUD_SITE);
+    let err = failover(&sim, "reporting-server01", FailoverKind::Test, PointChoice::Latest).await.unwrap_err();
+    assert!(matches!(err, FabricError::ReplicaName { .. }), "{err}");
+    assert!(err.to_string().contains("1 to 15"), "{err}");
+    assert_eq!(sim.fabric.replication_status("reporting-server01").await.unwrap().state, "protected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r32_unplanned_failover_goes_on_when_source_shutdown_fails_and_loses_changes() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web01\"\n");
+    sim.fabric.advance(Duration::from_secs(180)).unwrap();
+    let out = unplanned_with_shutdown(&sim, "web01").await.unwrap();
+    assert!(matches!(out.source_shutdown, SourceShutdown::Failed { .. }), "{:?}", out.source_shutdown);
+    assert_eq!(out.point.time, t("2026-03-02T09:00:00Z"));
+    assert_eq!(out.data_loss, Duration::from_secs(180));
+    sim.fabric.commit(&key(), "web01").await.unwrap();
+    // Not protected after an unplanned failover: reprotect is a full copy (30 GiB, 2,457.6 s
+    // after the 45 s boot and 10 s commit).
+    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    assert!(job.detail.contains("copy done at 2026-03-02T09:44:52Z"), "{}", job.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r32_a_hung_source_shutdown_is_waited_for_then_abandoned() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n");
+    let out = unplanned_with_shutdown(&sim, "web01").await.unwrap();
+    let SourceShutdown::Failed { error } = &out.source_shutdown else { panic!("{:?}", out.source_shutdown) };
+    assert!(error.contains("hung; gave up after 5m"), "{error}");
+    assert_eq!(out.finished - out.started, chrono::TimeDelta::seconds(5 * 60 + 45));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r33_latest_gives_lowest_rpo_and_latest_processed_lowest_rto() {
+    let sim = sim("");
+    sim.fabric.advance(Duration::from_secs(180)).unwrap();
+    let (latest, processed) = tokio::join!(
+        failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::Latest),
+        failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed),
+    );
+    let (latest, processed) = (latest.unwrap(), processed.unwrap());
+    assert_eq!(latest.data_loss, Duration::ZERO);
+    assert_eq!(processed.data_loss, Duration::from_secs(180));
+    // A source shut down cleanly bounds the loss at the shutdown.
+    let clean = unplanned_with_shutdown(&sim, "sql02").await.unwrap();
+    assert_eq!(clean.source_shutdown, SourceShutdown::Done);
+    let since_point = (clean.started - clean.point.time).to_std().unwrap();
+    assert_eq!(clean.data_loss, since_point + Duration::from_secs(30), "30 s of shutdown");
+    let took = |o: &FailoverOutcome| (o.finished - o.started).to_std().unwrap();
+    // web01 boots in 45 s, app01 in 60 s, yet latest takes longer: it processes first.
+    assert!(took(&latest) > took(&processed), "{:?} vs {:?}", took(&latest), took(&processed));
+    let app = failover(&sim, "app02", FailoverKind::Test, PointChoice::LatestAppConsistent).await.unwrap();
+    assert_eq!(app.point.time, t("2026-03-02T08:00:00Z"));
+    assert_eq!(app.point.consistency, Consistency::App);
+    let too_old = PointChoice::At(t("2026-02-28T09:00:00Z"));
+    let err = failover(&sim, "sql01", FailoverKind::Unplanned, too_old).await.unwrap_err();
+    assert!(err.to_string().contains("retention window"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r34_point_can_change_until_commit_and_commit_deletes_points() {
+    let sim = sim("");
+    failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    let moved =
+        sim.fabric.change_recovery_point(&key(), "web01", PointChoice::At(t("2026-03-02T08:32:00Z"))).await.unwrap();
+    assert_eq!(moved.point.time, t("2026-03-02T08:30:00Z"));
+    assert_eq!(moved.data_loss, Duration::from_secs(30 * 60));
+    assert!(!sim.fabric.recovery_points("web01").await.unwrap().is_empty());
+    sim.fabric.commit(&key(), "web01").await.unwrap();
+    assert!(sim.fabric.recovery_points("web01").await.unwrap().is_empty());
+    let err = sim.fabric.change_recovery_point(&key(), "web01", PointChoice::LatestProcessed).await.unwrap_err();
+    assert!(err.to_string().contains("committed"), "{err}");
+    let err = sim.fabric.commit(&key(), "web01").await.unwrap_err();
+    assert!(err.to_string().contains("Next: reprotect"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r35_replication_stops_when_failover_begins() {
+    let sim = sim("");
+    let before = sim.fabric.replication_status("web01").await.unwrap().latest_point;
+    failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    sim.fabric.advance(Duration::from_secs(3600)).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.health, Health::NotReplicating);
+    assert_eq!(sim.fabric.recovery_points("web01").await.unwrap().last().copied(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r35_cancel_stops_a_failover_in_progress_and_needs_reprotect() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n");
+    let fabric = sim.fabric.clone();
+    let running = tokio::spawn(async move {
+        fabric.failover("run/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await
+    });
+    // The hang lasts 5 modelled minutes: 300 ms of paused real time at speed 1000.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(phase_allows(&sim, "web01").await, vec![Operation::Cancel]);
+    sim.fabric.cancel(&key(), "web01").await.unwrap();
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, FabricError::Cancelled { .. }), "{err}");
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert!(status.state.contains("need of reprotect"), "{}", status.state);
+    assert_eq!(status.allowed, vec![Operation::Reprotect, Operation::Unprotect]);
+    let jobs = sim.fabric.jobs().await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.status).collect::<Vec<_>>(), vec![JobStatus::Cancelled, JobStatus::Succeeded]);
+    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    assert!(job.detail.contains("primary -> secondary"), "{}", job.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r36_r37_r38_the_whole_cycle_back_and_forth() {
+    let sim = sim("");
+    failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
+    assert!(err.to_string().contains("Next: change recovery point, commit"), "{err}");
+    sim.fabric.commit(&key(), "web01").await.unwrap();
+    let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
+    assert!(err.to_string().contains("Next: reprotect"), "R37: failback needs reprotect first: {err}");
+
+    // R36: replicating back, the recovery site stays active; R31: only the changes.
+    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    assert!(job.detail.contains("secondary -> primary under policy failback"), "{}", job.detail);
+    sim.fabric.advance(Duration::from_secs(600)).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.state, "protected on the recovery site");
+    assert_eq!(status.active_site, "secondary");
+    assert_eq!(status.direction, Some(("secondary".into(), "primary".into())));
+    assert_eq!(status.policy.as_deref(), Some("failback"), "R37's fixed policy");
+    let err = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("failback"), "{err}");
+
+    // R38: the recovery-site VM goes down, the original boots: downtime.
+    let back = sim.fabric.failback(&key(), "web01").await.unwrap();
+    assert_eq!(back.source_shutdown, SourceShutdown::Done);
+    assert_eq!(back.replica.site, "primary");
+    assert_eq!(back.replica.ip(), Some("10.1.3.21".parse().unwrap()));
+    assert!(back.downtime.unwrap() >= Duration::from_secs(75));
+    assert_eq!(back.data_loss, Duration::ZERO);
+    sim.fabric.commit(&key(), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    assert!(job.detail.contains("primary -> secondary under policy gold"), "{}", job.detail);
+    sim.fabric.advance(Duration::from_secs(600)).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_r9_r11_replica_gets_its_static_ip_capped_nics_and_mapped_storage() {
+    let sim = sim("");
+    let web = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    assert_eq!(web.replica.nics.len(), 1, "R8: the one-nic size caps two NICs at one");
+    assert_eq!(web.replica.nics[0].ip, Some("10.2.3.21".parse().unwrap()));
+    assert_eq!(web.replica.nics[0].addressing, Some(Addressing::Static));
+    assert_eq!(web.replica.storage, "host default location", "R11: unmapped");
+    let sql = failover(&sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    assert_eq!(sql.replica.storage, "dr-gold", "R11: gold maps to dr-gold");
+    assert_eq!(sql.replica.nics[0].subnet.as_deref(), Some("db"), "R10: same-named subnet");
+    assert_eq!(sim.fabric.addresses("sql01").await.unwrap(), sql.replica.nics);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r9_concurrent_dhcp_replicas_get_distinct_addresses() {
+    let sim = sim("");
+    let (a, b) = tokio::join!(
+        failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed),
+        failover(&sim, "app02", FailoverKind::Unplanned, PointChoice::LatestProcessed),
+    );
+    let mut ips = vec![a.unwrap().replica.ip().unwrap(), b.unwrap().replica.ip().unwrap()];
+    ips.sort();
+    assert_eq!(ips, vec!["10.2.3.2".parse::<std::net::Ipv4Addr>().unwrap(), "10.2.3.3".parse().unwrap()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r9_static_ip_not_available_fails_that_vms_failover() {
+    let site = SITE.replace(r#"reserved = ["10.2.1.99"]"#, r#"reserved = ["10.2.1.10"]"#);
+    let sim = open_site(&site);
+    let err = failover(&sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("10.2.1.10 is not available"), "{err}");
+    let status = sim.fabric.replication_status("sql01").await.unwrap();
+    assert!(status.state.contains("failed planned failover"), "{}", status.state);
+    assert_eq!(status.allowed, vec![Operation::PlannedFailover, Operation::Cancel]);
+    assert_eq!(sim.fabric.jobs().await.unwrap().last().unwrap().status, JobStatus::Failed);
+    // The other group member is not held back.
+    failover(&sim, "sql02", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_replica_of_an_unmapped_network_is_not_connected() {
+    let sim = sim("");
+    let out = failover(&sim, "bk01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    assert_eq!(out.replica.nics.len(), 1);
+    assert_eq!(out.replica.nics[0].network, None);
+    assert_eq!(out.replica.ip(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_does_not_boot_fails_and_can_be_retried_or_cancelled() {
+    let sim = sim("[[faults]]\nkind = \"boot-failure\"\nvm = \"app01\"\n");
+    let err = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap_err();
+    assert!(err.to_string().contains("did not boot"), "{err}");
+    let err = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap_err();
+    assert!(err.to_string().contains("did not boot"), "a retry is allowed and fails the same way: {err}");
+    sim.fabric.cancel(&key(), "app01").await.unwrap();
+    // The address it held is free again.
+    let other = failover(&sim, "app02", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    assert_eq!(other.replica.ip(), Some("10.2.3.2".parse().unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_idempotency_key_does_the_work_once() {
+    let sim = sim("");
+    let req = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
+    let first = sim.fabric.failover("run/7/step/1", "web01", &req).await.unwrap();
+    let second = sim.fabric.failover("run/7/step/1", "web01", &req).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(sim.fabric.jobs().await.unwrap().len(), 1);
+    assert_eq!(sim.fabric.call_counts()["run/7/step/1"], 2);
+    // A refusal is an outcome too: replayed, not re-evaluated.
+    let refused = sim.fabric.commit("run/7/step/2", "sql01").await.unwrap_err();
+    assert_eq!(sim.fabric.commit("run/7/step/2", "sql01").await.unwrap_err(), refused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_and_clock_survive_between_commands() {
+    let sim = sim("");
+    failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    sim.fabric.advance(Duration::from_secs(60)).unwrap();
+    let (clock, status, jobs) =
+        (sim.fabric.now(), sim.fabric.replication_status("web01").await.unwrap(), sim.fabric.jobs().await.unwrap());
+    let sim = sim.reopen();
+    assert_eq!(sim.fabric.now(), clock);
+    assert_eq!(sim.fabric.replication_status("web01").await.unwrap(), status);
+    assert_eq!(sim.fabric.jobs().await.unwrap(), jobs);
+    let replay = sim.fabric.failover("run/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await;
+    assert!(replay.is_err(), "web01 already failed over");
+}
+
+#[tokio::test(start_paused = true)]
+async fn power_operations_follow_the_vm_and_its_faults() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-failure\"\nvm = \"app01\"\n");
+    let job = sim.fabric.shutdown(&key(), "web01").await.unwrap();
+    assert_eq!(job.finished.unwrap() - job.started, chrono::TimeDelta::seconds(30));
+    assert_eq!(sim.fabric.shutdown(&key(), "web01").await.unwrap().detail, "already off");
+    sim.fabric.start(&key(), "web01").await.unwrap();
+    let err = sim.fabric.shutdown(&key(), "app01").await.unwrap_err();
+    assert!(err.to_string().contains("refused to shut down"), "{err}");
+    assert!(matches!(sim.fabric.start(&key(), "nope").await, Err(FabricError::UnknownVm { .. })));
+}

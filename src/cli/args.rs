@@ -1,0 +1,79 @@
+//! The command line's grammar (clap). DESIGN.md fixes the command names; tests use them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "drplan", version, about = "Disaster-recovery plans as code, checked, drilled and run")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The state directory: the simulated datacenter's state and the run journal.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".drplan")]
+    pub state: PathBuf,
+    /// The site file [default: site.toml beside the plan, or in the current directory].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub site: Option<PathBuf>,
+    /// Answer yes to confirmations (required without a terminal).
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Protection state, recovery points, RPO and health of every VM.
+    Status {
+        /// Only these VMs.
+        vms: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Enables protection: initial replication starts (R1-R6).
+    Protect {
+        #[arg(required = true)]
+        vms: Vec<String>,
+        /// The replication policy, from the site file.
+        #[arg(long)]
+        policy: String,
+        /// A data disk to leave out of replication (R6); repeat for several.
+        #[arg(long = "exclude-disk", value_name = "DISK")]
+        exclude_disks: Vec<String>,
+    },
+    /// Disables protection (R14).
+    Unprotect {
+        #[arg(required = true)]
+        vms: Vec<String>,
+        /// Also delete the replica's disks on the recovery site.
+        #[arg(long)]
+        delete_replica: bool,
+    },
+    /// The recovery points a VM can fail over to now (R2, R12).
+    Points { vm: String },
+    /// Every operation the fabric has run, with status and timings.
+    Jobs {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Makes modelled time pass in the simulated datacenter (e.g. 30m, 2h, 1d).
+    Advance {
+        #[arg(value_name = "DURATION")]
+        by: String,
+    },
+}

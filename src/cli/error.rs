@@ -1,0 +1,41 @@
+//! Everything a command can fail with, and the exit code each maps to.
+
+use std::path::PathBuf;
+
+use crate::fabric::FabricError;
+use crate::model::site_file::SiteFileErrors;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    SiteFile(#[from] SiteFileErrors),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("no site file: {0}")]
+    NoSiteFile(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("this changes the recovery site; without a terminal to confirm on, pass --yes")]
+    NeedsConfirmation,
+    #[error("cancelled: nothing was changed")]
+    Declined,
+    #[error("{failed} of {total} operations failed")]
+    SomeFailed { failed: usize, total: usize },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    /// DESIGN.md: 1 for a failure of the plan, the run or its inputs, 2 for bad usage.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}

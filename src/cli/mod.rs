@@ -1,0 +1,59 @@
+//! The command line: parses arguments, runs the command on a tokio runtime, prints its
+//! output and maps errors to exit codes (0 success, 1 failure, 2 bad usage).
+
+mod args;
+mod context;
+mod error;
+mod inspect;
+mod protection;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+use args::Command;
+pub use error::CliError;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    match run(&cli) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "drplan=debug",
+        _ => "drplan=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: &Cli) -> Result<String, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
+    let global = &cli.global;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Status { vms, format } => inspect::status(global, vms, *format).await,
+            Command::Points { vm } => inspect::points(global, vm).await,
+            Command::Jobs { format } => inspect::jobs(global, *format).await,
+            Command::Advance { by } => inspect::advance(global, by),
+            Command::Protect { vms, policy, exclude_disks } => {
+                protection::protect(global, vms, policy, exclude_disks).await
+            }
+            Command::Unprotect { vms, delete_replica } => protection::unprotect(global, vms, *delete_replica).await,
+        }
+    })
+}

@@ -1,0 +1,5 @@
+//! Reports for people and programs: text tables for terminals, JSON for tools.
+
+pub mod jobs;
+pub mod status;
+pub mod table;
