@@ -575,41 +575,68 @@ async fn r35_cancel_stops_a_failover_in_progress_and_needs_reprotect() {
     assert!(job.detail.contains("primary -> secondary"), "{}", job.detail);
 }
 
+/// Planned failover of web01, commit, reprotect, and the copy back done: web01 runs on
+/// the recovery site, protected towards its original site.
+async fn reprotected_on_recovery_site() -> Sim {
+    let sim = sim("");
+    failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    sim.fabric.commit(&key(), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    // R31: after a planned failover only the changes since go back: seconds, not hours.
+    assert!(job.detail.contains("copy done at 2026-03-02T09:01:"), "{}", job.detail);
+    sim.fabric.advance(Duration::from_secs(600)).unwrap();
+    sim
+}
+
 #[tokio::test(start_paused = true)]
-async fn r36_r37_r38_the_whole_cycle_back_and_forth() {
+async fn r36_reprotect_replicates_back_while_the_recovery_site_stays_active() {
+    let sim = reprotected_on_recovery_site().await;
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert_eq!(status.state, "protected on the recovery site");
+    assert_eq!(status.active_site, "secondary");
+    assert_eq!(status.direction, Some(("secondary".into(), "primary".into())));
+    assert_eq!(status.health, Health::Healthy);
+    let err = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("going back is a failback"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r37_failback_needs_reprotect_runs_under_the_fixed_policy_then_reprotects_forward() {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
     let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
     assert!(err.to_string().contains("Next: change recovery point, commit"), "{err}");
     sim.fabric.commit(&key(), "web01").await.unwrap();
     let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
-    assert!(err.to_string().contains("Next: reprotect"), "R37: failback needs reprotect first: {err}");
+    assert!(err.to_string().contains("Next: reprotect"), "failback needs reprotect first: {err}");
 
-    // R36: replicating back, the recovery site stays active; R31: only the changes.
-    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
-    assert!(job.detail.contains("secondary -> primary under policy failback"), "{}", job.detail);
-    sim.fabric.advance(Duration::from_secs(600)).unwrap();
+    let sim = reprotected_on_recovery_site().await;
     let status = sim.fabric.replication_status("web01").await.unwrap();
-    assert_eq!(status.state, "protected on the recovery site");
-    assert_eq!(status.active_site, "secondary");
-    assert_eq!(status.direction, Some(("secondary".into(), "primary".into())));
-    assert_eq!(status.policy.as_deref(), Some("failback"), "R37's fixed policy");
-    let err = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
-    assert!(err.to_string().contains("failback"), "{err}");
-
-    // R38: the recovery-site VM goes down, the original boots: downtime.
-    let back = sim.fabric.failback(&key(), "web01").await.unwrap();
-    assert_eq!(back.source_shutdown, SourceShutdown::Done);
-    assert_eq!(back.replica.site, "primary");
-    assert_eq!(back.replica.ip(), Some("10.1.3.21".parse().unwrap()));
-    assert!(back.downtime.unwrap() >= Duration::from_secs(75));
-    assert_eq!(back.data_loss, Duration::ZERO);
+    assert_eq!(status.policy.as_deref(), Some("failback"), "the fixed failback policy");
+    sim.fabric.advance(Duration::from_secs(3600)).unwrap();
+    let app = sim.fabric.replication_status("web01").await.unwrap().latest_app_consistent.unwrap();
+    assert_eq!(app.time, t("2026-03-02T10:00:00Z"), "app-consistent every hour");
+    sim.fabric.failback(&key(), "web01").await.unwrap();
     sim.fabric.commit(&key(), "web01").await.unwrap();
     let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
     assert!(job.detail.contains("primary -> secondary under policy gold"), "{}", job.detail);
     sim.fabric.advance(Duration::from_secs(600)).unwrap();
     let status = sim.fabric.replication_status("web01").await.unwrap();
     assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r38_failback_shuts_the_recovery_vm_down_and_boots_the_original_with_downtime() {
+    let sim = reprotected_on_recovery_site().await;
+    let back = sim.fabric.failback(&key(), "web01").await.unwrap();
+    assert_eq!(back.source_shutdown, SourceShutdown::Done, "the recovery-site VM went down first");
+    assert_eq!(back.replica.site, "primary");
+    assert_eq!(back.replica.host, "hv-p01", "the original VM, on its own host");
+    assert_eq!(back.replica.ip(), Some("10.1.3.21".parse().unwrap()));
+    // Shutdown 30 s + boot 45 s, plus the last sync.
+    assert!(back.downtime.unwrap() >= Duration::from_secs(75), "{:?}", back.downtime);
+    assert_eq!(back.data_loss, Duration::ZERO);
+    assert_eq!(sim.fabric.addresses("web01").await.unwrap(), back.replica.nics);
 }
 
 #[tokio::test(start_paused = true)]
