@@ -121,9 +121,7 @@ impl SimFabric {
                     crate::model::format_time(landed.point.time),
                     crate::model::HumanDuration(landed.data_loss)
                 );
-                let job = state.finish_job(job, JobStatus::Succeeded, t, detail);
-                self.clock.reached(t);
-                state.save(self.clock.now(), Changes { vms: vec![name], jobs: vec![job.id], ..Changes::default() })?;
+                let job = self.close_job(&mut state, job, name, JobStatus::Succeeded, t, detail)?;
                 Ok(FailoverOutcome {
                     vm: name.into(),
                     kind,
@@ -148,9 +146,7 @@ impl SimFabric {
                     (false, Side::Recovery) => {}
                 }
                 let status = if cancelled { JobStatus::Cancelled } else { JobStatus::Failed };
-                let job = state.finish_job(job, status, t, error.to_string());
-                self.clock.reached(t);
-                state.save(self.clock.now(), Changes { vms: vec![name], jobs: vec![job.id], ..Changes::default() })?;
+                self.close_job(&mut state, job, name, status, t, error.to_string())?;
                 Err(error)
             }
         }
@@ -247,9 +243,7 @@ impl SimFabric {
         let mut state = self.lock();
         state.record(name).protection.change_point(point, data_loss);
         let detail = format!("point {}", crate::model::format_time(point.time));
-        let job = state.finish_job(job, JobStatus::Succeeded, t, detail);
-        self.clock.reached(t);
-        state.save(self.clock.now(), Changes { vms: vec![name], jobs: vec![job.id], ..Changes::default() })?;
+        let job = self.close_job(&mut state, job, name, JobStatus::Succeeded, t, detail)?;
         Ok(FailoverOutcome {
             vm: name.into(),
             kind,

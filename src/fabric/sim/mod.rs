@@ -211,6 +211,23 @@ impl SimFabric {
         result
     }
 
+    /// Ends an operation: closes its job at `t`, moves the clock there and saves the
+    /// VM's record with the job in one transaction.
+    fn close_job(
+        &self,
+        state: &mut SimState,
+        job: u64,
+        vm: &str,
+        status: JobStatus,
+        t: Timestamp,
+        detail: String,
+    ) -> FabricResult<Job> {
+        let job = state.finish_job(job, status, t, detail);
+        self.clock.reached(t);
+        state.save(self.clock.now(), Changes { vms: vec![vm], jobs: vec![job.id], ..Changes::default() })?;
+        Ok(job)
+    }
+
     /// Spends modelled time on an operation of `vm`, cut short if it is cancelled.
     async fn spend(
         &self,

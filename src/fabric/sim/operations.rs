@@ -53,9 +53,7 @@ impl SimFabric {
             Ok(()) => (JobStatus::Succeeded, effect(self, record, t)),
             Err(refusal) => (JobStatus::Failed, refusal.to_string()),
         };
-        let job = state.finish_job(job, status, t, detail.clone());
-        self.clock.reached(t);
-        state.save(self.clock.now(), Changes { vms: vec![vm], jobs: vec![job.id], ..Changes::default() })?;
+        let job = self.close_job(&mut state, job, vm, status, t, detail.clone())?;
         match status {
             JobStatus::Succeeded => Ok(job),
             _ => Err(FabricError::Refused { message: detail }),
@@ -280,9 +278,7 @@ impl SimFabric {
             }
             Err(e) => (JobStatus::Failed, e.to_string()),
         };
-        let job = state.finish_job(job, status, t, detail);
-        self.clock.reached(t);
-        state.save(self.clock.now(), Changes { vms: vec![name], jobs: vec![job.id], ..Changes::default() })?;
+        let job = self.close_job(&mut state, job, name, status, t, detail)?;
         result.map(|()| job)
     }
 
