@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fabric;
+pub mod plan;
 pub mod model;
 pub mod report;
 pub mod store;

@@ -1,0 +1,103 @@
+//! Actions: the steps a plan runs around its failovers (scripts, hooks), as trait
+//! objects. The script layer makes them from Rhai closures; the engine only runs them,
+//! never knowing what language they were written in.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::source::SourcePos;
+use crate::fabric::ReplicationStatus;
+use crate::model::{FailoverKind, Timestamp};
+
+/// A VM of the run as actions see it, with its replica's address once it is up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmView {
+    pub name: String,
+    /// The group of the plan it belongs to.
+    pub group: String,
+    /// The address DNS pointed at before the failover.
+    pub source_ip: Option<Ipv4Addr>,
+    /// The replica's address; `None` until it is up, or when not connected (R10).
+    pub ip: Option<Ipv4Addr>,
+    pub replica_name: String,
+    pub site: Option<String>,
+    pub host: Option<String>,
+    pub network: Option<String>,
+    pub dns: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    /// "pending", "running", "succeeded", "failed", "skipped".
+    pub state: String,
+}
+
+/// The event that triggered a hook (`plan.on("vm.failed", ...)`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventView {
+    /// e.g. "vm.failed", "group.succeeded".
+    pub kind: String,
+    pub group: Option<String>,
+    pub vm: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What an action sees when it runs.
+#[derive(Clone)]
+pub struct ActionContext {
+    pub run_id: String,
+    pub plan: String,
+    pub kind: FailoverKind,
+    pub dry_run: bool,
+    /// The group whose action this is, if any.
+    pub group: Option<String>,
+    /// The VM of a per-VM action.
+    pub vm: Option<String>,
+    /// Every VM of the plan, by name.
+    pub vms: Arc<BTreeMap<String, VmView>>,
+    /// The isolated network of a test failover (R30).
+    pub test_network: Option<String>,
+    /// For hooks: the event that fired.
+    pub event: Option<EventView>,
+    /// The world the action may act on, through the engine.
+    pub services: Arc<dyn Services>,
+}
+
+/// What actions may do outside themselves. The engine provides it: in a dry run it
+/// records the calls and does nothing (DESIGN.md: no side effect anywhere).
+#[async_trait]
+pub trait Services: Send + Sync {
+    /// The run's clock (modelled time on the simulated fabric).
+    fn now(&self) -> Timestamp;
+    /// A line for the run's log and event stream.
+    fn log(&self, message: &str);
+    /// R50: points `name`'s A record at `ip`.
+    async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String>;
+    /// R50: checks, by asking the authoritative server, that `name` resolves to `ip`.
+    async fn dns_verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), String>;
+    /// R15: a VM's replication state, points, RPO and health.
+    async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String>;
+    /// Lets time pass (modelled time on the simulated fabric).
+    async fn wait(&self, duration: Duration) -> Result<(), String>;
+    /// Whether a replica answers on a TCP port, trying until `timeout`.
+    async fn wait_port(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String>;
+}
+
+/// An action failed; `at` points at the script line that failed, when known.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub message: String,
+    pub at: Option<SourcePos>,
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// Where the action was written; listings and errors show it.
+    fn at(&self) -> &SourcePos;
+    /// A short description for step lists, e.g. "post action" or the closure's text.
+    fn label(&self) -> String;
+    async fn run(&self, ctx: ActionContext) -> Result<(), ActionError>;
+}
