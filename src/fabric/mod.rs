@@ -6,6 +6,7 @@
 //! Every mutating call takes an idempotency key (`run/step/attempt` when the engine
 //! calls): the same key twice does the work once and returns the first outcome.
 
+pub mod dns;
 pub mod sim;
 
 use std::net::Ipv4Addr;
@@ -214,4 +215,7 @@ pub trait Fabric: Send + Sync {
 
     /// Every job, oldest first.
     async fn jobs(&self) -> FabricResult<Vec<Job>>;
+
+    /// Lets `duration` pass on the fabric's clock (a wait step, a retry's backoff).
+    async fn wait(&self, duration: Duration);
 }

@@ -50,8 +50,19 @@ pub struct SimStore {
 impl SimStore {
     pub fn open(dir: &StateDir) -> Result<SimStore, StoreError> {
         let path = dir.file("sim.db");
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        Self::prepare(conn, path)
+    }
+
+    /// A store that lives and dies in memory: what a dry run writes, nobody keeps.
+    pub fn in_memory() -> Result<SimStore, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        Self::prepare(conn, path)
+    }
+
+    fn prepare(conn: Connection, path: PathBuf) -> Result<SimStore, StoreError> {
         let fail = |source| StoreError::Sqlite { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(fail)?;
         // WAL with synchronous=NORMAL survives any process crash without corruption; only
         // an OS crash could lose the last commits, which a simulation can afford.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;

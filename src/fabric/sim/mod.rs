@@ -98,7 +98,15 @@ impl SimState {
 impl SimFabric {
     /// Opens the simulation of `inventory` kept in `dir`, creating it on first use.
     pub fn open(inventory: Arc<Inventory>, dir: &StateDir) -> Result<SimFabric, StoreError> {
-        let store = SimStore::open(dir)?;
+        Self::with_store(inventory, SimStore::open(dir)?)
+    }
+
+    /// The simulation as the site file starts it, kept in memory only.
+    pub fn in_memory(inventory: Arc<Inventory>) -> Result<SimFabric, StoreError> {
+        Self::with_store(inventory, SimStore::in_memory()?)
+    }
+
+    fn with_store(inventory: Arc<Inventory>, store: SimStore) -> Result<SimFabric, StoreError> {
         let now = store.clock()?.unwrap_or(inventory.simulation.start);
         let mut vms: BTreeMap<String, VmRecord> = store.vms()?.into_iter().collect();
         let jobs = store.jobs()?;
@@ -120,6 +128,38 @@ impl SimFabric {
         let clock = SimClock::new(now, inventory.simulation.speed);
         let state = SimState { vms, jobs, calls, store };
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
+    }
+
+    /// A copy of this simulation that keeps its state in memory only, paced at `speed`:
+    /// what a dry run runs against, so the real state is never touched.
+    pub fn scratch_copy(&self, speed: u32) -> Result<SimFabric, StoreError> {
+        let state = self.lock();
+        let copy = SimState {
+            vms: state.vms.clone(),
+            jobs: state.jobs.clone(),
+            calls: state.calls.clone(),
+            store: SimStore::in_memory()?,
+        };
+        Ok(SimFabric {
+            inventory: self.inventory.clone(),
+            clock: SimClock::new(self.clock.now(), speed),
+            state: Mutex::new(copy),
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Each VM's protection state now, for validating a plan without calling the fabric.
+    pub fn protection(&self) -> BTreeMap<String, ProtectionState> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state
+            .vms
+            .iter_mut()
+            .map(|(name, record)| {
+                record.settle(now);
+                (name.clone(), record.protection.clone())
+            })
+            .collect()
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -238,7 +278,9 @@ impl SimFabric {
         what: &str,
     ) -> FabricResult<()> {
         match cancel {
+            // Biased: the same order every time, so dry runs print the same bytes.
             Some(cancel) => tokio::select! {
+                biased;
                 _ = self.clock.pace(d) => {}
                 _ = cancel.notified() => return Err(FabricError::Cancelled { vm: vm.into(), what: what.into() }),
             },
@@ -320,6 +362,12 @@ impl Fabric for SimFabric {
 
     async fn jobs(&self) -> FabricResult<Vec<Job>> {
         Ok(self.lock().jobs.clone())
+    }
+
+    async fn wait(&self, duration: Duration) {
+        let start = self.clock.now();
+        self.clock.pace(duration).await;
+        self.clock.reached(start + delta(duration));
     }
 }
 

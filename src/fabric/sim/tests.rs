@@ -741,3 +741,25 @@ async fn power_operations_follow_the_vm_and_its_faults() {
     assert!(err.to_string().contains("refused to shut down"), "{err}");
     assert!(matches!(sim.fabric.start(&key(), "nope").await, Err(FabricError::UnknownVm { .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_scratch_copy_acts_without_touching_the_real_state() {
+    let sim = sim("");
+    let before = std::fs::read(sim.dir.path().join("sim.db")).unwrap();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let scratch = sim.fabric.scratch_copy(1).unwrap();
+    scratch.failover("dry/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await.unwrap();
+    assert!(scratch.replication_status("web01").await.unwrap().state.starts_with("failed over"));
+    assert_eq!(sim.fabric.replication_status("web01").await.unwrap(), status);
+    assert!(sim.fabric.jobs().await.unwrap().is_empty());
+    assert_eq!(std::fs::read(sim.dir.path().join("sim.db")).unwrap(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
+    let sim = sim("");
+    let real = tokio::time::Instant::now();
+    sim.fabric.wait(Duration::from_secs(600)).await;
+    assert_eq!(sim.fabric.now(), t("2026-03-02T09:10:00Z"));
+    assert_eq!(real.elapsed(), Duration::from_millis(600), "speed 1000");
+}
