@@ -5,8 +5,9 @@
 //! plan calls, and the simulated datacenter), `cli` (the command line).
 
 pub mod cli;
+pub mod engine;
 pub mod fabric;
-pub mod plan;
 pub mod model;
+pub mod plan;
 pub mod report;
 pub mod store;

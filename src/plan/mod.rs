@@ -5,12 +5,14 @@
 
 pub mod action;
 pub mod source;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::{Action, ActionContext, ActionError, EventView, Services, VmView};
 pub use source::SourcePos;
+pub use validate::{Finding, ResolvedGroup, ResolvedPlan, Severity, Validation, validate};
 
 /// A recovery plan.
 #[derive(Clone)]
@@ -54,7 +56,10 @@ pub struct Group {
 pub enum Selector {
     Vm(String),
     /// Every VM of the plan's source site with this tag value.
-    Tag { key: String, value: String },
+    Tag {
+        key: String,
+        value: String,
+    },
     /// Every VM of a replication group (R12).
     ReplicationGroup(String),
 }

@@ -1,5 +1,6 @@
 //! Reports for people and programs: text tables for terminals, JSON for tools.
 
 pub mod jobs;
+pub mod run;
 pub mod status;
 pub mod table;

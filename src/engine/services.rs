@@ -1,0 +1,93 @@
+//! The `Services` an action gets: the world as the engine lets scripts touch it. Every
+//! call is published as an event, so a dry run lists exactly what each action would do;
+//! in a dry run nothing leaves the process (DNS goes to a recording updater).
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::event::{EventKind, Scope};
+use super::executor::RunState;
+use crate::fabric::ReplicationStatus;
+use crate::model::{HumanDuration, Timestamp};
+use crate::plan::Services;
+
+pub struct StepServices {
+    run: Arc<RunState>,
+    scope: Scope,
+    /// In a dry run, time an action waits is spent after it returns: the virtual clock
+    /// cannot move while a blocking script thread holds it.
+    deferred_wait: Mutex<Duration>,
+}
+
+impl StepServices {
+    pub fn new(run: Arc<RunState>, scope: Scope) -> Self {
+        StepServices { run, scope, deferred_wait: Mutex::new(Duration::ZERO) }
+    }
+
+    pub fn take_deferred_wait(&self) -> Duration {
+        std::mem::take(&mut *self.deferred_wait.lock().expect("wait lock"))
+    }
+
+    fn call(&self, what: String) {
+        self.run.publish(EventKind::Call, &self.scope, Some(what), None);
+    }
+}
+
+#[async_trait]
+impl Services for StepServices {
+    fn now(&self) -> Timestamp {
+        self.run.fabric.now()
+    }
+
+    fn log(&self, message: &str) {
+        self.run.publish(EventKind::Log, &self.scope, Some(message.into()), None);
+    }
+
+    async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
+        self.call(format!("dns.point {name} A {ip}"));
+        self.run.dns.point(name, ip).await.map_err(|e| e.to_string())
+    }
+
+    async fn dns_verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
+        self.call(format!("dns.verify {name} A {ip}"));
+        let found = self.run.dns.lookup(name).await.map_err(|e| e.to_string())?;
+        if found == [ip] {
+            Ok(())
+        } else {
+            let found = if found.is_empty() {
+                "nothing".to_string()
+            } else {
+                found.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+            };
+            Err(format!("{name} resolves to {found}, not {ip}"))
+        }
+    }
+
+    async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String> {
+        self.run.fabric.replication_status(vm).await.map_err(|e| e.to_string())
+    }
+
+    async fn wait(&self, duration: Duration) -> Result<(), String> {
+        self.call(format!("wait {}", HumanDuration(duration)));
+        if self.run.spec.dry_run {
+            *self.deferred_wait.lock().expect("wait lock") += duration;
+        } else {
+            self.run.fabric.wait(duration).await;
+        }
+        Ok(())
+    }
+
+    async fn wait_port(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String> {
+        self.call(format!("wait_port {ip}:{port} (up to {})", HumanDuration(timeout)));
+        // A replica of this run answers once it is up; the simulated fabric has no
+        // sockets, so that is what answering means here.
+        if self.run.spec.dry_run || self.run.is_running_replica(ip) {
+            Ok(())
+        } else {
+            Err(format!("nothing of this run answers at {ip}:{port}"))
+        }
+    }
+}

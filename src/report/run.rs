@@ -1,0 +1,232 @@
+//! The report of a run or a dry run: the ordered steps, the timeline of every group and
+//! VM, and the RTO achieved (or predicted) against the plan's target. Built from the
+//! run's events alone, so a journal replay gives the same report as the live run.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::table;
+use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
+use crate::model::{FailoverKind, HumanDuration, PointChoice, Timestamp, format_time};
+
+/// What the run was asked to do, for the report's header.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunHeader {
+    pub plan: String,
+    pub source: String,
+    pub target: String,
+    pub kind: FailoverKind,
+    pub point: PointChoice,
+    pub dry_run: bool,
+    #[serde(with = "millis_opt")]
+    pub rto_target: Option<Duration>,
+}
+
+/// A span on the timeline, as offsets from the run's start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    pub name: String,
+    #[serde(rename = "start_ms")]
+    #[serde(with = "millis")]
+    pub start: Duration,
+    #[serde(rename = "end_ms")]
+    #[serde(with = "millis")]
+    pub end: Duration,
+    /// "succeeded", "failed", "skipped".
+    pub status: String,
+    /// Where a VM landed, or why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupTimeline {
+    #[serde(flatten)]
+    pub span: Span,
+    pub vms: Vec<Span>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub header: RunHeader,
+    pub run_id: String,
+    pub status: RunStatus,
+    pub started: Timestamp,
+    pub finished: Timestamp,
+    /// The run's duration: the RTO achieved, or predicted by a dry run.
+    #[serde(rename = "rto_ms")]
+    #[serde(with = "millis")]
+    pub rto: Duration,
+    pub rto_met: Option<bool>,
+    pub groups: Vec<GroupTimeline>,
+    pub steps: Vec<Event>,
+}
+
+fn offset(start: Timestamp, at: Timestamp) -> Duration {
+    (at - start).to_std().unwrap_or_default()
+}
+
+impl RunReport {
+    pub fn new(header: RunHeader, outcome: &RunOutcome) -> RunReport {
+        let start = outcome.started;
+        let rto = offset(start, outcome.finished);
+        let mut groups: Vec<GroupTimeline> = Vec::new();
+        for event in &outcome.events {
+            let at = offset(start, event.at);
+            let Some(group_name) = &event.group else { continue };
+            if event.kind == EventKind::GroupStarted || !groups.iter().any(|g| &g.span.name == group_name) {
+                let span =
+                    Span { name: group_name.clone(), start: at, end: at, status: "running".into(), detail: None };
+                groups.push(GroupTimeline { span, vms: Vec::new() });
+            }
+            let group = groups.iter_mut().rev().find(|g| &g.span.name == group_name).expect("just added");
+            group.span.end = group.span.end.max(at);
+            match event.kind {
+                EventKind::GroupSucceeded => group.span.status = "succeeded".into(),
+                EventKind::GroupFailed => {
+                    group.span.status = "failed".into();
+                    group.span.detail = event.detail.clone();
+                }
+                _ => {}
+            }
+            let Some(vm_name) = &event.vm else { continue };
+            if !group.vms.iter().any(|v| &v.name == vm_name) {
+                group.vms.push(Span {
+                    name: vm_name.clone(),
+                    start: at,
+                    end: at,
+                    status: "running".into(),
+                    detail: None,
+                });
+            }
+            let vm = group.vms.iter_mut().find(|v| &v.name == vm_name).expect("just added");
+            vm.end = vm.end.max(at);
+            match event.kind {
+                EventKind::VmSucceeded => {
+                    vm.status = "succeeded".into();
+                    vm.detail = event.detail.clone();
+                }
+                EventKind::VmFailed => {
+                    vm.status = "failed".into();
+                    vm.detail = event.detail.clone();
+                }
+                EventKind::VmSkipped => vm.status = "skipped".into(),
+                _ => {}
+            }
+        }
+        for group in &mut groups {
+            if group.span.status == "running" && group.vms.iter().all(|v| v.status == "skipped") {
+                group.span.status = "skipped".into();
+            }
+        }
+        RunReport {
+            rto_met: header.rto_target.map(|target| rto <= target),
+            header,
+            run_id: outcome.run_id.clone(),
+            status: outcome.status,
+            started: outcome.started,
+            finished: outcome.finished,
+            rto,
+            groups,
+            steps: outcome.events.clone(),
+        }
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialize") + "\n"
+    }
+
+    pub fn human(&self) -> String {
+        let h = &self.header;
+        let what = if h.dry_run { "Dry run" } else { "Run" };
+        let mut out = format!(
+            "{what} of plan {:?}: {} failover from {} to {}, recovery point {}\n",
+            h.plan, h.kind, h.source, h.target, h.point
+        );
+        if h.dry_run {
+            out.push_str("Nothing was changed: the fabric, DNS and the clock were simulated.\n");
+        }
+        out.push_str(&format!("\nSteps (modelled time from {}):\n", format_time(self.started)));
+        let rows: Vec<Vec<String>> = self.steps.iter().map(|e| step_row(self.started, e)).collect();
+        out.push_str(&indent(&table::render(&["AT", "EVENT", "GROUP", "VM", "STEP", "DETAIL"], &rows)));
+        out.push_str("\nTimeline:\n");
+        let mut rows = Vec::new();
+        for group in &self.groups {
+            rows.push(span_row(&group.span, ""));
+            for vm in &group.vms {
+                rows.push(span_row(vm, "  "));
+            }
+        }
+        out.push_str(&indent(&table::render(&["GROUP / VM", "START", "END", "TOOK", "STATUS", "DETAIL"], &rows)));
+        let verdict = match (h.rto_target, self.rto_met) {
+            (Some(target), Some(true)) => format!(" (target {}: met)", HumanDuration(target)),
+            (Some(target), _) => {
+                format!(" (target {}: MISSED by {})", HumanDuration(target), HumanDuration(self.rto - target))
+            }
+            _ => " (the plan sets no RTO target)".into(),
+        };
+        let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
+        let status = match self.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "FAILED",
+        };
+        out.push_str(&format!(
+            "\n{which}: {} = {} ms{verdict}; the run {status}.\n",
+            HumanDuration(self.rto),
+            self.rto.as_millis()
+        ));
+        out
+    }
+}
+
+fn plus(d: Duration) -> String {
+    format!("+{}", HumanDuration(d))
+}
+
+fn step_row(start: Timestamp, e: &Event) -> Vec<String> {
+    vec![
+        plus(offset(start, e.at)),
+        e.kind.name().into(),
+        e.group.clone().unwrap_or_default(),
+        e.vm.clone().unwrap_or_default(),
+        e.step.clone().unwrap_or_default(),
+        e.detail.clone().unwrap_or_default(),
+    ]
+}
+
+fn span_row(span: &Span, prefix: &str) -> Vec<String> {
+    vec![
+        format!("{prefix}{}", span.name),
+        plus(span.start),
+        plus(span.end),
+        HumanDuration(span.end - span.start).to_string(),
+        span.status.clone(),
+        span.detail.clone().unwrap_or_default(),
+    ]
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Durations as whole milliseconds in JSON.
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+mod millis_opt {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+}
