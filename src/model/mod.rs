@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod inventory;
 pub mod job;
+pub mod names;
 pub mod network;
 pub mod policy;
 pub mod protection;

@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use super::duration::{HumanDuration, parse_duration};
 use super::inventory::{Fault, InitialProtection, Inventory, ReplicationGroup, Simulation};
+use super::names::list;
 use super::network::{Ipv4Net, Network, NetworkMapping, Subnet};
 use super::policy::{
     CopyFrequency, FAILBACK_POLICY_NAME, InitialReplication, PolicyError, ReplicationPolicy, StorageTier, Throttle,
@@ -1127,17 +1128,6 @@ fn parse_hours(text: &str) -> Result<(u32, u32), String> {
 }
 
 /// Names for a message, the first few only: an inventory may hold thousands of VMs.
-fn list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
-    const SHOWN: usize = 10;
-    let names: Vec<S> = names.collect();
-    let shown = names.iter().take(SHOWN).map(AsRef::as_ref).collect::<Vec<&str>>().join(", ");
-    match names.len() {
-        0 => "none".into(),
-        n if n > SHOWN => format!("{shown}, and {} more", n - SHOWN),
-        _ => shown,
-    }
-}
-
 fn list_pairings(pairings: &[Pairing]) -> String {
     list(pairings.iter().map(|p| format!("{} -> {}", p.source, p.target)))
 }

@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use super::{Group, Member, Plan, Selector, SourcePos, Step};
+use crate::model::names::{did_you_mean, list};
 use crate::model::network::mapped_network;
 use crate::model::vm::{check_replica_name, replica_nic_count};
 use crate::model::{
@@ -604,43 +605,6 @@ impl<'a> Validator<'a> {
                 self.report(self.severity(scope), p.at, &p.vm.name, Some("R9"), message);
             }
         }
-    }
-}
-
-/// " (did you mean X?)" for the candidate closest to `name`, within 2 edits.
-fn did_you_mean<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> String {
-    candidates
-        .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance)
-        .map_or_else(String::new, |(_, candidate)| format!(" (did you mean {candidate}?)"))
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// Names for a message: at most ten, then how many more.
-fn list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
-    const SHOWN: usize = 10;
-    let names: Vec<S> = names.collect();
-    let shown = names.iter().take(SHOWN).map(AsRef::as_ref).collect::<Vec<_>>().join(", ");
-    match names.len() {
-        0 => "none".into(),
-        n if n > SHOWN => format!("{shown}, and {} more", n - SHOWN),
-        _ => shown,
     }
 }
 
@@ -1310,13 +1274,5 @@ nics = [{ network = "prod-dr", subnet = "web", ip = "10.2.3.99" }]
         assert_eq!(json["severity"], "error");
         assert_eq!(json["at"], "plan.rhai:3:5");
         assert!(v.has_errors());
-    }
-
-    #[test]
-    fn edit_distance_counts_insertions_deletions_and_substitutions() {
-        assert_eq!(edit_distance("sql01", "sql01"), 0);
-        assert_eq!(edit_distance("sql1", "sql01"), 1);
-        assert_eq!(edit_distance("slq01", "sql01"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }
