@@ -10,4 +10,5 @@ pub mod fabric;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod script;
 pub mod store;

@@ -29,6 +29,10 @@ pub struct Global {
     pub verbose: u8,
 }
 
+fn parse_point(text: &str) -> Result<crate::model::PointChoice, String> {
+    text.parse()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Format {
     #[default]
@@ -36,8 +40,44 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Test,
+    Planned,
+    Unplanned,
+}
+
+impl From<Kind> for crate::model::FailoverKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Test => crate::model::FailoverKind::Test,
+            Kind::Planned => crate::model::FailoverKind::Planned,
+            Kind::Unplanned => crate::model::FailoverKind::Unplanned,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Compiles a plan and validates it against the site; no fabric call.
+    Check { plan: PathBuf },
+    /// Runs a plan against a scratch copy of the simulated datacenter, on a virtual
+    /// clock: the exact steps, the predicted timeline and RTO; nothing is changed.
+    DryRun {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value = "planned")]
+        kind: Kind,
+        /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
+        #[arg(long, default_value = "latest", value_parser = parse_point)]
+        point: crate::model::PointChoice,
+        /// How many VMs of a group fail over at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Prints Rhai definitions of the host API, for editor completion.
+    Defs,
     /// Protection state, recovery points, RPO and health of every VM.
     Status {
         /// Only these VMs.

@@ -20,6 +20,12 @@ pub enum CliError {
     Fabric(#[from] FabricError),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Script(#[from] crate::script::ScriptError),
+    #[error("the plan has {errors} error(s); see above")]
+    InvalidPlan { errors: usize },
+    #[error("the run {0}")]
+    RunFailed(&'static str),
     #[error("this changes the recovery site; without a terminal to confirm on, pass --yes")]
     NeedsConfirmation,
     #[error("cancelled: nothing was changed")]

@@ -5,6 +5,7 @@ mod args;
 mod context;
 mod error;
 mod inspect;
+mod plans;
 mod protection;
 
 use std::process::ExitCode;
@@ -42,8 +43,17 @@ fn init_logging(verbose: u8) {
 }
 
 fn run(cli: &Cli) -> Result<String, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
     let global = &cli.global;
+    // Commands with a runtime of their own, or none.
+    match &cli.command {
+        Command::Check { plan } => return plans::check(global, plan),
+        Command::DryRun { plan, kind, point, parallel, format } => {
+            return plans::dry_run(global, plan, *kind, *point, *parallel, *format);
+        }
+        Command::Defs => return Ok(plans::defs()),
+        _ => {}
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
     runtime.block_on(async {
         match &cli.command {
             Command::Status { vms, format } => inspect::status(global, vms, *format).await,
@@ -54,6 +64,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 protection::protect(global, vms, policy, exclude_disks).await
             }
             Command::Unprotect { vms, delete_replica } => protection::unprotect(global, vms, *delete_replica).await,
+            Command::Check { .. } | Command::DryRun { .. } | Command::Defs => unreachable!("handled above"),
         }
     })
 }

@@ -31,8 +31,6 @@ pub struct RunState {
     resolved: ResolvedPlan,
     bus: Arc<EventBus>,
     vms: Mutex<BTreeMap<String, VmView>>,
-    /// Dry runs run one script at a time, so the step list is the same every time.
-    script_turn: Option<tokio::sync::Mutex<()>>,
 }
 
 /// Everything the executor needs besides the plan.
@@ -81,7 +79,6 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
             (vm.name.clone(), view)
         })
         .collect();
-    let script_turn = spec.dry_run.then(|| tokio::sync::Mutex::new(()));
     let run = Arc::new(RunState {
         spec,
         fabric: deps.fabric,
@@ -91,19 +88,65 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
         resolved,
         bus: deps.bus,
         vms: Mutex::new(vms),
-        script_turn,
     });
     let started = run.fabric.now();
     run.emit(EventKind::RunStarted, &Scope::default(), Some(run.plan.name.clone()), None).await;
     let ok = run.run_all().await;
     let kind = if ok { EventKind::RunSucceeded } else { EventKind::RunFailed };
     run.emit(kind, &Scope::default(), Some(run.plan.name.clone()), None).await;
+    let mut events = run.bus.events();
+    if run.spec.dry_run {
+        canonical_order(&mut events, &run.resolved);
+    }
     RunOutcome {
         run_id: run.spec.run_id.clone(),
         status: if ok { RunStatus::Succeeded } else { RunStatus::Failed },
         started,
         finished: run.fabric.now(),
-        events: run.bus.events(),
+        events,
+    }
+}
+
+/// Puts a dry run's events in one order that does not depend on thread timing, so the
+/// same plan prints the same bytes. Modelled time first (it never runs backwards along
+/// a chain of causes); at the same instant: the plan's own steps before its groups and
+/// its wrap-up after them, groups in plan order, a group's own steps before or after
+/// its VMs, VMs in plan order, then the order of publication. Events at one instant in
+/// different VMs are independent, so any fixed order among them is a true one.
+fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
+    let group_index = |name: &str| resolved.groups.iter().position(|g| g.name == name).unwrap_or(usize::MAX);
+    let vm_index = |group: usize, vm: &str| {
+        resolved.groups.get(group).and_then(|g| g.vms.iter().position(|v| v == vm)).unwrap_or(usize::MAX)
+    };
+    let seqs = |keep: &dyn Fn(&Event) -> bool| {
+        let mut seqs = events.iter().filter(|e| keep(e)).map(|e| e.seq);
+        let first = seqs.next();
+        (first.unwrap_or(u64::MAX), seqs.last().or(first).unwrap_or(0))
+    };
+    let (first_in_groups, _) = seqs(&|e| e.group.is_some());
+    let vm_spans: Vec<(u64, u64)> = resolved
+        .groups
+        .iter()
+        .map(|g| seqs(&|e| e.vm.is_some() && e.group.as_deref() == Some(g.name.as_str())))
+        .collect();
+    let key = |e: &Event| {
+        let (plan_phase, group, group_phase, vm) = match (&e.group, &e.vm) {
+            (None, _) => (if e.seq < first_in_groups { 0 } else { 2 }, 0, 0, 0),
+            (Some(g), None) => {
+                let gi = group_index(g);
+                let before_vms = vm_spans.get(gi).is_some_and(|(first, _)| e.seq < *first);
+                (1, gi, if before_vms { 0 } else { 2 }, 0)
+            }
+            (Some(g), Some(vm)) => {
+                let gi = group_index(g);
+                (1, gi, 1, vm_index(gi, vm))
+            }
+        };
+        (e.at, plan_phase, group, group_phase, vm, e.seq)
+    };
+    events.sort_by_key(key);
+    for (seq, event) in events.iter_mut().enumerate() {
+        event.seq = seq as u64;
     }
 }
 
@@ -171,13 +214,7 @@ impl RunState {
             event,
             services: services.clone(),
         };
-        let result = match &self.script_turn {
-            Some(turn) => {
-                let _turn = turn.lock().await;
-                action.run(ctx).await
-            }
-            None => action.run(ctx).await,
-        };
+        let result = action.run(ctx).await;
         let waited = services.take_deferred_wait();
         if !waited.is_zero() {
             self.fabric.wait(waited).await;

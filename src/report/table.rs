@@ -20,6 +20,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
+        // An empty last cell would leave the padding of the one before it.
+        out.truncate(out.trim_end_matches(' ').len());
         out.push('\n');
     }
     out
@@ -32,5 +34,7 @@ mod tests {
         let text =
             super::render(&["VM", "STATE"], &[vec!["sql01".into(), "protected".into()], vec!["a".into(), "x".into()]]);
         assert_eq!(text, "VM     STATE\nsql01  protected\na      x\n");
+        let empty_last = super::render(&["A", "B"], &[vec!["x".into(), String::new()]]);
+        assert_eq!(empty_last, "A  B\nx\n");
     }
 }

@@ -71,8 +71,11 @@ impl SimStore {
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
         }
-        conn.execute_batch(SCHEMA).map_err(fail)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        // Only a new database is written to here: opening to read changes no byte.
+        if found < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA).map_err(fail)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        }
         Ok(SimStore { conn, path })
     }
 

@@ -1,0 +1,121 @@
+//! Commands on plans that change nothing: `check` (compile and validate) and `dry-run`
+//! (run against a scratch copy of the simulation on a virtual clock), and `defs`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::args::{Format, Global, Kind};
+use super::context::{load_inventory, site_path};
+use super::error::CliError;
+use crate::engine::{AutoApprove, Deps, EventBus, RunSpec, RunStatus, execute};
+use crate::fabric::dns::RecordingDns;
+use crate::fabric::sim::SimFabric;
+use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
+use crate::plan::Plan;
+use crate::plan::validate::{Severity, Validation, validate};
+use crate::report::run::{RunHeader, RunReport};
+use crate::script::{ScriptOptions, load_plan};
+use crate::store::StateDir;
+
+/// The simulation as it stands: from the state directory if there is one (without
+/// creating it), else as the site file starts it.
+fn current_simulation(global: &Global, inventory: Arc<Inventory>) -> Result<SimFabric, CliError> {
+    if global.state.exists() {
+        let state = StateDir::open(&global.state)?;
+        Ok(SimFabric::open(inventory, &state)?)
+    } else {
+        Ok(SimFabric::in_memory(inventory)?)
+    }
+}
+
+struct Loaded {
+    inventory: Arc<Inventory>,
+    plan: Arc<Plan>,
+    sim: SimFabric,
+    validation: Validation,
+}
+
+/// Compiles and validates a plan; prints the findings to stderr; fails on errors.
+fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -> Result<Loaded, CliError> {
+    let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
+    let plan = Arc::new(load_plan(path, inventory.clone(), &ScriptOptions::default())?);
+    let sim = current_simulation(global, inventory.clone())?;
+    let protection: BTreeMap<String, ProtectionState> = sim.protection();
+    let validation = validate(&plan, &inventory, &protection, kind);
+    for finding in &validation.findings {
+        eprintln!("{finding}");
+    }
+    let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    if errors > 0 {
+        return Err(CliError::InvalidPlan { errors });
+    }
+    Ok(Loaded { inventory, plan, sim, validation })
+}
+
+pub fn check(global: &Global, path: &Path) -> Result<String, CliError> {
+    let loaded = load_and_validate(global, path, None)?;
+    let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
+    let warnings = loaded.validation.findings.len();
+    Ok(format!(
+        "{}: plan {:?} is sound: {} groups, {vms} VMs, {warnings} warning(s)\n",
+        path.display(),
+        loaded.plan.name,
+        loaded.plan.groups.len()
+    ))
+}
+
+pub fn dry_run(
+    global: &Global,
+    path: &Path,
+    kind: Kind,
+    point: PointChoice,
+    parallel: usize,
+    format: Format,
+) -> Result<String, CliError> {
+    let kind = FailoverKind::from(kind);
+    let loaded = load_and_validate(global, path, Some(kind))?;
+    // Paced at speed 1 on paused time: modelled time is virtual time, exactly.
+    let scratch = Arc::new(loaded.sim.scratch_copy(1)?);
+    drop(loaded.sim); // releases the state directory: nothing below touches it
+    let spec = RunSpec { run_id: "dry-run".into(), kind, point, parallel, dry_run: true, shut_down_source: true };
+    let deps = Deps {
+        fabric: scratch,
+        dns: Arc::new(RecordingDns::default()),
+        gate: Arc::new(AutoApprove),
+        inventory: loaded.inventory.clone(),
+        bus: Arc::new(EventBus::default()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(CliError::Runtime)?;
+    let plan = loaded.plan.clone();
+    let outcome = runtime.block_on(execute(deps, plan, loaded.validation.resolved, spec));
+    let header = RunHeader {
+        plan: loaded.plan.name.clone(),
+        source: loaded.plan.source.clone(),
+        target: loaded.plan.target.clone(),
+        kind,
+        point,
+        dry_run: true,
+        rto_target: loaded.plan.rto,
+    };
+    let report = RunReport::new(header, &outcome);
+    let text = match format {
+        Format::Human => report.human(),
+        Format::Json => report.json(),
+    };
+    match outcome.status {
+        RunStatus::Succeeded => Ok(text),
+        RunStatus::Failed => {
+            print!("{text}");
+            Err(CliError::RunFailed("would fail: see the steps above"))
+        }
+    }
+}
+
+pub fn defs() -> String {
+    crate::script::definitions()
+}

@@ -1,0 +1,372 @@
+//! Building the plan: `recovery_plan(...)`, groups and their members, pre/post
+//! actions, manual steps, hooks and failure policies. Pure data collection: builders are
+//! handles on one shared draft, so method chains and variables all edit the same plan,
+//! and each call records where it was written.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, FnPtr, INT, Map, Module, NativeCallContext};
+
+use super::actions::{self, Shape};
+use crate::plan::{FailurePolicy, Group, Hook, Manual, Member, OnFailure, Plan, Selector, Step};
+use crate::script::host::{RhaiResult, doc_fn, duration_arg, host, position};
+
+/// How long a manual step waits for the operator by default.
+const MANUAL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The plan as the script builds it.
+pub(crate) struct Draft {
+    plan: Plan,
+    /// Policies are kept partial until the end, so a group that sets only `retry` takes
+    /// `on_failure` from the plan even when the plan sets it later in the script.
+    policy: PolicyDraft,
+    group_policies: Vec<PolicyDraft>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PolicyDraft {
+    retry: Option<(u32, Duration)>,
+    on_failure: Option<OnFailure>,
+}
+
+impl PolicyDraft {
+    fn over(self, base: FailurePolicy) -> FailurePolicy {
+        let (retries, backoff) = self.retry.unwrap_or((base.retries, base.backoff));
+        FailurePolicy { retries, backoff, on_failure: self.on_failure.unwrap_or(base.on_failure) }
+    }
+
+    fn is_set(self) -> bool {
+        self.retry.is_some() || self.on_failure.is_some()
+    }
+}
+
+/// `recovery_plan(...)`'s value, Rhai type `Plan`.
+#[derive(Clone)]
+pub(crate) struct PlanBuilder(Arc<Mutex<Draft>>);
+
+/// `plan.group(...)`'s value, Rhai type `Group`.
+#[derive(Clone)]
+pub(crate) struct GroupBuilder {
+    draft: Arc<Mutex<Draft>>,
+    index: usize,
+}
+
+/// `vms_tagged(...)` and `replication_group(...)`'s value, Rhai type `Selector`.
+#[derive(Debug, Clone)]
+pub(crate) struct SelectorValue(pub Selector);
+
+impl PlanBuilder {
+    /// The plan as built so far, with its policies resolved.
+    pub fn finish(&self) -> Plan {
+        let draft = lock(&self.0);
+        let mut plan = draft.plan.clone();
+        plan.policy = draft.policy.over(FailurePolicy::default());
+        for (group, policy) in plan.groups.iter_mut().zip(&draft.group_policies) {
+            group.policy = policy.is_set().then(|| policy.over(plan.policy));
+        }
+        plan
+    }
+}
+
+fn lock(draft: &Mutex<Draft>) -> MutexGuard<'_, Draft> {
+    draft.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the plan and a group have in common: pre/post actions, manual steps, a policy.
+trait Builder: Clone + Send + Sync + 'static {
+    const TYPE: &'static str;
+    fn draft(&self) -> &Arc<Mutex<Draft>>;
+    fn group(&self) -> Option<usize>;
+
+    /// "plan contoso" or "group database", for labels and messages.
+    fn describe(&self, draft: &Draft) -> String {
+        match self.group() {
+            Some(i) => format!("group {}", draft.plan.groups[i].name),
+            None => format!("plan {}", draft.plan.name),
+        }
+    }
+
+    fn add_action(&self, ctx: &NativeCallContext, f: FnPtr, post: bool) -> RhaiResult<Self> {
+        let which = if post { "post" } else { "pre" };
+        let label = format!("{which} action of {}", self.describe(&lock(self.draft())));
+        let step = Step::Action(actions::make(ctx, f, Shape::Step, label)?);
+        let mut draft = lock(self.draft());
+        let steps = match (self.group(), post) {
+            (Some(i), false) => &mut draft.plan.groups[i].pre,
+            (Some(i), true) => &mut draft.plan.groups[i].post,
+            (None, false) => &mut draft.plan.pre,
+            (None, true) => &mut draft.plan.post,
+        };
+        steps.push(step);
+        Ok(self.clone())
+    }
+
+    fn add_manual(&self, ctx: &NativeCallContext, text: &str, options: Map) -> RhaiResult<Self> {
+        let options = Options::new("manual", options, &["timeout", "estimate"])?;
+        let manual = Manual {
+            text: text.to_string(),
+            timeout: options.duration("timeout")?.unwrap_or(MANUAL_TIMEOUT),
+            estimate: options.duration("estimate")?.unwrap_or(Duration::ZERO),
+            at: position(ctx, &*host(ctx)?),
+        };
+        let mut draft = lock(self.draft());
+        let group = self.group().or_else(|| draft.plan.groups.len().checked_sub(1));
+        // The plan's manual steps pause after the groups added so far.
+        let steps = match group {
+            Some(i) => &mut draft.plan.groups[i].post,
+            None => &mut draft.plan.pre,
+        };
+        steps.push(Step::Manual(manual));
+        Ok(self.clone())
+    }
+
+    fn edit_policy(&self, edit: impl FnOnce(&mut PolicyDraft)) -> Self {
+        let mut draft = lock(self.draft());
+        match self.group() {
+            Some(i) => edit(&mut draft.group_policies[i]),
+            None => edit(&mut draft.policy),
+        }
+        self.clone()
+    }
+}
+
+impl Builder for PlanBuilder {
+    const TYPE: &'static str = "Plan";
+    fn draft(&self) -> &Arc<Mutex<Draft>> {
+        &self.0
+    }
+    fn group(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Builder for GroupBuilder {
+    const TYPE: &'static str = "Group";
+    fn draft(&self) -> &Arc<Mutex<Draft>> {
+        &self.draft
+    }
+    fn group(&self) -> Option<usize> {
+        Some(self.index)
+    }
+}
+
+/// An options map (`#{ timeout: "30m" }`): unknown keys are errors, so typos are found.
+struct Options {
+    what: &'static str,
+    map: Map,
+}
+
+impl Options {
+    fn new(what: &'static str, map: Map, allowed: &[&str]) -> RhaiResult<Self> {
+        if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(
+                format!("{what}: unknown option {:?} (the options are: {})", key.as_str(), allowed.join(", ")).into()
+            );
+        }
+        Ok(Options { what, map })
+    }
+
+    fn string(&self, key: &str) -> RhaiResult<Option<String>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(value) => value
+                .clone()
+                .into_string()
+                .map(Some)
+                .map_err(|t| format!("{}: option {key} must be a string, not {t}", self.what).into()),
+        }
+    }
+
+    fn required(&self, key: &str) -> RhaiResult<String> {
+        self.string(key)?.ok_or_else(|| format!("{}: option {key} is required", self.what).into())
+    }
+
+    fn duration(&self, key: &str) -> RhaiResult<Option<Duration>> {
+        self.string(key)?.map(|text| duration_arg(&format!("{} {key}", self.what), &text)).transpose()
+    }
+}
+
+fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult<PlanBuilder> {
+    let options = Options::new("recovery_plan", options, &["source", "target", "rto", "test_network"])?;
+    let plan = Plan {
+        name: name.to_string(),
+        source: options.required("source")?,
+        target: options.required("target")?,
+        rto: options.duration("rto")?,
+        test_network: options.string("test_network")?,
+        at: position(&ctx, &*host(&ctx)?),
+        pre: Vec::new(),
+        post: Vec::new(),
+        groups: Vec::new(),
+        hooks: Vec::new(),
+        policy: FailurePolicy::default(),
+    };
+    Ok(PlanBuilder(Arc::new(Mutex::new(Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() }))))
+}
+
+fn add_group(ctx: NativeCallContext, plan: &mut PlanBuilder, name: &str, members: Dynamic) -> RhaiResult<GroupBuilder> {
+    let at = position(&ctx, &*host(&ctx)?);
+    let items: Array = if members.is_array() { members.into_array()? } else { vec![members] };
+    let members = items
+        .into_iter()
+        .map(|item| Ok(Member { selector: selector_of("group", item)?, at: at.clone() }))
+        .collect::<RhaiResult<Vec<_>>>()?;
+    let mut draft = lock(&plan.0);
+    draft.plan.groups.push(Group {
+        name: name.to_string(),
+        at,
+        members,
+        pre: Vec::new(),
+        post: Vec::new(),
+        post_each: Vec::new(),
+        policy: None,
+        optional: Vec::new(),
+    });
+    draft.group_policies.push(PolicyDraft::default());
+    Ok(GroupBuilder { draft: plan.0.clone(), index: draft.plan.groups.len() - 1 })
+}
+
+fn selector_of(what: &str, item: Dynamic) -> RhaiResult<Selector> {
+    if item.is_string() {
+        return Ok(Selector::Vm(item.into_string()?));
+    }
+    let type_name = item.type_name();
+    item.try_cast::<SelectorValue>().map(|s| s.0).ok_or_else(|| {
+        format!(
+            "{what}: a member is a VM name (a string) or a selector (vms_tagged(..), replication_group(..)), not {type_name}"
+        )
+        .into()
+    })
+}
+
+fn names_of(what: &str, value: Dynamic) -> RhaiResult<Vec<String>> {
+    let items: Array = if value.is_array() { value.into_array()? } else { vec![value] };
+    items
+        .into_iter()
+        .map(|item| item.into_string().map_err(|t| format!("{what}: expected VM names (strings), not {t}").into()))
+        .collect()
+}
+
+fn on_failure_of(text: &str) -> RhaiResult<OnFailure> {
+    match text {
+        "stop" => Ok(OnFailure::Stop),
+        "continue" => Ok(OnFailure::Continue),
+        other => Err(format!("on_failure: expected \"stop\" or \"continue\", not {other:?}").into()),
+    }
+}
+
+fn retries_of(retries: INT) -> RhaiResult<u32> {
+    u32::try_from(retries).map_err(|_| format!("retry: the number of retries must be 0 or more, not {retries}").into())
+}
+
+fn register_common<B: Builder>(module: &mut Module) {
+    let t = B::TYPE;
+    let this = format!("self: {t}");
+    let scope = if t == "Plan" { "the plan, before its first group / after its last" } else { "the group" };
+    doc_fn("pre", &[&this, "action: FnPtr", t], &format!("Runs `action` (a closure `|ctx| ...`) before {scope}."))
+        .set_into_module(module, |ctx: NativeCallContext, b: &mut B, f: FnPtr| b.add_action(&ctx, f, false));
+    doc_fn("post", &[&this, "action: FnPtr", t], &format!("Runs `action` (a closure `|ctx| ...`) after {scope}."))
+        .set_into_module(module, |ctx: NativeCallContext, b: &mut B, f: FnPtr| b.add_action(&ctx, f, true));
+    let manual_doc = if t == "Plan" {
+        "A manual step: the run pauses until an operator marks it done (R21).\n\
+         It comes after the groups added so far (before the first group when there is none).\n\
+         Options: `timeout` (default \"1h\"), `estimate` (what a dry run predicts, default \"0s\")."
+    } else {
+        "A manual step after the group's VMs are up: the run pauses until an operator marks it done (R21).\n\
+         Options: `timeout` (default \"1h\"), `estimate` (what a dry run predicts, default \"0s\")."
+    };
+    doc_fn("manual", &[&this, "text: String", "options: Map", t], manual_doc)
+        .set_into_module(module, |ctx: NativeCallContext, b: &mut B, text: &str, options: Map| {
+            b.add_manual(&ctx, text, options)
+        });
+    doc_fn("manual", &[&this, "text: String", t], manual_doc)
+        .set_into_module(module, |ctx: NativeCallContext, b: &mut B, text: &str| b.add_manual(&ctx, text, Map::new()));
+    doc_fn(
+        "retry",
+        &[&this, "retries: int", "backoff: String", t],
+        "Retries a failed VM failover or action `retries` times, waiting `backoff` (\"30s\") before the\n\
+         first retry and twice as long before each next one.",
+    )
+    .set_into_module(module, |b: &mut B, retries: INT, backoff: &str| -> RhaiResult<B> {
+        let retry = (retries_of(retries)?, duration_arg("retry", backoff)?);
+        Ok(b.edit_policy(|p| p.retry = Some(retry)))
+    });
+    doc_fn(
+        "on_failure",
+        &[&this, "what: String", t],
+        "What a failure does once retries are spent: \"stop\" the plan after this group, or \"continue\".",
+    )
+    .set_into_module(module, |b: &mut B, what: &str| -> RhaiResult<B> {
+        let on_failure = on_failure_of(what)?;
+        Ok(b.edit_policy(|p| p.on_failure = Some(on_failure)))
+    });
+}
+
+pub(super) fn register(module: &mut Module) {
+    module.set_custom_type_with_comments::<PlanBuilder>("Plan", &["/// A recovery plan being built."]);
+    module.set_custom_type_with_comments::<GroupBuilder>("Group", &["/// A group of a plan: VMs started together."]);
+    module.set_custom_type_with_comments::<SelectorValue>("Selector", &["/// VMs named by a rule, for a group."]);
+
+    doc_fn(
+        "recovery_plan",
+        &["name: String", "options: Map", "Plan"],
+        "Starts a recovery plan failing VMs over from `source` to `target` (R20).\n\
+         Options: `source`, `target` (site names, required), `rto` (e.g. \"30m\"),\n\
+         `test_network` (the isolated network of test failovers, R30).\n\
+         The script must end with the plan's value: `plan`.",
+    )
+    .set_into_module(module, recovery_plan);
+    doc_fn(
+        "group",
+        &["self: Plan", "name: String", "members: ?", "Group"],
+        "Adds a group, started after the previous group's VMs are all up (R20).\n\
+         `members`: an array of VM names and selectors, or one selector\n\
+         (`vms_tagged(\"tier\", \"app\")`, `replication_group(\"sql\")`).",
+    )
+    .set_into_module(module, add_group);
+    register_common::<PlanBuilder>(module);
+    register_common::<GroupBuilder>(module);
+
+    doc_fn(
+        "on",
+        &["self: Plan", "event: String", "action: FnPtr", "Plan"],
+        "Runs `action` (`|ev| ...` or `|ev, ctx| ...`) whenever `event` happens: an event kind\n\
+         (\"vm.failed\") or a prefix with a wildcard (\"vm.*\"). `ev` has kind, group, vm, error.",
+    )
+    .set_into_module(
+        module,
+        |ctx: NativeCallContext, plan: &mut PlanBuilder, event: &str, f: FnPtr| -> RhaiResult<PlanBuilder> {
+            if event.trim().is_empty() {
+                return Err("on: the event is empty; write e.g. \"vm.failed\" or \"vm.*\"".into());
+            }
+            let action = actions::make(&ctx, f, Shape::Hook, format!("hook on {event}"))?;
+            lock(&plan.0).plan.hooks.push(Hook { event: event.to_string(), action });
+            Ok(plan.clone())
+        },
+    );
+    doc_fn(
+        "post_each",
+        &["self: Group", "action: FnPtr", "Group"],
+        "Runs `action` (`|vm, ctx| ...`) for each VM of the group as soon as that VM is up.",
+    )
+    .set_into_module(
+        module,
+        |ctx: NativeCallContext, group: &mut GroupBuilder, f: FnPtr| -> RhaiResult<GroupBuilder> {
+            let label = format!("post_each action of {}", group.describe(&lock(&group.draft)));
+            let action = actions::make(&ctx, f, Shape::EachVm, label)?;
+            lock(&group.draft).plan.groups[group.index].post_each.push(action);
+            Ok(group.clone())
+        },
+    );
+    doc_fn(
+        "optional",
+        &["self: Group", "vms: ?", "Group"],
+        "VMs (a name or an array of names) whose failure does not stop the plan.",
+    )
+    .set_into_module(module, |group: &mut GroupBuilder, vms: Dynamic| -> RhaiResult<GroupBuilder> {
+        let names = names_of("optional", vms)?;
+        lock(&group.draft).plan.groups[group.index].optional.extend(names);
+        Ok(group.clone())
+    });
+}

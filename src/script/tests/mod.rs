@@ -1,0 +1,264 @@
+//! Tests of the script layer: the sandbox, plan building, actions. Shared here: a small
+//! site, plan files in a temporary folder, and services that record what they are asked.
+
+mod actions;
+mod plan;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tempfile::TempDir;
+
+use super::{ScriptError, ScriptOptions, load_plan};
+use crate::fabric::{Health, ReplicationStatus};
+use crate::model::site_file::parse_site;
+use crate::model::{Consistency, FailoverKind, HumanDuration, Inventory, RecoveryPoint, Side, Timestamp};
+use crate::plan::{ActionContext, EventView, Plan, Services, VmView};
+
+const SITE: &str = r#"
+[simulation]
+start = "2026-03-02T09:00:00Z"
+speed = 1000
+
+[[sites]]
+name = "primary"
+kind = "onprem"
+hosts = ["hv-p01"]
+  [[sites.networks]]
+  name = "prod"
+    [[sites.networks.subnets]]
+    name = "db"
+    cidr = "10.1.1.0/24"
+    [[sites.networks.subnets]]
+    name = "web"
+    cidr = "10.1.3.0/24"
+
+[[sites]]
+name = "secondary"
+kind = "onprem"
+hosts = ["hv-s01"]
+  [[sites.networks]]
+  name = "prod-dr"
+    [[sites.networks.subnets]]
+    name = "db"
+    cidr = "10.2.1.0/24"
+    [[sites.networks.subnets]]
+    name = "web"
+    cidr = "10.2.3.0/24"
+
+[[pairings]]
+source = "primary"
+target = "secondary"
+
+[[network_mappings]]
+source = "primary/prod"
+target = "secondary/prod-dr"
+
+[[policies]]
+name = "gold"
+retention = "24h"
+
+[[replication_groups]]
+name = "sql-cluster"
+vms = ["sql01", "sql02"]
+
+[[vms]]
+name = "sql01"
+site = "primary"
+host = "hv-p01"
+os = "windows"
+tags = { tier = "db" }
+dns = ["sql01.contoso.test", "sql.contoso.test"]
+disks = [{ name = "os", size_gb = 100, os = true }]
+nics = [{ network = "prod", subnet = "db", ip = "10.1.1.10", target_ip = "10.2.1.10" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "sql02"
+site = "primary"
+host = "hv-p01"
+os = "windows"
+tags = { tier = "db" }
+disks = [{ name = "os", size_gb = 100, os = true }]
+nics = [{ network = "prod", subnet = "db", ip = "10.1.1.11", target_ip = "10.2.1.11" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "app01"
+site = "primary"
+host = "hv-p01"
+os = "linux"
+tags = { tier = "app" }
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "prod", subnet = "web", ip = "10.1.3.31" }]
+protection = { policy = "gold", since = "-2d" }
+
+[[vms]]
+name = "web01"
+site = "primary"
+host = "hv-p01"
+os = "linux"
+tags = { tier = "web" }
+dns = ["web01.contoso.test", "www.contoso.test"]
+disks = [{ name = "os", size_gb = 30, os = true }]
+nics = [{ network = "prod", subnet = "web", ip = "10.1.3.21", target_ip = "10.2.3.21" }]
+protection = { policy = "gold", since = "-2d" }
+"#;
+
+fn inventory() -> Arc<Inventory> {
+    Arc::new(parse_site(SITE, Path::new("site.toml")).expect("the test site parses"))
+}
+
+/// A folder of plan files.
+struct Plans(TempDir);
+
+impl Plans {
+    fn new() -> Self {
+        Plans(tempfile::tempdir().expect("a temporary folder"))
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.path().join(name);
+        std::fs::write(&path, text).expect("the plan is written");
+        path
+    }
+
+    /// Writes `plan.rhai` and loads it with the default options.
+    fn load(&self, text: &str) -> Result<Plan, ScriptError> {
+        self.load_with(text, &ScriptOptions::default())
+    }
+
+    fn load_with(&self, text: &str, options: &ScriptOptions) -> Result<Plan, ScriptError> {
+        load_plan(&self.write("plan.rhai", text), inventory(), options)
+    }
+}
+
+/// Records every call; `dns_point` fails when `refuse_dns`; a wait of a day or more
+/// never ends (and records when it is dropped).
+#[derive(Default)]
+struct FakeServices {
+    calls: Mutex<Vec<String>>,
+    refuse_dns: bool,
+}
+
+impl FakeServices {
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+struct RecordDrop<'a>(&'a FakeServices);
+
+impl Drop for RecordDrop<'_> {
+    fn drop(&mut self) {
+        self.0.record("wait dropped".into());
+    }
+}
+
+fn time(text: &str) -> Timestamp {
+    text.parse().expect("an RFC 3339 time")
+}
+
+#[async_trait]
+impl Services for FakeServices {
+    fn now(&self) -> Timestamp {
+        time("2026-03-02T09:00:00Z")
+    }
+
+    fn log(&self, message: &str) {
+        self.record(format!("log {message}"));
+    }
+
+    async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
+        self.record(format!("dns_point {name} {ip}"));
+        if self.refuse_dns { Err("the DNS server refused the update".into()) } else { Ok(()) }
+    }
+
+    async fn dns_verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
+        self.record(format!("dns_verify {name} {ip}"));
+        Ok(())
+    }
+
+    async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String> {
+        self.record(format!("replication_status {vm}"));
+        let point = RecoveryPoint { time: time("2026-03-02T08:55:00Z"), consistency: Consistency::Crash };
+        Ok(ReplicationStatus {
+            vm: vm.into(),
+            state: "protected".into(),
+            active_site: "primary".into(),
+            active: Side::Original,
+            direction: Some(("primary".into(), "secondary".into())),
+            policy: Some("gold".into()),
+            initial_progress: None,
+            latest_point: Some(point),
+            latest_app_consistent: None,
+            point_count: 12,
+            rpo: Some(Duration::from_secs(300)),
+            health: Health::Healthy,
+            test_failover: None,
+            allowed: Vec::new(),
+        })
+    }
+
+    async fn wait(&self, duration: Duration) -> Result<(), String> {
+        self.record(format!("wait {}", HumanDuration(duration)));
+        if duration >= Duration::from_secs(86_400) {
+            let _dropped = RecordDrop(self);
+            std::future::pending::<()>().await;
+        }
+        // A real timer: the runtime's driver must serve host calls made from the script's thread.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok(())
+    }
+
+    async fn wait_port(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String> {
+        self.record(format!("wait_port {ip}:{port} {}", HumanDuration(timeout)));
+        Ok(())
+    }
+}
+
+fn vm_view(name: &str, group: &str, ip: Option<&str>, dns: &[&str]) -> VmView {
+    VmView {
+        name: name.into(),
+        group: group.into(),
+        source_ip: Some("10.1.3.21".parse().unwrap()),
+        ip: ip.map(|ip| ip.parse().unwrap()),
+        replica_name: name.into(),
+        site: Some("secondary".into()),
+        host: Some("hv-s01".into()),
+        network: Some("prod-dr".into()),
+        dns: dns.iter().map(|d| d.to_string()).collect(),
+        tags: BTreeMap::from([("tier".to_string(), "web".to_string())]),
+        state: "succeeded".into(),
+    }
+}
+
+/// The context of an action of group "web" (for `vm`, a per-VM one); web01 is up at
+/// 10.2.3.21, web02 has no address yet.
+fn action_ctx(services: Arc<FakeServices>, vm: Option<&str>, event: Option<EventView>) -> ActionContext {
+    let vms = BTreeMap::from([
+        ("web01".to_string(), vm_view("web01", "web", Some("10.2.3.21"), &["web01.contoso.test", "www.contoso.test"])),
+        ("web02".to_string(), vm_view("web02", "web", None, &["web02.contoso.test"])),
+    ]);
+    ActionContext {
+        run_id: "run-7".into(),
+        plan: "contoso".into(),
+        kind: FailoverKind::Planned,
+        dry_run: false,
+        group: Some("web".into()),
+        vm: vm.map(String::from),
+        vms: Arc::new(vms),
+        test_network: None,
+        event,
+        services,
+    }
+}
