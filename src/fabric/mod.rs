@@ -151,8 +151,10 @@ pub enum FabricError {
     OperationFailed { vm: String, what: String, why: String },
     #[error("{vm}: the {what} was cancelled; the VM needs reprotect (R35)")]
     Cancelled { vm: String, what: String },
-    #[error("call {key} is still under way (or its process died); ask for the VM's state to see what it did")]
+    #[error("call {key} is still under way")]
     InProgress { key: String },
+    #[error("the {what} was interrupted: the drplan process running it stopped; retry it, or cancel it (R35)")]
+    Interrupted { what: String },
     #[error("the fabric's state could not be saved: {message}")]
     Store { message: String },
 }
@@ -174,6 +176,17 @@ impl FabricError {
 }
 
 pub type FabricResult<T> = Result<T, FabricError>;
+
+/// What a call did, as the fabric remembers it by idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallOutcome {
+    /// The fabric never saw the key: the call can be made.
+    Unknown,
+    /// Under way in this process.
+    Pending,
+    /// Finished: the outcome (as JSON, for the caller to read as the call's type) or error.
+    Done(Result<serde_json::Value, FabricError>),
+}
 
 /// The primitives a recovery plan can call. Mutating calls take an idempotency key.
 #[async_trait]
@@ -215,6 +228,10 @@ pub trait Fabric: Send + Sync {
 
     /// Every job, oldest first.
     async fn jobs(&self) -> FabricResult<Vec<Job>>;
+
+    /// What the call with `key` did, without presenting the key again: what a resumed run
+    /// asks about a call it started but never saw finish.
+    async fn call_outcome(&self, key: &str) -> FabricResult<CallOutcome>;
 
     /// Lets `duration` pass on the fabric's clock (a wait step, a retry's backoff).
     async fn wait(&self, duration: Duration);

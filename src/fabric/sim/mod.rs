@@ -26,9 +26,11 @@ use tokio::sync::Notify;
 pub use clock::SimClock;
 use record::VmRecord;
 
-use super::{Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus};
+use super::{
+    CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus,
+};
 use crate::model::recovery::delta;
-use crate::model::{Inventory, Job, JobStatus, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm};
+use crate::model::{Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm};
 use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
 
 /// The in-memory state, saved to the store after every change.
@@ -37,6 +39,15 @@ struct SimState {
     jobs: Vec<Job>,
     calls: HashMap<String, CallRecord>,
     store: SimStore,
+    /// What each call under way changed at its end, saved with its outcome.
+    closing: HashMap<String, (Vec<String>, Vec<u64>)>,
+}
+
+tokio::task_local! {
+    /// The idempotency key of the call the current task is making, so the call's last
+    /// changes are saved in one transaction with its outcome: a crash leaves either the
+    /// call pending and the VM where it was, or both done.
+    static CURRENT_CALL: String;
 }
 
 pub struct SimFabric {
@@ -62,6 +73,49 @@ impl SimState {
         let calls = changes.calls.iter().filter_map(|key| self.calls.get(*key)).collect();
         let batch = SimBatch { clock, vms, jobs, calls };
         self.store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
+    }
+
+    /// Whoever holds the state directory's lock is the only drplan process: a call still
+    /// pending, a VM still failing over or a job still running was cut off when an earlier
+    /// process stopped. They become failed (a failover can then be retried or cancelled),
+    /// saved in one transaction.
+    fn reconcile_interrupted(&mut self, now: Timestamp) -> Result<(), StoreError> {
+        let interrupted = |what: &str| FabricError::Interrupted { what: what.into() };
+        let mut changes = (Vec::new(), Vec::new(), Vec::new());
+        for call in self.calls.values_mut().filter(|c| c.outcome.is_none()) {
+            let outcome: Result<(), FabricError> = Err(interrupted(&format!("{} of {}", call.operation, call.vm)));
+            call.outcome = Some(serde_json::to_string(&outcome).expect("errors serialize"));
+            changes.2.push(call.key.clone());
+        }
+        for (name, record) in self.vms.iter_mut() {
+            if let Phase::FailingOver { kind, .. } = record.protection.phase {
+                record.protection.fail_failover(kind, interrupted(&format!("the {kind} failover")).to_string());
+                changes.0.push(name.clone());
+            }
+        }
+        for job in self.jobs.iter_mut().filter(|j| j.status == JobStatus::Running) {
+            job.status = JobStatus::Failed;
+            job.finished = Some(now);
+            job.detail = interrupted(&job.operation).to_string();
+            changes.1.push(job.id);
+        }
+        if changes.0.is_empty() && changes.1.is_empty() && changes.2.is_empty() {
+            return Ok(());
+        }
+        let (vms, jobs, calls) = &changes;
+        let saved = self.save(
+            now,
+            Changes {
+                vms: vms.iter().map(String::as_str).collect(),
+                jobs: jobs.clone(),
+                calls: calls.iter().map(String::as_str).collect(),
+            },
+        );
+        saved.map_err(|e| StoreError::BadRecord {
+            path: "sim.db".into(),
+            what: "interrupted calls".into(),
+            message: e.to_string(),
+        })
     }
 
     fn record(&mut self, vm: &str) -> &mut VmRecord {
@@ -126,7 +180,8 @@ impl SimFabric {
             record.settle(now);
         }
         let clock = SimClock::new(now, inventory.simulation.speed);
-        let state = SimState { vms, jobs, calls, store };
+        let mut state = SimState { vms, jobs, calls, store, closing: HashMap::new() };
+        state.reconcile_interrupted(now)?;
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
     }
 
@@ -139,6 +194,7 @@ impl SimFabric {
             jobs: state.jobs.clone(),
             calls: state.calls.clone(),
             store: SimStore::in_memory()?,
+            closing: HashMap::new(),
         };
         Ok(SimFabric {
             inventory: self.inventory.clone(),
@@ -237,17 +293,19 @@ impl SimFabric {
                 None => {}
             }
         }
-        let result = work().await;
+        let result = CURRENT_CALL.scope(key.to_string(), work()).await;
+        let mut state = self.lock();
+        let (vms, jobs) = state.closing.remove(key).unwrap_or_default();
         if matches!(result, Err(FabricError::Store { .. })) {
             // Nothing reliable can be recorded; the caller must stop.
             return result;
         }
         let json = serde_json::to_string(&result).map_err(|e| FabricError::Store { message: e.to_string() })?;
-        let mut state = self.lock();
         if let Some(call) = state.calls.get_mut(key) {
             call.outcome = Some(json);
         }
-        state.save(self.clock.now(), Changes { calls: vec![key], ..Changes::default() })?;
+        let changes = Changes { vms: vms.iter().map(String::as_str).collect(), jobs, calls: vec![key] };
+        state.save(self.clock.now(), changes)?;
         result
     }
 
@@ -264,7 +322,16 @@ impl SimFabric {
     ) -> FabricResult<Job> {
         let job = state.finish_job(job, status, t, detail);
         self.clock.reached(t);
-        state.save(self.clock.now(), Changes { vms: vec![vm], jobs: vec![job.id], ..Changes::default() })?;
+        match CURRENT_CALL.try_with(Clone::clone) {
+            Ok(key) => {
+                let closing = state.closing.entry(key).or_default();
+                closing.0.push(vm.into());
+                closing.1.push(job.id);
+            }
+            Err(_) => {
+                state.save(self.clock.now(), Changes { vms: vec![vm], jobs: vec![job.id], ..Changes::default() })?
+            }
+        }
         Ok(job)
     }
 
@@ -362,6 +429,15 @@ impl Fabric for SimFabric {
 
     async fn jobs(&self) -> FabricResult<Vec<Job>> {
         Ok(self.lock().jobs.clone())
+    }
+
+    async fn call_outcome(&self, key: &str) -> FabricResult<CallOutcome> {
+        let state = self.lock();
+        let Some(call) = state.calls.get(key) else { return Ok(CallOutcome::Unknown) };
+        let Some(json) = &call.outcome else { return Ok(CallOutcome::Pending) };
+        let outcome: Result<serde_json::Value, FabricError> = serde_json::from_str(json)
+            .map_err(|e| FabricError::Store { message: format!("call {key}: unreadable outcome: {e}") })?;
+        Ok(CallOutcome::Done(outcome))
     }
 
     async fn wait(&self, duration: Duration) {

@@ -763,3 +763,42 @@ async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
     assert_eq!(sim.fabric.now(), t("2026-03-02T09:10:00Z"));
     assert_eq!(real.elapsed(), Duration::from_millis(600), "speed 1000");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_cut_off_by_a_crash_is_found_interrupted_and_can_be_retried() {
+    let sim = sim("");
+    let fabric = sim.fabric.clone();
+    let running = tokio::spawn(async move {
+        fabric.failover("run/9/web01/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await
+    });
+    // 30 s of shutdown at speed 1000: cut it off after 10 ms, as a SIGKILL would.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    running.abort();
+    let sim = sim.reopen();
+    let status = sim.fabric.replication_status("web01").await.unwrap();
+    assert!(status.state.contains("interrupted"), "{}", status.state);
+    let crate::fabric::CallOutcome::Done(Err(err)) = sim.fabric.call_outcome("run/9/web01/1").await.unwrap() else {
+        panic!("the cut-off call must be recorded as interrupted")
+    };
+    assert!(matches!(err, FabricError::Interrupted { .. }), "{err}");
+    assert_eq!(sim.fabric.jobs().await.unwrap()[0].status, JobStatus::Failed);
+    // The operator resumes: a new attempt fails the VM over.
+    let out = sim.fabric.failover("run/9/web01/2", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await;
+    assert_eq!(out.unwrap().replica.site, "secondary");
+    assert_eq!(sim.fabric.call_counts()["run/9/web01/1"], 1, "asking is not calling");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_call_can_be_looked_up_without_calling_again() {
+    let sim = sim("");
+    assert_eq!(sim.fabric.call_outcome("nope").await.unwrap(), crate::fabric::CallOutcome::Unknown);
+    let out =
+        sim.fabric.failover("k1", "app01", &request(FailoverKind::Test, PointChoice::LatestProcessed)).await.unwrap();
+    let crate::fabric::CallOutcome::Done(Ok(json)) = sim.fabric.call_outcome("k1").await.unwrap() else { panic!() };
+    assert_eq!(serde_json::from_value::<FailoverOutcome>(json).unwrap(), out);
+    assert_eq!(sim.fabric.call_counts()["k1"], 1);
+    // The outcome was saved with the state change: a new process sees both.
+    let sim = sim.reopen();
+    assert!(sim.fabric.replication_status("app01").await.unwrap().test_failover.is_some());
+    assert!(matches!(sim.fabric.call_outcome("k1").await.unwrap(), crate::fabric::CallOutcome::Done(Ok(_))));
+}
