@@ -78,6 +78,49 @@ pub enum Command {
     },
     /// Prints Rhai definitions of the host API, for editor completion.
     Defs,
+    /// Runs a plan's failover against the fabric, journaled (R30-R33).
+    Failover {
+        plan: PathBuf,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
+        #[arg(long, default_value = "latest", value_parser = parse_point)]
+        point: crate::model::PointChoice,
+        /// How many VMs of a group fail over at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// human: one line per event on stderr; json: events as JSON lines on stdout.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Continues a run that failed or whose process died; finished steps are not redone.
+    Resume {
+        run: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Lists the runs in the state directory.
+    Runs {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// A run's report: steps, timeline, RTO, recovery points and data loss.
+    Show {
+        run: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        /// Also draw the timeline as an SVG Gantt chart.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Completes the manual step a run is waiting on (R21); works from any shell.
+    Approve { run: String },
+    /// Stops a run; VMs whose failover was cut off need reprotect (R35).
+    Cancel {
+        run: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Protection state, recovery points, RPO and health of every VM.
     Status {
         /// Only these VMs.

@@ -7,6 +7,7 @@ mod error;
 mod inspect;
 mod plans;
 mod protection;
+mod runs;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,14 @@ fn run(cli: &Cli) -> Result<String, CliError> {
             return plans::dry_run(global, plan, *kind, *point, *parallel, *format);
         }
         Command::Defs => return Ok(plans::defs()),
+        Command::Failover { plan, kind, point, parallel, format } => {
+            return runs::failover(global, plan, *kind, *point, *parallel, *format);
+        }
+        Command::Resume { run, format } => return runs::resume(global, run, *format),
+        Command::Runs { format } => return runs::runs(global, *format),
+        Command::Show { run, format, svg } => return runs::show(global, run, *format, svg.as_ref()),
+        Command::Approve { run } => return runs::approve(global, run),
+        Command::Cancel { run, force } => return runs::cancel(global, run, *force),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
@@ -64,7 +73,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 protection::protect(global, vms, policy, exclude_disks).await
             }
             Command::Unprotect { vms, delete_replica } => protection::unprotect(global, vms, *delete_replica).await,
-            Command::Check { .. } | Command::DryRun { .. } | Command::Defs => unreachable!("handled above"),
+            _ => unreachable!("handled above"),
         }
     })
 }

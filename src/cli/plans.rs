@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::args::{Format, Global, Kind};
 use super::context::{load_inventory, site_path};
 use super::error::CliError;
-use crate::engine::{AutoApprove, Deps, EventBus, RunSpec, RunStatus, execute};
+use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
 use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
@@ -85,6 +85,9 @@ pub fn dry_run(
         gate: Arc::new(AutoApprove),
         inventory: loaded.inventory.clone(),
         bus: Arc::new(EventBus::default()),
+        journal: None,
+        history: History::default(),
+        stop: Arc::new(Stop::default()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -109,7 +112,7 @@ pub fn dry_run(
     };
     match outcome.status {
         RunStatus::Succeeded => Ok(text),
-        RunStatus::Failed => {
+        RunStatus::Failed | RunStatus::Cancelled => {
             print!("{text}");
             Err(CliError::RunFailed("would fail: see the steps above"))
         }

@@ -4,19 +4,25 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     RunStarted,
+    /// A stopped run continues (`drplan resume`).
+    RunResumed,
     RunSucceeded,
     RunFailed,
+    RunCancelled,
     GroupStarted,
     GroupSucceeded,
     GroupFailed,
     VmStarted,
+    /// A failover call is about to be made; `detail` is its idempotency key. Journaled
+    /// before the call, so a resumed run knows to ask the fabric what became of it.
+    VmAttempt,
     VmSucceeded,
     VmRetried,
     VmFailed,
@@ -35,17 +41,49 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 23] = {
+        use EventKind::*;
+        [
+            RunStarted,
+            RunResumed,
+            RunSucceeded,
+            RunFailed,
+            RunCancelled,
+            GroupStarted,
+            GroupSucceeded,
+            GroupFailed,
+            VmStarted,
+            VmAttempt,
+            VmSucceeded,
+            VmRetried,
+            VmFailed,
+            VmSkipped,
+            ActionStarted,
+            ActionSucceeded,
+            ActionRetried,
+            ActionFailed,
+            ManualWaiting,
+            ManualDone,
+            Call,
+            Log,
+            HookFailed,
+        ]
+    };
+
     /// The name hooks match on (`plan.on("vm.failed", ...)`).
     pub fn name(self) -> &'static str {
         use EventKind::*;
         match self {
             RunStarted => "run.started",
+            RunResumed => "run.resumed",
             RunSucceeded => "run.succeeded",
             RunFailed => "run.failed",
+            RunCancelled => "run.cancelled",
             GroupStarted => "group.started",
             GroupSucceeded => "group.succeeded",
             GroupFailed => "group.failed",
             VmStarted => "vm.started",
+            VmAttempt => "vm.attempt",
             VmSucceeded => "vm.succeeded",
             VmRetried => "vm.retried",
             VmFailed => "vm.failed",
@@ -78,22 +116,48 @@ impl Serialize for EventKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown event kind {name:?}")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Order of publication within the run.
     pub seq: u64,
     pub at: Timestamp,
     pub kind: EventKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
     /// The action, manual step or call the event is about.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// An error, an address, a recovery point: what the event reports.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The step's stable name within the plan (`group/database/post/0`, `vm/web01/failover`):
+    /// what a resumed run matches to know what is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What a resumed run needs back: a VM's failover outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// An event about to be published.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    pub step: Option<String>,
+    pub detail: Option<String>,
+    pub key: Option<String>,
+    pub data: Option<serde_json::Value>,
 }
 
 /// Where the event happened, with what it reports.
@@ -106,6 +170,7 @@ pub struct Scope {
 type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Publishes events in order to every subscriber and keeps them for the run's report.
+/// A resumed run's bus numbers on from where the journal stopped.
 #[derive(Default)]
 pub struct EventBus {
     seq: AtomicU64,
@@ -114,18 +179,15 @@ pub struct EventBus {
 }
 
 impl EventBus {
+    pub fn starting_at(seq: u64) -> EventBus {
+        EventBus { seq: AtomicU64::new(seq), ..EventBus::default() }
+    }
+
     pub fn subscribe(&self, subscriber: impl Fn(&Event) + Send + Sync + 'static) {
         self.subscribers.lock().expect("bus lock").push(Arc::new(subscriber));
     }
 
-    pub fn publish(
-        &self,
-        at: Timestamp,
-        kind: EventKind,
-        scope: &Scope,
-        step: Option<String>,
-        detail: Option<String>,
-    ) -> Event {
+    pub fn publish(&self, at: Timestamp, kind: EventKind, scope: &Scope, draft: Draft) -> Event {
         // One lock for numbering and recording, so the kept order is the seq order.
         let mut events = self.events.lock().expect("bus lock");
         let event = Event {
@@ -134,8 +196,10 @@ impl EventBus {
             kind,
             group: scope.group.clone(),
             vm: scope.vm.clone(),
-            step,
-            detail,
+            step: draft.step,
+            detail: draft.detail,
+            key: draft.key,
+            data: draft.data,
         };
         events.push(event.clone());
         drop(events);
@@ -154,6 +218,15 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_kinds_read_back_by_name() {
+        for kind in EventKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<EventKind>("\"vm.exploded\"").is_err());
+    }
 
     #[test]
     fn hook_patterns_match_exact_names_and_prefixes() {

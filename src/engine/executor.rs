@@ -3,6 +3,10 @@
 //! post actions as soon as it is up, the group's post-steps; then plan post-steps.
 //! Failures follow the group's policy: retries with doubling backoff, then stop the
 //! plan or go on; an optional VM never stops it.
+//!
+//! Durability: every event goes to the journal, and the engine waits for it to be on
+//! disk before acting on it (a failover's intent before the call, its result before
+//! the VM's post actions). A resumed run skips the steps its journal shows done.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -12,11 +16,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::event::{Event, EventBus, EventKind, Scope};
+use super::event::{Draft, Event, EventBus, EventKind, Scope};
+use super::history::History;
 use super::services::StepServices;
-use super::{ManualGate, RunOutcome, RunSpec, RunStatus};
+use super::{EventLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop};
 use crate::fabric::dns::DnsUpdater;
-use crate::fabric::{Fabric, FabricError, FailoverOutcome, FailoverRequest};
+use crate::fabric::{CallOutcome, Fabric, FabricError, FailoverOutcome, FailoverRequest};
 use crate::model::{FailoverKind, HumanDuration, Inventory, format_time};
 use crate::plan::validate::ResolvedPlan;
 use crate::plan::{Action, ActionContext, EventView, FailurePolicy, Group, Manual, OnFailure, Plan, Step, VmView};
@@ -27,6 +32,9 @@ pub struct RunState {
     pub(super) fabric: Arc<dyn Fabric>,
     pub(super) dns: Arc<dyn DnsUpdater>,
     gate: Arc<dyn ManualGate>,
+    journal: Option<Arc<dyn EventLog>>,
+    history: History,
+    stop: Arc<Stop>,
     plan: Arc<Plan>,
     resolved: ResolvedPlan,
     bus: Arc<EventBus>,
@@ -40,15 +48,25 @@ pub struct Deps {
     pub gate: Arc<dyn ManualGate>,
     pub inventory: Arc<Inventory>,
     pub bus: Arc<EventBus>,
+    /// Where events are made durable; `None` for dry runs.
+    pub journal: Option<Arc<dyn EventLog>>,
+    /// What the run already did, for a resumed run.
+    pub history: History,
+    /// Stops the run: an operator's cancel (R35), or a journal that cannot be written.
+    pub stop: Arc<Stop>,
 }
 
 fn scope(group: Option<&str>, vm: Option<&str>) -> Scope {
     Scope { group: group.map(Into::into), vm: vm.map(Into::into) }
 }
 
+fn draft(step: Option<String>, detail: Option<String>) -> Draft {
+    Draft { step, detail, ..Draft::default() }
+}
+
 /// Whether trying again could help: operational failures, not refusals.
 fn retryable(error: &FabricError) -> bool {
-    matches!(error, FabricError::OperationFailed { .. } | FabricError::Address { .. })
+    matches!(error, FabricError::OperationFailed { .. } | FabricError::Address { .. } | FabricError::Interrupted { .. })
 }
 
 fn backoff(policy: &FailurePolicy, attempt: u32) -> Duration {
@@ -57,15 +75,51 @@ fn backoff(policy: &FailurePolicy, attempt: u32) -> Duration {
 
 /// Runs `plan` (already validated and resolved) and returns what happened.
 pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: RunSpec) -> RunOutcome {
-    let vms = resolved
-        .groups
-        .iter()
-        .flat_map(|g| g.vms.iter().map(move |vm| (g.name.clone(), vm.clone())))
-        .filter_map(|(group, name)| deps.inventory.vm(&name).map(|vm| (group, vm)))
-        .map(|(group, vm)| {
-            let view = VmView {
+    let vms = initial_views(&deps, &resolved);
+    let resumed = deps.history.started.is_some();
+    let run = Arc::new(RunState {
+        spec,
+        fabric: deps.fabric,
+        dns: deps.dns,
+        gate: deps.gate,
+        journal: deps.journal,
+        history: deps.history,
+        stop: deps.stop,
+        plan,
+        resolved,
+        bus: deps.bus,
+        vms: Mutex::new(vms),
+    });
+    let started = run.history.started.unwrap_or_else(|| run.fabric.now());
+    let first = if resumed { EventKind::RunResumed } else { EventKind::RunStarted };
+    run.emit(first, &Scope::default(), draft(Some(run.plan.name.clone()), None)).await;
+    let canceller = tokio::spawn(run.clone().cancel_when_stopped());
+    let ok = run.run_all().await;
+    canceller.abort();
+    let (status, kind, detail) = match run.stop.reason() {
+        Some(reason) if run.stop.is_cancel() => (RunStatus::Cancelled, EventKind::RunCancelled, Some(reason)),
+        Some(reason) => (RunStatus::Failed, EventKind::RunFailed, Some(reason)),
+        None if ok => (RunStatus::Succeeded, EventKind::RunSucceeded, None),
+        None => (RunStatus::Failed, EventKind::RunFailed, None),
+    };
+    run.emit(kind, &Scope::default(), draft(Some(run.plan.name.clone()), detail)).await;
+    let mut events = run.bus.events();
+    if run.spec.dry_run {
+        canonical_order(&mut events, &run.resolved);
+    }
+    RunOutcome { run_id: run.spec.run_id.clone(), status, started, finished: run.fabric.now(), events }
+}
+
+/// Every VM of the plan as actions see it; those a resumed run already brought up
+/// come back with their replicas' addresses.
+fn initial_views(deps: &Deps, resolved: &ResolvedPlan) -> BTreeMap<String, VmView> {
+    let mut views = BTreeMap::new();
+    for group in &resolved.groups {
+        for name in &group.vms {
+            let Some(vm) = deps.inventory.vm(name) else { continue };
+            let mut view = VmView {
                 name: vm.name.clone(),
-                group,
+                group: group.name.clone(),
                 source_ip: vm.nics.iter().find_map(|n| n.ip),
                 ip: None,
                 replica_name: vm.replica_name().into(),
@@ -76,95 +130,44 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
                 tags: vm.tags.clone(),
                 state: "pending".into(),
             };
-            (vm.name.clone(), view)
-        })
-        .collect();
-    let run = Arc::new(RunState {
-        spec,
-        fabric: deps.fabric,
-        dns: deps.dns,
-        gate: deps.gate,
-        plan,
-        resolved,
-        bus: deps.bus,
-        vms: Mutex::new(vms),
-    });
-    let started = run.fabric.now();
-    run.emit(EventKind::RunStarted, &Scope::default(), Some(run.plan.name.clone()), None).await;
-    let ok = run.run_all().await;
-    let kind = if ok { EventKind::RunSucceeded } else { EventKind::RunFailed };
-    run.emit(kind, &Scope::default(), Some(run.plan.name.clone()), None).await;
-    let mut events = run.bus.events();
-    if run.spec.dry_run {
-        canonical_order(&mut events, &run.resolved);
+            if let Some(outcome) = deps.history.outcome(name) {
+                landed(&mut view, outcome);
+            }
+            views.insert(vm.name.clone(), view);
+        }
     }
-    RunOutcome {
-        run_id: run.spec.run_id.clone(),
-        status: if ok { RunStatus::Succeeded } else { RunStatus::Failed },
-        started,
-        finished: run.fabric.now(),
-        events,
-    }
+    views
 }
 
-/// Puts a dry run's events in one order that does not depend on thread timing, so the
-/// same plan prints the same bytes. Modelled time first (it never runs backwards along
-/// a chain of causes); at the same instant: the plan's own steps before its groups and
-/// its wrap-up after them, groups in plan order, a group's own steps before or after
-/// its VMs, VMs in plan order, then the order of publication. Events at one instant in
-/// different VMs are independent, so any fixed order among them is a true one.
-fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
-    let group_index = |name: &str| resolved.groups.iter().position(|g| g.name == name).unwrap_or(usize::MAX);
-    let vm_index = |group: usize, vm: &str| {
-        resolved.groups.get(group).and_then(|g| g.vms.iter().position(|v| v == vm)).unwrap_or(usize::MAX)
-    };
-    let seqs = |keep: &dyn Fn(&Event) -> bool| {
-        let mut seqs = events.iter().filter(|e| keep(e)).map(|e| e.seq);
-        let first = seqs.next();
-        (first.unwrap_or(u64::MAX), seqs.last().or(first).unwrap_or(0))
-    };
-    let (first_in_groups, _) = seqs(&|e| e.group.is_some());
-    let vm_spans: Vec<(u64, u64)> = resolved
-        .groups
-        .iter()
-        .map(|g| seqs(&|e| e.vm.is_some() && e.group.as_deref() == Some(g.name.as_str())))
-        .collect();
-    let key = |e: &Event| {
-        let (plan_phase, group, group_phase, vm) = match (&e.group, &e.vm) {
-            (None, _) => (if e.seq < first_in_groups { 0 } else { 2 }, 0, 0, 0),
-            (Some(g), None) => {
-                let gi = group_index(g);
-                let before_vms = vm_spans.get(gi).is_some_and(|(first, _)| e.seq < *first);
-                (1, gi, if before_vms { 0 } else { 2 }, 0)
-            }
-            (Some(g), Some(vm)) => {
-                let gi = group_index(g);
-                (1, gi, 1, vm_index(gi, vm))
-            }
-        };
-        (e.at, plan_phase, group, group_phase, vm, e.seq)
-    };
-    events.sort_by_key(key);
-    for (seq, event) in events.iter_mut().enumerate() {
-        event.seq = seq as u64;
-    }
+fn landed(view: &mut VmView, outcome: &FailoverOutcome) {
+    let replica = &outcome.replica;
+    view.ip = replica.ip();
+    view.site = Some(replica.site.clone());
+    view.host = Some(replica.host.clone());
+    view.network = replica.nics.iter().find_map(|n| n.network.clone());
+    view.replica_name = replica.name.clone();
+    view.state = "succeeded".into();
 }
 
 impl RunState {
-    pub(super) fn publish(
-        &self,
-        kind: EventKind,
-        scope: &Scope,
-        step: Option<String>,
-        detail: Option<String>,
-    ) -> Event {
-        self.bus.publish(self.fabric.now(), kind, scope, step, detail)
+    /// Publishes an event to the bus and queues it for the journal; returns the event
+    /// and a future that resolves once it is durable.
+    pub(super) fn publish(&self, kind: EventKind, scope: &Scope, draft: Draft) -> (Event, Option<super::Durable>) {
+        let event = self.bus.publish(self.fabric.now(), kind, scope, draft);
+        let durable = self.journal.as_ref().map(|journal| journal.record(&event));
+        (event, durable)
     }
 
-    /// Publishes an event and runs the hooks that listen for it. Hooks do not fire on
-    /// their own events, and a failing hook never fails the run.
-    async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, step: Option<String>, detail: Option<String>) {
-        let event = self.publish(kind, scope, step, detail);
+    /// Publishes an event, waits until the journal has it, and runs the hooks that
+    /// listen for it. Hooks do not fire on their own events, and a failing hook never
+    /// fails the run. A journal that cannot be written stops the run.
+    async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, what: Draft) -> Event {
+        let (event, durable) = self.publish(kind, scope, what);
+        if let Some(durable) = durable
+            && let Err(e) = durable.await
+        {
+            self.stop.fail(format!("the run stopped: {e}"));
+        }
         for hook in self.plan.hooks.iter().filter(|h| kind.matches(&h.event)) {
             let view = EventView {
                 kind: kind.name().into(),
@@ -174,12 +177,37 @@ impl RunState {
             };
             if let Err(e) = self.invoke(&*hook.action, scope, Some(view)).await {
                 let at = e.at.as_ref().map(|p| format!(" at {p}")).unwrap_or_default();
-                self.publish(
-                    EventKind::HookFailed,
-                    scope,
-                    Some(format!("on {}", hook.event)),
-                    Some(format!("{e}{at}")),
-                );
+                let detail = format!("{e}{at}");
+                self.publish(EventKind::HookFailed, scope, draft(Some(format!("on {}", hook.event)), Some(detail)));
+            }
+        }
+        event
+    }
+
+    /// The reason to stop, if the run must: checked before every step.
+    fn stopped(&self) -> Result<(), String> {
+        self.stop.reason().map_or(Ok(()), Err)
+    }
+
+    /// R35: an operator's cancel stops the failovers under way; their VMs will need
+    /// reprotect.
+    async fn cancel_when_stopped(self: Arc<Self>) {
+        self.stop.stopped().await;
+        if !self.stop.is_cancel() {
+            return;
+        }
+        let running: Vec<String> = self
+            .vms
+            .lock()
+            .expect("vms lock")
+            .values()
+            .filter(|v| v.state == "running")
+            .map(|v| v.name.clone())
+            .collect();
+        for vm in running {
+            let key = format!("{}/vm/{vm}/cancel", self.spec.run_id);
+            if let Err(e) = self.fabric.cancel(&key, &vm).await {
+                tracing::warn!(%vm, error = %e, "cancel of a failover under way failed");
             }
         }
     }
@@ -227,24 +255,28 @@ impl RunState {
         self: &Arc<Self>,
         action: &dyn Action,
         scope: &Scope,
+        key: &str,
         policy: FailurePolicy,
     ) -> Result<(), String> {
         let label = action.label();
+        let keyed =
+            |detail: Option<String>| Draft { step: Some(label.clone()), detail, key: Some(key.into()), data: None };
         for attempt in 0..=policy.retries {
-            self.emit(EventKind::ActionStarted, scope, Some(label.clone()), None).await;
+            self.stopped()?;
+            self.emit(EventKind::ActionStarted, scope, keyed(None)).await;
             match self.invoke(action, scope, None).await {
                 Ok(()) => {
-                    self.emit(EventKind::ActionSucceeded, scope, Some(label.clone()), None).await;
+                    self.emit(EventKind::ActionSucceeded, scope, keyed(None)).await;
                     return Ok(());
                 }
                 Err(e) => {
                     let at = e.at.as_ref().unwrap_or(action.at());
                     let detail = format!("{at}: {e}");
                     if attempt < policy.retries {
-                        self.emit(EventKind::ActionRetried, scope, Some(label.clone()), Some(detail)).await;
+                        self.emit(EventKind::ActionRetried, scope, keyed(Some(detail))).await;
                         self.fabric.wait(backoff(&policy, attempt)).await;
                     } else {
-                        self.emit(EventKind::ActionFailed, scope, Some(label.clone()), Some(detail.clone())).await;
+                        self.emit(EventKind::ActionFailed, scope, keyed(Some(detail.clone()))).await;
                         return Err(detail);
                     }
                 }
@@ -254,24 +286,50 @@ impl RunState {
     }
 
     /// R21: the plan waits for an operator; a dry run assumes the expected time.
-    async fn run_manual(self: &Arc<Self>, manual: &Manual, scope: &Scope) -> Result<(), String> {
-        let detail = format!("timeout {}, expected {}", HumanDuration(manual.timeout), HumanDuration(manual.estimate));
-        self.emit(EventKind::ManualWaiting, scope, Some(manual.text.clone()), Some(detail)).await;
+    async fn run_manual(self: &Arc<Self>, manual: &Manual, scope: &Scope, key: &str) -> Result<(), String> {
+        let keyed = |detail: Option<String>| Draft {
+            step: Some(manual.text.clone()),
+            detail,
+            key: Some(key.into()),
+            data: None,
+        };
+        let expect = format!("timeout {}, expected {}", HumanDuration(manual.timeout), HumanDuration(manual.estimate));
+        self.emit(EventKind::ManualWaiting, scope, keyed(Some(expect))).await;
         if self.spec.dry_run {
             self.fabric.wait(manual.estimate).await;
-        } else if let Err(e) = self.gate.wait(&self.spec.run_id, manual).await {
-            self.emit(EventKind::ActionFailed, scope, Some(manual.text.clone()), Some(e.clone())).await;
-            return Err(e);
+        } else {
+            let waited = tokio::select! {
+                biased;
+                _ = self.stop.stopped() => Err(self.stop.reason().unwrap_or_default()),
+                result = self.gate.wait(&self.spec.run_id, key, manual, &*self.fabric) => result,
+            };
+            if let Err(e) = waited {
+                self.emit(EventKind::ActionFailed, scope, keyed(Some(e.clone()))).await;
+                return Err(e);
+            }
         }
-        self.emit(EventKind::ManualDone, scope, Some(manual.text.clone()), None).await;
+        self.emit(EventKind::ManualDone, scope, keyed(None)).await;
         Ok(())
     }
 
-    async fn run_steps(self: &Arc<Self>, steps: &[Step], scope: &Scope, policy: FailurePolicy) -> Result<(), String> {
-        for step in steps {
+    /// Steps in order; each has the key `{prefix}/{index}`, and those a resumed run
+    /// finished before are skipped.
+    async fn run_steps(
+        self: &Arc<Self>,
+        steps: &[Step],
+        scope: &Scope,
+        prefix: &str,
+        policy: FailurePolicy,
+    ) -> Result<(), String> {
+        for (index, step) in steps.iter().enumerate() {
+            let key = format!("{prefix}/{index}");
+            if self.history.is_done(&key) {
+                continue;
+            }
+            self.stopped()?;
             match step {
-                Step::Action(action) => self.run_action(&**action, scope, policy).await?,
-                Step::Manual(manual) => self.run_manual(manual, scope).await?,
+                Step::Action(action) => self.run_action(&**action, scope, &key, policy).await?,
+                Step::Manual(manual) => self.run_manual(manual, scope, &key).await?,
             }
         }
         Ok(())
@@ -280,44 +338,56 @@ impl RunState {
     async fn run_all(self: &Arc<Self>) -> bool {
         let plan = self.plan.clone();
         let top = Scope::default();
-        if self.run_steps(&plan.pre, &top, plan.policy).await.is_err() {
+        if self.run_steps(&plan.pre, &top, "plan/pre", plan.policy).await.is_err() {
             self.skip_from(0).await;
             return false;
         }
         let mut ok = true;
         for index in 0..plan.groups.len() {
+            if self.stopped().is_err() {
+                self.skip_from(index).await;
+                return false;
+            }
             let group_ok = self.run_group(index).await;
             ok &= group_ok;
-            if !group_ok && plan.policy_of(&plan.groups[index]).on_failure == OnFailure::Stop {
+            if !group_ok
+                && (self.stopped().is_err() || plan.policy_of(&plan.groups[index]).on_failure == OnFailure::Stop)
+            {
                 self.skip_from(index + 1).await;
                 return false;
             }
         }
-        ok & self.run_steps(&plan.post, &top, plan.policy).await.is_ok()
+        ok & self.run_steps(&plan.post, &top, "plan/post", plan.policy).await.is_ok()
     }
 
-    /// Marks the VMs of groups from `first` on as not attempted.
+    /// Marks the VMs of groups from `first` on that did not start as not attempted.
     async fn skip_from(self: &Arc<Self>, first: usize) {
         for group in self.resolved.groups.iter().skip(first) {
             for vm in &group.vms {
-                self.set_vm(vm, |v| v.state = "skipped".into());
-                self.emit(EventKind::VmSkipped, &scope(Some(&group.name), Some(vm)), None, None).await;
+                let pending = self.vms.lock().expect("vms lock").get(vm).is_some_and(|v| v.state == "pending");
+                if pending {
+                    self.set_vm(vm, |v| v.state = "skipped".into());
+                    self.emit(EventKind::VmSkipped, &scope(Some(&group.name), Some(vm)), Draft::default()).await;
+                }
             }
         }
     }
 
     async fn run_group(self: &Arc<Self>, index: usize) -> bool {
         let group: &Group = &self.plan.groups[index];
+        let group_key = format!("group/{}", group.name);
+        if self.history.is_done(&group_key) {
+            return true;
+        }
         let policy = self.plan.policy_of(group);
         let group_scope = scope(Some(&group.name), None);
-        self.emit(EventKind::GroupStarted, &group_scope, None, None).await;
-        if let Err(e) = self.run_steps(&group.pre, &group_scope, policy).await {
-            return self.finish_group(&group_scope, Some(e)).await;
+        self.emit(EventKind::GroupStarted, &group_scope, Draft::default()).await;
+        if let Err(e) = self.run_steps(&group.pre, &group_scope, &format!("{group_key}/pre"), policy).await {
+            return self.finish_group(&group_scope, &group_key, Some(e)).await;
         }
         let slots = Arc::new(Semaphore::new(self.spec.parallel.max(1)));
         let mut tasks = JoinSet::new();
-        let vms = self.resolved.groups[index].vms.clone();
-        for vm in vms {
+        for vm in self.resolved.groups[index].vms.clone() {
             let (run, slots) = (self.clone(), slots.clone());
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore open");
@@ -334,16 +404,16 @@ impl RunState {
         }
         if !failed.is_empty() {
             failed.sort();
-            return self.finish_group(&group_scope, Some(format!("failed: {}", failed.join(", ")))).await;
+            return self.finish_group(&group_scope, &group_key, Some(format!("failed: {}", failed.join(", ")))).await;
         }
-        let result = self.run_steps(&group.post, &group_scope, policy).await;
-        self.finish_group(&group_scope, result.err()).await
+        let result = self.run_steps(&group.post, &group_scope, &format!("{group_key}/post"), policy).await;
+        self.finish_group(&group_scope, &group_key, result.err()).await
     }
 
-    async fn finish_group(self: &Arc<Self>, group_scope: &Scope, error: Option<String>) -> bool {
+    async fn finish_group(self: &Arc<Self>, group_scope: &Scope, key: &str, error: Option<String>) -> bool {
         let kind = if error.is_none() { EventKind::GroupSucceeded } else { EventKind::GroupFailed };
         let ok = error.is_none();
-        self.emit(kind, group_scope, None, error).await;
+        self.emit(kind, group_scope, Draft { detail: error, key: Some(key.into()), ..Draft::default() }).await;
         ok
     }
 
@@ -356,52 +426,96 @@ impl RunState {
         }
     }
 
-    /// One VM: its failover with retries, then its post actions.
+    /// One VM: its failover with retries (unless a resumed run brought it up already),
+    /// then its post actions.
     async fn fail_over_vm(self: &Arc<Self>, group_index: usize, vm: &str) -> Result<(), String> {
         let group = &self.plan.groups[group_index];
         let policy = self.plan.policy_of(group);
         let vm_scope = scope(Some(&group.name), Some(vm));
-        self.set_vm(vm, |v| v.state = "running".into());
-        self.emit(EventKind::VmStarted, &vm_scope, None, None).await;
-        let request = self.request();
-        let mut attempt = 0;
-        let outcome = loop {
-            attempt += 1;
-            let key = format!("{}/{group_index}/{vm}/failover/{attempt}", self.spec.run_id);
-            match self.fabric.failover(&key, vm, &request).await {
-                Ok(outcome) => break outcome,
-                Err(e) if retryable(&e) && attempt <= policy.retries => {
-                    self.emit(EventKind::VmRetried, &vm_scope, None, Some(e.to_string())).await;
-                    self.fabric.wait(backoff(&policy, attempt - 1)).await;
-                }
-                Err(e) => return self.vm_failed(vm, &vm_scope, e.to_string()).await,
+        if self.history.outcome(vm).is_none() {
+            self.stopped()?;
+            self.set_vm(vm, |v| v.state = "running".into());
+            self.emit(EventKind::VmStarted, &vm_scope, Draft::default()).await;
+            let outcome = match self.fail_over_with_retries(vm, &vm_scope, policy).await {
+                Ok(outcome) => outcome,
+                Err(e) => return self.vm_failed(vm, &vm_scope, e).await,
+            };
+            self.set_vm(vm, |v| landed(v, &outcome));
+            let up = Draft {
+                detail: Some(describe(&outcome)),
+                key: Some(format!("vm/{vm}/failover")),
+                data: serde_json::to_value(&outcome).ok(),
+                ..Draft::default()
+            };
+            self.emit(EventKind::VmSucceeded, &vm_scope, up).await;
+        }
+        for (index, action) in group.post_each.iter().enumerate() {
+            let key = format!("vm/{vm}/each/{index}");
+            if self.history.is_done(&key) {
+                continue;
             }
-        };
-        self.vm_up(vm, &outcome);
-        self.emit(EventKind::VmSucceeded, &vm_scope, None, Some(describe(&outcome))).await;
-        for action in &group.post_each {
-            if let Err(e) = self.run_action(&**action, &vm_scope, policy).await {
+            if let Err(e) = self.run_action(&**action, &vm_scope, &key, policy).await {
                 return self.vm_failed(vm, &vm_scope, e).await;
             }
         }
         Ok(())
     }
 
-    fn vm_up(&self, vm: &str, outcome: &FailoverOutcome) {
-        let replica = &outcome.replica;
-        self.set_vm(vm, |v| {
-            v.ip = replica.ip();
-            v.site = Some(replica.site.clone());
-            v.host = Some(replica.host.clone());
-            v.network = replica.nics.iter().find_map(|n| n.network.clone());
-            v.replica_name = replica.name.clone();
-            v.state = "succeeded".into();
-        });
+    /// The failover call, journaled before it is made, retried per the policy. A resumed
+    /// run first asks the fabric what became of an attempt it never saw finish, and makes
+    /// the call again only if the fabric never saw it.
+    async fn fail_over_with_retries(
+        self: &Arc<Self>,
+        vm: &str,
+        vm_scope: &Scope,
+        policy: FailurePolicy,
+    ) -> Result<FailoverOutcome, String> {
+        let request = self.request();
+        let step = format!("vm/{vm}/failover");
+        if let Some(key) = self.history.open_attempt(vm) {
+            match self.fabric.call_outcome(key).await.map_err(|e| e.to_string())? {
+                CallOutcome::Unknown => {}
+                CallOutcome::Done(Ok(json)) => {
+                    return serde_json::from_value(json).map_err(|e| format!("{key}: unreadable outcome: {e}"));
+                }
+                CallOutcome::Done(Err(e)) => {
+                    let detail = Draft { detail: Some(e.to_string()), key: Some(step.clone()), ..Draft::default() };
+                    self.emit(EventKind::VmRetried, vm_scope, detail).await;
+                }
+                CallOutcome::Pending => return Err(format!("{key} is still under way")),
+            }
+            if let CallOutcome::Unknown = self.fabric.call_outcome(key).await.map_err(|e| e.to_string())? {
+                // Journaled but never made: make it now, under the same key.
+                return self.attempt(vm, key, &request).await.map_err(|e| e.to_string());
+            }
+        }
+        let first = self.history.attempts(vm) + 1;
+        for attempt in first..=first + policy.retries {
+            self.stopped()?;
+            let key = format!("{}/vm/{vm}/failover/{attempt}", self.spec.run_id);
+            let intent = Draft { detail: Some(key.clone()), key: Some(step.clone()), ..Draft::default() };
+            self.emit(EventKind::VmAttempt, vm_scope, intent).await;
+            self.stopped()?;
+            match self.attempt(vm, &key, &request).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if retryable(&e) && attempt < first + policy.retries => {
+                    let detail = Draft { detail: Some(e.to_string()), key: Some(step.clone()), ..Draft::default() };
+                    self.emit(EventKind::VmRetried, vm_scope, detail).await;
+                    self.fabric.wait(backoff(&policy, attempt - first)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    async fn attempt(&self, vm: &str, key: &str, request: &FailoverRequest) -> Result<FailoverOutcome, FabricError> {
+        self.fabric.failover(key, vm, request).await
     }
 
     async fn vm_failed(self: &Arc<Self>, vm: &str, vm_scope: &Scope, error: String) -> Result<(), String> {
         self.set_vm(vm, |v| v.state = "failed".into());
-        self.emit(EventKind::VmFailed, vm_scope, None, Some(error.clone())).await;
+        self.emit(EventKind::VmFailed, vm_scope, draft(None, Some(error.clone()))).await;
         Err(error)
     }
 }
@@ -417,4 +531,47 @@ fn describe(outcome: &FailoverOutcome) -> String {
         format_time(outcome.point.time),
         HumanDuration(outcome.data_loss)
     )
+}
+
+/// Puts a dry run's events in one order that does not depend on thread timing, so the
+/// same plan prints the same bytes. Modelled time first (it never runs backwards along
+/// a chain of causes); at the same instant: the plan's own steps before its groups and
+/// its wrap-up after them, groups in plan order, a group's own steps before or after
+/// its VMs, VMs in plan order, then the order of publication. Events at one instant in
+/// different VMs are independent, so any fixed order among them is a true one.
+fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
+    let group_index = |name: &str| resolved.groups.iter().position(|g| g.name == name).unwrap_or(usize::MAX);
+    let vm_index = |group: usize, vm: &str| {
+        resolved.groups.get(group).and_then(|g| g.vms.iter().position(|v| v == vm)).unwrap_or(usize::MAX)
+    };
+    let seqs = |keep: &dyn Fn(&Event) -> bool| {
+        let mut seqs = events.iter().filter(|e| keep(e)).map(|e| e.seq);
+        let first = seqs.next();
+        (first.unwrap_or(u64::MAX), seqs.last().or(first).unwrap_or(0))
+    };
+    let (first_in_groups, _) = seqs(&|e| e.group.is_some());
+    let vm_spans: Vec<(u64, u64)> = resolved
+        .groups
+        .iter()
+        .map(|g| seqs(&|e| e.vm.is_some() && e.group.as_deref() == Some(g.name.as_str())))
+        .collect();
+    let key = |e: &Event| {
+        let (plan_phase, group, group_phase, vm) = match (&e.group, &e.vm) {
+            (None, _) => (if e.seq < first_in_groups { 0 } else { 2 }, 0, 0, 0),
+            (Some(g), None) => {
+                let gi = group_index(g);
+                let before_vms = vm_spans.get(gi).is_some_and(|(first, _)| e.seq < *first);
+                (1, gi, if before_vms { 0 } else { 2 }, 0)
+            }
+            (Some(g), Some(vm)) => {
+                let gi = group_index(g);
+                (1, gi, 1, vm_index(gi, vm))
+            }
+        };
+        (e.at, plan_phase, group, group_phase, vm, e.seq)
+    };
+    events.sort_by_key(key);
+    for (seq, event) in events.iter_mut().enumerate() {
+        event.seq = seq as u64;
+    }
 }

@@ -4,19 +4,84 @@
 
 mod event;
 mod executor;
+mod history;
 mod services;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
-pub use event::{Event, EventBus, EventKind, Scope};
+pub use event::{Draft, Event, EventBus, EventKind, Scope};
 pub use executor::{Deps, execute};
+pub use history::History;
 
+use crate::fabric::Fabric;
 use crate::model::{FailoverKind, PointChoice, Timestamp};
 use crate::plan::Manual;
 
+/// Resolves once an event is durable, or with the storage error.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Where a run's events are kept: the journal of real runs.
+pub trait EventLog: Send + Sync {
+    /// Queues `event` at once; the future resolves when it, and everything queued
+    /// before it, is durable.
+    fn record(&self, event: &Event) -> Durable;
+}
+
+/// Stops a run at the next step: an operator's cancel (R35), or a failure the run
+/// cannot go on after (a journal that cannot be written).
+#[derive(Default)]
+pub struct Stop {
+    reason: Mutex<Option<(String, bool)>>,
+    notify: Notify,
+}
+
+impl Stop {
+    /// R35: stops the run and the failovers under way.
+    pub fn cancel(&self, reason: impl Into<String>) {
+        self.set(reason.into(), true);
+    }
+
+    /// Stops the run because it cannot go on.
+    pub fn fail(&self, reason: impl Into<String>) {
+        self.set(reason.into(), false);
+    }
+
+    fn set(&self, reason: String, cancel: bool) {
+        let mut current = self.reason.lock().expect("stop lock");
+        if current.is_none() {
+            *current = Some((reason, cancel));
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().expect("stop lock").as_ref().map(|(r, _)| r.clone())
+    }
+
+    pub fn is_cancel(&self) -> bool {
+        self.reason.lock().expect("stop lock").as_ref().is_some_and(|(_, cancel)| *cancel)
+    }
+
+    /// Resolves once the run is told to stop.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.reason().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// How to run a plan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
     pub run_id: String,
     pub kind: FailoverKind,
@@ -29,11 +94,13 @@ pub struct RunSpec {
     pub shut_down_source: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     Succeeded,
     Failed,
+    /// R35: an operator cancelled it.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,8 +115,9 @@ pub struct RunOutcome {
 /// R21: how a real run waits for an operator to complete a manual step.
 #[async_trait]
 pub trait ManualGate: Send + Sync {
-    /// Returns once the step is marked done, or an error when it times out.
-    async fn wait(&self, run_id: &str, manual: &Manual) -> Result<(), String>;
+    /// Returns once the step `key` is marked done, or an error when it times out
+    /// (measured on the fabric's clock).
+    async fn wait(&self, run_id: &str, key: &str, manual: &Manual, fabric: &dyn Fabric) -> Result<(), String>;
 }
 
 /// Approves every manual step at once: for tests and unattended drills.
@@ -57,7 +125,7 @@ pub struct AutoApprove;
 
 #[async_trait]
 impl ManualGate for AutoApprove {
-    async fn wait(&self, _run_id: &str, _manual: &Manual) -> Result<(), String> {
+    async fn wait(&self, _run_id: &str, _key: &str, _manual: &Manual, _fabric: &dyn Fabric) -> Result<(), String> {
         Ok(())
     }
 }

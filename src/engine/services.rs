@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::event::{EventKind, Scope};
+use super::event::{Draft, EventKind, Scope};
 use super::executor::RunState;
 use crate::fabric::ReplicationStatus;
 use crate::model::{HumanDuration, Timestamp};
@@ -32,7 +32,7 @@ impl StepServices {
     }
 
     fn call(&self, what: String) {
-        self.run.publish(EventKind::Call, &self.scope, Some(what), None);
+        self.run.publish(EventKind::Call, &self.scope, Draft { step: Some(what), ..Draft::default() });
     }
 }
 
@@ -43,7 +43,7 @@ impl Services for StepServices {
     }
 
     fn log(&self, message: &str) {
-        self.run.publish(EventKind::Log, &self.scope, Some(message.into()), None);
+        self.run.publish(EventKind::Log, &self.scope, Draft { step: Some(message.into()), ..Draft::default() });
     }
 
     async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {

@@ -151,6 +151,9 @@ impl Harness {
             gate: Arc::new(AutoApprove),
             inventory: self.inventory.clone(),
             bus: Arc::new(EventBus::default()),
+            journal: None,
+            history: super::History::default(),
+            stop: Arc::new(super::Stop::default()),
         };
         let spec = RunSpec {
             run_id: "run-1".into(),

@@ -3,4 +3,5 @@
 pub mod jobs;
 pub mod run;
 pub mod status;
+pub mod svg;
 pub mod table;

@@ -11,7 +11,7 @@ use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
 use crate::model::{FailoverKind, HumanDuration, PointChoice, Timestamp, format_time};
 
 /// What the run was asked to do, for the report's header.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunHeader {
     pub plan: String,
     pub source: String,
@@ -171,6 +171,7 @@ impl RunReport {
         let status = match self.status {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "FAILED",
+            RunStatus::Cancelled => "was CANCELLED",
         };
         out.push_str(&format!(
             "\n{which}: {} = {} ms{verdict}; the run {status}.\n",
@@ -223,10 +224,16 @@ mod millis {
 mod millis_opt {
     use std::time::Duration;
 
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),
             None => s.serialize_none(),
         }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }

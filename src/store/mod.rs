@@ -1,6 +1,7 @@
 //! Durable state: the state directory (one drplan command at a time) and the SQLite
 //! database that holds the simulated datacenter's state between commands.
 
+pub mod journal;
 mod sim_store;
 mod state_dir;
 

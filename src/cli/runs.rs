@@ -1,0 +1,475 @@
+//! Real runs: `failover` runs a plan against the fabric with a durable journal,
+//! `resume` continues a run that failed or whose process died, `runs` and `show` report
+//! from the journal, `approve` completes a manual step and `cancel` stops a run, both
+//! from any shell (they need not wait for the state directory's lock).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::args::{Format, Global, Kind};
+use super::context::{confirm, load_inventory, site_path};
+use super::error::CliError;
+use crate::engine::{
+    Deps, Durable, Event, EventBus, EventKind, EventLog, History, ManualGate, RunOutcome, RunSpec, RunStatus, Stop,
+    execute,
+};
+use crate::fabric::Fabric;
+use crate::fabric::dns::RecordingDns;
+use crate::fabric::sim::SimFabric;
+use crate::model::{FailoverKind, PointChoice, format_time};
+use crate::plan::validate::{ResolvedPlan, Severity, validate};
+use crate::plan::{Manual, Plan};
+use crate::report::run::{RunHeader, RunReport};
+use crate::script::{ScriptOptions, load_plan};
+use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord};
+use crate::store::{StateDir, StoreError};
+
+/// What the journal keeps of a run besides its events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredRun {
+    pub spec: RunSpec,
+    pub header: RunHeader,
+}
+
+type Record = RunRecord<StoredRun>;
+
+/// How often a run looks in the journal for approvals and cancel requests.
+const POLL: Duration = Duration::from_millis(200);
+
+/// FNV-1a: a stable fingerprint of the plan and site files, so that `resume` can refuse
+/// to continue a run with a plan that changed under it.
+fn fingerprint(paths: &[&Path]) -> Result<String, CliError> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+        for byte in bytes.iter().chain([0u8].iter()) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), std::process::id() & 0xffff)
+}
+
+/// Writes the engine's events to the journal.
+struct JournalLog {
+    writer: Arc<JournalWriter>,
+    run: String,
+}
+
+impl EventLog for JournalLog {
+    fn record(&self, event: &Event) -> Durable {
+        let ticket = match serde_json::to_string(event) {
+            Ok(json) => Ok(self.writer.append(&self.run, event.seq, json)),
+            Err(e) => Err(e.to_string()),
+        };
+        Box::pin(async move { ticket?.await.map_err(|_| "the journal writer stopped".to_string())? })
+    }
+}
+
+/// R21: waits for `drplan approve` (or Enter on the run's terminal), timing out on the
+/// fabric's clock.
+struct JournalGate {
+    db: Mutex<JournalDb>,
+}
+
+#[async_trait::async_trait]
+impl ManualGate for JournalGate {
+    async fn wait(&self, run_id: &str, key: &str, manual: &Manual, fabric: &dyn Fabric) -> Result<(), String> {
+        eprintln!("manual step: {} — approve with: drplan approve {run_id}", manual.text);
+        let started = fabric.now();
+        loop {
+            if self.db.lock().expect("journal lock").approved(run_id, key).map_err(|e| e.to_string())? {
+                return Ok(());
+            }
+            let waited = (fabric.now() - started).to_std().unwrap_or_default();
+            if waited >= manual.timeout {
+                return Err(format!(
+                    "manual step {:?} was not approved within {}",
+                    manual.text,
+                    crate::model::HumanDuration(manual.timeout)
+                ));
+            }
+            // Time passes on the fabric's clock, so the timeout is in modelled time.
+            tokio::join!(fabric.wait(Duration::from_secs(10)), tokio::time::sleep(POLL));
+        }
+    }
+}
+
+/// A plan ready to run: loaded, validated, resolved against the live simulation.
+struct Prepared {
+    plan: Arc<Plan>,
+    resolved: ResolvedPlan,
+    inventory: Arc<crate::model::Inventory>,
+    sim: Arc<SimFabric>,
+}
+
+fn prepare(
+    global: &Global,
+    plan_path: &Path,
+    site: &Path,
+    state: &StateDir,
+    kind: FailoverKind,
+    strict: bool,
+) -> Result<Prepared, CliError> {
+    let _ = global;
+    let inventory = Arc::new(load_inventory(site)?);
+    let plan = Arc::new(load_plan(plan_path, inventory.clone(), &ScriptOptions::default())?);
+    let sim = Arc::new(SimFabric::open(inventory.clone(), state)?);
+    let validation = validate(&plan, &inventory, &sim.protection(), Some(kind));
+    let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    for finding in &validation.findings {
+        // A resumed run's VMs are partly failed over: protection findings are expected.
+        if strict {
+            eprintln!("{finding}");
+        }
+    }
+    if strict && errors > 0 {
+        return Err(CliError::InvalidPlan { errors });
+    }
+    Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
+}
+
+pub fn failover(
+    global: &Global,
+    plan_path: &Path,
+    kind: Kind,
+    point: PointChoice,
+    parallel: usize,
+    format: Format,
+) -> Result<String, CliError> {
+    let kind = FailoverKind::from(kind);
+    let site = site_path(global, Some(plan_path))?;
+    let state = StateDir::open(&global.state)?;
+    let prepared = prepare(global, plan_path, &site, &state, kind, true)?;
+    if kind != FailoverKind::Test {
+        let question = format!(
+            "Run a {kind} failover of plan {:?} from {} to {}? This changes the recovery site.",
+            prepared.plan.name, prepared.plan.source, prepared.plan.target
+        );
+        confirm(global, &question)?;
+    }
+    let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true };
+    let header = RunHeader {
+        plan: prepared.plan.name.clone(),
+        source: prepared.plan.source.clone(),
+        target: prepared.plan.target.clone(),
+        kind,
+        point,
+        dry_run: false,
+        rto_target: prepared.plan.rto,
+    };
+    let record = Record {
+        id: spec.run_id.clone(),
+        plan_path: plan_path.to_path_buf(),
+        plan_hash: fingerprint(&[plan_path, &site])?,
+        site_path: site,
+        status: "running".into(),
+        started_wall: chrono::Utc::now().to_rfc3339(),
+        spec: StoredRun { spec, header },
+    };
+    let db = journal::open(state.path())?;
+    db.put_run(&record)?;
+    eprintln!("run {} started", record.id);
+    run_to_end(&state, db, record, prepared, History::default(), format)
+}
+
+pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, CliError> {
+    let state = StateDir::open(&global.state)?;
+    let db = journal::open(state.path())?;
+    let record = find_run(&db, run_id)?;
+    match record.status.as_str() {
+        "succeeded" => {
+            return Err(CliError::Usage(format!("run {run_id} already succeeded: there is nothing to resume")));
+        }
+        "cancelled" => {
+            return Err(CliError::Usage(format!(
+                "run {run_id} was cancelled; its VMs need reprotect (drplan reprotect) before another run"
+            )));
+        }
+        _ => {}
+    }
+    if fingerprint(&[&record.plan_path, &record.site_path])? != record.plan_hash {
+        return Err(CliError::Usage(format!(
+            "the plan or site file of run {run_id} changed since it started ({}, {}); a resumed run must run the same plan: restore them, or start a new run",
+            record.plan_path.display(),
+            record.site_path.display()
+        )));
+    }
+    let kind = record.spec.spec.kind;
+    let prepared = prepare(global, &record.plan_path, &record.site_path, &state, kind, false)?;
+    if kind != FailoverKind::Test {
+        confirm(global, &format!("Resume the {kind} failover run {run_id} of plan {:?}?", prepared.plan.name))?;
+    }
+    let events: Vec<Event> = db.events(run_id)?;
+    let history = History::from_events(&events);
+    let mut record = record;
+    record.status = "running".into();
+    db.put_run(&record)?;
+    eprintln!("run {run_id} resumed");
+    run_to_end(&state, db, record, prepared, history, format)
+}
+
+fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {
+    db.run(run_id)?
+        .ok_or_else(|| CliError::Usage(format!("no run {run_id:?} in this state directory; see drplan runs")))
+}
+
+/// Runs the engine with the journal until the run ends, then records how it ended.
+fn run_to_end(
+    state: &StateDir,
+    db: JournalDb,
+    mut record: Record,
+    prepared: Prepared,
+    history: History,
+    format: Format,
+) -> Result<String, CliError> {
+    let writer = Arc::new(JournalWriter::start(state.path())?);
+    let run_id = record.id.clone();
+    let bus = Arc::new(EventBus::starting_at(history.next_seq));
+    let show = format;
+    bus.subscribe(move |event| print_event(event, show));
+    let stop = Arc::new(Stop::default());
+    let deps = Deps {
+        fabric: prepared.sim.clone(),
+        dns: Arc::new(RecordingDns::default()),
+        gate: Arc::new(JournalGate { db: Mutex::new(journal::open(state.path())?) }),
+        inventory: prepared.inventory.clone(),
+        bus,
+        journal: Some(Arc::new(JournalLog { writer: writer.clone(), run: run_id.clone() })),
+        history,
+        stop: stop.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
+    let watcher_db = journal::open(state.path())?;
+    let outcome = runtime.block_on(async {
+        let watch_id = run_id.clone();
+        let watch_stop = stop.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLL).await;
+                if watcher_db.cancel_requested(&watch_id).unwrap_or(false) {
+                    watch_stop.cancel("cancelled by the operator (drplan cancel)");
+                    return;
+                }
+            }
+        });
+        let outcome = execute(deps, prepared.plan.clone(), prepared.resolved.clone(), record.spec.spec.clone()).await;
+        watcher.abort();
+        outcome
+    });
+    writer.close();
+    record.status = status_name(outcome.status).into();
+    db.put_run(&record)?;
+    let events: Vec<Event> = db.events(&run_id)?;
+    let report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    let summary = summary(&report);
+    match outcome.status {
+        RunStatus::Succeeded => Ok(summary),
+        _ => {
+            print!("{summary}");
+            Err(CliError::RunFailed(match outcome.status {
+                RunStatus::Cancelled => "was cancelled: the VMs whose failover was cut off need reprotect (R35)",
+                _ => "failed: fix the cause, then drplan resume it",
+            }))
+        }
+    }
+}
+
+fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
+}
+
+/// The run as its journal tells it: what `show` reports, whether the run is live or not.
+fn outcome_of(record: &Record, events: Vec<Event>) -> RunOutcome {
+    let started = events.iter().find(|e| e.kind == EventKind::RunStarted).map(|e| e.at);
+    let finished = events.last().map(|e| e.at);
+    let status = match record.status.as_str() {
+        "succeeded" => RunStatus::Succeeded,
+        "cancelled" => RunStatus::Cancelled,
+        _ => RunStatus::Failed,
+    };
+    let epoch = chrono::DateTime::UNIX_EPOCH;
+    RunOutcome {
+        run_id: record.id.clone(),
+        status,
+        started: started.unwrap_or(epoch),
+        finished: finished.or(started).unwrap_or(epoch),
+        events,
+    }
+}
+
+fn summary(report: &RunReport) -> String {
+    let target = match (report.header.rto_target, report.rto_met) {
+        (Some(t), Some(true)) => format!(" (target {}: met)", crate::model::HumanDuration(t)),
+        (Some(t), _) => format!(" (target {}: MISSED)", crate::model::HumanDuration(t)),
+        _ => String::new(),
+    };
+    format!(
+        "run {} {}: RTO {}{target}. Details: drplan show {}\n",
+        report.run_id,
+        status_name(report.status),
+        crate::model::HumanDuration(report.rto),
+        report.run_id
+    )
+}
+
+/// Until the live display lands: one line per event on stderr, or JSON lines on stdout.
+fn print_event(event: &Event, format: Format) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
+        Format::Human => {
+            let what = [event.group.as_deref(), event.vm.as_deref(), event.step.as_deref(), event.detail.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("  ");
+            eprintln!("{} {:<16} {what}", event.at.format("%H:%M:%S"), event.kind.name());
+        }
+    }
+}
+
+pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
+    let db = journal::open(&global.state)?;
+    let records: Vec<Record> = db.runs()?;
+    // Whoever can take the lock knows no run is live: a "running" run was cut off.
+    let live = matches!(StateDir::open(&global.state), Err(StoreError::InUse { .. }));
+    let rows: Vec<(Record, String)> = records
+        .into_iter()
+        .map(|r| {
+            let status = if r.status == "running" && !live { "interrupted".to_string() } else { r.status.clone() };
+            (r, status)
+        })
+        .collect();
+    if format == Format::Json {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|(r, status)| {
+                serde_json::json!({ "id": r.id, "plan": r.spec.header.plan, "kind": r.spec.spec.kind, "status": status,
+                                    "plan_path": r.plan_path, "started": r.started_wall })
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&json).expect("json") + "\n");
+    }
+    if rows.is_empty() {
+        return Ok("no runs yet\n".into());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(r, status)| {
+            vec![
+                r.id.clone(),
+                r.spec.header.plan.clone(),
+                r.spec.spec.kind.to_string(),
+                status.clone(),
+                r.plan_path.display().to_string(),
+            ]
+        })
+        .collect();
+    Ok(crate::report::table::render(&["RUN", "PLAN", "KIND", "STATUS", "PLAN FILE"], &table))
+}
+
+pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
+    let db = journal::open(&global.state)?;
+    let record = find_run(&db, run_id)?;
+    let events: Vec<Event> = db.events(run_id)?;
+    let report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    if let Some(path) = svg {
+        std::fs::write(path, crate::report::svg::gantt(&report))
+            .map_err(|source| CliError::Read { path: path.clone(), source })?;
+    }
+    Ok(match format {
+        Format::Human => report.human(),
+        Format::Json => report.json(),
+    })
+}
+
+/// The manual steps of a run waiting for an operator: (key, text).
+fn waiting_steps(events: &[Event]) -> Vec<(String, String)> {
+    let mut waiting: Vec<(String, String)> = Vec::new();
+    for event in events {
+        let Some(key) = &event.key else { continue };
+        match event.kind {
+            EventKind::ManualWaiting => waiting.push((key.clone(), event.step.clone().unwrap_or_default())),
+            EventKind::ManualDone => waiting.retain(|(k, _)| k != key),
+            _ => {}
+        }
+    }
+    waiting
+}
+
+pub fn approve(global: &Global, run_id: &str) -> Result<String, CliError> {
+    let db = journal::open(&global.state)?;
+    find_run(&db, run_id)?;
+    let events: Vec<Event> = db.events(run_id)?;
+    let waiting = waiting_steps(&events);
+    if waiting.is_empty() {
+        return Err(CliError::Usage(format!("run {run_id} has no manual step waiting for approval")));
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut out = String::new();
+    for (key, text) in waiting {
+        db.approve(run_id, &key, &now)?;
+        out.push_str(&format!("approved: {text}\n"));
+    }
+    Ok(out)
+}
+
+pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliError> {
+    if !force {
+        return Err(CliError::Usage(
+            "cancel stops the failovers under way, and their VMs will not replicate until reprotected (R35): pass --force".into(),
+        ));
+    }
+    let db = journal::open(&global.state)?;
+    let mut record = find_run(&db, run_id)?;
+    if record.status != "running" && record.status != "failed" {
+        return Err(CliError::Usage(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
+    }
+    db.request_cancel(run_id, &chrono::Utc::now().to_rfc3339())?;
+    match StateDir::open(&global.state) {
+        Err(StoreError::InUse { .. }) => {
+            // The run is live: it sees the request at its next step and stops.
+            for _ in 0..300 {
+                std::thread::sleep(POLL);
+                if find_run(&db, run_id)?.status != "running" {
+                    return Ok(format!("run {run_id} cancelled; see drplan status for the VMs that need reprotect\n"));
+                }
+            }
+            Ok(format!("cancel of run {run_id} requested; it stops at its next step\n"))
+        }
+        Err(e) => Err(e.into()),
+        Ok(state) => {
+            // Nobody runs it: cancel what its process left cut off, here.
+            let inventory = Arc::new(load_inventory(&record.site_path)?);
+            let sim = SimFabric::open(inventory, &state)?;
+            let history = History::from_events(&db.events::<Event>(run_id)?);
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::Runtime)?;
+            let mut out = String::new();
+            for vm in sim.inventory().vms.iter().map(|v| v.name.clone()) {
+                if history.attempts(&vm) == 0 || history.outcome(&vm).is_some() {
+                    continue;
+                }
+                let key = format!("{run_id}/vm/{vm}/cancel");
+                if runtime.block_on(sim.cancel(&key, &vm)).is_ok() {
+                    out.push_str(&format!("{vm}: failover cancelled; it needs reprotect (R35)\n"));
+                }
+            }
+            record.status = "cancelled".into();
+            db.put_run(&record)?;
+            out.push_str(&format!("run {run_id} cancelled at {}\n", format_time(sim.now())));
+            Ok(out)
+        }
+    }
+}

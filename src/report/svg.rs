@@ -1,0 +1,1088 @@
+//! A run as a Gantt chart: a standalone SVG document (no scripts, no external resources)
+//! that a person opens in a browser. One row per group, then a row per manual wait and per
+//! VM of that group, on an axis of (modelled) time from the run's start, with the RTO
+//! target and the run's end marked. Hovering a bar shows its times and detail.
+//!
+//! Everything named comes from user files, so all text is escaped. The same report gives
+//! the same bytes. Plans of thousands of VMs stay fast: the document is written into one
+//! buffer, and past `MAX_VM_ROWS` VM rows only the groups are drawn.
+
+use std::fmt::{self, Write};
+use std::time::Duration;
+
+use super::run::{RunReport, Span};
+use crate::engine::{Event, EventKind, RunStatus};
+use crate::model::{HumanDuration, Timestamp, format_time};
+
+/// More VM rows than this and only the group rows are drawn.
+pub const MAX_VM_ROWS: usize = 2000;
+
+const WIDTH: f64 = 1100.0;
+const PAD: f64 = 12.0;
+const ROW: f64 = 20.0;
+const INDENT: f64 = 16.0;
+const LABEL_MIN: f64 = 120.0;
+const LABEL_MAX: f64 = 300.0;
+/// Room right of the axis for half a tick label.
+const RIGHT: f64 = 34.0;
+/// Average advance of a character, for laying out text without measuring it.
+const CHAR_W: f64 = 6.6;
+const BOLD_W: f64 = 7.3;
+const SMALL_W: f64 = 6.0;
+const MANUAL_LABEL_CHARS: usize = 40;
+const DETAIL_LABEL_CHARS: usize = 60;
+
+const TITLE_Y: f64 = 26.0;
+const VERDICT_Y: f64 = 46.0;
+const INFO_Y: f64 = 64.0;
+const LEGEND_Y: f64 = 86.0;
+const LANE_Y: [f64; 2] = [108.0, 122.0];
+const AXIS_Y: f64 = 140.0;
+const CHART_TOP: f64 = 148.0;
+
+const GREEN: &str = "#2f9e44";
+const RED: &str = "#e03131";
+const GREY: &str = "#adb5bd";
+const AMBER: &str = "#f59f00";
+const MANUAL: &str = "#6741d9";
+const TARGET: &str = "#c92a2a";
+const FINISH: &str = "#1971c2";
+
+const STYLE: &str = "text{font-family:sans-serif;font-size:12px;fill:#212529;\
+stroke:#fff;stroke-width:3px;stroke-linejoin:round;paint-order:stroke}\
+.h{font-size:16px;font-weight:bold}.v{font-size:13px}.s{font-size:11px;fill:#495057}\
+.g{font-weight:bold}.m{font-style:italic;fill:#5f3dc4}.ax{font-size:11px;fill:#495057;text-anchor:middle}";
+
+/// Writes into a `String`, which cannot fail.
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = write!($out, $($arg)*);
+    }};
+}
+
+pub fn gantt(report: &RunReport) -> String {
+    let waits = manual_waits(report);
+    Chart::new(report, &waits).render()
+}
+
+fn status_colour(status: &str) -> &'static str {
+    match status {
+        "succeeded" => GREEN,
+        "failed" => RED,
+        "skipped" => GREY,
+        _ => AMBER,
+    }
+}
+
+fn offset(start: Timestamp, at: Timestamp) -> Duration {
+    (at - start).to_std().unwrap_or_default()
+}
+
+/// A manual step's wait, from its `manual.waiting` event to its `manual.done`.
+struct Wait<'a> {
+    waiting: &'a Event,
+    start: Duration,
+    end: Duration,
+    ended: WaitEnd<'a>,
+}
+
+enum WaitEnd<'a> {
+    Done,
+    Failed(Option<&'a str>),
+    /// Still waiting when the run stopped.
+    Open,
+}
+
+fn same_step(a: &Event, b: &Event) -> bool {
+    a.step == b.step && a.group == b.group && a.vm == b.vm
+}
+
+fn manual_waits(report: &RunReport) -> Vec<Wait<'_>> {
+    let mut waits: Vec<Wait> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    for event in &report.steps {
+        let at = || offset(report.started, event.at);
+        match event.kind {
+            EventKind::ManualWaiting => {
+                open.push(waits.len());
+                waits.push(Wait { waiting: event, start: at(), end: at(), ended: WaitEnd::Open });
+            }
+            // A real run's manual step that timed out ends with the step's action.failed.
+            EventKind::ManualDone | EventKind::ActionFailed => {
+                let Some(pos) = open.iter().rposition(|&i| same_step(waits[i].waiting, event)) else { continue };
+                let wait = &mut waits[open.remove(pos)];
+                wait.end = at().max(wait.start);
+                wait.ended = match event.kind {
+                    EventKind::ManualDone => WaitEnd::Done,
+                    _ => WaitEnd::Failed(event.detail.as_deref()),
+                };
+            }
+            // A stopped run stops waiting; a resumed one waits anew.
+            EventKind::RunSucceeded | EventKind::RunFailed | EventKind::RunCancelled => {
+                for i in open.drain(..) {
+                    waits[i].end = at().max(waits[i].start);
+                }
+            }
+            _ => {}
+        }
+    }
+    for i in open {
+        waits[i].end = report.rto.max(waits[i].start);
+    }
+    waits
+}
+
+struct Chart<'a> {
+    report: &'a RunReport,
+    /// Manual waits under each group, by index in `report.groups`.
+    group_waits: Vec<Vec<&'a Wait<'a>>>,
+    /// Plan-level manual waits, drawn before the first group or after the last.
+    waits_before: Vec<&'a Wait<'a>>,
+    waits_after: Vec<&'a Wait<'a>>,
+    vm_count: usize,
+    folded: bool,
+    rows: usize,
+    /// Left edge and right edge of the plot.
+    x0: f64,
+    x1: f64,
+    group_chars: usize,
+    vm_chars: usize,
+    step_ms: u64,
+    ticks: u64,
+    axis_ms: u64,
+    chart_bottom: f64,
+    height: f64,
+}
+
+impl<'a> Chart<'a> {
+    fn new(report: &'a RunReport, waits: &'a [Wait<'a>]) -> Chart<'a> {
+        let groups = &report.groups;
+        let first_start = groups.iter().map(|g| g.span.start).min();
+        let mut group_waits: Vec<Vec<&Wait>> = vec![Vec::new(); groups.len()];
+        let (mut waits_before, mut waits_after) = (Vec::new(), Vec::new());
+        for wait in waits {
+            let index = wait.waiting.group.as_deref().and_then(|name| {
+                groups
+                    .iter()
+                    .rposition(|g| g.span.name == name && g.span.start <= wait.start)
+                    .or_else(|| groups.iter().position(|g| g.span.name == name))
+            });
+            match index {
+                Some(i) => group_waits[i].push(wait),
+                None if first_start.is_none_or(|s| wait.start <= s) => waits_before.push(wait),
+                None => waits_after.push(wait),
+            }
+        }
+
+        let vm_count: usize = groups.iter().map(|g| g.vms.len()).sum();
+        let folded = vm_count > MAX_VM_ROWS;
+        let rows = groups.len() + waits.len() + if folded { 0 } else { vm_count };
+
+        // The label column fits the longest label, within bounds.
+        let mut label_px = INDENT + "manual step".len() as f64 * CHAR_W;
+        for group in groups {
+            label_px = label_px.max(group.span.name.chars().count() as f64 * BOLD_W);
+            if !folded {
+                for vm in &group.vms {
+                    label_px = label_px.max(INDENT + vm.name.chars().count() as f64 * CHAR_W);
+                }
+            }
+        }
+        let x0 = (PAD + label_px + 2.0 * PAD).clamp(LABEL_MIN, LABEL_MAX).round();
+        let room = x0 - 2.0 * PAD;
+        let group_chars = (room / BOLD_W).floor() as usize;
+        let vm_chars = ((room - INDENT) / CHAR_W).floor() as usize;
+
+        let mut end = report.rto.max(report.header.rto_target.unwrap_or_default());
+        for group in groups {
+            end = end.max(group.span.end);
+            for vm in &group.vms {
+                end = end.max(vm.end);
+            }
+        }
+        for wait in waits {
+            end = end.max(wait.end);
+        }
+        let (step_ms, ticks) = tick_step(end.as_millis() as u64);
+
+        let chart_bottom = CHART_TOP + rows as f64 * ROW;
+        let notes = usize::from(folded) + usize::from(groups.is_empty());
+        let mut height = chart_bottom + 12.0;
+        if rows > 25 {
+            height += 16.0;
+        }
+        height += notes as f64 * 18.0;
+        Chart {
+            report,
+            group_waits,
+            waits_before,
+            waits_after,
+            vm_count,
+            folded,
+            rows,
+            x0,
+            x1: WIDTH - RIGHT,
+            group_chars,
+            vm_chars,
+            step_ms,
+            ticks,
+            axis_ms: step_ms * ticks,
+            chart_bottom,
+            height: height.ceil(),
+        }
+    }
+
+    fn x(&self, d: Duration) -> f64 {
+        let ms = (d.as_millis() as u64).min(self.axis_ms);
+        self.x0 + (self.x1 - self.x0) * ms as f64 / self.axis_ms as f64
+    }
+
+    /// Where text of `chars` characters goes beside a bar from `a` to `b`: after it, else
+    /// before it, else over its end.
+    fn beside(&self, a: f64, b: f64, chars: usize, char_w: f64) -> (f64, &'static str) {
+        let w = chars as f64 * char_w;
+        if b + 4.0 + w <= WIDTH - 4.0 {
+            (b + 4.0, "start")
+        } else if a - 4.0 - w >= self.x0 {
+            (a - 4.0, "end")
+        } else {
+            (WIDTH - 4.0, "end")
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(8192 + self.rows * 420);
+        w!(
+            out,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{h}\" viewBox=\"0 0 {WIDTH} {h}\">\n\
+             <style>{STYLE}</style>\n\
+             <defs><pattern id=\"hatch\" patternUnits=\"userSpaceOnUse\" width=\"6\" height=\"6\" \
+             patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#e5dbff\"/>\
+             <line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"{MANUAL}\" stroke-width=\"2.5\"/></pattern></defs>\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n",
+            h = self.height
+        );
+        self.header(&mut out);
+        // Under the grid and the markers: the shading of the group rows.
+        let mut y = CHART_TOP + self.waits_before.len() as f64 * ROW;
+        for (index, group) in self.report.groups.iter().enumerate() {
+            w!(out, "<rect x=\"0\" y=\"{y}\" width=\"{WIDTH}\" height=\"{ROW}\" fill=\"#f1f3f5\"/>");
+            let vms = if self.folded { 0 } else { group.vms.len() };
+            y += (1 + self.group_waits[index].len() + vms) as f64 * ROW;
+        }
+        out.push('\n');
+        self.grid(&mut out);
+        self.markers(&mut out);
+        self.axis_labels(&mut out, AXIS_Y);
+        let mut y = CHART_TOP;
+        for wait in &self.waits_before {
+            self.wait_row(&mut out, wait, y, false);
+            y += ROW;
+        }
+        for (index, group) in self.report.groups.iter().enumerate() {
+            self.group_row(&mut out, index, y);
+            y += ROW;
+            for wait in &self.group_waits[index] {
+                self.wait_row(&mut out, wait, y, true);
+                y += ROW;
+            }
+            if !self.folded {
+                for vm in &group.vms {
+                    self.vm_row(&mut out, vm, y);
+                    y += ROW;
+                }
+            }
+        }
+        for wait in &self.waits_after {
+            self.wait_row(&mut out, wait, y, false);
+            y += ROW;
+        }
+        self.footer(&mut out);
+        out.push_str("</svg>\n");
+        out
+    }
+
+    fn header(&self, out: &mut String) {
+        let r = self.report;
+        let h = &r.header;
+        w!(
+            out,
+            "<text class=\"h\" x=\"{PAD}\" y=\"{TITLE_Y}\">{}: {} failover {} \u{2192} {}{}",
+            Esc(&h.plan),
+            h.kind,
+            Esc(&h.source),
+            Esc(&h.target),
+            if h.dry_run { " (dry run)" } else { "" }
+        );
+        let (status, colour) = match r.status {
+            RunStatus::Succeeded => ("succeeded", GREEN),
+            RunStatus::Failed => ("FAILED", RED),
+            RunStatus::Cancelled => ("CANCELLED", RED),
+        };
+        w!(out, " \u{2014} <tspan fill=\"{colour}\">{status}</tspan></text>\n");
+
+        let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
+        w!(
+            out,
+            "<text class=\"v\" x=\"{PAD}\" y=\"{VERDICT_Y}\">{which} <tspan font-weight=\"bold\">{}</tspan>",
+            HumanDuration(r.rto)
+        );
+        match (h.rto_target, r.rto_met) {
+            (Some(target), Some(true)) => {
+                w!(out, ", target {}: <tspan fill=\"{GREEN}\" font-weight=\"bold\">met</tspan>", HumanDuration(target));
+            }
+            (Some(target), _) => {
+                w!(
+                    out,
+                    ", target {}: <tspan fill=\"{RED}\" font-weight=\"bold\">MISSED by {}</tspan>",
+                    HumanDuration(target),
+                    HumanDuration(r.rto.saturating_sub(target))
+                );
+            }
+            (None, _) => out.push_str(" (the plan sets no RTO target)"),
+        }
+        out.push_str("</text>\n");
+
+        let time = if h.dry_run { "modelled time" } else { "time" };
+        w!(
+            out,
+            "<text class=\"s\" x=\"{PAD}\" y=\"{INFO_Y}\">run {}, recovery point {}; {time} from {}, {} group{}, {} VM{}</text>\n",
+            Esc(&r.run_id),
+            Esc(&h.point.to_string()),
+            format_time(r.started),
+            Count(r.groups.len()),
+            plural(r.groups.len()),
+            Count(self.vm_count),
+            plural(self.vm_count),
+        );
+
+        // The legend.
+        let mut x = PAD;
+        for (label, fill) in [
+            ("succeeded", GREEN),
+            ("failed", RED),
+            ("skipped", GREY),
+            ("running", AMBER),
+            ("manual wait", "url(#hatch)"),
+        ] {
+            w!(
+                out,
+                "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"10\" fill=\"{fill}\"/><text class=\"s\" x=\"{}\" y=\"{LEGEND_Y}\">{label}</text>\n",
+                LEGEND_Y - 9.0,
+                x + 19.0
+            );
+            x += 19.0 + label.len() as f64 * SMALL_W + 16.0;
+        }
+        for (label, colour, dash) in [("RTO target", TARGET, "6 4"), ("end of run", FINISH, "2 3")] {
+            w!(
+                out,
+                "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\
+                 <text class=\"s\" x=\"{}\" y=\"{LEGEND_Y}\">{label}</text>\n",
+                x + 18.0,
+                x + 23.0,
+                y = LEGEND_Y - 4.0
+            );
+            x += 23.0 + label.len() as f64 * SMALL_W + 16.0;
+        }
+    }
+
+    fn axis_labels(&self, out: &mut String, y: f64) {
+        for k in 0..=self.ticks {
+            let at = Duration::from_millis(k * self.step_ms);
+            w!(out, "<text class=\"ax\" x=\"{:.1}\" y=\"{y}\">+{}</text>", self.x(at), HumanDuration(at));
+        }
+        out.push('\n');
+    }
+
+    fn grid(&self, out: &mut String) {
+        for k in 0..=self.ticks {
+            let x = self.x(Duration::from_millis(k * self.step_ms));
+            w!(
+                out,
+                "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"{}\"/>",
+                CHART_TOP - 4.0,
+                self.chart_bottom,
+                if k == 0 { "#868e96" } else { "#dee2e6" }
+            );
+        }
+        w!(out, "<line x1=\"0\" y1=\"{CHART_TOP}\" x2=\"{WIDTH}\" y2=\"{CHART_TOP}\" stroke=\"#868e96\"/>\n");
+    }
+
+    fn group_row(&self, out: &mut String, index: usize, y: f64) {
+        let group = &self.report.groups[index];
+        let span = &group.span;
+        let (a, b) = (self.x(span.start), self.x(span.end));
+        w!(out, "<text class=\"g\" x=\"{PAD}\" y=\"{}\">{}</text>", y + 14.0, Trunc(&span.name, self.group_chars));
+        w!(
+            out,
+            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"{}\" stroke=\"#343a40\" stroke-width=\"0.6\">\
+             <title>group {}: {}\n{}",
+            y + 3.0,
+            (b - a).max(2.0),
+            status_colour(&span.status),
+            Esc(&span.name),
+            Esc(&span.status),
+            Times(span)
+        );
+        let mut counts = [0usize; 4];
+        for vm in &group.vms {
+            counts[match vm.status.as_str() {
+                "succeeded" => 0,
+                "failed" => 1,
+                "skipped" => 2,
+                _ => 3,
+            }] += 1;
+        }
+        w!(out, "\n{} VM{}", Count(group.vms.len()), plural(group.vms.len()));
+        let mut first = true;
+        for (n, what) in counts.iter().zip(["succeeded", "failed", "skipped", "running"]) {
+            if *n > 0 {
+                w!(out, "{} {} {what}", if first { ":" } else { "," }, Count(*n));
+                first = false;
+            }
+        }
+        if self.folded && counts[1] > 0 {
+            out.push_str("\nfailed:");
+            for vm in group.vms.iter().filter(|v| v.status == "failed").take(5) {
+                w!(out, " {}", Esc(&vm.name));
+            }
+            if counts[1] > 5 {
+                w!(out, " and {} more", Count(counts[1] - 5));
+            }
+        }
+        if let Some(detail) = &span.detail {
+            w!(out, "\n{}", Esc(detail));
+        }
+        out.push_str("</title></rect>");
+
+        // Beside the bar: how long it took; when folded, what became of its VMs.
+        let took = rounded(span.end.saturating_sub(span.start));
+        let mut chars = took.to_string().len();
+        if self.folded {
+            chars += 24;
+        }
+        let (tx, anchor) = self.beside(a, b, chars, SMALL_W);
+        w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}", y + 14.0);
+        if self.folded {
+            w!(out, " \u{b7} {} VMs", Count(group.vms.len()));
+            if counts[1] > 0 {
+                w!(out, ", <tspan fill=\"{RED}\">{} failed</tspan>", Count(counts[1]));
+            }
+            if counts[2] > 0 {
+                w!(out, ", {} skipped", Count(counts[2]));
+            }
+        }
+        out.push_str("</text>\n");
+    }
+
+    fn vm_row(&self, out: &mut String, vm: &Span, y: f64) {
+        let (a, b) = (self.x(vm.start), self.x(vm.end));
+        let colour = status_colour(&vm.status);
+        w!(
+            out,
+            "<text x=\"{}\" y=\"{}\">{}</text><rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"{colour}\">\
+             <title>{}: {}\n{}",
+            PAD + INDENT,
+            y + 14.0,
+            Trunc(&vm.name, self.vm_chars),
+            y + 5.0,
+            (b - a).max(2.0),
+            Esc(&vm.name),
+            Esc(&vm.status),
+            Times(vm)
+        );
+        if let Some(detail) = &vm.detail {
+            w!(out, "\n{}", Esc(detail));
+        }
+        out.push_str("</title></rect>");
+        let took = rounded(vm.end.saturating_sub(vm.start));
+        match (vm.status.as_str(), &vm.detail) {
+            ("failed", Some(detail)) => {
+                let chars = detail.chars().count().min(DETAIL_LABEL_CHARS) + 8;
+                let (tx, anchor) = self.beside(a, b, chars, SMALL_W);
+                w!(
+                    out,
+                    "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{RED}\">failed: {}</text>\n",
+                    y + 14.0,
+                    Trunc(detail, DETAIL_LABEL_CHARS)
+                );
+            }
+            ("succeeded", _) => {
+                let (tx, anchor) = self.beside(a, b, took.to_string().len(), SMALL_W);
+                w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}</text>\n", y + 14.0);
+            }
+            (status, _) => {
+                let (tx, anchor) = self.beside(a, b, status.chars().count().min(20), SMALL_W);
+                w!(
+                    out,
+                    "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>\n",
+                    y + 14.0,
+                    Trunc(status, 20)
+                );
+            }
+        }
+    }
+
+    fn wait_row(&self, out: &mut String, wait: &Wait, y: f64, in_group: bool) {
+        let e = wait.waiting;
+        let step = e.step.as_deref().unwrap_or("manual step");
+        let (a, b) = (self.x(wait.start), self.x(wait.end));
+        let label = if in_group { "manual step" } else { "plan manual step" };
+        let lx = if in_group { PAD + INDENT } else { PAD };
+        w!(out, "<text class=\"m\" x=\"{lx}\" y=\"{}\">{label}</text>", y + 14.0);
+        w!(
+            out,
+            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"url(#hatch)\" stroke=\"{MANUAL}\">\
+             <title>manual step{}{}: {}\n+{} \u{2192} +{}, waited {}",
+            y + 3.0,
+            (b - a).max(3.0),
+            if e.vm.is_some() { " for " } else { "" },
+            Esc(e.vm.as_deref().unwrap_or("")),
+            Esc(step),
+            HumanDuration(wait.start),
+            HumanDuration(wait.end),
+            HumanDuration(wait.end.saturating_sub(wait.start))
+        );
+        if let Some(detail) = &e.detail {
+            w!(out, "\n{}", Esc(detail));
+        }
+        match wait.ended {
+            WaitEnd::Done => out.push_str("\nmarked done"),
+            WaitEnd::Failed(detail) => {
+                w!(out, "\nnot done: {}", Esc(detail.unwrap_or("failed")));
+            }
+            WaitEnd::Open => out.push_str("\nstill waiting when the run stopped"),
+        }
+        out.push_str("</title></rect>");
+        let mut chars = step.chars().count().min(MANUAL_LABEL_CHARS);
+        if let Some(vm) = &e.vm {
+            chars += vm.chars().count().min(20) + 2;
+        }
+        let (tx, anchor) = self.beside(a, b, chars, CHAR_W);
+        w!(out, "<text class=\"m\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">", y + 14.0);
+        if let Some(vm) = &e.vm {
+            w!(out, "{}: ", Trunc(vm, 20));
+        }
+        w!(out, "{}", Trunc(step, MANUAL_LABEL_CHARS));
+        match wait.ended {
+            WaitEnd::Done => {}
+            WaitEnd::Failed(_) => w!(out, " <tspan fill=\"{RED}\">(not done)</tspan>"),
+            WaitEnd::Open => out.push_str(" (still waiting)"),
+        }
+        out.push_str("</text>\n");
+    }
+
+    /// The RTO target and the end of the run: vertical lines across the rows, labelled
+    /// above the axis (with a gap for the tick labels), on a second lane when the labels
+    /// would overlap.
+    fn markers(&self, out: &mut String) {
+        let r = self.report;
+        let mut taken: Option<(f64, f64)> = None;
+        let mut marker = |out: &mut String, at: Duration, colour: &str, dash: &str, label: fmt::Arguments| {
+            let label = label.to_string();
+            let x = self.x(at);
+            let w = label.len() as f64 * SMALL_W;
+            let (tx, anchor, span) = if x + 4.0 + w <= WIDTH - 4.0 {
+                (x + 4.0, "start", (x, x + 4.0 + w))
+            } else {
+                (x - 4.0, "end", (x - 4.0 - w, x))
+            };
+            let lane = match taken {
+                Some((a, b)) if span.0 < b + 8.0 && a < span.1 + 8.0 => 1,
+                _ => 0,
+            };
+            taken = Some(span);
+            let ly = LANE_Y[lane];
+            w!(
+                out,
+                "<path d=\"M{x:.1} {}V{}M{x:.1} {}V{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\
+                 <text class=\"s\" x=\"{tx:.1}\" y=\"{ly}\" text-anchor=\"{anchor}\" style=\"fill:{colour}\">{}</text>\n",
+                ly - 10.0,
+                AXIS_Y - 13.0,
+                CHART_TOP - 4.0,
+                self.chart_bottom,
+                Esc(&label)
+            );
+        };
+        if let Some(target) = r.header.rto_target {
+            marker(out, target, TARGET, "6 4", format_args!("RTO target {}", HumanDuration(target)));
+        }
+        let which = if r.header.dry_run { "predicted RTO" } else { "RTO" };
+        marker(out, r.rto, FINISH, "2 3", format_args!("{which} {}", HumanDuration(r.rto)));
+    }
+
+    fn footer(&self, out: &mut String) {
+        let mut y = self.chart_bottom;
+        if self.rows > 25 {
+            y += 16.0;
+            self.axis_labels(out, y);
+        }
+        if self.report.groups.is_empty() {
+            y += 18.0;
+            w!(out, "<text class=\"s\" x=\"{PAD}\" y=\"{y}\">No group ran.</text>\n");
+        }
+        if self.folded {
+            y += 18.0;
+            w!(
+                out,
+                "<text class=\"s\" x=\"{PAD}\" y=\"{y}\">{} VM rows folded into their groups (more than {} to draw): \
+                 hover a group's bar for its VMs; the text or JSON report lists each VM.</text>\n",
+                Count(self.vm_count),
+                Count(MAX_VM_ROWS)
+            );
+        }
+    }
+}
+
+/// Picks a tick step among round durations giving at most 12 intervals over `max_ms`.
+/// Returns the step and the number of intervals; the axis ends at their product.
+fn tick_step(max_ms: u64) -> (u64, u64) {
+    const S: u64 = 1000;
+    const M: u64 = 60 * S;
+    const H: u64 = 60 * M;
+    const D: u64 = 24 * H;
+    let max = max_ms.max(1);
+    for step in [S, 5 * S, 10 * S, 30 * S, M, 2 * M, 5 * M, 10 * M, 15 * M, 30 * M, H, 2 * H, 3 * H, 6 * H, 12 * H, D] {
+        let n = max.div_ceil(step);
+        if n <= 12 {
+            return (step, n);
+        }
+    }
+    let step = max.div_ceil(12 * D) * D;
+    (step, max.div_ceil(step))
+}
+
+/// A duration for a label beside a bar: to the second from ten seconds up (the tooltip
+/// has it to the millisecond).
+fn rounded(d: Duration) -> HumanDuration {
+    if d < Duration::from_secs(10) {
+        HumanDuration(d)
+    } else {
+        HumanDuration(Duration::from_secs((d.as_millis() as u64 + 500) / 1000))
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `+start → +end, took duration`.
+struct Times<'a>(&'a Span);
+
+impl fmt::Display for Times<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "+{} \u{2192} +{}, took {}",
+            HumanDuration(s.start),
+            HumanDuration(s.end),
+            HumanDuration(s.end.saturating_sub(s.start))
+        )
+    }
+}
+
+/// A count with thousands separators: 10,000.
+struct Count(usize);
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                f.write_char(',')?;
+            }
+            f.write_char(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// Text escaped for XML content and attributes. Characters XML cannot hold at all
+/// (most control characters) become U+FFFD.
+struct Esc<'a>(&'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let mut last = 0;
+        for (i, c) in s.char_indices() {
+            let replacement = match c {
+                '&' => "&amp;",
+                '<' => "&lt;",
+                '>' => "&gt;",
+                '"' => "&quot;",
+                '\'' => "&#39;",
+                '\t' | '\n' | '\r' => continue,
+                c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => "\u{FFFD}",
+                _ => continue,
+            };
+            f.write_str(&s[last..i])?;
+            f.write_str(replacement)?;
+            last = i + c.len_utf8();
+        }
+        f.write_str(&s[last..])
+    }
+}
+
+/// Escaped text cut to `max` characters, ending in an ellipsis when cut.
+struct Trunc<'a>(&'a str, usize);
+
+impl fmt::Display for Trunc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Trunc(s, max) = *self;
+        if max == 0 || s.char_indices().nth(max).is_none() {
+            return Esc(s).fmt(f);
+        }
+        let cut = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
+        Esc(&s[..cut]).fmt(f)?;
+        f.write_char('\u{2026}')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+
+    use super::*;
+    use crate::engine::RunOutcome;
+    use crate::model::{FailoverKind, PointChoice};
+    use crate::report::run::{GroupTimeline, RunHeader};
+
+    const MANUAL_TEXT: &str = "Confirm the SQL listener is online and the databases are mounted";
+
+    fn t0() -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
+    }
+
+    fn header(plan: &str, dry_run: bool, rto_target: Option<Duration>) -> RunHeader {
+        RunHeader {
+            plan: plan.into(),
+            source: "primary".into(),
+            target: "secondary".into(),
+            kind: FailoverKind::Planned,
+            point: PointChoice::Latest,
+            dry_run,
+            rto_target,
+        }
+    }
+
+    /// Builds a run's events in order.
+    #[derive(Default)]
+    struct Events(Vec<Event>);
+
+    impl Events {
+        fn add(&mut self, ms: u64, kind: EventKind, group: &str, vm: &str, step: &str, detail: &str) -> &mut Self {
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            self.0.push(Event {
+                seq: self.0.len() as u64,
+                at: t0() + TimeDelta::milliseconds(ms as i64),
+                kind,
+                group: some(group),
+                vm: some(vm),
+                step: some(step),
+                detail: some(detail),
+                key: None,
+                data: None,
+            });
+            self
+        }
+
+        fn report(&self, header: RunHeader, status: RunStatus) -> RunReport {
+            let outcome = RunOutcome {
+                run_id: "run-1".into(),
+                status,
+                started: t0(),
+                finished: self.0.last().map_or(t0(), |e| e.at),
+                events: self.0.clone(),
+            };
+            RunReport::new(header, &outcome)
+        }
+    }
+
+    /// Two groups, three VMs (one failed, one skipped), one manual wait, a 30m target.
+    fn failed_run() -> RunReport {
+        use EventKind::*;
+        let mut e = Events::default();
+        e.add(0, RunStarted, "", "", "crm", "")
+            .add(0, GroupStarted, "database", "", "", "")
+            .add(0, VmStarted, "database", "sql01", "", "")
+            .add(0, VmStarted, "database", "sql02", "", "")
+            .add(240_000, VmSucceeded, "database", "sql01", "", "10.2.1.10 on secondary/hv-s01")
+            .add(300_000, VmFailed, "database", "sql02", "", "replica did not boot: <&> \"disk\" missing")
+            .add(300_000, ManualWaiting, "database", "", MANUAL_TEXT, "timeout 30m, expected 5m")
+            .add(600_000, ManualDone, "database", "", MANUAL_TEXT, "")
+            .add(600_000, GroupFailed, "database", "", "", "1 of 2 VMs failed")
+            .add(600_000, VmSkipped, "app", "app01", "", "")
+            .add(600_000, RunFailed, "", "", "crm", "");
+        e.report(header("crm & <billing>", false, Some(Duration::from_secs(1800))), RunStatus::Failed)
+    }
+
+    /// Resembles `drplan dry-run plans/contoso/failover.rhai`.
+    fn contoso() -> RunReport {
+        use EventKind::*;
+        let mut e = Events::default();
+        e.add(0, RunStarted, "", "", "contoso-crm", "").add(0, GroupStarted, "database", "", "", "");
+        for vm in ["sql01", "sql02"] {
+            e.add(0, VmStarted, "database", vm, "", "");
+        }
+        e.add(
+            240_938,
+            VmSucceeded,
+            "database",
+            "sql01",
+            "",
+            "10.2.1.10 on secondary/hv-s01; point 2026-01-05T08:01:00Z",
+        )
+        .add(240_938, VmSucceeded, "database", "sql02", "", "10.2.1.11 on secondary/hv-s02; point 2026-01-05T08:01:00Z")
+        .add(240_938, ManualWaiting, "database", "", MANUAL_TEXT, "timeout 30m, expected 5m")
+        .add(540_938, ManualDone, "database", "", MANUAL_TEXT, "")
+        .add(540_938, GroupSucceeded, "database", "", "", "");
+        for (group, vms, start, end) in [
+            ("app", ["app01", "app02", "app03"], 540_938, 662_288),
+            ("web", ["web01", "web02", "web03"], 662_288, 740_748),
+        ] {
+            e.add(start, GroupStarted, group, "", "", "");
+            for vm in vms {
+                e.add(start, VmStarted, group, vm, "", "");
+            }
+            for (i, vm) in vms.iter().enumerate() {
+                e.add(
+                    end,
+                    VmSucceeded,
+                    group,
+                    vm,
+                    "",
+                    &format!("10.2.{}.{} on secondary/hv-s0{}", i + 2, i + 10, i + 1),
+                );
+            }
+            e.add(end, GroupSucceeded, group, "", "", "");
+        }
+        e.add(740_748, RunSucceeded, "", "", "contoso-crm", "");
+        e.report(header("contoso-crm", true, Some(Duration::from_secs(1800))), RunStatus::Succeeded)
+    }
+
+    /// `groups` groups of `per_group` VMs, every 997th VM failed.
+    fn large(groups: usize, per_group: usize) -> RunReport {
+        let mut report = contoso();
+        report.groups.clear();
+        report.steps.clear();
+        let mut seq = 0;
+        let mut event = |at: Duration, kind: EventKind, group: &str, vm: Option<String>| {
+            seq += 1;
+            Event {
+                seq,
+                at: t0() + TimeDelta::from_std(at).unwrap(),
+                kind,
+                group: Some(group.to_string()),
+                vm,
+                step: None,
+                detail: None,
+                key: None,
+                data: None,
+            }
+        };
+        for g in 0..groups {
+            let name = format!("tier-{g:02}");
+            let start = Duration::from_secs(120 * g as u64);
+            let end = start + Duration::from_secs(110);
+            let mut vms = Vec::with_capacity(per_group);
+            for v in 0..per_group {
+                let n = g * per_group + v;
+                let failed = n % 997 == 996;
+                let vm = Span {
+                    name: format!("vm-{n:05}"),
+                    start,
+                    end: start + Duration::from_millis(60_000 + (n as u64 % 50) * 1000),
+                    status: if failed { "failed" } else { "succeeded" }.into(),
+                    detail: Some(if failed {
+                        "boot timed out".into()
+                    } else {
+                        format!("10.9.{}.{}", n / 250, n % 250)
+                    }),
+                };
+                report.steps.push(event(vm.start, EventKind::VmStarted, &name, Some(vm.name.clone())));
+                report.steps.push(event(vm.end, EventKind::VmSucceeded, &name, Some(vm.name.clone())));
+                vms.push(vm);
+            }
+            let span = Span { name, start, end, status: "succeeded".into(), detail: None };
+            report.groups.push(GroupTimeline { span, vms });
+        }
+        report.rto = Duration::from_secs(120 * groups as u64);
+        report.rto_met = Some(report.rto <= Duration::from_secs(1800));
+        report
+    }
+
+    /// A small well-formedness check: tags nest and close, attributes are quoted, `<`
+    /// never appears in text, `&` only starts an entity, and there is one root element.
+    fn check_xml(doc: &str) -> Result<(), String> {
+        fn check_text(text: &str) -> Result<(), String> {
+            for (i, _) in text.match_indices('&') {
+                let rest = &text[i + 1..];
+                let entity = rest.split(';').next().unwrap_or("");
+                let ok = rest.contains(';')
+                    && (["amp", "lt", "gt", "quot", "apos"].contains(&entity)
+                        || entity
+                            .strip_prefix('#')
+                            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())));
+                if !ok {
+                    return Err(format!("bare & at {:?}", &text[i..text.len().min(i + 20)]));
+                }
+            }
+            Ok(())
+        }
+        let mut stack: Vec<&str> = Vec::new();
+        let mut roots = 0;
+        let mut rest = doc;
+        while let Some(lt) = rest.find('<') {
+            let text = &rest[..lt];
+            check_text(text)?;
+            if stack.is_empty() && !text.trim().is_empty() {
+                return Err(format!("text outside the root: {text:?}"));
+            }
+            let gt = lt + rest[lt..].find('>').ok_or("a tag is not closed")?;
+            let tag = &rest[lt + 1..gt];
+            if tag.contains('<') {
+                return Err(format!("< inside a tag: {tag:?}"));
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                match stack.pop() {
+                    Some(open) if open == name.trim() => {}
+                    open => return Err(format!("</{name}> closes {open:?}")),
+                }
+            } else {
+                check_text(tag)?;
+                if !tag.matches('"').count().is_multiple_of(2) {
+                    return Err(format!("unbalanced quotes in {tag:?}"));
+                }
+                let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+                    return Err(format!("bad tag name in {tag:?}"));
+                }
+                if stack.is_empty() {
+                    roots += 1;
+                }
+                if !tag.ends_with('/') {
+                    stack.push(name);
+                }
+            }
+            rest = &rest[gt + 1..];
+        }
+        if !rest.trim().is_empty() || !stack.is_empty() || roots != 1 {
+            return Err(format!("unclosed {stack:?}, {roots} roots, trailing {rest:?}"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn draws_groups_vms_manual_waits_and_the_target() {
+        let report = failed_run();
+        let svg = gantt(&report);
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.ends_with("</svg>\n"));
+        check_xml(&svg).unwrap();
+        assert!(!svg.contains("<&>") && !svg.contains("<billing>"));
+        assert!(svg.contains("replica did not boot: &lt;&amp;&gt; &quot;disk&quot; missing"));
+        assert!(svg.contains("crm &amp; &lt;billing&gt;"));
+        for name in ["database", "app", "sql01", "sql02", "app01"] {
+            assert!(svg.contains(&format!(">{name}</text>")), "{name}");
+        }
+        // The failed VM's bar is red with its detail in the tooltip; the skipped one grey.
+        assert!(svg.contains(&format!("fill=\"{RED}\"><title>sql02: failed\n+0s \u{2192} +5m, took 5m\nreplica")));
+        assert!(svg.contains(&format!("fill=\"{GREY}\"><title>app01: skipped")));
+        assert!(svg.contains(&format!("fill=\"{GREEN}\"><title>sql01: succeeded")));
+        // The manual wait: a hatched band, its label cut to 40 characters, the full text on hover.
+        let cut: String = MANUAL_TEXT.chars().take(MANUAL_LABEL_CHARS - 1).collect();
+        assert!(svg.contains(&format!(">{cut}\u{2026}</text>")));
+        assert!(svg.contains(&format!(
+            "fill=\"url(#hatch)\" stroke=\"{MANUAL}\"><title>manual step: {MANUAL_TEXT}\n+5m \u{2192} +10m, waited 5m"
+        )));
+        assert!(svg.contains("RTO target 30m</text>"));
+        assert!(svg.contains(&format!("stroke=\"{TARGET}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"")));
+        assert!(!svg.contains("MISSED") && svg.contains(">met</tspan>") && svg.contains(">FAILED</tspan>"));
+        // Ticks every 5 minutes up to the target.
+        for tick in ["+0s", "+5m", "+30m"] {
+            assert!(svg.contains(&format!(">{tick}</text>")), "{tick}");
+        }
+        assert_eq!(gantt(&report), svg);
+    }
+
+    #[test]
+    fn a_missed_target_and_an_open_wait_are_shown() {
+        let mut report = failed_run();
+        report.header.rto_target = Some(Duration::from_secs(240));
+        report.rto_met = Some(false);
+        report.steps.retain(|e| e.kind != EventKind::ManualDone);
+        let svg = gantt(&report);
+        check_xml(&svg).unwrap();
+        assert!(svg.contains("MISSED by 6m</tspan>"));
+        assert!(svg.contains("(still waiting)</text>"));
+        assert!(
+            svg.contains("+5m \u{2192} +10m, waited 5m\ntimeout 30m, expected 5m\nstill waiting when the run stopped")
+        );
+    }
+
+    #[test]
+    fn the_same_contoso_run_gives_the_same_bytes() {
+        let svg = gantt(&contoso());
+        check_xml(&svg).unwrap();
+        assert_eq!(svg, gantt(&contoso()));
+        assert!(svg.contains("predicted RTO 12m20s748ms</text>"));
+        // Set DRPLAN_SVG_OUT to a directory to look at the charts.
+        if let Some(dir) = std::env::var_os("DRPLAN_SVG_OUT") {
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::write(dir.join("contoso.svg"), &svg).unwrap();
+            std::fs::write(dir.join("failed.svg"), gantt(&failed_run())).unwrap();
+            std::fs::write(dir.join("large.svg"), gantt(&large(10, 1000))).unwrap();
+            std::fs::write(dir.join("medium.svg"), gantt(&large(4, 100))).unwrap();
+        }
+    }
+
+    #[test]
+    fn ten_thousand_vms_render_fast_with_vm_rows_folded() {
+        let report = large(10, 1000);
+        let started = Instant::now();
+        let svg = gantt(&report);
+        let took = started.elapsed();
+        eprintln!("10,000 VMs drawn in {took:?}, {} bytes", svg.len());
+        let limit = if cfg!(debug_assertions) { 3 } else { 1 };
+        assert!(took < Duration::from_secs(limit), "{took:?}");
+        check_xml(&svg).unwrap();
+        assert!(svg.contains("10,000 VM rows folded"));
+        assert_eq!(svg.matches("<title>group ").count(), 10);
+        assert!(!svg.contains("vm-00001"));
+        // Failed VMs are still named in their group's tooltip.
+        assert!(svg.contains("failed: vm-00996"));
+
+        // At the limit, every VM has its row.
+        let report = large(2, MAX_VM_ROWS / 2);
+        let started = Instant::now();
+        let svg = gantt(&report);
+        let took = started.elapsed();
+        eprintln!("{} VMs drawn in {took:?}, {} bytes", MAX_VM_ROWS, svg.len());
+        assert!(took < Duration::from_secs(limit), "{took:?}");
+        check_xml(&svg).unwrap();
+        assert!(!svg.contains("folded") && svg.contains(">vm-01999</text>"));
+    }
+
+    #[test]
+    fn ticks_are_round_and_few() {
+        assert_eq!(tick_step(30 * 60_000), (5 * 60_000, 6));
+        assert_eq!(tick_step(740_748), (2 * 60_000, 7));
+        assert_eq!(tick_step(90 * 60_000), (10 * 60_000, 9));
+        assert_eq!(tick_step(5_000), (1_000, 5));
+        assert_eq!(tick_step(0), (1_000, 1));
+        assert_eq!(tick_step(30 * 86_400_000), (3 * 86_400_000, 10));
+    }
+
+    #[test]
+    fn text_is_escaped_and_cut_on_characters() {
+        assert_eq!(Esc("a<b>&\"c'\u{1}\n").to_string(), "a&lt;b&gt;&amp;&quot;c&#39;\u{FFFD}\n");
+        assert_eq!(Trunc("h\u{e9}llo w\u{f6}rld", 5).to_string(), "h\u{e9}ll\u{2026}");
+        assert_eq!(Trunc("<&>", 3).to_string(), "&lt;&amp;&gt;");
+        assert_eq!(Count(10_000).to_string(), "10,000");
+        assert_eq!(Count(999).to_string(), "999");
+    }
+}

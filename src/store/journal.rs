@@ -1,0 +1,301 @@
+//! The run journal (`journal.db` in the state directory): every run, every event of it in
+//! order, and the operator's answers from other shells (approvals of manual steps,
+//! cancel requests). SQLite in WAL mode, so `drplan approve` can write while a run holds
+//! the simulation's lock.
+//!
+//! Events are appended by one writer thread that commits whatever has queued up in one
+//! transaction with `synchronous=FULL` (group commit): durable at the speed of many
+//! events per fsync. An append returns a ticket that resolves once that event, and all
+//! queued before it, is on disk. After any storage error every later ticket fails: the
+//! run must stop, and no transaction is ever half-written.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (run TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL,
+                                   PRIMARY KEY (run, seq));
+CREATE TABLE IF NOT EXISTS approvals (run TEXT NOT NULL, step TEXT NOT NULL, at TEXT NOT NULL,
+                                      PRIMARY KEY (run, step));
+CREATE TABLE IF NOT EXISTS cancels (run TEXT PRIMARY KEY, at TEXT NOT NULL);
+";
+
+pub const JOURNAL_FILE: &str = "journal.db";
+
+/// Opens the journal database for reading and for the small writes of other commands.
+pub fn open(dir: &Path) -> Result<JournalDb, StoreError> {
+    let path = dir.join(JOURNAL_FILE);
+    let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { dir: dir.into(), source })?;
+    let conn = Connection::open(&path).map_err(fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
+    conn.execute_batch(SCHEMA).map_err(fail)?;
+    Ok(JournalDb { conn, path })
+}
+
+pub struct JournalDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A run's record: what it was asked to do, and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord<S> {
+    pub id: String,
+    pub plan_path: PathBuf,
+    /// The plan file's hash when the run started: resume refuses a changed plan.
+    pub plan_hash: String,
+    pub site_path: PathBuf,
+    /// "running", "succeeded", "failed", "cancelled".
+    pub status: String,
+    pub started_wall: String,
+    /// The run's parameters, as the engine layer defines them.
+    pub spec: S,
+}
+
+impl JournalDb {
+    fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    fn bad(&self, what: String, e: serde_json::Error) -> StoreError {
+        StoreError::BadRecord { path: self.path.clone(), what, message: e.to_string() }
+    }
+
+    pub fn put_run<S: Serialize>(&self, run: &RunRecord<S>) -> Result<(), StoreError> {
+        let json = serde_json::to_string(run).map_err(|e| self.bad(format!("run {}", run.id), e))?;
+        self.conn
+            .execute("INSERT OR REPLACE INTO runs (id, record) VALUES (?1, ?2)", params![run.id, json])
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    pub fn run<S: DeserializeOwned>(&self, id: &str) -> Result<Option<RunRecord<S>>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT record FROM runs WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(self.fail())?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| self.bad(format!("run {id}"), e))).transpose()
+    }
+
+    /// Every run, oldest first.
+    pub fn runs<S: DeserializeOwned>(&self) -> Result<Vec<RunRecord<S>>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, record FROM runs ORDER BY rowid").map_err(self.fail())?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        rows.into_iter().map(|(id, j)| serde_json::from_str(&j).map_err(|e| self.bad(format!("run {id}"), e))).collect()
+    }
+
+    /// A run's events in order.
+    pub fn events<E: DeserializeOwned>(&self, run: &str) -> Result<Vec<E>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT seq, record FROM events WHERE run = ?1 ORDER BY seq").map_err(self.fail())?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map(params![run], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        rows.into_iter()
+            .map(|(seq, j)| serde_json::from_str(&j).map_err(|e| self.bad(format!("event {run}/{seq}"), e)))
+            .collect()
+    }
+
+    /// Marks a manual step of a run done; `drplan approve` writes this from any shell.
+    pub fn approve(&self, run: &str, step: &str, at: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO approvals (run, step, at) VALUES (?1, ?2, ?3)", params![run, step, at])
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    pub fn approved(&self, run: &str, step: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM approvals WHERE run = ?1 AND step = ?2", params![run, step], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.fail())
+    }
+
+    pub fn request_cancel(&self, run: &str, at: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO cancels (run, at) VALUES (?1, ?2)", params![run, at])
+            .map_err(self.fail())?;
+        Ok(())
+    }
+
+    pub fn cancel_requested(&self, run: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM cancels WHERE run = ?1", params![run], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.fail())
+    }
+}
+
+/// One event to append: its run, its place in the run, its JSON.
+struct Append {
+    run: String,
+    seq: u64,
+    json: String,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Appends events durably with group commit (see the module's doc).
+pub struct JournalWriter {
+    queue: Mutex<Option<mpsc::Sender<Append>>>,
+    failed: Arc<Mutex<Option<String>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Resolves once the appended event is durable, or with the storage error.
+pub type Ticket = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+impl JournalWriter {
+    pub fn start(dir: &Path) -> Result<JournalWriter, StoreError> {
+        let db = open(dir)?;
+        let (tx, rx) = mpsc::channel::<Append>();
+        let failed = Arc::new(Mutex::new(None));
+        let thread_failed = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("drplan-journal".into())
+            .spawn(move || write_batches(db, rx, thread_failed))
+            .map_err(|source| StoreError::Io { dir: dir.into(), source })?;
+        Ok(JournalWriter { queue: Mutex::new(Some(tx)), failed, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Queues an event; the ticket says when it is durable.
+    pub fn append(&self, run: &str, seq: u64, json: String) -> Ticket {
+        let (done, ticket) = tokio::sync::oneshot::channel();
+        if let Some(error) = self.failed.lock().expect("journal lock").clone() {
+            let _ = done.send(Err(error));
+            return ticket;
+        }
+        let queue = self.queue.lock().expect("journal lock");
+        match queue.as_ref() {
+            Some(queue) => {
+                if let Err(mpsc::SendError(append)) = queue.send(Append { run: run.into(), seq, json, done }) {
+                    let _ = append.done.send(Err("the journal writer stopped".into()));
+                }
+            }
+            None => {
+                let _ = done.send(Err("the journal is closed".into()));
+            }
+        }
+        ticket
+    }
+
+    /// Writes what is queued and stops the writer.
+    pub fn close(&self) {
+        self.queue.lock().expect("journal lock").take();
+        if let Some(thread) = self.thread.lock().expect("journal lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn write_batches(mut db: JournalDb, queue: mpsc::Receiver<Append>, failed: Arc<Mutex<Option<String>>>) {
+    while let Ok(first) = queue.recv() {
+        let batch: Vec<Append> = std::iter::once(first).chain(queue.try_iter()).collect();
+        let previous = failed.lock().expect("journal lock").clone();
+        let result = match previous {
+            Some(error) => Err(error),
+            None => write_batch(&mut db, &batch).map_err(|e| {
+                let error = format!("journal write failed: {e}");
+                *failed.lock().expect("journal lock") = Some(error.clone());
+                error
+            }),
+        };
+        for append in batch {
+            let _ = append.done.send(result.clone());
+        }
+    }
+}
+
+fn write_batch(db: &mut JournalDb, batch: &[Append]) -> Result<(), rusqlite::Error> {
+    let tx = db.conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached("INSERT INTO events (run, seq, record) VALUES (?1, ?2, ?3)")?;
+        for append in batch {
+            insert.execute(params![append.run, append.seq as i64, append.json])?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appended_events_are_durable_once_their_ticket_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path()).unwrap();
+        let tickets: Vec<Ticket> = (0..100).map(|i| writer.append("r1", i, format!("{{\"n\":{i}}}"))).collect();
+        for ticket in tickets {
+            ticket.await.unwrap().unwrap();
+        }
+        // Another connection, as another process would, sees them all, in order.
+        let db = open(dir.path()).unwrap();
+        let events: Vec<serde_json::Value> = db.events("r1").unwrap();
+        assert_eq!(events.len(), 100);
+        assert_eq!(events[99]["n"], 99);
+    }
+
+    #[tokio::test]
+    async fn after_a_storage_error_every_append_fails_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = JournalWriter::start(dir.path()).unwrap();
+        writer.append("r1", 0, "{}".into()).await.unwrap().unwrap();
+        // The same (run, seq) twice breaks the primary key: a write that must not pass.
+        let err = writer.append("r1", 0, "{}".into()).await.unwrap().unwrap_err();
+        assert!(err.contains("journal write failed"), "{err}");
+        let later = writer.append("r1", 1, "{}".into()).await.unwrap().unwrap_err();
+        assert_eq!(later, err);
+        let db = open(dir.path()).unwrap();
+        assert_eq!(db.events::<serde_json::Value>("r1").unwrap().len(), 1, "nothing half-written");
+    }
+
+    #[test]
+    fn approvals_and_cancels_from_another_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        let other = open(dir.path()).unwrap();
+        assert!(!db.approved("r1", "group/db/post/1").unwrap());
+        other.approve("r1", "group/db/post/1", "now").unwrap();
+        assert!(db.approved("r1", "group/db/post/1").unwrap());
+        other.request_cancel("r1", "now").unwrap();
+        assert!(db.cancel_requested("r1").unwrap());
+        let run = RunRecord {
+            id: "r1".into(),
+            plan_path: "p.rhai".into(),
+            plan_hash: "h".into(),
+            site_path: "s.toml".into(),
+            status: "running".into(),
+            started_wall: "now".into(),
+            spec: 7u32,
+        };
+        db.put_run(&run).unwrap();
+        assert_eq!(other.run::<u32>("r1").unwrap(), Some(run.clone()));
+        assert_eq!(other.runs::<u32>().unwrap(), vec![run]);
+    }
+}
