@@ -89,10 +89,14 @@ fn a_second_command_on_the_same_state_gets_a_clear_in_use_error() {
     let work = Workdir::contoso();
     work.run(&["status"]).ok();
     let held = drplan::store::StateDir::open(&work.state()).unwrap();
-    let run = work.run(&["status"]).fails(1);
+    let run = work.run(&["protect", "report01", "--policy", "silver", "--yes"]).fails(1);
     assert!(run.stderr.contains("is in use by another drplan command"), "{}", run.stderr);
+    // Commands that only look see the last saved state meanwhile.
+    let look = work.run(&["status", "report01"]).ok();
+    assert!(look.stderr.contains("a drplan run is in progress"), "{}", look.stderr);
+    assert!(look.stdout.contains("unprotected"), "{}", look.stdout);
     drop(held);
-    work.run(&["status"]).ok();
+    work.run(&["protect", "report01", "--policy", "silver", "--yes"]).ok();
 }
 
 #[test]

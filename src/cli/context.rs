@@ -10,7 +10,7 @@ use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::model::Inventory;
 use crate::model::site_file::parse_site;
-use crate::store::StateDir;
+use crate::store::{StateDir, StoreError};
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
 pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -31,10 +31,11 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
     Ok(parse_site(&text, path)?)
 }
 
-/// An open simulation: holds the state directory's lock until dropped.
+/// An open simulation: holds the state directory's lock until dropped (unless it is a
+/// read-only look at a simulation another command is running).
 pub struct Session {
     pub fabric: SimFabric,
-    _state: StateDir,
+    _state: Option<StateDir>,
 }
 
 impl Session {
@@ -42,8 +43,22 @@ impl Session {
         let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
         let state = StateDir::open(&global.state)?;
         let fabric = SimFabric::open(inventory, &state)?;
-        tracing::debug!(state = %global.state.display(), now = %fabric.inventory().simulation.start, "simulation opened");
-        Ok(Session { fabric, _state: state })
+        tracing::debug!(state = %global.state.display(), "simulation opened");
+        Ok(Session { fabric, _state: Some(state) })
+    }
+
+    /// For commands that only look: while a run holds the lock, they see its last
+    /// committed state instead of waiting.
+    pub fn open_to_look(global: &Global) -> Result<Session, CliError> {
+        match Self::open(global, None) {
+            Err(CliError::Store(StoreError::InUse { .. })) => {
+                let inventory = Arc::new(load_inventory(&site_path(global, None)?)?);
+                let fabric = SimFabric::open_read_only(inventory, &global.state)?;
+                eprintln!("note: a drplan run is in progress; this is its last saved state");
+                Ok(Session { fabric, _state: None })
+            }
+            other => other,
+        }
     }
 }
 

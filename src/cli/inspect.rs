@@ -13,7 +13,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 }
 
 pub async fn status(global: &Global, vms: &[String], format: Format) -> Result<String, CliError> {
-    let session = Session::open(global, None)?;
+    let session = Session::open_to_look(global)?;
     let fabric = &session.fabric;
     let names: Vec<String> =
         if vms.is_empty() { fabric.inventory().vms.iter().map(|v| v.name.clone()).collect() } else { vms.to_vec() };
@@ -29,7 +29,7 @@ pub async fn status(global: &Global, vms: &[String], format: Format) -> Result<S
 }
 
 pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
-    let session = Session::open(global, None)?;
+    let session = Session::open_to_look(global)?;
     let points = session.fabric.recovery_points(vm).await?;
     if points.is_empty() {
         return Ok(format!("{vm} has no recovery points now\n"));
@@ -46,7 +46,7 @@ pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
 }
 
 pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
-    let session = Session::open(global, None)?;
+    let session = Session::open_to_look(global)?;
     let jobs = session.fabric.jobs().await?;
     Ok(match format {
         Format::Human => report::jobs::human(&jobs),

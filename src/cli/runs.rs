@@ -39,16 +39,12 @@ type Record = RunRecord<StoredRun>;
 /// How often a run looks in the journal for approvals and cancel requests.
 const POLL: Duration = Duration::from_millis(200);
 
-/// FNV-1a: a stable fingerprint of the plan and site files, so that `resume` can refuse
-/// to continue a run with a plan that changed under it.
-fn fingerprint(paths: &[&Path]) -> Result<String, CliError> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
-        for byte in bytes.iter().chain([0u8].iter()) {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+/// FNV-1a: a stable fingerprint of the plan file, so that `resume` can refuse to continue
+/// a run with a plan that changed under it. The site file may change (fixing the cause of
+/// a failure often means editing it); it is read and checked again.
+fn fingerprint(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     Ok(format!("{hash:016x}"))
 }
 
@@ -168,7 +164,7 @@ pub fn failover(
     let record = Record {
         id: spec.run_id.clone(),
         plan_path: plan_path.to_path_buf(),
-        plan_hash: fingerprint(&[plan_path, &site])?,
+        plan_hash: fingerprint(plan_path)?,
         site_path: site,
         status: "running".into(),
         started_wall: chrono::Utc::now().to_rfc3339(),
@@ -195,11 +191,10 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
         }
         _ => {}
     }
-    if fingerprint(&[&record.plan_path, &record.site_path])? != record.plan_hash {
+    if fingerprint(&record.plan_path)? != record.plan_hash {
         return Err(CliError::Usage(format!(
-            "the plan or site file of run {run_id} changed since it started ({}, {}); a resumed run must run the same plan: restore them, or start a new run",
-            record.plan_path.display(),
-            record.site_path.display()
+            "the plan {} changed since run {run_id} started; a resumed run must run the same plan: restore it, or start a new run",
+            record.plan_path.display()
         )));
     }
     let kind = record.spec.spec.kind;

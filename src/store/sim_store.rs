@@ -3,7 +3,7 @@
 //! Every change is one transaction, so a command killed at any point leaves either the
 //! state before the change or the state after it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -52,6 +52,18 @@ impl SimStore {
         let path = dir.file("sim.db");
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
         Self::prepare(conn, path)
+    }
+
+    /// Reads the state another drplan command holds the lock of: its last committed
+    /// state, without writing anything (WAL lets readers in beside the writer).
+    pub fn open_read_only(dir: &Path) -> Result<SimStore, StoreError> {
+        let path = dir.join("sim.db");
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        Ok(SimStore { conn, path })
     }
 
     /// A store that lives and dies in memory: what a dry run writes, nobody keeps.

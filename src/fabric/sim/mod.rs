@@ -155,12 +155,22 @@ impl SimFabric {
         Self::with_store(inventory, SimStore::open(dir)?)
     }
 
+    /// The last committed state of a simulation another command is running: for looking,
+    /// never for acting (nothing is reconciled or saved).
+    pub fn open_read_only(inventory: Arc<Inventory>, dir: &std::path::Path) -> Result<SimFabric, StoreError> {
+        Self::load(inventory, SimStore::open_read_only(dir)?, false)
+    }
+
     /// The simulation as the site file starts it, kept in memory only.
     pub fn in_memory(inventory: Arc<Inventory>) -> Result<SimFabric, StoreError> {
         Self::with_store(inventory, SimStore::in_memory()?)
     }
 
     fn with_store(inventory: Arc<Inventory>, store: SimStore) -> Result<SimFabric, StoreError> {
+        Self::load(inventory, store, true)
+    }
+
+    fn load(inventory: Arc<Inventory>, store: SimStore, reconcile: bool) -> Result<SimFabric, StoreError> {
         let now = store.clock()?.unwrap_or(inventory.simulation.start);
         let mut vms: BTreeMap<String, VmRecord> = store.vms()?.into_iter().collect();
         let jobs = store.jobs()?;
@@ -181,7 +191,9 @@ impl SimFabric {
         }
         let clock = SimClock::new(now, inventory.simulation.speed);
         let mut state = SimState { vms, jobs, calls, store, closing: HashMap::new() };
-        state.reconcile_interrupted(now)?;
+        if reconcile {
+            state.reconcile_interrupted(now)?;
+        }
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
     }
 
