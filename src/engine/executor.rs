@@ -38,6 +38,9 @@ pub struct RunState {
     plan: Arc<Plan>,
     resolved: ResolvedPlan,
     bus: Arc<EventBus>,
+    /// Numbering and journaling happen under one lock, so the journal receives events
+    /// in their order and a crash can leave no gap in it.
+    publishing: Mutex<()>,
     vms: Mutex<BTreeMap<String, VmView>>,
 }
 
@@ -88,6 +91,7 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
         plan,
         resolved,
         bus: deps.bus,
+        publishing: Mutex::new(()),
         vms: Mutex::new(vms),
     });
     let started = run.history.started.unwrap_or_else(|| run.fabric.now());
@@ -153,6 +157,7 @@ impl RunState {
     /// Publishes an event to the bus and queues it for the journal; returns the event
     /// and a future that resolves once it is durable.
     pub(super) fn publish(&self, kind: EventKind, scope: &Scope, draft: Draft) -> (Event, Option<super::Durable>) {
+        let _in_order = self.publishing.lock().expect("publish lock");
         let event = self.bus.publish(self.fabric.now(), kind, scope, draft);
         let durable = self.journal.as_ref().map(|journal| journal.record(&event));
         (event, durable)
