@@ -6,6 +6,7 @@ mod context;
 mod error;
 mod inspect;
 mod plans;
+mod progress;
 mod protection;
 mod runs;
 

@@ -3,6 +3,7 @@
 //! from the journal, `approve` completes a manual step and `cancel` stops a run, both
 //! from any shell (they need not wait for the state directory's lock).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::args::{Format, Global, Kind};
 use super::context::{confirm, load_inventory, site_path};
 use super::error::CliError;
+use super::progress::{Progress, ProgressMode};
 use crate::engine::{
     Deps, Durable, Event, EventBus, EventKind, EventLog, History, ManualGate, RunOutcome, RunSpec, RunStatus, Stop,
     execute,
@@ -92,8 +94,9 @@ impl ManualGate for JournalGate {
                     crate::model::HumanDuration(manual.timeout)
                 ));
             }
-            // Time passes on the fabric's clock, so the timeout is in modelled time.
-            tokio::join!(fabric.wait(Duration::from_secs(10)), tokio::time::sleep(POLL));
+            // Time passes on the fabric's clock (paced by its speed), so the timeout is in
+            // modelled time and the simulation does not keep the operator waiting.
+            fabric.wait(Duration::from_secs(10)).await;
         }
     }
 }
@@ -228,8 +231,16 @@ fn run_to_end(
     let writer = Arc::new(JournalWriter::start(state.path())?);
     let run_id = record.id.clone();
     let bus = Arc::new(EventBus::starting_at(history.next_seq));
-    let show = format;
-    bus.subscribe(move |event| print_event(event, show));
+    let groups: Vec<(String, Vec<String>)> =
+        prepared.resolved.groups.iter().map(|g| (g.name.clone(), g.vms.clone())).collect();
+    let mode = ProgressMode::choose(format, std::io::stdout().is_terminal());
+    let progress = Arc::new(Progress::new(mode, &prepared.plan.name, &groups).with_run_id(&run_id));
+    // A resumed run's display starts from what its journal already shows.
+    for event in db.events::<Event>(&run_id)? {
+        progress.observe(&event);
+    }
+    let view = progress.clone();
+    bus.subscribe(move |event| view.observe(event));
     let stop = Arc::new(Stop::default());
     let deps = Deps {
         fabric: prepared.sim.clone(),
@@ -260,6 +271,7 @@ fn run_to_end(
         outcome
     });
     writer.close();
+    progress.finish();
     record.status = status_name(outcome.status).into();
     db.put_run(&record)?;
     let events: Vec<Event> = db.events(&run_id)?;
@@ -317,21 +329,6 @@ fn summary(report: &RunReport) -> String {
         crate::model::HumanDuration(report.rto),
         report.run_id
     )
-}
-
-/// Until the live display lands: one line per event on stderr, or JSON lines on stdout.
-fn print_event(event: &Event, format: Format) {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string(event).unwrap_or_default()),
-        Format::Human => {
-            let what = [event.group.as_deref(), event.vm.as_deref(), event.step.as_deref(), event.detail.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("  ");
-            eprintln!("{} {:<16} {what}", event.at.format("%H:%M:%S"), event.kind.name());
-        }
-    }
 }
 
 pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {

@@ -1,0 +1,951 @@
+//! The live view of a run: a subscriber to the run's event bus that shows what the run
+//! is doing as it happens. Three modes (`ProgressMode::choose`):
+//!
+//! - `Live`, on a terminal: one bar per group (VMs finished out of the group's VMs, and
+//!   what the group is doing) under a spinner for the plan's own steps, drawn on stderr
+//!   so stdout stays clean for the report; errors, retries, manual steps and script logs
+//!   are printed above the bars and stay in the scrollback.
+//! - `Lines`, without a terminal (CI logs, pipes): one plain line per event on stdout.
+//! - `JsonLines`, with `--format json`: one JSON object per event on stdout.
+//!
+//! `observe` is called for every event, from whichever task published it, so it stays
+//! cheap: the live view only updates counters there, and a ticker thread pushes them to
+//! the bars ten times a second.
+
+// Until the run commands subscribe it to their bus, nothing outside the tests uses this.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use chrono::Timelike;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::Format;
+use crate::engine::{Event, EventKind};
+use crate::model::Timestamp;
+
+/// How often the live view redraws at most.
+const REDRAW_HZ: u8 = 10;
+/// How often the ticker pushes counters to the bars and turns the spinner.
+const TICK: Duration = Duration::from_millis(100);
+/// The longest event name ("action.succeeded"): the width of the name column.
+const NAME_WIDTH: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Bars on stderr, for a person at a terminal.
+    Live,
+    /// One plain line per event on stdout.
+    Lines,
+    /// One JSON object per event on stdout.
+    JsonLines,
+}
+
+impl ProgressMode {
+    pub fn choose(format: Format, stdout_is_terminal: bool) -> ProgressMode {
+        match (format, stdout_is_terminal) {
+            (Format::Json, _) => ProgressMode::JsonLines,
+            (Format::Human, true) => ProgressMode::Live,
+            (Format::Human, false) => ProgressMode::Lines,
+        }
+    }
+}
+
+/// The view of one run. Created once per run, shared with the bus through an `Arc`.
+pub struct Progress {
+    sink: Sink,
+    /// How to approve a manual step, once the run is named: `drplan approve RUN`.
+    approve: Option<String>,
+}
+
+enum Sink {
+    Lines(Mutex<Box<dyn Write + Send>>),
+    JsonLines(Mutex<Box<dyn Write + Send>>),
+    Live(Live),
+}
+
+impl Progress {
+    /// A view writing lines to stdout, or drawing on stderr in `Live` mode.
+    /// `groups` are the plan's groups and their VMs, in order.
+    pub fn new(mode: ProgressMode, plan_name: &str, groups: &[(String, Vec<String>)]) -> Progress {
+        Progress::with_writer(mode, plan_name, groups, Box::new(io::stdout()))
+    }
+
+    /// As `new`, with `Lines` and `JsonLines` written to `out` instead of stdout. The live
+    /// view draws on stderr whatever `out` is.
+    pub fn with_writer(
+        mode: ProgressMode,
+        plan_name: &str,
+        groups: &[(String, Vec<String>)],
+        out: Box<dyn Write + Send>,
+    ) -> Progress {
+        let sink = match mode {
+            ProgressMode::Lines => Sink::Lines(Mutex::new(out)),
+            ProgressMode::JsonLines => Sink::JsonLines(Mutex::new(out)),
+            ProgressMode::Live => Sink::Live(Live::new(
+                plan_name,
+                groups,
+                ProgressDrawTarget::stderr_with_hz(REDRAW_HZ),
+                Box::new(io::stderr()),
+            )),
+        };
+        Progress { sink, approve: None }
+    }
+
+    /// Names the run, so a manual step shows how to approve it (`drplan approve RUN`).
+    pub fn with_run_id(mut self, run_id: &str) -> Progress {
+        let approve = format!("drplan approve {run_id}");
+        if let Sink::Live(live) = &self.sink {
+            lock(&live.shared.board).approve = Some(approve.clone());
+        }
+        self.approve = Some(approve);
+        self
+    }
+
+    pub fn observe(&self, event: &Event) {
+        match &self.sink {
+            Sink::Lines(out) => {
+                let mut text = line(event);
+                approve_hint(&mut text, event, self.approve.as_deref());
+                text.push('\n');
+                let mut out = lock(out);
+                // A closed pipe must not stop the run: output errors are dropped.
+                let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+            }
+            Sink::JsonLines(out) => {
+                let Ok(mut json) = serde_json::to_vec(event) else { return };
+                json.push(b'\n');
+                let mut out = lock(out);
+                let _ = out.write_all(&json).and_then(|()| out.flush());
+            }
+            Sink::Live(live) => live.observe(event),
+        }
+    }
+
+    /// Ends the view: the live view stops and clears its bars (what it printed above them
+    /// stays); the line modes flush. Calling it again does nothing.
+    pub fn finish(&self) {
+        match &self.sink {
+            Sink::Lines(out) | Sink::JsonLines(out) => {
+                let _ = lock(out).flush();
+            }
+            Sink::Live(live) => live.finish(),
+        }
+    }
+
+    /// Each group with its VMs finished (succeeded, failed or skipped) and its VMs, in
+    /// plan order; empty outside the live view, which is the only one that counts.
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Vec<(String, u64, u64)> {
+        match &self.sink {
+            Sink::Live(live) => {
+                lock(&live.shared.board).groups.iter().map(|g| (g.name.clone(), g.finished(), g.total())).collect()
+            }
+            Sink::Lines(_) | Sink::JsonLines(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// One event as a plain line: modelled time, event name, group/vm, step, detail.
+/// `08:12:20 vm.succeeded      web/web01  10.2.3.21 on secondary/hv-s03; point ...`
+pub fn line(event: &Event) -> String {
+    let mut out = String::with_capacity(128);
+    let at = event.at;
+    let _ = write!(out, "{:02}:{:02}:{:02} {:<NAME_WIDTH$}", at.hour(), at.minute(), at.second(), event.kind.name());
+    match (&event.group, &event.vm) {
+        (Some(group), Some(vm)) => {
+            out.push_str("  ");
+            push_clean(&mut out, group);
+            out.push('/');
+            push_clean(&mut out, vm);
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            out.push_str("  ");
+            push_clean(&mut out, one);
+        }
+        (None, None) => {}
+    }
+    for part in [&event.step, &event.detail].into_iter().flatten() {
+        out.push_str("  ");
+        push_clean(&mut out, part);
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// After a manual step's line: how to approve it, when the run is named.
+fn approve_hint(text: &mut String, event: &Event, approve: Option<&str>) {
+    if let (EventKind::ManualWaiting, Some(approve)) = (event.kind, approve) {
+        let _ = write!(text, "; approve with: {approve}");
+    }
+}
+
+/// What a group or the plan shows while a manual step waits.
+fn manual_status(text: &str, approve: Option<&str>) -> String {
+    match approve {
+        Some(approve) => format!("manual: {text} (approve with: {approve})"),
+        None => format!("manual: {text}"),
+    }
+}
+
+/// Appends `text` kept on one line: a newline becomes " | ", other control characters
+/// a space.
+fn push_clean(out: &mut String, text: &str) {
+    if !text.contains(char::is_control) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.trim_end().chars() {
+        match c {
+            '\n' => out.push_str(" | "),
+            '\r' => {}
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A lock that a panicked holder does not make unusable: the view never panics.
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Live {
+    shared: Arc<Shared>,
+    /// Pushes counters to the bars; `None` if it could not start, and then every event
+    /// redraws.
+    ticker: Mutex<Option<JoinHandle<()>>>,
+    ticking: bool,
+}
+
+struct Shared {
+    multi: MultiProgress,
+    spinner: ProgressBar,
+    board: Mutex<Board>,
+    /// Where lines meant above the bars go when the bars are hidden (stderr is not a
+    /// terminal, or TERM=dumb).
+    fallback: Mutex<Box<dyn Write + Send>>,
+    done: AtomicBool,
+}
+
+impl Live {
+    fn new(
+        plan_name: &str,
+        groups: &[(String, Vec<String>)],
+        target: ProgressDrawTarget,
+        fallback: Box<dyn Write + Send>,
+    ) -> Live {
+        let multi = MultiProgress::with_draw_target(target);
+        let spinner = multi.add(ProgressBar::new_spinner());
+        spinner.set_style(style("{spinner:.cyan} {prefix:.bold}  {wide_msg}", ProgressStyle::default_spinner));
+        spinner.set_prefix(plan_name.to_string());
+        spinner.set_message("starting");
+        let board = Board::new(groups);
+        let shared = Arc::new(Shared {
+            multi,
+            spinner,
+            board: Mutex::new(board),
+            fallback: Mutex::new(fallback),
+            done: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&shared);
+        let ticker = thread::Builder::new().name("drplan-progress".into()).spawn(move || tick(weak)).ok();
+        Live { shared, ticking: ticker.is_some(), ticker: Mutex::new(ticker) }
+    }
+
+    fn observe(&self, event: &Event) {
+        let above = lock(&self.shared.board).apply(event);
+        // The ticker shows a VM's progress; what the plan or a group does, and anything
+        // printed (the bars are redrawn under it), is shown at once.
+        // After `finish`, events are only printed.
+        let done = self.shared.done.load(Ordering::Acquire);
+        if !done && (!self.ticking || event.vm.is_none() || above.is_some()) {
+            self.shared.flush();
+        }
+        if let Some(text) = above {
+            self.shared.above(&text);
+        }
+    }
+
+    fn finish(&self) {
+        if self.shared.done.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(ticker) = lock(&self.ticker).take() {
+            ticker.thread().unpark();
+            let _ = ticker.join();
+        }
+        self.shared.flush();
+        for bar in lock(&self.shared.board).groups.iter().filter_map(|g| g.bar.as_ref()) {
+            bar.finish_and_clear();
+        }
+        self.shared.spinner.finish_and_clear();
+        let _ = self.shared.multi.clear();
+    }
+}
+
+/// The ticker thread: ends when the view finishes or is dropped.
+fn tick(shared: Weak<Shared>) {
+    loop {
+        thread::park_timeout(TICK);
+        let Some(shared) = shared.upgrade() else { return };
+        if shared.done.load(Ordering::Acquire) {
+            return;
+        }
+        shared.flush();
+        shared.spinner.tick();
+    }
+}
+
+fn style(template: &str, fallback: fn() -> ProgressStyle) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| fallback())
+}
+
+impl Shared {
+    /// A line above the bars, kept in the scrollback.
+    fn above(&self, text: &str) {
+        if self.multi.is_hidden() {
+            let mut out = lock(&self.fallback);
+            let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+        } else {
+            let _ = self.multi.println(text);
+        }
+    }
+
+    /// Pushes what changed since the last flush to the spinner and the bars.
+    fn flush(&self) {
+        let mut board = lock(&self.board);
+        let board = &mut *board;
+        if board.plan_dirty {
+            board.plan_dirty = false;
+            let at = board.at.map(|t| format!("{:02}:{:02}:{:02}  ", t.hour(), t.minute(), t.second()));
+            self.spinner.set_message(format!("{}{}", at.unwrap_or_default(), board.plan_status));
+        }
+        let mut shown = 0;
+        for group in &mut board.groups {
+            if !group.seen {
+                continue;
+            }
+            // The spinner first, then the bars in plan order, whatever order they appear in.
+            shown += 1;
+            if !group.dirty {
+                continue;
+            }
+            group.dirty = false;
+            let (total, finished) = (group.total(), group.finished());
+            let message = group.message(board.approve.as_deref());
+            let bar = group.bar.get_or_insert_with(|| {
+                // Hidden until it joins the view: a bar drawn on its own would leave a line
+                // the view does not know to clear.
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+                    .with_style(style(&board.bar_template, ProgressStyle::default_bar).progress_chars("=> "))
+                    .with_prefix(group.name.clone());
+                self.multi.insert(shown, bar)
+            });
+            bar.set_length(total);
+            bar.set_position(finished);
+            bar.set_message(message);
+        }
+    }
+}
+
+/// What the live view knows of the run, updated on every event.
+struct Board {
+    groups: Vec<GroupView>,
+    index: HashMap<String, usize>,
+    /// The spinner's text: what the plan is doing.
+    plan_status: String,
+    plan_dirty: bool,
+    /// The modelled time of the latest event.
+    at: Option<Timestamp>,
+    /// How to approve a manual step, once the run is named.
+    approve: Option<String>,
+    bar_template: String,
+}
+
+impl Board {
+    fn new(groups: &[(String, Vec<String>)]) -> Board {
+        let views: Vec<GroupView> = groups.iter().map(|(name, vms)| GroupView::new(name, vms)).collect();
+        let index = views.iter().enumerate().map(|(i, g)| (g.name.clone(), i)).collect();
+        let name_width = views.iter().map(|g| g.name.chars().count()).max().unwrap_or(0).clamp(4, 24);
+        let count_width = views.iter().map(|g| g.total().to_string().len()).max().unwrap_or(1);
+        let bar_template = format!(
+            "  {{prefix:<{name_width}}} [{{bar:30.cyan/blue}}] {{pos:>{count_width}}}/{{len:<{count_width}}}  {{wide_msg}}"
+        );
+        Board {
+            groups: views,
+            index,
+            plan_status: "starting".into(),
+            plan_dirty: true,
+            at: None,
+            approve: None,
+            bar_template,
+        }
+    }
+
+    /// The line printed above the bars for `event`: a manual step says how to approve it.
+    fn above(&self, event: &Event) -> String {
+        let mut text = line(event);
+        approve_hint(&mut text, event, self.approve.as_deref());
+        text
+    }
+
+    /// Takes an event in; returns the line to print above the bars, if any.
+    fn apply(&mut self, event: &Event) -> Option<String> {
+        use EventKind::*;
+        self.at = Some(event.at);
+        self.plan_dirty = true;
+        let above = matches!(
+            event.kind,
+            VmFailed
+                | VmRetried
+                | ActionFailed
+                | ActionRetried
+                | HookFailed
+                | GroupFailed
+                | RunFailed
+                | RunCancelled
+                | Log
+        ) || (event.kind == ManualWaiting && event.vm.is_none());
+        let step = event.step.as_deref().unwrap_or("");
+        let Some(group) = &event.group else {
+            // The plan's own steps, and the run's start and end.
+            match event.kind {
+                RunStarted | ActionSucceeded | ManualDone => self.plan_status = "running".into(),
+                RunResumed => self.plan_status = "resumed".into(),
+                ActionStarted => self.plan_status = step.to_string(),
+                ActionRetried => self.plan_status = format!("retrying: {step}"),
+                ActionFailed => self.plan_status = format!("failed: {step}"),
+                ManualWaiting => self.plan_status = manual_status(step, self.approve.as_deref()),
+                RunSucceeded => self.plan_status = "succeeded".into(),
+                RunFailed => self.plan_status = "FAILED".into(),
+                RunCancelled => self.plan_status = "cancelled".into(),
+                _ => {}
+            }
+            return above.then(|| self.above(event));
+        };
+        let Some(&index) = self.index.get(group.as_str()) else {
+            // Not a group of the plan: shown as it is.
+            return Some(line(event));
+        };
+        if event.kind == GroupStarted {
+            self.plan_status = format!("group {group} ({} of {})", index + 1, self.groups.len());
+        }
+        self.groups[index].apply(event);
+        above.then(|| self.above(event))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VmMark {
+    Pending,
+    Running,
+    Up,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Between steps: "waiting" before any VM started, the counts after.
+    Idle,
+    Pre(String),
+    Post(String),
+    Manual(String),
+    Done,
+    Failed(String),
+}
+
+struct GroupView {
+    name: String,
+    vms: HashMap<String, VmMark>,
+    /// VMs per mark, indexed by `VmMark as usize`.
+    counts: [u64; 5],
+    phase: Phase,
+    started: bool,
+    /// Any event seen: the group has a bar.
+    seen: bool,
+    dirty: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl GroupView {
+    fn new(name: &str, vms: &[String]) -> GroupView {
+        let vms: HashMap<String, VmMark> = vms.iter().map(|vm| (vm.clone(), VmMark::Pending)).collect();
+        let mut counts = [0; 5];
+        counts[VmMark::Pending as usize] = vms.len() as u64;
+        GroupView {
+            name: name.into(),
+            vms,
+            counts,
+            phase: Phase::Idle,
+            started: false,
+            seen: false,
+            dirty: false,
+            bar: None,
+        }
+    }
+
+    fn count(&self, mark: VmMark) -> u64 {
+        self.counts[mark as usize]
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn finished(&self) -> u64 {
+        self.count(VmMark::Up) + self.count(VmMark::Failed) + self.count(VmMark::Skipped)
+    }
+
+    /// Moves a VM to `mark`, whatever it was (a VM up can still fail in its post actions);
+    /// a VM the plan did not list joins the group.
+    fn mark(&mut self, vm: &str, mark: VmMark) {
+        let old = match self.vms.get_mut(vm) {
+            Some(slot) => std::mem::replace(slot, mark),
+            None => {
+                self.vms.insert(vm.to_string(), mark);
+                self.counts[mark as usize] += 1;
+                return;
+            }
+        };
+        self.counts[old as usize] -= 1;
+        self.counts[mark as usize] += 1;
+    }
+
+    fn apply(&mut self, event: &Event) {
+        use EventKind::*;
+        self.seen = true;
+        self.dirty = true;
+        let step = || event.step.clone().unwrap_or_default();
+        if let Some(vm) = &event.vm {
+            match event.kind {
+                VmStarted | VmAttempt => self.mark(vm, VmMark::Running),
+                VmSucceeded => self.mark(vm, VmMark::Up),
+                VmFailed => self.mark(vm, VmMark::Failed),
+                VmSkipped => self.mark(vm, VmMark::Skipped),
+                _ => {}
+            }
+            return;
+        }
+        match event.kind {
+            GroupStarted => {
+                self.started = true;
+                self.phase = Phase::Idle;
+            }
+            ActionStarted | ActionRetried if self.vms_started() == 0 => self.phase = Phase::Pre(step()),
+            ActionStarted | ActionRetried => self.phase = Phase::Post(step()),
+            ActionSucceeded | ActionFailed | ManualDone => self.phase = Phase::Idle,
+            ManualWaiting => self.phase = Phase::Manual(step()),
+            GroupSucceeded => self.phase = Phase::Done,
+            GroupFailed => {
+                let detail = event.detail.as_deref().unwrap_or("");
+                self.phase = Phase::Failed(detail.strip_prefix("failed: ").unwrap_or(detail).to_string());
+            }
+            _ => {}
+        }
+    }
+
+    fn vms_started(&self) -> u64 {
+        self.total() - self.count(VmMark::Pending)
+    }
+
+    fn counts_text(&self) -> String {
+        let mut text = format!("{}/{} up", self.count(VmMark::Up), self.total());
+        for (mark, what) in [(VmMark::Failed, "failed"), (VmMark::Skipped, "skipped")] {
+            if self.count(mark) > 0 {
+                let _ = write!(text, ", {} {what}", self.count(mark));
+            }
+        }
+        text
+    }
+
+    fn message(&self, approve: Option<&str>) -> String {
+        match &self.phase {
+            Phase::Idle if !self.started && self.count(VmMark::Skipped) > 0 => "skipped".into(),
+            Phase::Idle if self.vms_started() == 0 => "waiting".into(),
+            Phase::Idle => self.counts_text(),
+            Phase::Pre(step) => format!("pre-steps: {step}"),
+            Phase::Post(step) => format!("{}; post-steps: {step}", self.counts_text()),
+            Phase::Manual(text) => manual_status(text, approve),
+            Phase::Done if self.count(VmMark::Up) == self.total() => "done".into(),
+            Phase::Done => format!("done: {}", self.counts_text()),
+            Phase::Failed(detail) => format!("failed: {detail}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use chrono::{TimeDelta, TimeZone, Utc};
+
+    use super::*;
+
+    /// A writer tests can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(lock(&self.0).clone()).unwrap()
+        }
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap() + TimeDelta::seconds(seconds)
+    }
+
+    fn ev(
+        seconds: i64,
+        kind: EventKind,
+        group: Option<&str>,
+        vm: Option<&str>,
+        step: Option<&str>,
+        detail: Option<&str>,
+    ) -> Event {
+        // Through JSON, so the fields tests leave out take their defaults.
+        let mut event = serde_json::json!({ "seq": 0, "at": at(seconds), "kind": kind });
+        for (field, value) in [("group", group), ("vm", vm), ("step", step), ("detail", detail)] {
+            if let Some(value) = value {
+                event[field] = value.into();
+            }
+        }
+        serde_json::from_value(event).expect("an event")
+    }
+
+    fn groups() -> Vec<(String, Vec<String>)> {
+        vec![
+            ("database".into(), vec!["sql01".into(), "sql02".into()]),
+            ("web".into(), vec!["web01".into(), "web02".into(), "web03".into()]),
+            ("report".into(), vec!["report01".into()]),
+        ]
+    }
+
+    /// A hidden live view whose lines above the bars go to the returned writer.
+    fn live(groups: &[(String, Vec<String>)]) -> (Progress, Shared) {
+        let above = Shared::default();
+        let live = Live::new("contoso-crm", groups, ProgressDrawTarget::hidden(), Box::new(above.clone()));
+        (Progress { sink: Sink::Live(live), approve: None }.with_run_id("r-1"), above)
+    }
+
+    fn message(progress: &Progress, group: &str) -> String {
+        let Sink::Live(live) = &progress.sink else { panic!("not live") };
+        let board = lock(&live.shared.board);
+        let view = &board.groups[board.index[group]];
+        view.message(board.approve.as_deref())
+    }
+
+    #[test]
+    fn progress_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Progress>();
+        // Without events, the line modes print nothing.
+        let progress = Progress::new(ProgressMode::JsonLines, "p", &groups());
+        progress.finish();
+        assert!(progress.snapshot().is_empty());
+    }
+
+    #[test]
+    fn choose_picks_json_then_terminal() {
+        assert_eq!(ProgressMode::choose(Format::Json, true), ProgressMode::JsonLines);
+        assert_eq!(ProgressMode::choose(Format::Json, false), ProgressMode::JsonLines);
+        assert_eq!(ProgressMode::choose(Format::Human, true), ProgressMode::Live);
+        assert_eq!(ProgressMode::choose(Format::Human, false), ProgressMode::Lines);
+    }
+
+    #[test]
+    fn every_event_name_fits_the_name_column() {
+        assert_eq!(EventKind::ALL.iter().map(|k| k.name().len()).max(), Some(NAME_WIDTH));
+    }
+
+    #[test]
+    fn lines_show_time_name_scope_step_and_detail() {
+        use EventKind::*;
+        let detail = "10.2.3.21 on secondary/hv-s03; point 2026-01-05T08:11:32Z; data loss 0s";
+        assert_eq!(
+            line(&ev(740, VmSucceeded, Some("web"), Some("web01"), None, Some(detail))),
+            format!("08:12:20 vm.succeeded      web/web01  {detail}")
+        );
+        assert_eq!(
+            line(&ev(0, RunStarted, None, None, Some("contoso-crm"), None)),
+            "08:00:00 run.started       contoso-crm"
+        );
+        assert_eq!(
+            line(&ev(
+                296,
+                ManualWaiting,
+                Some("database"),
+                None,
+                Some("Confirm the SQL listener is online"),
+                Some("timeout 30m, expected 5m")
+            )),
+            "08:04:56 manual.waiting    database  Confirm the SQL listener is online  timeout 30m, expected 5m"
+        );
+        assert_eq!(
+            line(&ev(
+                3599,
+                ActionFailed,
+                Some("web"),
+                Some("web02"),
+                Some("post_each action of group web"),
+                Some("failover.rhai:40:5: dns failed\nweb02.contoso.test resolves to nothing\n")
+            )),
+            "08:59:59 action.failed     web/web02  post_each action of group web  \
+             failover.rhai:40:5: dns failed | web02.contoso.test resolves to nothing"
+        );
+        assert_eq!(line(&ev(61, GroupStarted, Some("app"), None, None, None)), "08:01:01 group.started     app");
+    }
+
+    #[test]
+    fn lines_mode_writes_one_line_per_event() {
+        let out = Shared::default();
+        let progress = Progress::with_writer(ProgressMode::Lines, "p", &groups(), Box::new(out.clone()));
+        progress.observe(&ev(0, EventKind::RunStarted, None, None, Some("p"), None));
+        progress.observe(&ev(1, EventKind::GroupStarted, Some("web"), None, None, None));
+        progress.finish();
+        assert_eq!(out.text(), "08:00:00 run.started       p\n08:00:01 group.started     web\n");
+        // Once the run is named, a manual step says how to approve it.
+        let out = Shared::default();
+        let progress =
+            Progress::with_writer(ProgressMode::Lines, "p", &groups(), Box::new(out.clone())).with_run_id("r-7");
+        progress.observe(&ev(2, EventKind::ManualWaiting, None, None, Some("Call the DBA"), Some("timeout 1h")));
+        assert_eq!(
+            out.text(),
+            "08:00:02 manual.waiting    Call the DBA  timeout 1h; approve with: drplan approve r-7\n"
+        );
+        assert!(progress.snapshot().is_empty());
+    }
+
+    #[test]
+    fn json_lines_round_trip_with_the_event_name_as_kind() {
+        let out = Shared::default();
+        let progress = Progress::with_writer(ProgressMode::JsonLines, "p", &groups(), Box::new(out.clone()));
+        let events = [
+            ev(0, EventKind::RunStarted, None, None, Some("p"), None),
+            ev(9, EventKind::VmFailed, Some("web"), Some("web01"), None, Some("boot failed\n\"quoted\"")),
+        ];
+        for event in &events {
+            progress.observe(event);
+        }
+        progress.finish();
+        let text = out.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["kind"], "run.started");
+        assert_eq!(first["at"], "2026-01-05T08:00:00Z");
+        assert_eq!(first["step"], "p");
+        assert!(first.get("group").is_none());
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["kind"], "vm.failed");
+        assert_eq!(second["group"], "web");
+        assert_eq!(second["vm"], "web01");
+        assert_eq!(second["detail"], "boot failed\n\"quoted\"");
+        assert_eq!(second, serde_json::to_value(&events[1]).unwrap());
+    }
+
+    #[test]
+    fn live_view_follows_a_run_with_a_manual_wait_and_a_failure() {
+        use EventKind::*;
+        let (progress, above) = live(&groups());
+        let observe = |e: Event| progress.observe(&e);
+        assert_eq!(progress.snapshot(), vec![("database".into(), 0, 2), ("web".into(), 0, 3), ("report".into(), 0, 1)]);
+
+        observe(ev(0, RunStarted, None, None, Some("contoso-crm"), None));
+        observe(ev(0, ActionStarted, None, None, Some("pre action of plan contoso-crm"), None));
+        observe(ev(0, Log, None, None, Some("planned failover starting"), None));
+        observe(ev(0, ActionSucceeded, None, None, Some("pre action of plan contoso-crm"), None));
+        observe(ev(0, GroupStarted, Some("database"), None, None, None));
+        assert_eq!(message(&progress, "database"), "waiting");
+        observe(ev(0, ActionStarted, Some("database"), None, Some("stop the apps"), None));
+        assert_eq!(message(&progress, "database"), "pre-steps: stop the apps");
+        observe(ev(0, ActionSucceeded, Some("database"), None, Some("stop the apps"), None));
+        observe(ev(0, VmStarted, Some("database"), Some("sql01"), None, None));
+        observe(ev(0, VmStarted, Some("database"), Some("sql02"), None, None));
+        observe(ev(5, VmRetried, Some("database"), Some("sql02"), None, Some("boot timed out")));
+        observe(ev(240, VmSucceeded, Some("database"), Some("sql01"), None, Some("10.2.1.10 on secondary/hv-s01")));
+        assert_eq!(message(&progress, "database"), "1/2 up");
+        assert_eq!(progress.snapshot()[0], ("database".into(), 1, 2));
+        observe(ev(290, VmSucceeded, Some("database"), Some("sql02"), None, Some("10.2.1.11 on secondary/hv-s02")));
+        observe(ev(296, ManualWaiting, Some("database"), None, Some("Confirm the SQL listener"), Some("timeout 30m")));
+        assert_eq!(
+            message(&progress, "database"),
+            "manual: Confirm the SQL listener (approve with: drplan approve r-1)"
+        );
+        observe(ev(596, ManualDone, Some("database"), None, Some("Confirm the SQL listener"), None));
+        assert_eq!(message(&progress, "database"), "2/2 up");
+        observe(ev(596, GroupSucceeded, Some("database"), None, None, None));
+        assert_eq!(message(&progress, "database"), "done");
+
+        observe(ev(596, GroupStarted, Some("web"), None, None, None));
+        for vm in ["web01", "web02", "web03"] {
+            observe(ev(596, VmStarted, Some("web"), Some(vm), None, None));
+        }
+        observe(ev(670, VmSucceeded, Some("web"), Some("web01"), None, Some("10.2.3.21")));
+        observe(ev(670, VmSucceeded, Some("web"), Some("web02"), None, Some("10.2.3.22")));
+        assert_eq!(message(&progress, "web"), "2/3 up");
+        // web02 was up, then its post action failed: still one finished VM, now failed.
+        observe(ev(670, ActionStarted, Some("web"), Some("web02"), Some("post_each action of group web"), None));
+        observe(ev(671, ActionFailed, Some("web"), Some("web02"), Some("post_each action of group web"), Some("dns")));
+        observe(ev(671, VmFailed, Some("web"), Some("web02"), None, Some("dns")));
+        assert_eq!(message(&progress, "web"), "1/3 up, 1 failed");
+        observe(ev(700, VmFailed, Some("web"), Some("web03"), None, Some("no capacity on secondary")));
+        assert_eq!(progress.snapshot()[1], ("web".into(), 3, 3));
+        observe(ev(700, GroupFailed, Some("web"), None, None, Some("failed: web02, web03")));
+        assert_eq!(message(&progress, "web"), "failed: web02, web03");
+        observe(ev(700, VmSkipped, Some("report"), Some("report01"), None, None));
+        assert_eq!(message(&progress, "report"), "skipped");
+        // Out of place: a group the plan does not have, a VM the group did not list.
+        observe(ev(700, VmSucceeded, Some("ghost"), Some("g1"), None, None));
+        observe(ev(700, VmSkipped, Some("web"), Some("web99"), None, None));
+        observe(ev(700, ManualDone, Some("web"), None, Some("never waited"), None));
+        observe(ev(700, GroupSucceeded, None, None, None, None));
+        observe(ev(700, RunFailed, None, None, Some("contoso-crm"), None));
+        progress.finish();
+        progress.finish();
+        // After the end, events are only printed.
+        observe(ev(701, Log, None, None, Some("late"), None));
+
+        assert_eq!(progress.snapshot(), vec![("database".into(), 2, 2), ("web".into(), 4, 4), ("report".into(), 1, 1)]);
+        let printed = above.text();
+        let expected = [
+            "08:00:00 log               planned failover starting",
+            "08:00:05 vm.retried        database/sql02  boot timed out",
+            "08:04:56 manual.waiting    database  Confirm the SQL listener  timeout 30m; approve with: drplan approve r-1",
+            "08:11:11 action.failed     web/web02  post_each action of group web  dns",
+            "08:11:11 vm.failed         web/web02  dns",
+            "08:11:40 vm.failed         web/web03  no capacity on secondary",
+            "08:11:40 group.failed      web  failed: web02, web03",
+            "08:11:40 vm.succeeded      ghost/g1",
+            "08:11:40 run.failed        contoso-crm",
+            "08:11:41 log               late",
+        ];
+        assert_eq!(printed.lines().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn live_view_counts_a_vm_once_whatever_the_order() {
+        use EventKind::*;
+        let (progress, _) = live(&groups());
+        // Success before start, twice, then failure and skip: one finished VM throughout.
+        for kind in [VmSucceeded, VmStarted, VmSucceeded, VmFailed, VmSkipped, VmStarted] {
+            progress.observe(&ev(1, kind, Some("database"), Some("sql01"), None, None));
+        }
+        assert_eq!(progress.snapshot()[0], ("database".into(), 0, 2));
+        progress.observe(&ev(1, VmFailed, Some("database"), Some("sql01"), None, None));
+        assert_eq!(progress.snapshot()[0], ("database".into(), 1, 2));
+        // Events with no group or an empty plan do no harm.
+        progress.observe(&ev(1, VmFailed, None, Some("lost"), None, None));
+        let (empty, _) = live(&[]);
+        empty.observe(&ev(1, GroupStarted, Some("x"), None, None, None));
+        empty.finish();
+        assert!(empty.snapshot().is_empty());
+    }
+
+    #[test]
+    fn live_view_takes_events_from_many_threads() {
+        use EventKind::*;
+        let plan: Vec<(String, Vec<String>)> = vec![("g".into(), (0..800).map(|v| format!("vm{v:03}")).collect())];
+        let (progress, _) = live(&plan);
+        let progress = Arc::new(progress);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let progress = progress.clone();
+                thread::spawn(move || {
+                    for v in (t..800).step_by(8) {
+                        let vm = format!("vm{v:03}");
+                        for kind in [VmStarted, VmSucceeded, Call] {
+                            progress.observe(&ev(v, kind, Some("g"), Some(&vm), None, None));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        progress.finish();
+        assert_eq!(progress.snapshot(), vec![("g".into(), 800, 800)]);
+    }
+
+    /// A plan of `groups` groups of `per` VMs: the events a run publishes, about ten a VM.
+    fn big_run(groups: usize, per: usize) -> (Vec<(String, Vec<String>)>, Vec<Event>) {
+        use EventKind::*;
+        let plan: Vec<(String, Vec<String>)> = (0..groups)
+            .map(|g| (format!("group{g:02}"), (0..per).map(|v| format!("vm{g:02}-{v:05}")).collect()))
+            .collect();
+        let mut events = vec![ev(0, RunStarted, None, None, Some("big"), None)];
+        for (g, (group, vms)) in plan.iter().enumerate() {
+            let t = g as i64 * 600;
+            let group = Some(group.as_str());
+            events.push(ev(t, GroupStarted, group, None, None, None));
+            for vm in vms {
+                let vm = Some(vm.as_str());
+                let label = Some("post_each action of group");
+                events.push(ev(t, VmStarted, group, vm, None, None));
+                events.push(ev(t + 90, VmSucceeded, group, vm, None, Some("10.2.3.21 on secondary/hv-s03")));
+                events.push(ev(t + 90, ActionStarted, group, vm, label, None));
+                events.push(ev(t + 90, Call, group, vm, Some("dns.point web.contoso.test A 10.2.3.21"), None));
+                events.push(ev(t + 91, Call, group, vm, Some("dns.verify web.contoso.test A 10.2.3.21"), None));
+                events.push(ev(t + 91, Call, group, vm, Some("wait 5s"), None));
+                events.push(ev(t + 96, Call, group, vm, Some("wait_port 10.2.3.21:443"), None));
+                events.push(ev(t + 96, Log, group, vm, Some("web tier answering"), None));
+                events.push(ev(t + 96, ActionSucceeded, group, vm, label, None));
+            }
+            events.push(ev(t + 100, GroupSucceeded, group, None, None, None));
+        }
+        events.push(ev(10_000, RunSucceeded, None, None, Some("big"), None));
+        (plan, events)
+    }
+
+    #[test]
+    fn a_hundred_thousand_events_are_cheap() {
+        let (plan, events) = big_run(10, 1_112);
+        assert!(events.len() >= 100_000, "{}", events.len());
+        let mut timings = Vec::new();
+        for mode in [ProgressMode::Lines, ProgressMode::JsonLines] {
+            let progress = Progress::with_writer(mode, "big", &plan, Box::new(io::sink()));
+            let start = Instant::now();
+            for event in &events {
+                progress.observe(event);
+            }
+            progress.finish();
+            timings.push((format!("{mode:?}"), start.elapsed()));
+        }
+        let (progress, _) = live(&plan);
+        let start = Instant::now();
+        for event in &events {
+            progress.observe(event);
+        }
+        progress.finish();
+        timings.push(("Live (hidden)".into(), start.elapsed()));
+        assert!(progress.snapshot().iter().all(|(_, finished, total)| finished == total && *total == 1_112));
+        for (mode, took) in &timings {
+            println!("{} events, {mode}: {took:?}", events.len());
+        }
+        assert!(timings[0].1 < Duration::from_secs(3), "{timings:?}");
+    }
+}
