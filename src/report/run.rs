@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::table;
 use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
+use crate::fabric::FailoverOutcome;
 use crate::model::{FailoverKind, HumanDuration, PointChoice, Timestamp, format_time};
 
 /// What the run was asked to do, for the report's header.
@@ -24,7 +25,7 @@ pub struct RunHeader {
 }
 
 /// A span on the timeline, as offsets from the run's start.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Span {
     pub name: String,
     #[serde(rename = "start_ms")]
@@ -38,6 +39,12 @@ pub struct Span {
     /// Where a VM landed, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A VM's recovery point (R33).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point: Option<Timestamp>,
+    /// The changes lost with that point: the data-loss window, i.e. the RPO achieved (R32).
+    #[serde(rename = "data_loss_ms", skip_serializing_if = "Option::is_none", with = "millis_opt")]
+    pub data_loss: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +85,7 @@ impl RunReport {
             let Some(group_name) = &event.group else { continue };
             if event.kind == EventKind::GroupStarted || !groups.iter().any(|g| &g.span.name == group_name) {
                 let span =
-                    Span { name: group_name.clone(), start: at, end: at, status: "running".into(), detail: None };
+                    Span { name: group_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
                 groups.push(GroupTimeline { span, vms: Vec::new() });
             }
             let group = groups.iter_mut().rev().find(|g| &g.span.name == group_name).expect("just added");
@@ -98,7 +105,7 @@ impl RunReport {
                     start: at,
                     end: at,
                     status: "running".into(),
-                    detail: None,
+                    ..Span::default()
                 });
             }
             let vm = group.vms.iter_mut().find(|v| &v.name == vm_name).expect("just added");
@@ -107,6 +114,11 @@ impl RunReport {
                 EventKind::VmSucceeded => {
                     vm.status = "succeeded".into();
                     vm.detail = event.detail.clone();
+                    let outcome = event.data.clone().and_then(|d| serde_json::from_value::<FailoverOutcome>(d).ok());
+                    if let Some(outcome) = outcome {
+                        vm.point = Some(outcome.point.time);
+                        vm.data_loss = Some(outcome.data_loss);
+                    }
                 }
                 EventKind::VmFailed => {
                     vm.status = "failed".into();
