@@ -902,12 +902,13 @@ mod tests {
                     } else {
                         format!("10.9.{}.{}", n / 250, n % 250)
                     }),
+                    ..Span::default()
                 };
                 report.steps.push(event(vm.start, EventKind::VmStarted, &name, Some(vm.name.clone())));
                 report.steps.push(event(vm.end, EventKind::VmSucceeded, &name, Some(vm.name.clone())));
                 vms.push(vm);
             }
-            let span = Span { name, start, end, status: "succeeded".into(), detail: None };
+            let span = Span { name, start, end, status: "succeeded".into(), ..Span::default() };
             report.groups.push(GroupTimeline { span, vms });
         }
         report.rto = Duration::from_secs(120 * groups as u64);
