@@ -71,18 +71,51 @@ impl EventLog for JournalLog {
     }
 }
 
-/// R21: waits for `drplan approve` (or Enter on the run's terminal), timing out on the
-/// fabric's clock.
+/// R21: waits for `drplan approve` from any shell, or Enter on the run's own terminal,
+/// timing out on the fabric's clock.
 struct JournalGate {
     db: Mutex<JournalDb>,
+    /// Enter presses on the run's terminal, when it has one.
+    enter: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl JournalGate {
+    fn new(db: JournalDb) -> JournalGate {
+        // One reader for the whole run, so steps never compete for stdin.
+        let enter = std::io::stdin().is_terminal().then(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+            Mutex::new(rx)
+        });
+        JournalGate { db: Mutex::new(db), enter }
+    }
+
+    fn pressed_enter(&self) -> bool {
+        self.enter.as_ref().is_some_and(|rx| rx.lock().expect("stdin lock").try_recv().is_ok())
+    }
 }
 
 #[async_trait::async_trait]
 impl ManualGate for JournalGate {
     async fn wait(&self, run_id: &str, key: &str, manual: &Manual, fabric: &dyn Fabric) -> Result<(), String> {
-        eprintln!("manual step: {} — approve with: drplan approve {run_id}", manual.text);
+        // Enter pressed before the step began does not count for it.
+        while self.pressed_enter() {}
+        let how = if self.enter.is_some() { "press Enter once it is done, or " } else { "" };
+        eprintln!("manual step: {} — {how}approve from any shell with: drplan approve {run_id}", manual.text);
         let started = fabric.now();
         loop {
+            if self.pressed_enter() {
+                let now = chrono::Utc::now().to_rfc3339();
+                self.db.lock().expect("journal lock").approve(run_id, key, &now).map_err(|e| e.to_string())?;
+            }
             if self.db.lock().expect("journal lock").approved(run_id, key).map_err(|e| e.to_string())? {
                 return Ok(());
             }
@@ -245,7 +278,7 @@ fn run_to_end(
     let deps = Deps {
         fabric: prepared.sim.clone(),
         dns: Arc::new(RecordingDns::default()),
-        gate: Arc::new(JournalGate { db: Mutex::new(journal::open(state.path())?) }),
+        gate: Arc::new(JournalGate::new(journal::open(state.path())?)),
         inventory: prepared.inventory.clone(),
         bus,
         journal: Some(Arc::new(JournalLog { writer: writer.clone(), run: run_id.clone() })),
