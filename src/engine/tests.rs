@@ -144,6 +144,15 @@ fn harness(extra: &str) -> Harness {
 
 impl Harness {
     async fn run(&self, plan: Plan, parallel: usize) -> RunOutcome {
+        self.run_journaled(plan, parallel, None).await
+    }
+
+    async fn run_journaled(
+        &self,
+        plan: Plan,
+        parallel: usize,
+        journal: Option<Arc<dyn super::EventLog>>,
+    ) -> RunOutcome {
         let fabric = Arc::new(SimFabric::in_memory(self.inventory.clone()).unwrap().scratch_copy(1).unwrap());
         let deps = Deps {
             fabric,
@@ -151,7 +160,7 @@ impl Harness {
             gate: Arc::new(AutoApprove),
             inventory: self.inventory.clone(),
             bus: Arc::new(EventBus::default()),
-            journal: None,
+            journal,
             history: super::History::default(),
             stop: Arc::new(super::Stop::default()),
         };
@@ -353,4 +362,29 @@ async fn the_same_plan_gives_the_same_events_every_time() {
     let first = strip(h.run(build(), 2).await);
     let second = strip(h.run(build(), 2).await);
     assert_eq!(first, second);
+}
+
+/// A journal whose disk fills up after `room` events.
+struct FullDisk {
+    room: AtomicU32,
+}
+
+impl super::EventLog for FullDisk {
+    fn record(&self, _event: &Event) -> super::Durable {
+        let full = self.room.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_err();
+        Box::pin(async move { if full { Err("journal write failed: disk full".into()) } else { Ok(()) } })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_written_stops_the_run_loudly() {
+    let journal = Arc::new(FullDisk { room: AtomicU32::new(12) });
+    let out = harness("").run_journaled(plan(tier_groups()), 8, Some(journal)).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    let last = out.events.last().unwrap();
+    assert_eq!(last.kind, EventKind::RunFailed);
+    assert!(last.detail.as_deref().unwrap_or("").contains("disk full"), "{last:?}");
+    // Nothing was started once the journal failed: the web tier never began.
+    assert!(in_group(&out.events, EventKind::VmStarted, "web").is_empty());
+    assert_eq!(in_group(&out.events, EventKind::VmSkipped, "web").len(), 3);
 }
