@@ -8,98 +8,60 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    RunStarted,
+/// Declares the event kinds once: the enum, the list of all of them, and the names
+/// hooks match on.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl EventKind {
+            pub const ALL: &[EventKind] = &[$(EventKind::$kind,)*];
+
+            /// The name hooks match on (`plan.on("vm.failed", ...)`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    RunStarted => "run.started",
     /// A stopped run continues (`drplan resume`).
-    RunResumed,
-    RunSucceeded,
-    RunFailed,
-    RunCancelled,
-    GroupStarted,
-    GroupSucceeded,
-    GroupFailed,
-    VmStarted,
+    RunResumed => "run.resumed",
+    RunSucceeded => "run.succeeded",
+    RunFailed => "run.failed",
+    RunCancelled => "run.cancelled",
+    GroupStarted => "group.started",
+    GroupSucceeded => "group.succeeded",
+    GroupFailed => "group.failed",
+    VmStarted => "vm.started",
     /// A failover call is about to be made; `detail` is its idempotency key. Journaled
     /// before the call, so a resumed run knows to ask the fabric what became of it.
-    VmAttempt,
-    VmSucceeded,
-    VmRetried,
-    VmFailed,
+    VmAttempt => "vm.attempt",
+    VmSucceeded => "vm.succeeded",
+    VmRetried => "vm.retried",
+    VmFailed => "vm.failed",
     /// Not attempted: an earlier group failed and the plan stopped.
-    VmSkipped,
-    ActionStarted,
-    ActionSucceeded,
-    ActionRetried,
-    ActionFailed,
-    ManualWaiting,
-    ManualDone,
+    VmSkipped => "vm.skipped",
+    ActionStarted => "action.started",
+    ActionSucceeded => "action.succeeded",
+    ActionRetried => "action.retried",
+    ActionFailed => "action.failed",
+    ManualWaiting => "manual.waiting",
+    ManualDone => "manual.done",
     /// What an action asked of the world (a DNS update, a wait...).
-    Call,
-    Log,
-    HookFailed,
+    Call => "call",
+    Log => "log",
+    HookFailed => "hook.failed",
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 23] = {
-        use EventKind::*;
-        [
-            RunStarted,
-            RunResumed,
-            RunSucceeded,
-            RunFailed,
-            RunCancelled,
-            GroupStarted,
-            GroupSucceeded,
-            GroupFailed,
-            VmStarted,
-            VmAttempt,
-            VmSucceeded,
-            VmRetried,
-            VmFailed,
-            VmSkipped,
-            ActionStarted,
-            ActionSucceeded,
-            ActionRetried,
-            ActionFailed,
-            ManualWaiting,
-            ManualDone,
-            Call,
-            Log,
-            HookFailed,
-        ]
-    };
-
-    /// The name hooks match on (`plan.on("vm.failed", ...)`).
-    pub fn name(self) -> &'static str {
-        use EventKind::*;
-        match self {
-            RunStarted => "run.started",
-            RunResumed => "run.resumed",
-            RunSucceeded => "run.succeeded",
-            RunFailed => "run.failed",
-            RunCancelled => "run.cancelled",
-            GroupStarted => "group.started",
-            GroupSucceeded => "group.succeeded",
-            GroupFailed => "group.failed",
-            VmStarted => "vm.started",
-            VmAttempt => "vm.attempt",
-            VmSucceeded => "vm.succeeded",
-            VmRetried => "vm.retried",
-            VmFailed => "vm.failed",
-            VmSkipped => "vm.skipped",
-            ActionStarted => "action.started",
-            ActionSucceeded => "action.succeeded",
-            ActionRetried => "action.retried",
-            ActionFailed => "action.failed",
-            ManualWaiting => "manual.waiting",
-            ManualDone => "manual.done",
-            Call => "call",
-            Log => "log",
-            HookFailed => "hook.failed",
-        }
-    }
-
     /// Whether `pattern` ("vm.failed", "vm.*", "*") selects this kind.
     pub fn matches(self, pattern: &str) -> bool {
         let name = self.name();
@@ -120,7 +82,8 @@ impl<'de> Deserialize<'de> for EventKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
         EventKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.name() == name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown event kind {name:?}")))
     }
@@ -221,7 +184,7 @@ mod tests {
 
     #[test]
     fn event_kinds_read_back_by_name() {
-        for kind in EventKind::ALL {
+        for &kind in EventKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
         }

@@ -802,3 +802,14 @@ async fn a_finished_call_can_be_looked_up_without_calling_again() {
     assert!(sim.fabric.replication_status("app01").await.unwrap().test_failover.is_some());
     assert!(matches!(sim.fabric.call_outcome("k1").await.unwrap(), crate::fabric::CallOutcome::Done(Ok(_))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn r22_a_single_vm_fails_over_on_its_own() {
+    let sim = sim("");
+    let out = failover(&sim, "app01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    assert_eq!(out.replica.site, "secondary");
+    for other in ["app02", "sql01", "web01"] {
+        let status = sim.fabric.replication_status(other).await.unwrap();
+        assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"), "{other}");
+    }
+}
