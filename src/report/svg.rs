@@ -10,7 +10,7 @@
 use std::fmt::{self, Write};
 use std::time::Duration;
 
-use super::run::{RunReport, Span};
+use super::run::{RtoVerdict, RunReport, Span};
 use crate::engine::{Event, EventKind, RunStatus};
 use crate::model::{HumanDuration, Timestamp, format_time};
 
@@ -238,16 +238,23 @@ impl<'a> Chart<'a> {
     }
 
     /// Where text of `chars` characters goes beside a bar from `a` to `b`: after it, else
-    /// before it, else over its end.
-    fn beside(&self, a: f64, b: f64, chars: usize, char_w: f64) -> (f64, &'static str) {
+    /// before it, else on the roomier side cut to fit, else over the bar's end. Returns
+    /// the position, the anchor and how many characters fit.
+    fn beside(&self, a: f64, b: f64, chars: usize, char_w: f64) -> (f64, &'static str, usize) {
+        let (after, before) = (WIDTH - 8.0 - b, a - 4.0 - self.x0);
         let w = chars as f64 * char_w;
-        if b + 4.0 + w <= WIDTH - 4.0 {
-            (b + 4.0, "start")
-        } else if a - 4.0 - w >= self.x0 {
-            (a - 4.0, "end")
-        } else {
-            (WIDTH - 4.0, "end")
+        if w <= after {
+            return (b + 4.0, "start", chars);
         }
+        if w <= before {
+            return (a - 4.0, "end", chars);
+        }
+        let (x, anchor, room) = if after >= before { (b + 4.0, "start", after) } else { (a - 4.0, "end", before) };
+        let fit = (room / char_w).floor() as usize;
+        if fit >= 12 {
+            return (x, anchor, fit);
+        }
+        (b - 4.0, "end", chars.min(((b - 4.0 - self.x0) / char_w).floor() as usize))
     }
 
     fn render(&self) -> String {
@@ -327,20 +334,12 @@ impl<'a> Chart<'a> {
             "<text class=\"v\" x=\"{PAD}\" y=\"{VERDICT_Y}\">{which} <tspan font-weight=\"bold\">{}</tspan>",
             HumanDuration(r.rto)
         );
-        match (h.rto_target, r.rto_met) {
-            (Some(target), Some(true)) => {
-                w!(out, ", target {}: <tspan fill=\"{GREEN}\" font-weight=\"bold\">met</tspan>", HumanDuration(target));
-            }
-            (Some(target), _) => {
-                w!(
-                    out,
-                    ", target {}: <tspan fill=\"{RED}\" font-weight=\"bold\">MISSED by {}</tspan>",
-                    HumanDuration(target),
-                    HumanDuration(r.rto.saturating_sub(target))
-                );
-            }
-            (None, _) => out.push_str(" (the plan sets no RTO target)"),
-        }
+        let colour = match r.verdict() {
+            RtoVerdict::Met { .. } => GREEN,
+            RtoVerdict::NoTarget => "inherit",
+            _ => RED,
+        };
+        w!(out, ", <tspan fill=\"{colour}\" font-weight=\"bold\">{}</tspan>", Esc(&r.verdict().to_string()));
         out.push_str("</text>\n");
 
         let time = if h.dry_run { "modelled time" } else { "time" };
@@ -461,7 +460,7 @@ impl<'a> Chart<'a> {
         if self.folded {
             chars += 24;
         }
-        let (tx, anchor) = self.beside(a, b, chars, SMALL_W);
+        let (tx, anchor, _) = self.beside(a, b, chars, SMALL_W);
         w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}", y + 14.0);
         if self.folded {
             w!(out, " \u{b7} {} VMs", Count(group.vms.len()));
@@ -499,20 +498,20 @@ impl<'a> Chart<'a> {
         match (vm.status.as_str(), &vm.detail) {
             ("failed", Some(detail)) => {
                 let chars = detail.chars().count().min(DETAIL_LABEL_CHARS) + 8;
-                let (tx, anchor) = self.beside(a, b, chars, SMALL_W);
+                let (tx, anchor, fit) = self.beside(a, b, chars, SMALL_W);
                 w!(
                     out,
                     "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{RED}\">failed: {}</text>\n",
                     y + 14.0,
-                    Trunc(detail, DETAIL_LABEL_CHARS)
+                    Trunc(detail, fit.saturating_sub(8).clamp(4, DETAIL_LABEL_CHARS))
                 );
             }
             ("succeeded", _) => {
-                let (tx, anchor) = self.beside(a, b, took.to_string().len(), SMALL_W);
+                let (tx, anchor, _) = self.beside(a, b, took.to_string().len(), SMALL_W);
                 w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}</text>\n", y + 14.0);
             }
             (status, _) => {
-                let (tx, anchor) = self.beside(a, b, status.chars().count().min(20), SMALL_W);
+                let (tx, anchor, _) = self.beside(a, b, status.chars().count().min(20), SMALL_W);
                 w!(
                     out,
                     "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>\n",
@@ -554,16 +553,19 @@ impl<'a> Chart<'a> {
             WaitEnd::Open => out.push_str("\nstill waiting when the run stopped"),
         }
         out.push_str("</title></rect>");
-        let mut chars = step.chars().count().min(MANUAL_LABEL_CHARS);
-        if let Some(vm) = &e.vm {
-            chars += vm.chars().count().min(20) + 2;
-        }
-        let (tx, anchor) = self.beside(a, b, chars, CHAR_W);
+        let step_chars = step.chars().count().min(MANUAL_LABEL_CHARS);
+        let vm_chars = e.vm.as_ref().map_or(0, |vm| vm.chars().count().min(20) + 2);
+        let suffix = match wait.ended {
+            WaitEnd::Done => 0,
+            WaitEnd::Failed(_) => " (not done)".len(),
+            WaitEnd::Open => " (still waiting)".len(),
+        };
+        let (tx, anchor, fit) = self.beside(a, b, vm_chars + step_chars + suffix, CHAR_W);
         w!(out, "<text class=\"m\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">", y + 14.0);
         if let Some(vm) = &e.vm {
             w!(out, "{}: ", Trunc(vm, 20));
         }
-        w!(out, "{}", Trunc(step, MANUAL_LABEL_CHARS));
+        w!(out, "{}", Trunc(step, fit.saturating_sub(vm_chars + suffix).clamp(8, MANUAL_LABEL_CHARS)));
         match wait.ended {
             WaitEnd::Done => {}
             WaitEnd::Failed(_) => w!(out, " <tspan fill=\"{RED}\">(not done)</tspan>"),
@@ -820,6 +822,27 @@ mod tests {
         e.report(header("crm & <billing>", false, Some(Duration::from_secs(1800))), RunStatus::Failed)
     }
 
+    /// No target, a long name, a failure at the end of the axis, a plan-level manual step
+    /// and a per-VM one.
+    fn edge_cases() -> RunReport {
+        use EventKind::*;
+        let long = "a-very-long-virtual-machine-name-from-a-naming-scheme-nobody-likes-0001";
+        let mut e = Events::default();
+        e.add(0, RunStarted, "", "", "edge", "")
+            .add(0, ManualWaiting, "", "", "Tell the service desk", "timeout 1h, expected 2m")
+            .add(120_000, ManualDone, "", "", "Tell the service desk", "")
+            .add(120_000, GroupStarted, "g", "", "", "")
+            .add(120_000, VmStarted, "g", long, "", "")
+            .add(120_000, VmStarted, "g", "b", "", "")
+            .add(130_000, VmSucceeded, "g", "b", "", "10.0.0.2")
+            .add(130_000, ManualWaiting, "g", "b", "Check the app on b", "timeout 10m, expected 1m")
+            .add(190_000, ManualDone, "g", "b", "Check the app on b", "")
+            .add(419_000, VmFailed, "g", long, "", &"the hypervisor said no; ".repeat(6))
+            .add(419_000, GroupFailed, "g", "", "", "")
+            .add(419_000, RunFailed, "", "", "edge", "");
+        e.report(header("edge", true, None), RunStatus::Failed)
+    }
+
     /// Resembles `drplan dry-run plans/contoso/failover.rhai`.
     fn contoso() -> RunReport {
         use EventKind::*;
@@ -1002,7 +1025,9 @@ mod tests {
         )));
         assert!(svg.contains("RTO target 30m</text>"));
         assert!(svg.contains(&format!("stroke=\"{TARGET}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"")));
-        assert!(!svg.contains("MISSED") && svg.contains(">met</tspan>") && svg.contains(">FAILED</tspan>"));
+        // A failed run recovered nothing: its RTO is not judged against the target.
+        assert!(svg.contains(">target 30m: not reached, the run did not succeed</tspan>"));
+        assert!(!svg.contains("MISSED") && !svg.contains(": met<") && svg.contains(">FAILED</tspan>"));
         // Ticks every 5 minutes up to the target.
         for tick in ["+0s", "+5m", "+30m"] {
             assert!(svg.contains(&format!(">{tick}</text>")), "{tick}");
@@ -1038,7 +1063,23 @@ mod tests {
             std::fs::write(dir.join("failed.svg"), gantt(&failed_run())).unwrap();
             std::fs::write(dir.join("large.svg"), gantt(&large(10, 1000))).unwrap();
             std::fs::write(dir.join("medium.svg"), gantt(&large(4, 100))).unwrap();
+            std::fs::write(dir.join("edge.svg"), gantt(&edge_cases())).unwrap();
         }
+    }
+
+    #[test]
+    fn long_names_are_cut_and_late_labels_stay_inside() {
+        let svg = gantt(&edge_cases());
+        check_xml(&svg).unwrap();
+        assert!(svg.contains(">the plan sets no RTO target</tspan>") && !svg.contains("RTO target "));
+        assert!(svg.contains(">a-very-long-virtual-machine-name-from-\u{2026}</text>"));
+        assert!(svg.contains(">plan manual step</text>") && svg.contains(">b: Check the app on b</text>"));
+        // The failure ends at the axis's end: its label goes before the bar, cut to fit.
+        assert!(
+            svg.contains(
+                "text-anchor=\"end\" style=\"fill:#e03131\">failed: the hypervisor said no; th\u{2026}</text>"
+            )
+        );
     }
 
     #[test]
