@@ -4,6 +4,7 @@
 //! layer, run by the engine; knows nothing of Rhai.
 
 pub mod action;
+pub mod config;
 pub mod source;
 pub mod validate;
 

@@ -23,8 +23,11 @@ pub struct ScriptError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptErrorKind {
-    /// The plan file could not be read.
+    /// The plan file (or a file it needs: the folder's config, a hook script) could not be read.
     Io,
+    /// The plan folder's `drplan.toml` is broken, or names a hook script that is missing
+    /// or outside the folder.
+    Config,
     /// The script (or a module it imports) does not parse.
     Syntax,
     /// The script failed while running: a thrown error, a bad argument, a missing function.

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, EvalAltResult, FuncRegistration, NativeCallContext};
@@ -16,13 +16,14 @@ use tokio::sync::Notify;
 use super::resolver::PlanModules;
 use super::sandbox::{STOPPED_CANCELLED, Watch};
 use crate::model::{Inventory, parse_duration};
-use crate::plan::{ActionContext, Services, SourcePos};
+use crate::plan::{ActionContext, Hook, Services, SourcePos};
 
 pub(crate) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// One plan, as loaded: shared by its evaluation and every action it made.
+/// One script of a plan, as loaded — the plan file or one of its folder's hook scripts
+/// (`drplan.toml`): shared by its evaluation and every action it made.
 pub(crate) struct PlanShared {
-    /// The plan file as the operator named it.
+    /// The script file as the operator named it.
     pub file: Arc<str>,
     pub main: Arc<AST>,
     pub modules: Arc<PlanModules>,
@@ -34,7 +35,12 @@ pub(crate) struct Host {
     pub plan: Arc<PlanShared>,
     /// Set while an action runs; `None` while the plan file is evaluated.
     pub run: Option<Arc<Run>>,
+    /// Set while a hook script is evaluated: where its `on(...)` calls put their hooks.
+    pub hooks: Option<HookSink>,
 }
+
+/// The hooks a hook script registers, in order.
+pub(crate) type HookSink = Arc<Mutex<Vec<Hook>>>;
 
 /// One invocation of an action.
 pub(crate) struct Run {

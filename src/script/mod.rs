@@ -1,10 +1,13 @@
 //! The script layer: recovery plans written in Rhai. A plan file is evaluated in a
 //! sandboxed engine; its value is a plan built through the host API (`api/`), whose
 //! closures become plan actions. Modules come from the embedded stdlib (`stdlib/`) or the
-//! plan's own folder (`resolver`). Every error points at the script's file:line:column.
+//! plan's own folder (`resolver`). The folder's `drplan.toml` may list hook scripts whose
+//! hooks every plan of the folder gets (`global_hooks`). Every error points at the
+//! script's file:line:column.
 
 mod api;
 mod error;
+mod global_hooks;
 mod host;
 mod resolver;
 mod sandbox;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use rhai::Dynamic;
 
 use self::api::plan::PlanBuilder;
-use self::host::{Host, PlanShared};
+use self::host::{HookSink, Host, PlanShared};
 use self::resolver::{PlanModules, Resolver, STDLIB};
 use self::sandbox::{Limits, Watch};
 use crate::model::Inventory;
@@ -49,6 +52,8 @@ impl Default for ScriptOptions {
 
 /// Reads, compiles and evaluates a plan file. Its value must be the plan built with
 /// `recovery_plan(...)`; the plan's closures become actions the engine can run later.
+/// Then the global hooks of the plan's folder (its `drplan.toml`, see `global_hooks`)
+/// are loaded and appended after the plan's own hooks.
 pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions) -> Result<Plan, ScriptError> {
     let file: Arc<str> = path.display().to_string().into();
     let whole_file = SourcePos::new(file.clone(), 0, 0);
@@ -56,8 +61,12 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
         .map_err(|e| ScriptError::new(whole_file.clone(), ScriptErrorKind::Io, format!("cannot read the plan: {e}")))?;
     let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
     let modules = Arc::new(PlanModules::new(path));
-    sandbox::on_script_thread(|| evaluate(file, &text, inventory, modules, limits))
-        .map_err(|thread| ScriptError::new(whole_file, ScriptErrorKind::Runtime, thread))?
+    sandbox::on_script_thread(|| {
+        let mut plan = evaluate(file, &text, inventory.clone(), modules.clone(), limits)?;
+        plan.hooks.extend(global_hooks::load(path, inventory, modules, limits)?);
+        Ok(plan)
+    })
+    .map_err(|thread| ScriptError::new(whole_file, ScriptErrorKind::Runtime, thread))?
 }
 
 fn evaluate(
@@ -67,17 +76,7 @@ fn evaluate(
     modules: Arc<PlanModules>,
     limits: Limits,
 ) -> Result<Plan, ScriptError> {
-    let watch = Watch::new(limits.deadline, Arc::new(AtomicBool::new(false)));
-    let mut ast = sandbox::engine(limits, watch.clone(), Dynamic::UNIT)
-        .compile(text)
-        .map_err(|e| ScriptError::syntax(&e, &file))?;
-    ast.set_source(file.as_ref());
-    let plan = Arc::new(PlanShared { file: file.clone(), main: Arc::new(ast), modules: modules.clone(), inventory });
-    let host = Host { plan: plan.clone(), run: None };
-    let mut engine = sandbox::engine(limits, watch, Dynamic::from(Arc::new(host)));
-    engine.set_module_resolver(Resolver(modules));
-    let value = engine.eval_ast::<Dynamic>(&plan.main).map_err(|e| ScriptError::from_rhai(&e, &file, limits))?;
-    let type_name = engine.map_type_name(value.type_name()).to_string();
+    let (value, type_name) = run_script(file.clone(), text, inventory, modules, limits, None)?;
     match value.try_cast::<PlanBuilder>() {
         Some(builder) => Ok(builder.finish()),
         None => {
@@ -91,6 +90,31 @@ fn evaluate(
             ))
         }
     }
+}
+
+/// Compiles and evaluates one script of a plan — the plan file, or a hook script when
+/// `hooks` collects what its `on(...)` calls register — in its own sandboxed engine with
+/// its own deadline. Returns its value and the script's name of the value's type.
+fn run_script(
+    file: Arc<str>,
+    text: &str,
+    inventory: Arc<Inventory>,
+    modules: Arc<PlanModules>,
+    limits: Limits,
+    hooks: Option<HookSink>,
+) -> Result<(Dynamic, String), ScriptError> {
+    let watch = Watch::new(limits.deadline, Arc::new(AtomicBool::new(false)));
+    let mut ast = sandbox::engine(limits, watch.clone(), Dynamic::UNIT)
+        .compile(text)
+        .map_err(|e| ScriptError::syntax(&e, &file))?;
+    ast.set_source(file.as_ref());
+    let script = Arc::new(PlanShared { file: file.clone(), main: Arc::new(ast), modules: modules.clone(), inventory });
+    let host = Host { plan: script.clone(), run: None, hooks };
+    let mut engine = sandbox::engine(limits, watch, Dynamic::from(Arc::new(host)));
+    engine.set_module_resolver(Resolver(modules));
+    let value = engine.eval_ast::<Dynamic>(&script.main).map_err(|e| ScriptError::from_rhai(&e, &file, limits))?;
+    let type_name = engine.map_type_name(value.type_name()).to_string();
+    Ok((value, type_name))
 }
 
 /// The `.d.rhai` definitions of the whole host API and the stdlib modules, for editor

@@ -135,7 +135,7 @@ impl Closure {
         let watch = Watch::new(ACTION_LIMITS.deadline, cancel.flag());
         let offered = self.arguments(&ctx);
         let run = Run { ctx, handle, cancel, watch: watch.clone() };
-        let host = Host { plan: self.plan.clone(), run: Some(Arc::new(run)) };
+        let host = Host { plan: self.plan.clone(), run: Some(Arc::new(run)), hooks: None };
         let mut engine = sandbox::engine(ACTION_LIMITS, watch, Dynamic::from(Arc::new(host)));
         engine.set_module_resolver(Resolver(self.plan.modules.clone()));
         for (alias, module) in &self.imports {

@@ -2,6 +2,7 @@
 //! one module that every sandboxed engine shares.
 
 pub(crate) mod actions;
+mod hooks;
 mod inventory;
 mod network;
 pub(crate) mod plan;
@@ -16,6 +17,7 @@ pub(crate) fn host_module() -> Shared<Module> {
     plan::register(&mut module);
     inventory::register(&mut module);
     actions::register(&mut module);
+    hooks::register(&mut module);
     network::register(&mut module);
     replication::register(&mut module);
     waits::register(&mut module);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, FnPtr, INT, Map, Module, NativeCallContext};
 
 use super::actions::{self, Shape};
-use crate::plan::{FailurePolicy, Group, Hook, Manual, Member, OnFailure, Plan, Selector, Step};
+use crate::plan::{FailurePolicy, Group, Manual, Member, OnFailure, Plan, Selector, Step};
 use crate::script::host::{RhaiResult, doc_fn, duration_arg, host, position};
 
 /// How long a manual step waits for the operator by default.
@@ -188,6 +188,15 @@ impl Options {
 }
 
 fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult<PlanBuilder> {
+    let host = host(&ctx)?;
+    if host.hooks.is_some() {
+        return Err(format!(
+            "recovery_plan({name:?}, ...) cannot be called in a hook script: the scripts drplan.toml lists \
+             ([hooks] scripts) only register hooks, with on(event, |ev, ctx| ...), for every plan of the folder; \
+             a plan is the .rhai file given to drplan check, dry-run or failover"
+        )
+        .into());
+    }
     let options = Options::new("recovery_plan", options, &["source", "target", "rto", "test_network"])?;
     let plan = Plan {
         name: name.to_string(),
@@ -195,7 +204,7 @@ fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult
         target: options.required("target")?,
         rto: options.duration("rto")?,
         test_network: options.string("test_network")?,
-        at: position(&ctx, &*host(&ctx)?),
+        at: position(&ctx, &host),
         pre: Vec::new(),
         post: Vec::new(),
         groups: Vec::new(),
@@ -337,11 +346,8 @@ pub(super) fn register(module: &mut Module) {
     .set_into_module(
         module,
         |ctx: NativeCallContext, plan: &mut PlanBuilder, event: &str, f: FnPtr| -> RhaiResult<PlanBuilder> {
-            if event.trim().is_empty() {
-                return Err("on: the event is empty; write e.g. \"vm.failed\" or \"vm.*\"".into());
-            }
-            let action = actions::make(&ctx, f, Shape::Hook, format!("hook on {event}"))?;
-            lock(&plan.0).plan.hooks.push(Hook { event: event.to_string(), action });
+            let hook = super::hooks::make(&ctx, event, f, format!("hook on {event}"))?;
+            lock(&plan.0).plan.hooks.push(hook);
             Ok(plan.clone())
         },
     );

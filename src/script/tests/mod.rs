@@ -2,6 +2,7 @@
 //! site, plan files in a temporary folder, and services that record what they are asked.
 
 mod actions;
+mod global_hooks;
 mod plan;
 mod sandbox;
 
