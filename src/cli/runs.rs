@@ -41,12 +41,27 @@ type Record = RunRecord<StoredRun>;
 /// How often a run looks in the journal for approvals and cancel requests.
 const POLL: Duration = Duration::from_millis(200);
 
-/// FNV-1a: a stable fingerprint of the plan file, so that `resume` can refuse to continue
-/// a run with a plan that changed under it. The site file may change (fixing the cause of
-/// a failure often means editing it); it is read and checked again.
-fn fingerprint(path: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+/// FNV-1a over what makes the plan's behaviour: the plan file, its folder's
+/// `drplan.toml` and the global hook scripts it names. `resume` refuses to continue a run
+/// whose plan changed under it. The site file may change (fixing the cause of a failure
+/// often means editing it); it is read and checked again.
+fn fingerprint(plan: &Path) -> Result<String, CliError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source });
+    let mut files = vec![read(plan)?];
+    let folder = plan.parent().unwrap_or(Path::new("."));
+    let config = folder.join(crate::plan::config::CONFIG_FILE);
+    if config.exists() {
+        let text = read(&config)?;
+        let parsed = crate::plan::config::parse_config(&String::from_utf8_lossy(&text), &config);
+        for hook in parsed.map(|c| c.hooks).unwrap_or_default() {
+            files.push(read(&folder.join(hook)).unwrap_or_default());
+        }
+        files.push(text);
+    }
+    let hash = files
+        .iter()
+        .flat_map(|f| f.iter().chain(&[0u8]))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     Ok(format!("{hash:016x}"))
 }
 
@@ -229,7 +244,7 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
     }
     if fingerprint(&record.plan_path)? != record.plan_hash {
         return Err(CliError::Usage(format!(
-            "the plan {} changed since run {run_id} started; a resumed run must run the same plan: restore it, or start a new run",
+            "the plan {} (or its folder's drplan.toml and hook scripts) changed since run {run_id} started; a resumed run must run the same plan: restore it, or start a new run",
             record.plan_path.display()
         )));
     }
@@ -350,16 +365,12 @@ fn outcome_of(record: &Record, events: Vec<Event>) -> RunOutcome {
 }
 
 fn summary(report: &RunReport) -> String {
-    let target = match (report.header.rto_target, report.rto_met) {
-        (Some(t), Some(true)) => format!(" (target {}: met)", crate::model::HumanDuration(t)),
-        (Some(t), _) => format!(" (target {}: MISSED)", crate::model::HumanDuration(t)),
-        _ => String::new(),
-    };
     format!(
-        "run {} {}: RTO {}{target}. Details: drplan show {}\n",
+        "run {} {}: RTO {} ({}). Details: drplan show {}\n",
         report.run_id,
         status_name(report.status),
         crate::model::HumanDuration(report.rto),
+        report.verdict(),
         report.run_id
     )
 }

@@ -134,7 +134,8 @@ impl RunReport {
             }
         }
         RunReport {
-            rto_met: header.rto_target.map(|target| rto <= target),
+            // A run that did not succeed recovered nothing: its RTO is not judged.
+            rto_met: header.rto_target.filter(|_| outcome.status == RunStatus::Succeeded).map(|target| rto <= target),
             header,
             run_id: outcome.run_id.clone(),
             status: outcome.status,
@@ -172,13 +173,7 @@ impl RunReport {
             }
         }
         out.push_str(&indent(&table::render(&["GROUP / VM", "START", "END", "TOOK", "STATUS", "DETAIL"], &rows)));
-        let verdict = match (h.rto_target, self.rto_met) {
-            (Some(target), Some(true)) => format!(" (target {}: met)", HumanDuration(target)),
-            (Some(target), _) => {
-                format!(" (target {}: MISSED by {})", HumanDuration(target), HumanDuration(self.rto - target))
-            }
-            _ => " (the plan sets no RTO target)".into(),
-        };
+        let verdict = format!(" ({})", self.verdict());
         let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
         let status = match self.status {
             RunStatus::Succeeded => "succeeded",
@@ -191,6 +186,49 @@ impl RunReport {
             self.rto.as_millis()
         ));
         out
+    }
+}
+
+/// How a run's RTO compares with the plan's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtoVerdict {
+    NoTarget,
+    Met {
+        target: Duration,
+    },
+    Missed {
+        target: Duration,
+        by: Duration,
+    },
+    /// The run did not succeed: nothing was recovered to time.
+    NotReached {
+        target: Duration,
+    },
+}
+
+impl std::fmt::Display for RtoVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RtoVerdict::NoTarget => f.write_str("the plan sets no RTO target"),
+            RtoVerdict::Met { target } => write!(f, "target {}: met", HumanDuration(*target)),
+            RtoVerdict::Missed { target, by } => {
+                write!(f, "target {}: MISSED by {}", HumanDuration(*target), HumanDuration(*by))
+            }
+            RtoVerdict::NotReached { target } => {
+                write!(f, "target {}: not reached, the run did not succeed", HumanDuration(*target))
+            }
+        }
+    }
+}
+
+impl RunReport {
+    pub fn verdict(&self) -> RtoVerdict {
+        match (self.header.rto_target, self.rto_met) {
+            (None, _) => RtoVerdict::NoTarget,
+            (Some(target), Some(true)) => RtoVerdict::Met { target },
+            (Some(target), Some(false)) => RtoVerdict::Missed { target, by: self.rto.saturating_sub(target) },
+            (Some(target), None) => RtoVerdict::NotReached { target },
+        }
     }
 }
 
