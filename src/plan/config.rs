@@ -8,6 +8,24 @@
 //! scripts = ["hooks/notify.rhai", "hooks/audit.rhai"]   # relative to the folder
 //! ```
 //!
+//! `[dns]` names the DNS servers the folder's plans update after failover (R50), their
+//! TSIG keys (the secrets are read from a file or an environment variable, never written
+//! here) and the zone test failovers use instead of production's:
+//!
+//! ```toml
+//! [dns]
+//! ttl = 60
+//! test_zone = "drill.contoso.test"
+//! [[dns.servers]]
+//! zone = "contoso.test"
+//! address = "192.0.2.53:53"
+//! key = "drplan"
+//! [[dns.keys]]
+//! name = "drplan"
+//! algorithm = "hmac-sha256"
+//! secret_env = "DRPLAN_TSIG_SECRET"      # or secret_file = "keys/drplan.secret"
+//! ```
+//!
 //! Pure parsing, no I/O: the script layer reads the file (a missing one means the
 //! default, no hooks) and loads the scripts. Unknown sections and keys are errors, so a
 //! typo is never silently ignored; every error names the file, line and column.
@@ -23,9 +41,50 @@ use super::SourcePos;
 /// The config file's name, in a plan's folder.
 pub const CONFIG_FILE: &str = "drplan.toml";
 
+/// `[dns]`: the authoritative servers the folder's plans update after failover (R50).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// TTL of the records drplan writes, in seconds.
+    pub ttl: u32,
+    pub servers: Vec<DnsServerConfig>,
+    pub keys: Vec<DnsKeyConfig>,
+    /// R30: test failovers update this zone only, never production's: a name of a
+    /// production zone is moved under it (`web01.contoso.test` → `web01.drill.contoso.test`).
+    pub test_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsServerConfig {
+    /// The zone it is authoritative for, e.g. `contoso.test`.
+    pub zone: String,
+    pub address: std::net::SocketAddr,
+    /// The name of the TSIG key that signs updates, from `[[dns.keys]]`.
+    pub key: Option<String>,
+}
+
+/// A TSIG key. Its secret is not in the config: only where to read it from, so the
+/// config can be shared and reviewed; the secret is never printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsKeyConfig {
+    pub name: String,
+    /// `hmac-sha256` (the default) or `hmac-sha512`.
+    pub algorithm: String,
+    pub secret: SecretSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (relative to the plan's folder) holding the base64 secret.
+    File(PathBuf),
+    /// An environment variable holding the base64 secret.
+    Env(String),
+}
+
 /// `drplan.toml`, as parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanConfig {
+    /// `[dns]`, if the folder's plans update DNS for real.
+    pub dns: Option<DnsConfig>,
     /// `[hooks] scripts`: hook scripts, relative to the folder, as written and in order.
     pub hooks: Vec<PathBuf>,
     /// Where each of `hooks` is written in the config file, for errors about it (a
@@ -48,8 +107,45 @@ pub struct ConfigError {
 struct ConfigDoc {
     #[serde(default)]
     hooks: HooksDoc,
-    // `[dns]` (the DNS servers of the folder's plans, R50) comes with a later issue. Until
-    // then it is an unknown section, and so an error like any other.
+    dns: Option<DnsDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsDoc {
+    ttl: Option<u32>,
+    test_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    servers: Vec<DnsServerDoc>,
+    #[serde(default)]
+    keys: Vec<DnsKeyDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsServerDoc {
+    zone: Spanned<String>,
+    address: Spanned<String>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsKeyDoc {
+    name: Spanned<String>,
+    algorithm: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+}
+
+/// A zone written with or without its final dot, compared without it.
+fn zone_name(text: &str) -> String {
+    text.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `name` lies in `zone` (both without final dots).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.ends_with(&format!(".{zone}"))
 }
 
 #[derive(Deserialize, Default)]
@@ -96,7 +192,75 @@ pub fn parse_config(text: &str, path: &Path) -> Result<PlanConfig, ConfigError> 
         config.hooks.push(relative.to_path_buf());
         config.hooks_at.push(SourcePos::new(file.as_str(), line, column));
     }
+    if let Some(dns) = doc.dns {
+        config.dns = Some(dns_config(dns, &error)?);
+    }
     Ok(config)
+}
+
+fn dns_config(doc: DnsDoc, error: &dyn Fn(Range<usize>, String) -> ConfigError) -> Result<DnsConfig, ConfigError> {
+    let mut keys: Vec<DnsKeyConfig> = Vec::new();
+    for (i, key) in doc.keys.iter().enumerate() {
+        let field = format!("dns.keys[{i}]");
+        let algorithm = key.algorithm.as_ref().map_or("hmac-sha256".to_string(), |a| a.get_ref().to_ascii_lowercase());
+        if !["hmac-sha256", "hmac-sha512"].contains(&algorithm.as_str()) {
+            let span = key.algorithm.as_ref().map_or(key.name.span(), |a| a.span());
+            return Err(error(
+                span,
+                format!("{field}.algorithm: {algorithm:?} is not offered; use hmac-sha256 or hmac-sha512"),
+            ));
+        }
+        let secret = match (&key.secret_file, &key.secret_env) {
+            (Some(file), None) => SecretSource::File(PathBuf::from(file.get_ref())),
+            (None, Some(env)) => SecretSource::Env(env.get_ref().clone()),
+            _ => {
+                return Err(error(
+                    key.name.span(),
+                    format!(
+                        "{field}: give exactly one of secret_file or secret_env; the secret itself never goes in this file"
+                    ),
+                ));
+            }
+        };
+        if keys.iter().any(|k| k.name == *key.name.get_ref()) {
+            return Err(error(key.name.span(), format!("{field}.name: two keys are named {:?}", key.name.get_ref())));
+        }
+        keys.push(DnsKeyConfig { name: key.name.get_ref().clone(), algorithm, secret });
+    }
+    let mut servers: Vec<DnsServerConfig> = Vec::new();
+    for (i, server) in doc.servers.iter().enumerate() {
+        let field = format!("dns.servers[{i}]");
+        let zone = zone_name(server.zone.get_ref());
+        if zone.is_empty() || servers.iter().any(|s| s.zone == zone) {
+            return Err(error(server.zone.span(), format!("{field}.zone: {zone:?} is empty or given twice")));
+        }
+        let address = server.address.get_ref().parse().map_err(|_| {
+            error(
+                server.address.span(),
+                format!(
+                    "{field}.address: {:?} is not an address:port, e.g. \"192.0.2.53:53\"",
+                    server.address.get_ref()
+                ),
+            )
+        })?;
+        if let Some(key) = &server.key
+            && !keys.iter().any(|k| k.name == *key.get_ref())
+        {
+            return Err(error(key.span(), format!("{field}.key: no [[dns.keys]] entry is named {:?}", key.get_ref())));
+        }
+        servers.push(DnsServerConfig { zone, address, key: server.key.as_ref().map(|k| k.get_ref().clone()) });
+    }
+    let test_zone = match &doc.test_zone {
+        Some(test) => {
+            let zone = zone_name(test.get_ref());
+            if !servers.iter().any(|s| in_zone(&zone, &s.zone)) {
+                return Err(error(test.span(), format!("dns.test_zone: no [[dns.servers]] entry serves {zone:?}")));
+            }
+            Some(zone)
+        }
+        None => None,
+    };
+    Ok(DnsConfig { ttl: doc.ttl.unwrap_or(60), servers, keys, test_zone })
 }
 
 /// Whether two relative paths name the same file, `./` aside.
@@ -162,10 +326,10 @@ mod tests {
 
     #[test]
     fn an_unknown_section_is_refused_where_it_is_written() {
-        let err = error("[hooks]\nscripts = []\n\n[dns]\nserver = \"10.0.0.53\"\n");
+        let err = error("[hooks]\nscripts = []\n\n[alerts]\nserver = \"10.0.0.53\"\n");
         assert_eq!(at(&err), (4, 2), "{err}");
-        assert!(err.message.contains("unknown field `dns`"), "{err}");
-        assert!(err.message.contains("expected `hooks`"), "{err}");
+        assert!(err.message.contains("unknown field `alerts`"), "{err}");
+        assert!(err.message.contains("expected `hooks` or `dns`"), "{err}");
     }
 
     #[test]
@@ -231,5 +395,43 @@ mod tests {
 
     fn toml_string(text: &str) -> String {
         format!("'{text}'")
+    }
+}
+
+#[cfg(test)]
+mod dns_tests {
+    use super::*;
+
+    const DNS: &str = "[dns]\ntest_zone = \"drill.contoso.test\"\n[[dns.servers]]\nzone = \"contoso.test.\"\naddress = \"127.0.0.1:5353\"\nkey = \"k\"\n[[dns.keys]]\nname = \"k\"\nsecret_env = \"DRPLAN_TSIG_SECRET\"\n";
+
+    #[test]
+    fn r50_dns_servers_keys_and_a_test_zone() {
+        let dns = parse_config(DNS, Path::new("drplan.toml")).unwrap().dns.unwrap();
+        assert_eq!(dns.ttl, 60);
+        assert_eq!(dns.servers[0].zone, "contoso.test");
+        assert_eq!(dns.servers[0].key.as_deref(), Some("k"));
+        assert_eq!(dns.keys[0].algorithm, "hmac-sha256");
+        assert_eq!(dns.keys[0].secret, SecretSource::Env("DRPLAN_TSIG_SECRET".into()));
+        assert_eq!(dns.test_zone.as_deref(), Some("drill.contoso.test"));
+    }
+
+    #[test]
+    fn dns_mistakes_are_located() {
+        let cases = [
+            (DNS.replace("127.0.0.1:5353", "nowhere"), "not an address:port", 5),
+            (DNS.replace("key = \"k\"", "key = \"other\""), "no [[dns.keys]] entry", 6),
+            (DNS.replace("secret_env", "secret"), "unknown field", 9),
+            (DNS.replace("drill.contoso.test", "drill.example.org"), "no [[dns.servers]] entry serves", 2),
+            (
+                DNS.replace("name = \"k\"\n", "name = \"k\"\nsecret_file = \"x\"\n"),
+                "exactly one of secret_file or secret_env",
+                8,
+            ),
+        ];
+        for (text, phrase, line) in cases {
+            let err = parse_config(&text, Path::new("drplan.toml")).unwrap_err();
+            assert!(err.message.contains(phrase), "{err}");
+            assert_eq!(err.at.line, line, "{err}");
+        }
     }
 }
