@@ -1,0 +1,243 @@
+//! A real BIND 9 for the DNS tests and the DNS benchmark: `named -g` on a free loopback
+//! port, in a temporary directory holding a fresh copy of the zone `contoso.test.` (BIND
+//! writes its journal back into the zone file at shutdown), with a TSIG key allowed to
+//! update the zone and one that is not. Killed on drop. Nothing here talks to an address
+//! outside 127.0.0.0/8.
+//!
+//! Used by `tests/dns_bind.rs` (`mod bind;`) and `benches/dns.rs`
+//! (`#[path = "../tests/bind/mod.rs"] mod bind;`).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drplan::fabric::dns::{DnsServer, TsigAlgorithm, TsigKey};
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+pub const ZONE: &str = "contoso.test.";
+/// The key `allow-update` names.
+pub const KEY_NAME: &str = "drplan-key";
+/// Also allowed to update, with HMAC-SHA512.
+pub const SHA512_KEY_NAME: &str = "drplan-sha512";
+/// A key the server knows but that may not update the zone: its updates are REFUSED.
+pub const READONLY_KEY_NAME: &str = "readonly-key";
+/// The address web01 has in the zone before any test touches it (the source site's).
+pub const WEB01_SOURCE_IP: &str = "10.1.3.21";
+
+const INSTALL: &str = "install BIND 9 to run the DNS tests: apt-get install -y bind9 bind9-dnsutils";
+
+const ZONE_FILE: &str = "\
+$TTL 3600
+@       IN SOA  ns1.contoso.test. hostmaster.contoso.test. ( 2026010501 3600 600 86400 60 )
+        IN NS   ns1.contoso.test.
+ns1     IN A    127.0.0.1
+web01   IN A    10.1.3.21
+db01    IN A    10.1.2.10
+        IN TXT  \"sql primary\"
+";
+
+/// A running `named`; stops when dropped.
+pub struct Bind {
+    pub port: u16,
+    /// The base64 secret of `drplan-key`, as in named.conf.
+    pub secret: String,
+    pub sha512_secret: String,
+    pub readonly_secret: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Bind {
+    /// Starts `named` and waits until it answers a SOA query (up to 5 s). Panics, with what
+    /// to install, if BIND is missing.
+    pub fn start() -> Bind {
+        let named = find_program("named");
+        let mut last_failure = String::new();
+        // A free port can be taken between our probe and named's bind: try a few.
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new().prefix("drplan-bind-").tempdir().expect("temporary directory");
+            let port = free_port();
+            let secret = random_secret();
+            let sha512_secret = random_secret();
+            let readonly_secret = random_secret();
+            let conf = named_conf(dir.path(), port, &secret, &sha512_secret, &readonly_secret);
+            fs::write(dir.path().join("contoso.test.zone"), ZONE_FILE).expect("write the zone file");
+            fs::write(dir.path().join("named.conf"), conf).expect("write named.conf");
+            let log = fs::File::create(dir.path().join("named.log")).expect("create named.log");
+            let child = Command::new(&named)
+                .arg("-g")
+                .arg("-c")
+                .arg(dir.path().join("named.conf"))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log handle"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", named.display()));
+            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, child, dir };
+            match bind.wait_until_serving(Duration::from_secs(5)) {
+                Ok(()) => return bind,
+                Err(failure) => last_failure = failure,
+            }
+        }
+        panic!("BIND did not start: {last_failure}");
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn key(&self) -> TsigKey {
+        TsigKey::from_base64(KEY_NAME, TsigAlgorithm::HmacSha256, &self.secret).expect("our own base64")
+    }
+
+    pub fn sha512_key(&self) -> TsigKey {
+        TsigKey::from_base64(SHA512_KEY_NAME, TsigAlgorithm::HmacSha512, &self.sha512_secret).expect("base64")
+    }
+
+    pub fn readonly_key(&self) -> TsigKey {
+        TsigKey::from_base64(READONLY_KEY_NAME, TsigAlgorithm::HmacSha256, &self.readonly_secret).expect("base64")
+    }
+
+    /// The server entry for `contoso.test.` with the updating key and `ttl`.
+    pub fn server(&self, ttl: u32) -> DnsServer {
+        DnsServer::new(self.address(), ZONE).with_key(self.key()).with_ttl(ttl).with_timeout(Duration::from_secs(5))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What named wrote to stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// Runs `dig @127.0.0.1 -p PORT +norecurse ARGS` and returns its output.
+    pub fn dig(&self, args: &[&str]) -> String {
+        let dig = find_program("dig");
+        let output = Command::new(&dig)
+            .arg("@127.0.0.1")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["+norecurse", "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", dig.display()));
+        assert!(output.status.success(), "dig {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("dig prints UTF-8")
+    }
+
+    /// The zone's SOA serial, asked over UDP by hand (not through drplan's client).
+    pub fn soa_serial(&self) -> u32 {
+        let response = self.query(ZONE, RecordType::SOA, Duration::from_secs(2)).expect("SOA query");
+        response
+            .answers
+            .iter()
+            .find_map(|r| if let RData::SOA(soa) = &r.data { Some(soa.serial) } else { None })
+            .expect("a SOA record in the answer")
+    }
+
+    /// One UDP query to the server, without recursion.
+    pub fn query(&self, name: &str, rtype: RecordType, timeout: Duration) -> io::Result<Message> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(timeout))?;
+        let mut message = Message::query();
+        message.metadata.recursion_desired = false;
+        message.add_query(Query::query(Name::from_ascii(name).map_err(io::Error::other)?, rtype));
+        socket.send_to(&message.to_vec().map_err(io::Error::other)?, self.address())?;
+        let mut buffer = [0u8; 4096];
+        loop {
+            let (len, _) = socket.recv_from(&mut buffer)?;
+            let response = Message::from_vec(&buffer[..len]).map_err(io::Error::other)?;
+            if response.metadata.id == message.metadata.id {
+                return Ok(response);
+            }
+        }
+    }
+
+    fn wait_until_serving(&mut self, within: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait().expect("named's status") {
+                return Err(format!("named exited with {status}:\n{}", self.log()));
+            }
+            if let Ok(response) = self.query(ZONE, RecordType::SOA, Duration::from_millis(100))
+                && response.metadata.response_code == ResponseCode::NoError
+                && !response.answers.is_empty()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("named did not answer a SOA query within {within:?}:\n{}", self.log()))
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn named_conf(dir: &Path, port: u16, secret: &str, sha512_secret: &str, readonly_secret: &str) -> String {
+    let dir = dir.display();
+    format!(
+        r#"options {{
+    directory "{dir}";
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    managed-keys-directory "{dir}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+}};
+controls {{ }};
+key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{secret}"; }};
+key "{SHA512_KEY_NAME}" {{ algorithm hmac-sha512; secret "{sha512_secret}"; }};
+key "{READONLY_KEY_NAME}" {{ algorithm hmac-sha256; secret "{readonly_secret}"; }};
+zone "contoso.test" {{
+    type primary;
+    file "contoso.test.zone";
+    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; }};
+}};
+"#
+    )
+}
+
+/// A loopback port free for both UDP and TCP now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on loopback");
+        let port = udp.local_addr().expect("local address").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// 32 random bytes, base64: a fresh TSIG secret.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
+    data_encoding::BASE64.encode(&bytes)
+}
+
+/// `name` in PATH or in the sbin directories (not in a normal user's PATH on Debian).
+pub fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{name}` was not found in PATH nor in /usr/sbin: {INSTALL}"))
+}
