@@ -3,6 +3,7 @@
 
 mod args;
 mod context;
+mod dns;
 mod error;
 mod inspect;
 mod plans;

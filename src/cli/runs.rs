@@ -19,7 +19,6 @@ use crate::engine::{
     execute,
 };
 use crate::fabric::Fabric;
-use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
 use crate::model::{FailoverKind, PointChoice, format_time};
 use crate::plan::validate::{ResolvedPlan, Severity, validate};
@@ -292,7 +291,7 @@ fn run_to_end(
     let stop = Arc::new(Stop::default());
     let deps = Deps {
         fabric: prepared.sim.clone(),
-        dns: Arc::new(RecordingDns::default()),
+        dns: super::dns::updater(&record.plan_path, record.spec.spec.kind)?,
         gate: Arc::new(JournalGate::new(journal::open(state.path())?)),
         inventory: prepared.inventory.clone(),
         bus,

@@ -454,6 +454,15 @@ impl RunState {
             };
             self.emit(EventKind::VmSucceeded, &vm_scope, up).await;
         }
+        if self.plan.update_dns {
+            let key = format!("vm/{vm}/dns");
+            let step = super::auto_dns::AutoDns { at: self.plan.at.clone() };
+            if !self.history.is_done(&key)
+                && let Err(e) = self.run_action(&step, &vm_scope, &key, policy).await
+            {
+                return self.vm_failed(vm, &vm_scope, e).await;
+            }
+        }
         for (index, action) in group.post_each.iter().enumerate() {
             let key = format!("vm/{vm}/each/{index}");
             if self.history.is_done(&key) {

@@ -2,6 +2,7 @@
 //! shape of a run"). Every state change is an event on one bus. The engine sees plan
 //! actions only as `Action` trait objects: it knows nothing of Rhai.
 
+mod auto_dns;
 mod event;
 mod executor;
 mod history;

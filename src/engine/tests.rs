@@ -110,6 +110,7 @@ fn plan(groups: Vec<Group>) -> Plan {
         groups,
         hooks: vec![],
         policy: FailurePolicy::default(),
+        update_dns: false,
     }
 }
 
@@ -387,4 +388,35 @@ async fn a_journal_that_cannot_be_written_stops_the_run_loudly() {
     // Nothing was started once the journal failed: the web tier never began.
     assert!(in_group(&out.events, EventKind::VmStarted, "web").is_empty());
     assert_eq!(in_group(&out.events, EventKind::VmSkipped, "web").len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r50_update_dns_points_and_verifies_every_vm_as_it_comes_up() {
+    let h = harness("");
+    let mut plan = plan(tier_groups());
+    plan.update_dns = true;
+    let out = h.run(plan, 8).await;
+    assert_eq!(out.status, RunStatus::Succeeded);
+    let records = h.dns.records();
+    assert_eq!(records.len(), 8, "{records:?}");
+    assert_eq!(records["sql01.contoso.test"], vec!["10.2.1.10".parse::<std::net::Ipv4Addr>().unwrap()]);
+    // Each VM's DNS step runs after that VM is up, and is verified.
+    for vm in ["sql01", "web03"] {
+        let up = out.events.iter().find(|e| e.kind == EventKind::VmSucceeded && e.vm.as_deref() == Some(vm)).unwrap();
+        let verify = out
+            .events
+            .iter()
+            .find(|e| {
+                e.kind == EventKind::Call
+                    && e.vm.as_deref() == Some(vm)
+                    && e.step.as_deref().unwrap().starts_with("dns.verify")
+            })
+            .unwrap();
+        assert!(verify.seq > up.seq);
+        let done = out
+            .events
+            .iter()
+            .find(|e| e.key.as_deref() == Some(&format!("vm/{vm}/dns")) && e.kind == EventKind::ActionSucceeded);
+        assert!(done.is_some(), "the step is journaled under its key, for resume");
+    }
 }

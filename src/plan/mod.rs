@@ -36,6 +36,8 @@ pub struct Plan {
     pub hooks: Vec<Hook>,
     /// The failure policy of groups that set none.
     pub policy: FailurePolicy,
+    /// R50: point every VM's DNS names at its replica as soon as it is up, and verify.
+    pub update_dns: bool,
 }
 
 #[derive(Clone)]

@@ -788,6 +788,7 @@ nics = [{ network = "prod-dr", subnet = "web", ip = "10.2.3.99" }]
             groups,
             hooks: vec![],
             policy: FailurePolicy::default(),
+            update_dns: false,
         }
     }
 

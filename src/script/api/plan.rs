@@ -210,6 +210,7 @@ fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult
         groups: Vec::new(),
         hooks: Vec::new(),
         policy: FailurePolicy::default(),
+        update_dns: false,
     };
     Ok(PlanBuilder(Arc::new(Mutex::new(Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() }))))
 }
@@ -351,6 +352,17 @@ pub(super) fn register(module: &mut Module) {
             Ok(plan.clone())
         },
     );
+    doc_fn(
+        "update_dns",
+        &["self: Plan", "Plan"],
+        "R50: as each VM comes up, points its DNS names (from the site file) at the replica's\n\
+         address and verifies the authoritative server answers with it. In a test failover\n\
+         only the test zone is touched.",
+    )
+    .set_into_module(module, |plan: &mut PlanBuilder| -> PlanBuilder {
+        lock(&plan.0).plan.update_dns = true;
+        plan.clone()
+    });
     doc_fn(
         "post_each",
         &["self: Group", "action: FnPtr", "Group"],

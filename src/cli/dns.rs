@@ -1,0 +1,214 @@
+//! The DNS updater of a real run, from the plan folder's `drplan.toml` `[dns]` (R50): the
+//! TSIG secrets are read here, from their file or environment variable, and never shown.
+//! A test failover never touches production DNS (R30): its names move under the test
+//! zone, or, with no test zone configured, its updates are refused.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::error::CliError;
+use crate::fabric::dns::rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
+use crate::fabric::dns::{DnsError, DnsUpdater, RecordingDns};
+use crate::model::FailoverKind;
+use crate::plan::config::{CONFIG_FILE, DnsConfig, SecretSource, in_zone, parse_config};
+
+/// How long one DNS exchange may take before it counts as a timeout.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The updater for a run of the plan at `plan_path`: RFC 2136 to the configured servers,
+/// or, without `[dns]`, a recorder (the run's events still list every update).
+pub fn updater(plan_path: &Path, kind: FailoverKind) -> Result<Arc<dyn DnsUpdater>, CliError> {
+    let folder = plan_path.parent().unwrap_or(Path::new("."));
+    let path = folder.join(CONFIG_FILE);
+    let config = match std::fs::read_to_string(&path) {
+        Ok(text) => parse_config(&text, &path).map_err(|e| CliError::Usage(e.to_string()))?,
+        Err(_) => return Ok(Arc::new(RecordingDns::default())),
+    };
+    let Some(dns) = config.dns else { return Ok(Arc::new(RecordingDns::default())) };
+    let servers = servers(&dns, folder, &path)?;
+    let production: Vec<String> = dns.servers.iter().map(|s| s.zone.clone()).collect();
+    let rfc2136: Arc<dyn DnsUpdater> = Arc::new(Rfc2136::new(servers));
+    Ok(match (kind, dns.test_zone) {
+        (FailoverKind::Test, Some(test_zone)) => Arc::new(TestZone { inner: rfc2136, production, test_zone }),
+        (FailoverKind::Test, None) => Arc::new(NoProductionDns),
+        _ => rfc2136,
+    })
+}
+
+fn servers(dns: &DnsConfig, folder: &Path, config: &Path) -> Result<Vec<DnsServer>, CliError> {
+    dns.servers
+        .iter()
+        .map(|server| {
+            let key = match &server.key {
+                None => None,
+                Some(name) => {
+                    let key = dns.keys.iter().find(|k| &k.name == name).expect("the config checks key names");
+                    let algorithm: TsigAlgorithm = key.algorithm.parse().unwrap_or(TsigAlgorithm::HmacSha256);
+                    let (text, from) = secret_text(&key.name, &key.secret, folder, config)?;
+                    let parsed = TsigKey::from_base64(&key.name, algorithm, &text).map_err(|_| {
+                        CliError::Usage(format!(
+                            "the secret of TSIG key {} (from {from}) is not valid base64",
+                            key.name
+                        ))
+                    })?;
+                    Some(parsed)
+                }
+            };
+            Ok(DnsServer {
+                address: server.address,
+                zone: format!("{}.", server.zone),
+                key,
+                ttl: dns.ttl,
+                timeout: TIMEOUT,
+            })
+        })
+        .collect()
+}
+
+/// Reads a TSIG secret's base64 text, and says where it came from; errors say where it was
+/// looked for, never what it is.
+fn secret_text(key: &str, source: &SecretSource, folder: &Path, config: &Path) -> Result<(String, String), CliError> {
+    let (text, from) = match source {
+        SecretSource::File(file) => {
+            let path = folder.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                CliError::Usage(format!(
+                    "{}: the secret of TSIG key {key} cannot be read from {}: {e}",
+                    config.display(),
+                    path.display()
+                ))
+            })?;
+            (text, path.display().to_string())
+        }
+        SecretSource::Env(var) => {
+            let text = std::env::var(var).map_err(|_| {
+                CliError::Usage(format!(
+                    "{}: the secret of TSIG key {key} is to come from ${var}, which is not set",
+                    config.display()
+                ))
+            })?;
+            (text, format!("${var}"))
+        }
+    };
+    Ok((bare_secret(&text), from))
+}
+
+/// The base64 of a secret file: the file itself, or, for a key file written by
+/// tsig-keygen (`key "name" { algorithm …; secret "…"; };`), what `secret` quotes.
+fn bare_secret(text: &str) -> String {
+    match text.split_once("secret") {
+        Some((_, rest)) => rest.split('"').nth(1).unwrap_or(rest).trim().to_string(),
+        None => text.trim().to_string(),
+    }
+}
+
+/// R30: a test failover's DNS names move under the test zone: `web01.contoso.test`
+/// becomes `web01.drill.contoso.test`.
+struct TestZone {
+    inner: Arc<dyn DnsUpdater>,
+    production: Vec<String>,
+    test_zone: String,
+}
+
+impl TestZone {
+    fn rename(&self, name: &str) -> Result<String, DnsError> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if in_zone(&name, &self.test_zone) {
+            return Ok(name);
+        }
+        let zone = self.production.iter().filter(|z| in_zone(&name, z)).max_by_key(|z| z.len());
+        match zone {
+            Some(zone) if name.len() > zone.len() => {
+                Ok(format!("{}.{}", &name[..name.len() - zone.len() - 1], self.test_zone))
+            }
+            _ => Err(DnsError::UnknownZone { name, zones: self.production.join(", ") }),
+        }
+    }
+}
+
+#[async_trait]
+impl DnsUpdater for TestZone {
+    async fn point(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError> {
+        self.inner.point(&self.rename(name)?, ip).await
+    }
+
+    async fn lookup(&self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        self.inner.lookup(&self.rename(name)?).await
+    }
+}
+
+/// R30: with no test zone, a test failover's DNS updates are refused, never sent.
+struct NoProductionDns;
+
+impl NoProductionDns {
+    fn refuse(name: &str) -> DnsError {
+        DnsError::Invalid {
+            name: name.into(),
+            detail: "a test failover never updates production DNS: give drplan.toml's [dns] a test_zone".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DnsUpdater for NoProductionDns {
+    async fn point(&self, name: &str, _ip: Ipv4Addr) -> Result<(), DnsError> {
+        Err(Self::refuse(name))
+    }
+
+    async fn lookup(&self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        Err(Self::refuse(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn r30_a_test_failover_updates_only_the_test_zone() {
+        let recorder = Arc::new(RecordingDns::default());
+        let test = TestZone {
+            inner: recorder.clone(),
+            production: vec!["contoso.test".into()],
+            test_zone: "drill.contoso.test".into(),
+        };
+        test.point("web01.contoso.test", "192.168.103.2".parse().unwrap()).await.unwrap();
+        assert_eq!(recorder.records().keys().collect::<Vec<_>>(), ["web01.drill.contoso.test"]);
+        assert_eq!(
+            test.lookup("WEB01.contoso.test.").await.unwrap(),
+            vec!["192.168.103.2".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert!(matches!(
+            test.point("web01.example.org", "10.0.0.1".parse().unwrap()).await,
+            Err(DnsError::UnknownZone { .. })
+        ));
+        let err = NoProductionDns.point("web01.contoso.test", "10.0.0.1".parse().unwrap()).await.unwrap_err();
+        assert!(err.to_string().contains("never updates production DNS"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_or_the_environment_and_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("k.secret"),
+            "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0LWJ5dGVz\"; };\n",
+        )
+        .unwrap();
+        let (from_file, _) =
+            secret_text("k", &SecretSource::File("k.secret".into()), dir.path(), Path::new("drplan.toml")).unwrap();
+        assert_eq!(from_file, "c2VjcmV0LWJ5dGVz", "tsig-keygen's file: the quoted secret, not the key's name");
+        assert_eq!(bare_secret("  c2VjcmV0LWJ5dGVz\n"), "c2VjcmV0LWJ5dGVz");
+        let err = secret_text(
+            "k",
+            &SecretSource::Env("DRPLAN_TEST_UNSET_SECRET".into()),
+            dir.path(),
+            Path::new("drplan.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("$DRPLAN_TEST_UNSET_SECRET, which is not set"), "{err}");
+    }
+}

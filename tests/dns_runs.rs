@@ -1,0 +1,113 @@
+//! DNS after failover for real (R50): the real binary runs plans against a BIND 9 it
+//! starts on a loopback port, and a real `dig` reads the records back.
+
+mod bind;
+mod common;
+
+use std::process::Command;
+
+use bind::{Bind, KEY_NAME};
+use common::{CONTOSO_SITE, Run};
+
+const PLAN: &str = r#"
+let plan = recovery_plan("dns", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
+plan.group("web", vms_tagged("tier", "web"));
+plan.update_dns();
+plan
+"#;
+
+/// A plan folder: the contoso site, the plan, and a drplan.toml naming the BIND server.
+struct Lab {
+    dir: tempfile::TempDir,
+    bind: Bind,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let bind = Bind::start();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(CONTOSO_SITE, dir.path().join("site.toml")).unwrap();
+        std::fs::write(dir.path().join("plan.rhai"), PLAN).unwrap();
+        let config = format!(
+            "[dns]\nttl = 60\ntest_zone = \"drill.contoso.test\"\n\n[[dns.servers]]\nzone = \"contoso.test\"\naddress = \"{}\"\nkey = \"{KEY_NAME}\"\n\n[[dns.keys]]\nname = \"{KEY_NAME}\"\nsecret_env = \"DRPLAN_TEST_TSIG\"\n",
+            bind.address()
+        );
+        std::fs::write(dir.path().join("drplan.toml"), config).unwrap();
+        Lab { dir, bind }
+    }
+
+    fn drplan(&self, secret: &str, args: &[&str]) -> Run {
+        let output = Command::new(assert_cmd::cargo::cargo_bin("drplan"))
+            .current_dir(self.dir.path())
+            .args(["--state", "state"])
+            .args(args)
+            .env("DRPLAN_TEST_TSIG", secret)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        Run::from(output)
+    }
+
+    fn a(&self, name: &str) -> Vec<String> {
+        self.bind.dig(&["+short", name, "A"]).lines().map(str::to_string).collect()
+    }
+
+    fn last_run(&self) -> String {
+        let runs = self.drplan(&self.bind.secret, &["runs", "--format", "json"]).ok().json();
+        runs.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn r50_a_failover_points_dns_at_the_replicas_and_a_real_query_reads_them_back() {
+    let lab = Lab::new();
+    assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
+    lab.drplan(&lab.bind.secret, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    assert_eq!(lab.a("web01.contoso.test"), ["10.2.3.21"]);
+    assert_eq!(lab.a("web02.contoso.test"), ["10.2.3.22"]);
+    assert_eq!(lab.a("web03.contoso.test"), ["10.2.3.23"]);
+    let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
+    assert!(show.stdout.contains("dns.verify web01.contoso.test A 10.2.3.21"), "verified against the server");
+}
+
+#[test]
+fn a_wrong_tsig_key_fails_the_dns_step_clearly_and_the_run_resumes_once_it_is_fixed() {
+    let lab = Lab::new();
+    let wrong = bind::random_secret();
+    let run = lab.drplan(&wrong, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    let id = lab.last_run();
+    let show = lab.drplan(&lab.bind.secret, &["show", &id]).ok();
+    assert!(show.stdout.contains("authentication failed at"), "{}", show.stdout);
+    assert!(show.stdout.contains("check the TSIG key name and secret"), "{}", show.stdout);
+    for output in [&run.stdout, &run.stderr, &show.stdout] {
+        assert!(!output.contains(&wrong) && !output.contains(&lab.bind.secret), "a secret was printed");
+    }
+    assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"], "nothing changed in DNS");
+
+    // The operator fixes the key; the run goes on from the DNS step.
+    lab.drplan(&lab.bind.secret, &["resume", &id, "--yes"]).ok();
+    assert_eq!(lab.a("web01.contoso.test"), ["10.2.3.21"]);
+    let jobs = lab.drplan(&lab.bind.secret, &["jobs", "--format", "json"]).ok().json();
+    let failovers = jobs.as_array().unwrap().iter().filter(|j| j["operation"] == "planned failover").count();
+    assert_eq!(failovers, 3, "the VMs were not failed over again");
+}
+
+#[test]
+fn r30_a_drill_updates_only_the_test_zone() {
+    let lab = Lab::new();
+    lab.drplan(&lab.bind.secret, &["failover", "plan.rhai", "--kind", "test"]).ok();
+    let drill = lab.a("web01.drill.contoso.test");
+    assert_eq!(drill.len(), 1);
+    assert!(drill[0].starts_with("192.168.103."), "the test replica's address: {drill:?}");
+    assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"], "production DNS untouched");
+}
+
+#[test]
+fn a_dry_run_leaves_the_zone_serial_unchanged() {
+    let lab = Lab::new();
+    let serial = lab.bind.soa_serial();
+    let dry = lab.drplan(&lab.bind.secret, &["dry-run", "plan.rhai", "--kind", "planned"]).ok();
+    assert!(dry.stdout.contains("dns.point web01.contoso.test A 10.2.3.21"), "the update it would make is listed");
+    assert_eq!(lab.bind.soa_serial(), serial);
+    assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
+}
