@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need (BIND 9's
+# named, nsupdate and dig, for the DNS tests), then runs cargo test. Extra arguments go
+# to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+if ! { have named && have nsupdate && have dig; }; then
+    if [ "$(id -u)" -eq 0 ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq bind9 bind9-dnsutils >/dev/null
+    else
+        echo "scripts/test.sh: the DNS tests need BIND 9: sudo apt-get install bind9 bind9-dnsutils" >&2
+    fi
+fi
+
+cargo test "$@"
