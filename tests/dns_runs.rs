@@ -68,6 +68,15 @@ fn r50_a_failover_points_dns_at_the_replicas_and_a_real_query_reads_them_back() 
     assert_eq!(lab.a("web03.contoso.test"), ["10.2.3.23"]);
     let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
     assert!(show.stdout.contains("dns.verify web01.contoso.test A 10.2.3.21"), "verified against the server");
+
+    // The cycle goes on: commit, reprotect, and once the copy back is done, fail back
+    // (R37): the records point at the original addresses again.
+    lab.drplan(&lab.bind.secret, &["commit", "plan.rhai", "--yes"]).ok();
+    lab.drplan(&lab.bind.secret, &["reprotect", "plan.rhai", "--yes"]).ok();
+    lab.drplan(&lab.bind.secret, &["advance", "1h"]).ok();
+    lab.drplan(&lab.bind.secret, &["failback", "plan.rhai", "--yes"]).ok();
+    assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
+    assert_eq!(lab.a("web03.contoso.test"), ["10.1.3.23"]);
 }
 
 #[test]

@@ -93,6 +93,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// R37, R38: brings the plan's VMs back to their original site (a planned failover back,
+    /// in group order), then commits and reprotects them towards the recovery site.
+    Failback {
+        plan: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// R34: makes the failover of every VM of the plan final.
+    Commit { plan: PathBuf },
+    /// R36: replicates every VM of the plan from where it runs back to the other site.
+    Reprotect { plan: PathBuf },
+    /// R30: ends a test failover: deletes the plan's test VMs and records the notes.
+    Cleanup {
+        plan: PathBuf,
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
     /// Continues a run that failed or whose process died; finished steps are not redone.
     Resume {
         run: String,

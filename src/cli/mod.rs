@@ -3,6 +3,7 @@
 
 mod args;
 mod context;
+mod cycle;
 mod dns;
 mod error;
 mod inspect;
@@ -55,7 +56,15 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         }
         Command::Defs => return Ok(plans::defs()),
         Command::Failover { plan, kind, point, parallel, format } => {
-            return runs::failover(global, plan, *kind, *point, *parallel, *format);
+            return runs::failover(global, plan, (*kind).into(), *point, *parallel, *format, false);
+        }
+        Command::Failback { plan, parallel, format } => return cycle::failback(global, plan, *parallel, *format),
+        Command::Commit { plan } => return cycle::each_vm(global, plan, crate::model::Operation::Commit, "", false),
+        Command::Reprotect { plan } => {
+            return cycle::each_vm(global, plan, crate::model::Operation::Reprotect, "", false);
+        }
+        Command::Cleanup { plan, notes } => {
+            return cycle::each_vm(global, plan, crate::model::Operation::Cleanup, notes, true);
         }
         Command::Resume { run, format } => return runs::resume(global, run, *format),
         Command::Runs { format } => return runs::runs(global, *format),

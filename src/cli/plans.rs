@@ -78,7 +78,15 @@ pub fn dry_run(
     // Paced at speed 1 on paused time: modelled time is virtual time, exactly.
     let scratch = Arc::new(loaded.sim.scratch_copy(1)?);
     drop(loaded.sim); // releases the state directory: nothing below touches it
-    let spec = RunSpec { run_id: "dry-run".into(), kind, point, parallel, dry_run: true, shut_down_source: true };
+    let spec = RunSpec {
+        run_id: "dry-run".into(),
+        kind,
+        point,
+        parallel,
+        dry_run: true,
+        shut_down_source: true,
+        failback: false,
+    };
     let deps = Deps {
         fabric: scratch,
         dns: Arc::new(RecordingDns::default()),

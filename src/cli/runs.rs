@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::args::{Format, Global, Kind};
+use super::args::{Format, Global};
 use super::context::{confirm, load_inventory, site_path};
 use super::error::CliError;
 use super::progress::{Progress, ProgressMode};
@@ -149,14 +149,14 @@ impl ManualGate for JournalGate {
 }
 
 /// A plan ready to run: loaded, validated, resolved against the live simulation.
-struct Prepared {
-    plan: Arc<Plan>,
-    resolved: ResolvedPlan,
+pub(super) struct Prepared {
+    pub(super) plan: Arc<Plan>,
+    pub(super) resolved: ResolvedPlan,
     inventory: Arc<crate::model::Inventory>,
-    sim: Arc<SimFabric>,
+    pub(super) sim: Arc<SimFabric>,
 }
 
-fn prepare(
+pub(super) fn prepare(
     global: &Global,
     plan_path: &Path,
     site: &Path,
@@ -182,18 +182,24 @@ fn prepare(
     Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
 }
 
+/// Runs a plan: a failover, or (R37, R38) a failback of VMs reprotected on the recovery
+/// site, which a planned failover back is.
 pub fn failover(
     global: &Global,
     plan_path: &Path,
-    kind: Kind,
+    kind: FailoverKind,
     point: PointChoice,
     parallel: usize,
     format: Format,
+    failback: bool,
 ) -> Result<String, CliError> {
-    let kind = FailoverKind::from(kind);
     let site = site_path(global, Some(plan_path))?;
     let state = StateDir::open(&global.state)?;
-    let prepared = prepare(global, plan_path, &site, &state, kind, true)?;
+    let prepared = prepare(global, plan_path, &site, &state, kind, !failback)?;
+    if failback {
+        // The plan's checks are for failing over; a failback needs every VM reprotected.
+        refuse_unless(&prepared, crate::model::Operation::Failback)?;
+    }
     if kind != FailoverKind::Test {
         let question = format!(
             "Run a {kind} failover of plan {:?} from {} to {}? This changes the recovery site.",
@@ -201,7 +207,8 @@ pub fn failover(
         );
         confirm(global, &question)?;
     }
-    let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true };
+    let spec =
+        RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true, failback };
     let header = RunHeader {
         plan: prepared.plan.name.clone(),
         source: prepared.plan.source.clone(),
@@ -259,6 +266,24 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
     db.put_run(&record)?;
     eprintln!("run {run_id} resumed");
     run_to_end(&state, db, record, prepared, history, format)
+}
+
+/// Refuses unless every VM of the plan allows `operation`, listing each refusal with what
+/// to do instead.
+pub(super) fn refuse_unless(prepared: &Prepared, operation: crate::model::Operation) -> Result<(), CliError> {
+    let protection = prepared.sim.protection();
+    let refusals: Vec<String> = prepared
+        .resolved
+        .groups
+        .iter()
+        .flat_map(|g| &g.vms)
+        .filter_map(|vm| protection.get(vm).and_then(|p| p.check(vm, operation).err()))
+        .map(|refusal| refusal.to_string())
+        .collect();
+    for refusal in &refusals {
+        eprintln!("error: {refusal}");
+    }
+    if refusals.is_empty() { Ok(()) } else { Err(CliError::InvalidPlan { errors: refusals.len() }) }
 }
 
 fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {

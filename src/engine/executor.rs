@@ -524,7 +524,11 @@ impl RunState {
     }
 
     async fn attempt(&self, vm: &str, key: &str, request: &FailoverRequest) -> Result<FailoverOutcome, FabricError> {
-        self.fabric.failover(key, vm, request).await
+        if self.spec.failback {
+            self.fabric.failback(key, vm).await
+        } else {
+            self.fabric.failover(key, vm, request).await
+        }
     }
 
     async fn vm_failed(self: &Arc<Self>, vm: &str, vm_scope: &Scope, error: String) -> Result<(), String> {

@@ -93,6 +93,9 @@ pub struct RunSpec {
     pub dry_run: bool,
     /// Unplanned failovers: try to shut the source down first (R32).
     pub shut_down_source: bool,
+    /// R37, R38: the run brings the VMs back from the recovery site to their original one.
+    #[serde(default)]
+    pub failback: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

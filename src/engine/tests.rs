@@ -172,6 +172,7 @@ impl Harness {
             parallel,
             dry_run: true,
             shut_down_source: true,
+            failback: false,
         };
         execute(deps, Arc::new(plan), tiers(), spec).await
     }

@@ -1,0 +1,58 @@
+//! The recovery cycle at plan level through the binary: drill and cleanup (R30), commit
+//! (R34), reprotect (R36), failback (R37, R38), and the refusals that say what to do.
+
+mod common;
+
+use common::{CONTOSO_SITE, Run, Workdir};
+
+const PLAN: &str = r#"
+let plan = recovery_plan("cycle", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
+plan.group("web", vms_tagged("tier", "web"));
+plan
+"#;
+
+fn lab() -> (Workdir, String) {
+    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
+    let plan = work.path().join("plan.rhai");
+    std::fs::write(&plan, PLAN).unwrap();
+    (work, plan.to_str().unwrap().to_string())
+}
+
+fn refused(run: Run, phrase: &str) {
+    let run = run.fails(1);
+    assert!(run.stderr.contains(phrase), "expected {phrase:?} in:\n{}", run.stderr);
+    assert!(run.stderr.contains("Next:"), "a refusal says what to do instead:\n{}", run.stderr);
+}
+
+#[test]
+fn r30_a_drill_is_cleaned_up_with_notes_and_refuses_a_second_drill_before() {
+    let (work, plan) = lab();
+    work.run(&["failover", &plan, "--kind", "test"]).ok();
+    refused(work.run(&["failover", &plan, "--kind", "test"]), "a test failover is not cleaned up yet");
+    let cleanup = work.run(&["cleanup", &plan, "--notes", "drill ok: web tier answered"]).ok();
+    assert!(
+        cleanup.stdout.contains("web01: test replica deleted; notes: drill ok: web tier answered"),
+        "{}",
+        cleanup.stdout
+    );
+    refused(work.run(&["cleanup", &plan]), "no test failover to clean up");
+    work.run(&["failover", &plan, "--kind", "test"]).ok();
+}
+
+#[test]
+fn r34_r36_r37_the_cycle_refuses_steps_out_of_order_and_runs_them_in_order() {
+    let (work, plan) = lab();
+    refused(work.run(&["commit", &plan, "--yes"]), "cannot commit web01: it is protected");
+    work.run(&["failover", &plan, "--kind", "planned", "--yes"]).ok();
+    refused(work.run(&["cleanup", &plan]), "no test failover to clean up");
+    refused(work.run(&["failback", &plan, "--yes"]), "cannot failback web01");
+    work.run(&["commit", &plan, "--yes"]).ok();
+    refused(work.run(&["failback", &plan, "--yes"]), "Next: reprotect");
+    let reprotect = work.run(&["reprotect", &plan, "--yes"]).ok();
+    assert!(reprotect.stdout.contains("secondary -> primary under policy failback"), "{}", reprotect.stdout);
+    work.run(&["advance", "1h"]).ok();
+    let back = work.run(&["failback", &plan, "--yes"]).ok();
+    assert!(back.stdout.contains("primary -> secondary under policy silver"), "reprotected forward: {}", back.stdout);
+    let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
+    assert_eq!(status["vms"][0]["active_site"], "primary");
+}
