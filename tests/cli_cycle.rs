@@ -56,3 +56,61 @@ fn r34_r36_r37_the_cycle_refuses_steps_out_of_order_and_runs_them_in_order() {
     let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
     assert_eq!(status["vms"][0]["active_site"], "primary");
 }
+
+const WALK: &str = r#"
+let plan = recovery_plan("walkthrough", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
+plan.group("reports", ["report01"]);
+plan.group("web", vms_tagged("tier", "web"));
+plan
+"#;
+
+#[test]
+fn the_whole_cycle_protect_drill_cleanup_failover_commit_reprotect_failback() {
+    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
+    let plan = work.path().join("walk.rhai");
+    std::fs::write(&plan, WALK).unwrap();
+    let plan = plan.to_str().unwrap();
+    let status = |step: &str| {
+        let run = work.run(&["status", plan]).ok();
+        insta::assert_snapshot!(format!("cycle_{step}"), run.stdout);
+    };
+    status("0_start");
+    work.run(&["protect", "report01", "--policy", "silver", "--yes"]).ok();
+    work.run(&["advance", "6h"]).ok();
+    status("1_protected");
+    work.run(&["failover", plan, "--kind", "test"]).ok();
+    status("2_drill");
+    work.run(&["cleanup", plan, "--notes", "quarterly drill: all green"]).ok();
+    status("3_cleaned_up");
+    work.run(&["failover", plan, "--kind", "planned", "--yes"]).ok();
+    status("4_failed_over");
+    work.run(&["commit", plan, "--yes"]).ok();
+    status("5_committed");
+    work.run(&["reprotect", plan, "--yes"]).ok();
+    work.run(&["advance", "2h"]).ok();
+    status("6_reprotected");
+    work.run(&["failback", plan, "--yes"]).ok();
+    work.run(&["advance", "8h"]).ok();
+    status("7_failed_back_and_reprotected");
+}
+
+#[test]
+fn r32_an_unplanned_failover_whose_source_shutdown_fails_reports_its_data_loss() {
+    let site =
+        std::fs::read_to_string(CONTOSO_SITE).unwrap() + "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web01\"\n";
+    let work = Workdir::with_site(&site);
+    let plan = work.path().join("plan.rhai");
+    std::fs::write(&plan, PLAN).unwrap();
+    let plan = plan.to_str().unwrap();
+    work.run(&["advance", "3m"]).ok();
+    work.run(&["failover", plan, "--kind", "unplanned", "--point", "latest-processed", "--yes"]).ok();
+    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let web01 = show["groups"][0]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "web01").unwrap().clone();
+    assert_eq!(web01["data_loss_ms"], 180_000, "the changes after the 08:00 point are lost: {web01}");
+    assert_eq!(web01["point"], "2026-01-05T08:00:00Z");
+    let human = work.run(&["show", &id]).ok();
+    assert!(human.stdout.contains("data loss 3m"), "{}", human.stdout);
+    let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
+    assert!(status["vms"][0]["state"].as_str().unwrap().starts_with("failed over (unplanned"));
+}

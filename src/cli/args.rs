@@ -104,6 +104,13 @@ pub enum Command {
     },
     /// R34: makes the failover of every VM of the plan final.
     Commit { plan: PathBuf },
+    /// R34: moves every VM of an uncommitted failover to another recovery point.
+    ChangePoint {
+        plan: PathBuf,
+        /// latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
+        #[arg(long, value_parser = parse_point)]
+        point: crate::model::PointChoice,
+    },
     /// R36: replicates every VM of the plan from where it runs back to the other site.
     Reprotect { plan: PathBuf },
     /// R30: ends a test failover: deletes the plan's test VMs and records the notes.

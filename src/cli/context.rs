@@ -49,10 +49,10 @@ impl Session {
 
     /// For commands that only look: while a run holds the lock, they see its last
     /// committed state instead of waiting.
-    pub fn open_to_look(global: &Global) -> Result<Session, CliError> {
-        match Self::open(global, None) {
+    pub fn open_to_look(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
+        match Self::open(global, plan) {
             Err(CliError::Store(StoreError::InUse { .. })) => {
-                let inventory = Arc::new(load_inventory(&site_path(global, None)?)?);
+                let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
                 let fabric = SimFabric::open_read_only(inventory, &global.state)?;
                 eprintln!("note: a drplan run is in progress; this is its last saved state");
                 Ok(Session { fabric, _state: None })

@@ -18,19 +18,38 @@ use crate::store::StateDir;
 /// towards the recovery site again.
 pub fn failback(global: &Global, plan: &Path, parallel: usize, format: Format) -> Result<String, CliError> {
     let ran = failover(global, plan, FailoverKind::Planned, PointChoice::Latest, parallel, format, true)?;
-    let committed = each_vm(global, plan, Operation::Commit, "", true)?;
-    let reprotected = each_vm(global, plan, Operation::Reprotect, "", true)?;
+    let committed = each_vm(global, plan, PlanStep::Commit, true)?;
+    let reprotected = each_vm(global, plan, PlanStep::Reprotect, true)?;
     Ok(format!("{ran}{committed}{reprotected}"))
 }
 
-/// Commit (R34), reprotect (R36) or cleanup (R30) of every VM of a plan.
-pub fn each_vm(
-    global: &Global,
-    plan: &Path,
-    operation: Operation,
-    notes: &str,
-    confirmed: bool,
-) -> Result<String, CliError> {
+/// A step the plan-level commands take for every VM of a plan.
+pub enum PlanStep<'a> {
+    /// R34.
+    Commit,
+    /// R36.
+    Reprotect,
+    /// R30, with the operator's notes.
+    Cleanup(&'a str),
+    /// R34: until commit, the failover can move to another recovery point.
+    ChangePoint(PointChoice),
+}
+
+impl PlanStep<'_> {
+    fn operation(&self) -> Operation {
+        match self {
+            PlanStep::Commit => Operation::Commit,
+            PlanStep::Reprotect => Operation::Reprotect,
+            PlanStep::Cleanup(_) => Operation::Cleanup,
+            PlanStep::ChangePoint(_) => Operation::ChangeRecoveryPoint,
+        }
+    }
+}
+
+/// One plan-wide step for every VM of a plan; refused as a whole if any VM's state does
+/// not allow it.
+pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool) -> Result<String, CliError> {
+    let operation = step.operation();
     let site = site_path(global, Some(plan))?;
     let state = StateDir::open(&global.state)?;
     let prepared: Prepared = prepare(global, plan, &site, &state, FailoverKind::Planned, false)?;
@@ -47,11 +66,15 @@ pub fn each_vm(
         let key = format!("cli/{stamp}/{operation}/{vm}");
         let fabric = &prepared.sim;
         let job = runtime.block_on(async {
-            match operation {
-                Operation::Commit => fabric.commit(&key, vm).await,
-                Operation::Reprotect => fabric.reprotect(&key, vm).await,
-                Operation::Cleanup => fabric.cleanup_test(&key, vm, notes).await,
-                other => unreachable!("{other} is not a plan-wide step"),
+            match &step {
+                PlanStep::Commit => fabric.commit(&key, vm).await,
+                PlanStep::Reprotect => fabric.reprotect(&key, vm).await,
+                PlanStep::Cleanup(notes) => fabric.cleanup_test(&key, vm, notes).await,
+                PlanStep::ChangePoint(point) => fabric.change_recovery_point(&key, vm, *point).await.map(|o| {
+                    let mut job = o.job;
+                    job.detail = format!("{}; data loss {}", job.detail, crate::model::HumanDuration(o.data_loss));
+                    job
+                }),
             }
         })?;
         out.push_str(&format!("{vm}: {} (job {})\n", job.detail, job.id));

@@ -6,22 +6,42 @@ use super::context::Session;
 use super::error::CliError;
 use crate::fabric::Fabric;
 use crate::model::{Consistency, format_time, parse_duration};
-use crate::report::{self, status::StatusReport};
+use crate::plan::validate::validate;
+use crate::report::status::{PlanStanding, StatusReport};
+use crate::report::{self};
+use crate::script::{ScriptOptions, load_plan};
+use std::path::Path;
+use std::sync::Arc;
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
 }
 
-pub async fn status(global: &Global, vms: &[String], format: Format) -> Result<String, CliError> {
-    let session = Session::open_to_look(global)?;
+/// `drplan status [VM...]`, or `drplan status PLAN.rhai`: the plan's VMs, and where the
+/// plan as a whole stands in the recovery cycle with the steps it allows next.
+pub async fn status(global: &Global, targets: &[String], format: Format) -> Result<String, CliError> {
+    let plan_path = match targets {
+        [one] if one.ends_with(".rhai") => Some(Path::new(one)),
+        _ => None,
+    };
+    let session = Session::open_to_look(global, plan_path)?;
     let fabric = &session.fabric;
-    let names: Vec<String> =
-        if vms.is_empty() { fabric.inventory().vms.iter().map(|v| v.name.clone()).collect() } else { vms.to_vec() };
+    let (plan, names) = match plan_path {
+        Some(path) => {
+            let inventory = Arc::new(fabric.inventory().clone());
+            let plan = load_plan(path, inventory.clone(), &ScriptOptions::default())?;
+            let resolved = validate(&plan, &inventory, &fabric.protection(), None).resolved;
+            (Some(plan.name), resolved.groups.into_iter().flat_map(|g| g.vms).collect())
+        }
+        None if targets.is_empty() => (None, fabric.inventory().vms.iter().map(|v| v.name.clone()).collect()),
+        None => (None, targets.to_vec()),
+    };
     let mut statuses = Vec::with_capacity(names.len());
     for name in &names {
         statuses.push(fabric.replication_status(name).await?);
     }
-    let report = StatusReport { clock: fabric.now(), vms: statuses };
+    let plan = plan.map(|name| PlanStanding::of(name, &statuses));
+    let report = StatusReport { clock: fabric.now(), plan, vms: statuses };
     Ok(match format {
         Format::Human => report::status::human(&report),
         Format::Json => json(&report),
@@ -29,7 +49,7 @@ pub async fn status(global: &Global, vms: &[String], format: Format) -> Result<S
 }
 
 pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
-    let session = Session::open_to_look(global)?;
+    let session = Session::open_to_look(global, None)?;
     let points = session.fabric.recovery_points(vm).await?;
     if points.is_empty() {
         return Ok(format!("{vm} has no recovery points now\n"));
@@ -46,7 +66,7 @@ pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
 }
 
 pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
-    let session = Session::open_to_look(global)?;
+    let session = Session::open_to_look(global, None)?;
     let jobs = session.fabric.jobs().await?;
     Ok(match format {
         Format::Human => report::jobs::human(&jobs),

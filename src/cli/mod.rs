@@ -59,12 +59,11 @@ fn run(cli: &Cli) -> Result<String, CliError> {
             return runs::failover(global, plan, (*kind).into(), *point, *parallel, *format, false);
         }
         Command::Failback { plan, parallel, format } => return cycle::failback(global, plan, *parallel, *format),
-        Command::Commit { plan } => return cycle::each_vm(global, plan, crate::model::Operation::Commit, "", false),
-        Command::Reprotect { plan } => {
-            return cycle::each_vm(global, plan, crate::model::Operation::Reprotect, "", false);
-        }
-        Command::Cleanup { plan, notes } => {
-            return cycle::each_vm(global, plan, crate::model::Operation::Cleanup, notes, true);
+        Command::Commit { plan } => return cycle::each_vm(global, plan, cycle::PlanStep::Commit, false),
+        Command::Reprotect { plan } => return cycle::each_vm(global, plan, cycle::PlanStep::Reprotect, false),
+        Command::Cleanup { plan, notes } => return cycle::each_vm(global, plan, cycle::PlanStep::Cleanup(notes), true),
+        Command::ChangePoint { plan, point } => {
+            return cycle::each_vm(global, plan, cycle::PlanStep::ChangePoint(*point), false);
         }
         Command::Resume { run, format } => return runs::resume(global, run, *format),
         Command::Runs { format } => return runs::runs(global, *format),
