@@ -8,7 +8,7 @@ mod bind;
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use bind::{Bind, WEB01_SOURCE_IP};
+use bind::{Bind, LB_DR, LB_PRIMARY, WEB01_SOURCE_IP, WWW};
 use drplan::fabric::dns::{DnsError, DnsServer, DnsUpdater, Rfc2136, TsigAlgorithm, TsigKey};
 use hickory_proto::rr::{RData, RecordType};
 
@@ -237,6 +237,76 @@ async fn lookup_reads_the_authoritative_server_not_the_system_resolver() {
         response.answers.iter().filter_map(|r| if let RData::A(a) = &r.data { Some(a.0) } else { None }).collect();
     assert_eq!(dns.lookup(WEB01).await.unwrap(), served);
     assert!(dns.lookup("nothing-here.contoso.test").await.unwrap().is_empty(), "NXDOMAIN is no records");
+}
+
+#[tokio::test]
+async fn r50_a_cname_flip_for_a_load_balancer() {
+    let bind = Bind::start();
+    let dns = updater(&bind);
+    assert_eq!(dns.lookup_cname(WWW).await.unwrap().as_deref(), Some(LB_PRIMARY));
+    assert_eq!(dig_short(&bind, WWW, "CNAME"), vec![LB_PRIMARY]);
+    let serial = bind.soa_serial();
+
+    dns.point_cname(WWW, "lb-dr.contoso.test").await.unwrap();
+
+    assert_eq!(dig_short(&bind, WWW, "CNAME"), vec![LB_DR], "the old CNAME is gone, the new one is served");
+    assert_eq!(dns.lookup_cname("WWW.Contoso.Test.").await.unwrap().as_deref(), Some(LB_DR));
+    // A resolver following it now reaches the other site's load balancer.
+    assert_eq!(dig_short(&bind, WWW, "A"), vec![LB_DR, "10.2.3.100"]);
+    // One update: the serial moved once, and the record has the configured TTL.
+    assert_eq!(bind.soa_serial(), serial + 1);
+    let answer = bind.dig(&["+noall", "+answer", WWW, "CNAME"]);
+    let fields: Vec<&str> = answer.split_whitespace().collect();
+    assert_eq!(fields, ["www.contoso.test.", "300", "IN", "CNAME", LB_DR], "{answer}");
+
+    // Flipping back, and flipping a name that had no CNAME (it is created).
+    dns.point_cname(WWW, LB_PRIMARY).await.unwrap();
+    assert_eq!(dig_short(&bind, WWW, "CNAME"), vec![LB_PRIMARY]);
+    dns.point_cname("shop.contoso.test", "lb-dr.contoso.test").await.unwrap();
+    assert_eq!(dig_short(&bind, "shop.contoso.test", "CNAME"), vec![LB_DR]);
+    // No CNAME, or no name at all, is `None`.
+    assert_eq!(dns.lookup_cname(WEB01).await.unwrap(), None);
+    assert_eq!(dns.lookup_cname("nothing-here.contoso.test").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_cname_at_a_name_with_a_records_is_an_error_and_changes_nothing() {
+    let bind = Bind::start();
+    let dns = updater(&bind);
+    let serial = bind.soa_serial();
+
+    let error = dns.point_cname(WEB01, "lb-dr.contoso.test").await.unwrap_err();
+
+    assert!(matches!(error, DnsError::CnameConflict { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{WEB01} cannot become a CNAME: {} holds A records (10.1.3.21) for it, and a CNAME cannot stand beside other data: delete them first, or update them instead of adding a CNAME",
+            bind.address()
+        )
+    );
+    assert_eq!(dig_short(&bind, WEB01, "A"), vec!["10.1.3.21"], "the A record stays");
+    assert!(dig_short(&bind, WEB01, "CNAME").is_empty(), "no CNAME was added");
+    assert_eq!(bind.soa_serial(), serial, "the prerequisite failed: nothing was applied");
+
+    // AAAA records are in the way too.
+    dns.point_v6("v6only.contoso.test", "fd00:2::40".parse().unwrap()).await.unwrap();
+    let error = dns.point_cname("v6only.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+    assert!(error.to_string().contains("holds AAAA records (fd00:2::40) for it"), "{error}");
+    assert!(dig_short(&bind, "v6only.contoso.test", "CNAME").is_empty());
+}
+
+#[tokio::test]
+async fn a_cname_the_server_ignores_beside_other_data_is_an_error() {
+    // The apex holds SOA and NS: no prerequisite rules them out, BIND answers NOERROR and
+    // ignores the CNAME (RFC 2136 §3.4.2.2); the read-back tells.
+    let bind = Bind::start();
+    let dns = updater(&bind);
+    let error = dns.point_cname("contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+    assert!(matches!(error, DnsError::CnameConflict { .. }), "{error:?}");
+    assert!(error.to_string().starts_with("contoso.test cannot become a CNAME:"), "{error}");
+    assert!(error.to_string().contains("did not apply it"), "{error}");
+    assert!(dig_short(&bind, "contoso.test", "CNAME").is_empty());
 }
 
 #[test]

@@ -120,3 +120,43 @@ fn a_dry_run_leaves_the_zone_serial_unchanged() {
     assert_eq!(lab.bind.soa_serial(), serial);
     assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
 }
+
+/// A load balancer flip: `www` follows the other site's load balancer once the web tier is up.
+const CNAME_PLAN: &str = r#"
+import "dns" as dns;
+let plan = recovery_plan("lb", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
+plan.group("web", vms_tagged("tier", "web")).post(|ctx| {
+    dns::cname("www.contoso.test", "lb-dr.contoso.test");
+    dns::verify_cname("www.contoso.test", "lb-dr.contoso.test");
+});
+plan
+"#;
+
+impl Lab {
+    fn cname(&self, name: &str) -> Vec<String> {
+        self.bind.dig(&["+short", name, "CNAME"]).lines().map(str::to_string).collect()
+    }
+}
+
+#[test]
+fn r50_a_plan_flips_a_load_balancer_cname_and_verifies_it_with_the_server() {
+    let lab = Lab::new();
+    std::fs::write(lab.dir.path().join("lb.rhai"), CNAME_PLAN).unwrap();
+    assert_eq!(lab.cname("www.contoso.test"), ["lb-primary.contoso.test."]);
+
+    let serial = lab.bind.soa_serial();
+    let dry = lab.drplan(&lab.bind.secret, &["dry-run", "lb.rhai", "--kind", "planned"]).ok();
+    assert!(dry.stdout.contains("dns.cname www.contoso.test -> lb-dr.contoso.test"), "{}", dry.stdout);
+    assert_eq!(lab.bind.soa_serial(), serial, "a dry run sends nothing");
+
+    // A drill flips the test zone's copy, target included; production stays.
+    lab.drplan(&lab.bind.secret, &["failover", "lb.rhai", "--kind", "test"]).ok();
+    assert_eq!(lab.cname("www.drill.contoso.test"), ["lb-dr.drill.contoso.test."]);
+    assert_eq!(lab.cname("www.contoso.test"), ["lb-primary.contoso.test."], "production DNS untouched");
+    lab.drplan(&lab.bind.secret, &["cleanup", "lb.rhai", "--yes"]).ok();
+
+    lab.drplan(&lab.bind.secret, &["failover", "lb.rhai", "--kind", "planned", "--yes"]).ok();
+    assert_eq!(lab.cname("www.contoso.test"), ["lb-dr.contoso.test."]);
+    let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
+    assert!(show.stdout.contains("dns.verify-cname www.contoso.test -> lb-dr.contoso.test"), "{}", show.stdout);
+}

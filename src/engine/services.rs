@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::event::{Draft, EventKind, Scope};
 use super::executor::RunState;
 use crate::fabric::ReplicationStatus;
+use crate::fabric::dns::same_name;
 use crate::model::{HumanDuration, Timestamp};
 use crate::plan::Services;
 
@@ -63,6 +64,20 @@ impl Services for StepServices {
                 found.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
             };
             Err(format!("{name} resolves to {found}, not {ip}"))
+        }
+    }
+
+    async fn dns_cname(&self, name: &str, target: &str) -> Result<(), String> {
+        self.call(format!("dns.cname {name} -> {target}"));
+        self.run.dns.point_cname(name, target).await.map_err(|e| e.to_string())
+    }
+
+    async fn dns_verify_cname(&self, name: &str, target: &str) -> Result<(), String> {
+        self.call(format!("dns.verify-cname {name} -> {target}"));
+        match self.run.dns.lookup_cname(name).await.map_err(|e| e.to_string())? {
+            Some(found) if same_name(&found, target) => Ok(()),
+            Some(found) => Err(format!("{name} is a CNAME to {found}, not {target}")),
+            None => Err(format!("{name} has no CNAME (expected one to {target})")),
         }
     }
 

@@ -77,6 +77,10 @@ pub trait Services: Send + Sync {
     async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String>;
     /// R50: checks, by asking the authoritative server, that `name` resolves to `ip`.
     async fn dns_verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), String>;
+    /// R50: makes `name` a CNAME to `target` (a load balancer flip), replacing its CNAME.
+    async fn dns_cname(&self, name: &str, target: &str) -> Result<(), String>;
+    /// R50: checks, by asking the authoritative server, that `name` is a CNAME to `target`.
+    async fn dns_verify_cname(&self, name: &str, target: &str) -> Result<(), String>;
     /// R15: a VM's replication state, points, RPO and health.
     async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String>;
     /// Lets time pass (modelled time on the simulated fabric).

@@ -29,6 +29,10 @@ pub const SHA512_KEY_NAME: &str = "drplan-sha512";
 pub const READONLY_KEY_NAME: &str = "readonly-key";
 /// The address web01 has in the zone before any test touches it (the source site's).
 pub const WEB01_SOURCE_IP: &str = "10.1.3.21";
+/// `www` is a CNAME to the source site's load balancer; `lb-dr` is the other site's.
+pub const WWW: &str = "www.contoso.test";
+pub const LB_PRIMARY: &str = "lb-primary.contoso.test.";
+pub const LB_DR: &str = "lb-dr.contoso.test.";
 
 const INSTALL: &str = "install BIND 9 to run the DNS tests: apt-get install -y bind9 bind9-dnsutils";
 
@@ -40,6 +44,9 @@ ns1     IN A    127.0.0.1
 web01   IN A    10.1.3.21
 db01    IN A    10.1.2.10
         IN TXT  \"sql primary\"
+www     IN CNAME lb-primary.contoso.test.
+lb-primary IN A 10.1.3.100
+lb-dr   IN A    10.2.3.100
 ";
 
 /// A running `named`; stops when dropped.

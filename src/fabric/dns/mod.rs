@@ -46,6 +46,10 @@ pub enum DnsError {
     /// The name, the zone or the key of the configuration cannot be used.
     #[error("invalid DNS configuration for {name}: {detail}")]
     Invalid { name: String, detail: String },
+    /// A CNAME cannot stand beside other data (RFC 1034 §3.6.2): `name` holds records that
+    /// keep it from becoming a CNAME. Nothing was changed.
+    #[error("{name} cannot become a CNAME: {detail}")]
+    CnameConflict { name: String, detail: String },
     /// The exchange failed for another reason (malformed answer, I/O error...).
     #[error("DNS exchange with {server} for {name} failed: {detail}")]
     Protocol { server: SocketAddr, name: String, detail: String },
@@ -57,28 +61,113 @@ pub trait DnsUpdater: Send + Sync {
     async fn point(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError>;
     /// The A records of `name` as the authoritative server answers now.
     async fn lookup(&self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError>;
+    /// Replaces the CNAME of `name` (if any) with one to `target`, atomically. A name that
+    /// holds address records cannot become a CNAME: that is `DnsError::CnameConflict`, and
+    /// nothing changes.
+    async fn point_cname(&self, name: &str, target: &str) -> Result<(), DnsError>;
+    /// The target of `name`'s CNAME as the authoritative server answers now; `None` when it
+    /// has none.
+    async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError>;
+}
+
+/// Whether two DNS names are the same: case aside, and whether written fully qualified
+/// ("lb-dr.contoso.test.") or not.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.strip_suffix('.').unwrap_or(a).eq_ignore_ascii_case(b.strip_suffix('.').unwrap_or(b))
 }
 
 /// Keeps records in memory: what a dry run "would" have set, readable back by verify.
+/// Like a server, it refuses a CNAME at a name it holds A records for.
 #[derive(Debug, Default)]
 pub struct RecordingDns {
     records: Mutex<BTreeMap<String, Vec<Ipv4Addr>>>,
+    /// CNAMEs by (lowercase) name: the target as it was given.
+    cnames: Mutex<BTreeMap<String, String>>,
 }
 
 impl RecordingDns {
     pub fn records(&self) -> BTreeMap<String, Vec<Ipv4Addr>> {
         self.records.lock().expect("dns lock").clone()
     }
+
+    pub fn cnames(&self) -> BTreeMap<String, String> {
+        self.cnames.lock().expect("dns lock").clone()
+    }
 }
 
 #[async_trait]
 impl DnsUpdater for RecordingDns {
     async fn point(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError> {
-        self.records.lock().expect("dns lock").insert(name.to_ascii_lowercase(), vec![ip]);
+        self.records.lock().expect("dns lock").insert(key(name), vec![ip]);
         Ok(())
     }
 
     async fn lookup(&self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
-        Ok(self.records.lock().expect("dns lock").get(&name.to_ascii_lowercase()).cloned().unwrap_or_default())
+        Ok(self.records.lock().expect("dns lock").get(&key(name)).cloned().unwrap_or_default())
+    }
+
+    async fn point_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        let name_key = key(name);
+        if let Some(ips) = self.records.lock().expect("dns lock").get(&name_key).filter(|ips| !ips.is_empty()) {
+            return Err(DnsError::CnameConflict { name: name.into(), detail: address_conflict(ips) });
+        }
+        self.cnames.lock().expect("dns lock").insert(name_key, target.to_string());
+        Ok(())
+    }
+
+    async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        Ok(self.cnames.lock().expect("dns lock").get(&key(name)).cloned())
+    }
+}
+
+/// How the recorder files a name: lowercase, without the final dot (as a server, it holds
+/// "WWW.contoso.test." and "www.contoso.test" as one name).
+fn key(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Why a name with these A records cannot become a CNAME, and what to do.
+fn address_conflict(ips: &[Ipv4Addr]) -> String {
+    let ips = ips.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ");
+    format!(
+        "it has A records ({ips}), and a CNAME cannot stand beside other data: delete them first, or update them instead of adding a CNAME"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_recorder_keeps_cnames_and_reads_them_back() {
+        let dns = RecordingDns::default();
+        assert_eq!(dns.lookup_cname("www.contoso.test").await.unwrap(), None);
+        dns.point_cname("www.contoso.test", "lb-primary.contoso.test").await.unwrap();
+        dns.point_cname("WWW.Contoso.Test.", "lb-dr.contoso.test.").await.unwrap();
+        assert_eq!(dns.cnames(), BTreeMap::from([("www.contoso.test".into(), "lb-dr.contoso.test.".into())]));
+        assert_eq!(dns.lookup_cname("www.contoso.test.").await.unwrap().as_deref(), Some("lb-dr.contoso.test."));
+        assert!(dns.records().is_empty(), "a CNAME is not an A record");
+        assert!(dns.lookup("www.contoso.test").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_recorder_refuses_a_cname_beside_a_records() {
+        let dns = RecordingDns::default();
+        dns.point("web01.contoso.test", Ipv4Addr::new(10, 2, 3, 21)).await.unwrap();
+        let error = dns.point_cname("Web01.contoso.test.", "lb-dr.contoso.test").await.unwrap_err();
+        assert!(matches!(error, DnsError::CnameConflict { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "Web01.contoso.test. cannot become a CNAME: it has A records (10.2.3.21), and a CNAME cannot stand beside other data: delete them first, or update them instead of adding a CNAME"
+        );
+        assert!(dns.cnames().is_empty(), "nothing recorded");
+    }
+
+    #[test]
+    fn names_are_the_same_whatever_their_case_and_final_dot() {
+        assert!(same_name("lb-dr.contoso.test.", "LB-DR.Contoso.test"));
+        assert!(same_name("lb-dr.contoso.test", "lb-dr.contoso.test"));
+        assert!(!same_name("lb-dr.contoso.test", "lb-dr.contoso.test.."));
+        assert!(!same_name("lb-dr.contoso.test", "lb-primary.contoso.test"));
     }
 }

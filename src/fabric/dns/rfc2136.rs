@@ -30,10 +30,10 @@ use hickory_proto::op::{
     DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode, UpdateMessage,
 };
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm as HickoryTsigAlgorithm, TsigError};
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
-use super::{DnsError, DnsUpdater};
+use super::{DnsError, DnsUpdater, same_name};
 
 /// How far apart (seconds) our clock and the server's may be for a signature to be valid.
 const TSIG_FUDGE: u16 = 300;
@@ -247,6 +247,60 @@ impl Rfc2136 {
         Ok(records.into_iter().filter_map(|r| if let RData::AAAA(AAAA(ip)) = r { Some(ip) } else { None }).collect())
     }
 
+    /// Replaces the CNAME of `name` (if any) with one to `target`, in one UPDATE that carries
+    /// the prerequisites "no A record set" and "no AAAA record set" at `name` (RFC 2136
+    /// §2.4.3). A server ignores a CNAME added beside other data (§3.4.2.2) and still answers
+    /// NOERROR, so these make the update fail instead, changing nothing, and the error says
+    /// which addresses are in the way. Other data (TXT, MX, the apex's SOA) cannot be ruled
+    /// out by a prerequisite: the CNAME is read back, and an update the server ignored is
+    /// reported the same way.
+    async fn replace_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        let route = self.route(name)?;
+        let target_name = fqdn(target).map_err(|detail| DnsError::Invalid {
+            name: name.into(),
+            detail: format!("the CNAME target {target:?}: {detail}"),
+        })?;
+        let server = route.zone.server.address;
+        let message = cname_update(route.origin, &route.name, target_name, route.zone.server.ttl);
+        let response = self.exchange(&route, message).await?;
+        let tsig_error = response.signature().and_then(|tsig| tsig.data.error);
+        if response.response_code == ResponseCode::YXRRSet && tsig_error.is_none() {
+            return Err(self.address_conflict(name, server).await);
+        }
+        update_outcome(server, route.shown, route.origin, None, &response)?;
+        match self.lookup_cname(name).await? {
+            Some(found) if same_name(&found, target) => Ok(()),
+            Some(_) => Err(DnsError::Changed { server, name: name.into(), expected: zone_shown(target) }),
+            None => Err(DnsError::CnameConflict {
+                name: name.into(),
+                detail: format!(
+                    "{server} accepted the update but did not apply it: the name has other records (TXT, MX...) or is the zone's apex, and a CNAME cannot stand beside other data"
+                ),
+            }),
+        }
+    }
+
+    /// The error for a CNAME update that found address records at `name`, naming them.
+    async fn address_conflict(&self, name: &str, server: SocketAddr) -> DnsError {
+        let v4 = self.lookup(name).await.unwrap_or_default();
+        let addresses: Vec<String> = if v4.is_empty() {
+            self.lookup_v6(name).await.unwrap_or_default().iter().map(Ipv6Addr::to_string).collect()
+        } else {
+            v4.iter().map(Ipv4Addr::to_string).collect()
+        };
+        let held = match (addresses.is_empty(), v4.is_empty()) {
+            (true, _) => "address records".to_string(),
+            (false, false) => format!("A records ({})", addresses.join(", ")),
+            (false, true) => format!("AAAA records ({})", addresses.join(", ")),
+        };
+        DnsError::CnameConflict {
+            name: name.into(),
+            detail: format!(
+                "{server} holds {held} for it, and a CNAME cannot stand beside other data: delete them first, or update them instead of adding a CNAME"
+            ),
+        }
+    }
+
     async fn replace_rrset(
         &self,
         name: &str,
@@ -361,6 +415,18 @@ impl DnsUpdater for Rfc2136 {
         let records = self.query(name, RecordType::A).await?;
         Ok(records.into_iter().filter_map(|r| if let RData::A(A(ip)) = r { Some(ip) } else { None }).collect())
     }
+
+    async fn point_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        self.replace_cname(name, target).await
+    }
+
+    /// The target fully qualified, as the server holds it ("lb-dr.contoso.test.").
+    async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        let records = self.query(name, RecordType::CNAME).await?;
+        Ok(records
+            .into_iter()
+            .find_map(|r| if let RData::CNAME(CNAME(target)) = r { Some(target.to_string()) } else { None }))
+    }
 }
 
 /// Ends the exchange's background task (and closes its connection) with the call.
@@ -394,6 +460,25 @@ fn update_message(origin: &Name) -> Message {
     message.metadata.recursion_desired = false;
     message.add_zone(zone);
     message
+}
+
+/// The UPDATE that makes `name` a CNAME to `target`: unless it has address records, its
+/// CNAME record set (if any) goes and the new one comes in.
+fn cname_update(origin: &Name, name: &Name, target: Name, ttl: u32) -> Message {
+    let mut message = update_message(origin);
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        message.add_pre_requisite(rrset_absent(name.clone(), rtype));
+    }
+    message.add_update(delete_rrset(name.clone(), RecordType::CNAME));
+    message.add_update(Record::from_rdata(name.clone(), ttl, RData::CNAME(CNAME(target))));
+    message
+}
+
+/// §2.4.3 "RRset does not exist": class NONE, TTL 0, no data.
+fn rrset_absent(name: Name, rtype: RecordType) -> Record {
+    let mut record = Record::update0(name, 0, rtype);
+    record.dns_class = DNSClass::NONE;
+    record
 }
 
 /// §2.5.2 "Delete an RRset": class ANY, TTL 0, no data.
@@ -724,6 +809,35 @@ mod tests {
         assert_eq!((delete.dns_class, delete.ttl, delete.record_type()), (DNSClass::ANY, 0, RecordType::A));
         assert_eq!((add.dns_class, add.ttl), (DNSClass::IN, 60));
         assert_eq!(add.data, RData::A(A(Ipv4Addr::new(10, 2, 3, 21))));
+    }
+
+    #[test]
+    fn a_cname_update_rules_out_address_records_then_replaces_the_cname_set() {
+        let origin = zone("contoso.test.");
+        let name = zone("www.contoso.test");
+        let message = cname_update(&origin, &name, zone("lb-dr.contoso.test"), 60);
+        let parsed = Message::from_vec(&message.to_vec().unwrap()).unwrap();
+        assert_eq!(parsed.op_code, OpCode::Update);
+        assert_eq!(parsed.zones()[0].name(), &origin);
+        let absent: Vec<_> =
+            parsed.prerequisites().iter().map(|r| (r.dns_class, r.ttl, r.record_type(), r.name.clone())).collect();
+        assert_eq!(
+            absent,
+            [(DNSClass::NONE, 0, RecordType::A, name.clone()), (DNSClass::NONE, 0, RecordType::AAAA, name.clone())]
+        );
+        let [delete, add] = parsed.updates() else { panic!("two updates: {:?}", parsed.updates()) };
+        assert_eq!((delete.dns_class, delete.ttl, delete.record_type()), (DNSClass::ANY, 0, RecordType::CNAME));
+        assert_eq!((add.dns_class, add.ttl, &add.name), (DNSClass::IN, 60, &name));
+        assert_eq!(add.data, RData::CNAME(CNAME(zone("lb-dr.contoso.test."))));
+    }
+
+    #[tokio::test]
+    async fn a_cname_target_that_is_not_a_dns_name_is_invalid_before_anything_is_sent() {
+        // Nothing listens at port 1: had anything been sent, the error would be Unreachable.
+        let dns = Rfc2136::new(vec![DnsServer::new(addr(1), "contoso.test.")]);
+        let error = dns.point_cname("www.contoso.test", "lb..contoso.test").await.unwrap_err();
+        assert!(matches!(error, DnsError::Invalid { .. }), "{error:?}");
+        assert!(error.to_string().contains("the CNAME target \"lb..contoso.test\""), "{error}");
     }
 
     #[tokio::test]

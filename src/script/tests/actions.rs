@@ -54,6 +54,28 @@ async fn r50_dns_point_vm_and_verify_vm_cover_every_name_of_the_vm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn r50_post_each_flips_a_load_balancer_cname_and_verifies_it() {
+    let plan = plan_with(
+        "plan.group(\"web\", [\"web01\"]).post_each(|vm, ctx| {\n    dns::cname(\"www.contoso.test\", \"lb-dr.contoso.test\");\n    dns::verify_cname(\"www.contoso.test\", \"lb-dr.contoso.test\");\n});",
+    );
+    let services = Arc::new(FakeServices::default());
+    first_post_each(&plan).run(action_ctx(services.clone(), Some("web01"), None)).await.unwrap();
+    assert_eq!(
+        services.calls(),
+        ["dns_cname www.contoso.test lb-dr.contoso.test", "dns_verify_cname www.contoso.test lb-dr.contoso.test"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_cname_flip_fails_the_action_at_the_call() {
+    let plan = plan_with("plan.pre(|ctx|\n    dns_cname(\"www.contoso.test\", \"lb-dr.contoso.test\"));");
+    let services = Arc::new(FakeServices { refuse_dns: true, ..FakeServices::default() });
+    let err = first_pre(&plan).run(action_ctx(services, None, None)).await.unwrap_err();
+    assert_eq!(err.message, "dns_cname: the DNS server refused the update");
+    assert_eq!(err.at.unwrap().line, 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_action_that_throws_fails_at_the_line_that_threw() {
     let plan = plan_with("plan.pre(|ctx| {\n    log(\"checking\");\n    throw `${ctx.plan} is not ready`;\n});");
     let services = Arc::new(FakeServices::default());

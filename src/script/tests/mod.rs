@@ -139,7 +139,7 @@ impl Plans {
     }
 }
 
-/// Records every call; `dns_point` fails when `refuse_dns`; a wait of a day or more
+/// Records every call; `dns_point` and `dns_cname` fail when `refuse_dns`; a wait of a day or more
 /// never ends (and records when it is dropped).
 #[derive(Default)]
 struct FakeServices {
@@ -186,6 +186,16 @@ impl Services for FakeServices {
 
     async fn dns_verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
         self.record(format!("dns_verify {name} {ip}"));
+        Ok(())
+    }
+
+    async fn dns_cname(&self, name: &str, target: &str) -> Result<(), String> {
+        self.record(format!("dns_cname {name} {target}"));
+        if self.refuse_dns { Err("the DNS server refused the update".into()) } else { Ok(()) }
+    }
+
+    async fn dns_verify_cname(&self, name: &str, target: &str) -> Result<(), String> {
+        self.record(format!("dns_verify_cname {name} {target}"));
         Ok(())
     }
 

@@ -301,6 +301,8 @@ fn definitions_cover_the_host_api_and_the_stdlib() {
         "module dns;",
         "/// Points the A record `name` at `ip` (\"10.2.1.10\").\nfn point(name: ?, ip: ?) -> ?;",
         "fn point_vm(vm: ?) -> ?;",
+        "fn dns_cname(name: String, target: String) -> ();",
+        "fn verify_cname(name: ?, target: ?) -> ?;",
     ] {
         assert!(defs.contains(expected), "missing {expected:?} in:\n{defs}");
     }
