@@ -114,3 +114,24 @@ fn r32_an_unplanned_failover_whose_source_shutdown_fails_reports_its_data_loss()
     let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
     assert!(status["vms"][0]["state"].as_str().unwrap().starts_with("failed over (unplanned"));
 }
+
+#[test]
+fn r22_a_plan_action_commits_and_reprotects_each_vm_through_the_fabric() {
+    let plan = "let plan = recovery_plan(\"auto\", #{ source: \"primary\", target: \"secondary\" });\n\
+                plan.group(\"web\", vms_tagged(\"tier\", \"web\"))\n    \
+                .post_each(|vm, ctx| { commit_vm(vm.name); reprotect_vm(vm.name); });\n\
+                plan.post(|ctx| commit_vm(\"app01\"));\nplan\n";
+    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
+    let path = work.path().join("auto.rhai");
+    std::fs::write(&path, plan).unwrap();
+    let run = work.run(&["failover", path.to_str().unwrap(), "--kind", "planned", "--yes"]).fails(1);
+    // The web VMs were committed and reprotected by the plan itself...
+    let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
+    // (after a planned failover only the changes go back, R31: already done)
+    assert_eq!(status["vms"][0]["state"], "protected on the recovery site", "{status}");
+    assert_eq!(status["vms"][0]["direction"], serde_json::json!(["secondary", "primary"]));
+    // ...and committing a VM that never failed over is refused with what to do instead.
+    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let show = work.run(&["show", &id]).ok();
+    assert!(show.stdout.contains("cannot commit app01: it is protected"), "{}\n{}", show.stdout, run.stderr);
+}

@@ -180,7 +180,8 @@ impl RunState {
                 vm: event.vm.clone(),
                 error: event.detail.clone().filter(|_| matches!(kind, EventKind::VmFailed | EventKind::ActionFailed)),
             };
-            if let Err(e) = self.invoke(&*hook.action, scope, Some(view)).await {
+            let step = format!("hook/{}/{}", kind.name(), event.seq);
+            if let Err(e) = self.invoke(&*hook.action, scope, &step, Some(view)).await {
                 let at = e.at.as_ref().map(|p| format!(" at {p}")).unwrap_or_default();
                 let detail = format!("{e}{at}");
                 self.publish(EventKind::HookFailed, scope, draft(Some(format!("on {}", hook.event)), Some(detail)));
@@ -217,6 +218,10 @@ impl RunState {
         }
     }
 
+    pub(super) fn test_network(&self) -> Option<String> {
+        self.plan.test_network.clone()
+    }
+
     pub(super) fn is_running_replica(&self, ip: Ipv4Addr) -> bool {
         self.vms.lock().expect("vms lock").values().any(|v| v.ip == Some(ip) && v.state == "succeeded")
     }
@@ -232,9 +237,10 @@ impl RunState {
         self: &Arc<Self>,
         action: &dyn Action,
         scope: &Scope,
+        step: &str,
         event: Option<EventView>,
     ) -> Result<(), crate::plan::ActionError> {
-        let services = Arc::new(StepServices::new(self.clone(), scope.clone()));
+        let services = Arc::new(StepServices::new(self.clone(), scope.clone(), step.into()));
         let ctx = ActionContext {
             run_id: self.spec.run_id.clone(),
             plan: self.plan.name.clone(),
@@ -269,7 +275,7 @@ impl RunState {
         for attempt in 0..=policy.retries {
             self.stopped()?;
             self.emit(EventKind::ActionStarted, scope, keyed(None)).await;
-            match self.invoke(action, scope, None).await {
+            match self.invoke(action, scope, key, None).await {
                 Ok(()) => {
                     self.emit(EventKind::ActionSucceeded, scope, keyed(None)).await;
                     return Ok(());

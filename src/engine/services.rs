@@ -13,19 +13,23 @@ use super::executor::RunState;
 use crate::fabric::ReplicationStatus;
 use crate::fabric::dns::same_name;
 use crate::model::{HumanDuration, Timestamp};
-use crate::plan::Services;
+use crate::plan::{Services, VmOperation};
 
 pub struct StepServices {
     run: Arc<RunState>,
     scope: Scope,
+    /// The step's key: fabric calls its script makes get idempotency keys built on it,
+    /// so a resumed run that runs the step again replays them instead of acting twice.
+    step: String,
+    calls: std::sync::atomic::AtomicU32,
     /// In a dry run, time an action waits is spent after it returns: the virtual clock
     /// cannot move while a blocking script thread holds it.
     deferred_wait: Mutex<Duration>,
 }
 
 impl StepServices {
-    pub fn new(run: Arc<RunState>, scope: Scope) -> Self {
-        StepServices { run, scope, deferred_wait: Mutex::new(Duration::ZERO) }
+    pub fn new(run: Arc<RunState>, scope: Scope, step: String) -> Self {
+        StepServices { run, scope, step, calls: Default::default(), deferred_wait: Mutex::new(Duration::ZERO) }
     }
 
     pub fn take_deferred_wait(&self) -> Duration {
@@ -83,6 +87,39 @@ impl Services for StepServices {
 
     async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String> {
         self.run.fabric.replication_status(vm).await.map_err(|e| e.to_string())
+    }
+
+    async fn operate(&self, vm: &str, operation: VmOperation) -> Result<String, String> {
+        let name = operation.name();
+        self.call(format!("vm.{name} {vm}"));
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let key = format!("{}/{}/{vm}/{name}/{n}", self.run.spec.run_id, self.step);
+        let fabric = &self.run.fabric;
+        let done = |job: crate::model::Job| format!("{} (job {})", job.detail, job.id);
+        let landed = |o: crate::fabric::FailoverOutcome| {
+            let ip = o.replica.ip().map_or("not connected".to_string(), |ip| ip.to_string());
+            format!("{ip} on {}; data loss {}", o.replica.site, HumanDuration(o.data_loss))
+        };
+        let result = match operation {
+            VmOperation::Failover { kind, point } => {
+                let request = crate::fabric::FailoverRequest {
+                    kind,
+                    point,
+                    test_network: (kind == crate::model::FailoverKind::Test).then(|| self.run.test_network()).flatten(),
+                    shut_down_source: true,
+                };
+                fabric.failover(&key, vm, &request).await.map(landed)
+            }
+            VmOperation::ChangePoint(point) => fabric.change_recovery_point(&key, vm, point).await.map(landed),
+            VmOperation::Commit => fabric.commit(&key, vm).await.map(done),
+            VmOperation::Cancel => fabric.cancel(&key, vm).await.map(done),
+            VmOperation::Cleanup(notes) => fabric.cleanup_test(&key, vm, &notes).await.map(done),
+            VmOperation::Reprotect => fabric.reprotect(&key, vm).await.map(done),
+            VmOperation::Failback => fabric.failback(&key, vm).await.map(landed),
+            VmOperation::Shutdown => fabric.shutdown(&key, vm).await.map(done),
+            VmOperation::Start => fabric.start(&key, vm).await.map(done),
+        };
+        result.map_err(|e| e.to_string())
     }
 
     async fn wait(&self, duration: Duration) -> Result<(), String> {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::source::SourcePos;
 use crate::fabric::ReplicationStatus;
-use crate::model::{FailoverKind, Timestamp};
+use crate::model::{FailoverKind, PointChoice, Timestamp};
 
 /// A VM of the run as actions see it, with its replica's address once it is up.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +65,38 @@ pub struct ActionContext {
     pub services: Arc<dyn Services>,
 }
 
+/// A primitive of the recovery cycle a script may call on one VM (R22, R30-R38), with
+/// the same checks as the commands: a refusal says what to do instead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VmOperation {
+    Failover { kind: FailoverKind, point: PointChoice },
+    ChangePoint(PointChoice),
+    Commit,
+    Cancel,
+    Cleanup(String),
+    Reprotect,
+    Failback,
+    Shutdown,
+    Start,
+}
+
+impl VmOperation {
+    /// A short name for keys and event lines.
+    pub fn name(&self) -> String {
+        match self {
+            VmOperation::Failover { kind, .. } => format!("{kind}-failover"),
+            VmOperation::ChangePoint(_) => "change-point".into(),
+            VmOperation::Commit => "commit".into(),
+            VmOperation::Cancel => "cancel".into(),
+            VmOperation::Cleanup(_) => "cleanup".into(),
+            VmOperation::Reprotect => "reprotect".into(),
+            VmOperation::Failback => "failback".into(),
+            VmOperation::Shutdown => "shutdown".into(),
+            VmOperation::Start => "start".into(),
+        }
+    }
+}
+
 /// What actions may do outside themselves. The engine provides it: in a dry run it
 /// records the calls and does nothing (DESIGN.md: no side effect anywhere).
 #[async_trait]
@@ -83,6 +115,8 @@ pub trait Services: Send + Sync {
     async fn dns_verify_cname(&self, name: &str, target: &str) -> Result<(), String>;
     /// R15: a VM's replication state, points, RPO and health.
     async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String>;
+    /// A recovery-cycle primitive on one VM; returns what it did, in one line.
+    async fn operate(&self, vm: &str, operation: VmOperation) -> Result<String, String>;
     /// Lets time pass (modelled time on the simulated fabric).
     async fn wait(&self, duration: Duration) -> Result<(), String>;
     /// Whether a replica answers on a TCP port, trying until `timeout`.

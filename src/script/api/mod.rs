@@ -2,6 +2,7 @@
 //! one module that every sandboxed engine shares.
 
 pub(crate) mod actions;
+mod failover;
 mod hooks;
 mod inventory;
 mod network;
@@ -18,6 +19,7 @@ pub(crate) fn host_module() -> Shared<Module> {
     inventory::register(&mut module);
     actions::register(&mut module);
     hooks::register(&mut module);
+    failover::register(&mut module);
     network::register(&mut module);
     replication::register(&mut module);
     waits::register(&mut module);

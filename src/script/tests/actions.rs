@@ -247,3 +247,32 @@ async fn a_helper_module_can_add_actions_to_the_plan() {
     action.run(action_ctx(services.clone(), None, None)).await.unwrap();
     assert_eq!(services.calls(), ["dns_verify www.contoso.test 10.2.3.21"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r22_actions_drive_the_recovery_cycle_one_vm_at_a_time() {
+    let plan = plan_with(
+        "plan.pre(|ctx| {\n    log(failover_vm(\"app01\", \"unplanned\", \"latest-processed\"));\n    reprotect_vm(\"app01\");\n});",
+    );
+    let services = Arc::new(FakeServices::default());
+    first_pre(&plan).run(action_ctx(services.clone(), None, None)).await.unwrap();
+    assert_eq!(
+        services.calls(),
+        [
+            "operate app01 Failover { kind: Unplanned, point: LatestProcessed }",
+            "log unplanned-failover done",
+            "operate app01 Reprotect",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn r34_a_refused_primitive_fails_the_action_with_what_to_do_instead() {
+    let plan = plan_with("plan.pre(|ctx|\n    commit_vm(\"app01\"));");
+    let services = Arc::new(FakeServices::default());
+    let err = first_pre(&plan).run(action_ctx(services, None, None)).await.unwrap_err();
+    assert_eq!(err.message, "commit_vm: cannot commit app01: it is protected. Next: test failover.");
+    assert_eq!(err.at.unwrap().line, 4);
+    let bad = plan_with("plan.pre(|ctx| failover_vm(\"app01\", \"sideways\"));");
+    let err = first_pre(&bad).run(action_ctx(Arc::new(FakeServices::default()), None, None)).await.unwrap_err();
+    assert!(err.message.contains("not test, planned or unplanned"), "{}", err.message);
+}

@@ -199,6 +199,16 @@ impl Services for FakeServices {
         Ok(())
     }
 
+    async fn operate(&self, vm: &str, operation: crate::plan::VmOperation) -> Result<String, String> {
+        self.record(format!("operate {vm} {operation:?}"));
+        match operation {
+            crate::plan::VmOperation::Commit => {
+                Err(format!("cannot commit {vm}: it is protected. Next: test failover."))
+            }
+            _ => Ok(format!("{} done", operation.name())),
+        }
+    }
+
     async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String> {
         self.record(format!("replication_status {vm}"));
         let point = RecoveryPoint { time: time("2026-03-02T08:55:00Z"), consistency: Consistency::Crash };
