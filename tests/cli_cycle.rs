@@ -36,6 +36,12 @@ fn r30_a_drill_is_cleaned_up_with_notes_and_refuses_a_second_drill_before() {
         cleanup.stdout
     );
     refused(work.run(&["cleanup", &plan]), "no test failover to clean up");
+    // The notes are kept with the drill's run.
+    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let show = work.run(&["show", &id]).ok();
+    assert!(show.stdout.contains("Notes: drill ok: web tier answered"), "{}", show.stdout);
+    let json = work.run(&["show", &id, "--format", "json"]).ok().json();
+    assert_eq!(json["notes"], serde_json::json!(["drill ok: web tier answered"]));
     work.run(&["failover", &plan, "--kind", "test"]).ok();
 }
 

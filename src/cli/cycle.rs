@@ -79,5 +79,11 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool
         })?;
         out.push_str(&format!("{vm}: {} (job {})\n", job.detail, job.id));
     }
+    if let PlanStep::Cleanup(notes) = step
+        && !notes.is_empty()
+        && let Some(run) = super::runs::keep_notes(&state, plan, notes)?
+    {
+        out.push_str(&format!("notes kept with run {run}\n"));
+    }
     Ok(out)
 }

@@ -33,6 +33,9 @@ use crate::store::{StateDir, StoreError};
 pub struct StoredRun {
     pub spec: RunSpec,
     pub header: RunHeader,
+    /// R30: the operator's notes from the cleanup of a test failover.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 type Record = RunRecord<StoredRun>;
@@ -225,7 +228,7 @@ pub fn failover(
         site_path: site,
         status: "running".into(),
         started_wall: chrono::Utc::now().to_rfc3339(),
-        spec: StoredRun { spec, header },
+        spec: StoredRun { spec, header, notes: Vec::new() },
     };
     let db = journal::open(state.path())?;
     db.put_run(&record)?;
@@ -284,6 +287,21 @@ pub(super) fn refuse_unless(prepared: &Prepared, operation: crate::model::Operat
         eprintln!("error: {refusal}");
     }
     if refusals.is_empty() { Ok(()) } else { Err(CliError::InvalidPlan { errors: refusals.len() }) }
+}
+
+/// R30: keeps the cleanup's notes with the plan's latest test run.
+pub(super) fn keep_notes(state: &StateDir, plan: &Path, notes: &str) -> Result<Option<String>, CliError> {
+    let db = journal::open(state.path())?;
+    let same = |p: &Path| p.canonicalize().ok() == plan.canonicalize().ok();
+    let records: Vec<Record> = db.runs()?;
+    let Some(mut drill) =
+        records.into_iter().rev().find(|r| r.spec.spec.kind == FailoverKind::Test && same(&r.plan_path))
+    else {
+        return Ok(None);
+    };
+    drill.spec.notes.push(notes.to_string());
+    db.put_run(&drill)?;
+    Ok(Some(drill.id))
 }
 
 fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {
@@ -443,7 +461,8 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
     let db = journal::open(&global.state)?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
-    let report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    let mut report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
         std::fs::write(path, crate::report::svg::gantt(&report))
             .map_err(|source| CliError::Read { path: path.clone(), source })?;

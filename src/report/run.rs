@@ -69,6 +69,9 @@ pub struct RunReport {
     pub rto_met: Option<bool>,
     pub groups: Vec<GroupTimeline>,
     pub steps: Vec<Event>,
+    /// R30: the operator's notes from a drill's cleanup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn offset(start: Timestamp, at: Timestamp) -> Duration {
@@ -144,6 +147,7 @@ impl RunReport {
             rto,
             groups,
             steps: outcome.events.clone(),
+            notes: Vec::new(),
         }
     }
 
@@ -185,6 +189,9 @@ impl RunReport {
             HumanDuration(self.rto),
             self.rto.as_millis()
         ));
+        for note in &self.notes {
+            out.push_str(&format!("Notes: {note}\n"));
+        }
         out
     }
 }
