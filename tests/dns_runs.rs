@@ -160,3 +160,78 @@ fn r50_a_plan_flips_a_load_balancer_cname_and_verifies_it_with_the_server() {
     let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
     assert!(show.stdout.contains("dns.verify-cname www.contoso.test -> lb-dr.contoso.test"), "{}", show.stdout);
 }
+
+/// Runs `drplan ARGS` in the background and approves the run's manual steps from a
+/// second process until it ends; returns how it ended.
+fn run_approving(dir: &std::path::Path, secret: &str, args: &[&str]) -> Run {
+    let drplan = assert_cmd::cargo::cargo_bin("drplan");
+    let child = Command::new(&drplan)
+        .current_dir(dir)
+        .args(["--state", "state"])
+        .args(args)
+        .env("DRPLAN_TEST_TSIG", secret)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let approver = std::thread::spawn({
+        let dir = dir.to_path_buf();
+        move || {
+            let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+            while alive() {
+                let runs = Command::new(&drplan)
+                    .current_dir(&dir)
+                    .args(["--state", "state", "runs", "--format", "json"])
+                    .output()
+                    .unwrap();
+                let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_default();
+                if let Some(id) = runs.as_array().and_then(|a| a.last()).and_then(|r| r["id"].as_str()) {
+                    let _ = Command::new(&drplan).current_dir(&dir).args(["--state", "state", "approve", id]).output();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    });
+    let run = Run::from(child.wait_with_output().unwrap());
+    approver.join().unwrap();
+    run
+}
+
+#[test]
+fn r50_the_example_plan_fails_over_and_back_with_dns_against_bind() {
+    let bind = Bind::start();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/contoso");
+    std::fs::create_dir(dir.path().join("hooks")).unwrap();
+    for file in ["site.toml", "failover.rhai", "drplan.toml", "hooks/notify.rhai"] {
+        std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
+    }
+    let dns = format!(
+        "\n[dns]\n[[dns.servers]]\nzone = \"contoso.test\"\naddress = \"{}\"\nkey = \"{KEY_NAME}\"\n\n[[dns.keys]]\nname = \"{KEY_NAME}\"\nsecret_env = \"DRPLAN_TEST_TSIG\"\n",
+        bind.address()
+    );
+    let config = std::fs::read_to_string(dir.path().join("drplan.toml")).unwrap() + dns.as_str();
+    std::fs::write(dir.path().join("drplan.toml"), config).unwrap();
+    let dig = |name: &str| bind.dig(&["+short", name, "A"]).trim().to_string();
+
+    run_approving(dir.path(), &bind.secret, &["failover", "failover.rhai", "--kind", "planned", "--yes"]).ok();
+    assert_eq!(dig("web01.contoso.test"), "10.2.3.21");
+    assert_eq!(dig("web02.contoso.test"), "10.2.3.22");
+
+    for step in
+        [&["commit", "failover.rhai", "--yes"][..], &["reprotect", "failover.rhai", "--yes"], &["advance", "1d"]]
+    {
+        let output = Command::new(assert_cmd::cargo::cargo_bin("drplan"))
+            .current_dir(dir.path())
+            .args(["--state", "state"])
+            .args(step)
+            .output()
+            .unwrap();
+        Run::from(output).ok();
+    }
+    run_approving(dir.path(), &bind.secret, &["failback", "failover.rhai", "--yes"]).ok();
+    assert_eq!(dig("web01.contoso.test"), "10.1.3.21", "back at the original address");
+    assert_eq!(dig("web03.contoso.test"), "10.1.3.23");
+}
