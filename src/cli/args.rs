@@ -57,6 +57,20 @@ impl From<Kind> for crate::model::FailoverKind {
     }
 }
 
+/// How a plan runs, for real or as a dry run.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
+    #[arg(long, default_value = "latest", value_parser = parse_point)]
+    pub point: crate::model::PointChoice,
+    /// How many VMs of a group fail over at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
+    /// human: a report (dry run) or live progress; json: the report, or events as JSON lines.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compiles a plan and validates it against the site; no fabric call.
@@ -67,14 +81,8 @@ pub enum Command {
         plan: PathBuf,
         #[arg(long, value_enum, default_value = "planned")]
         kind: Kind,
-        /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
-        #[arg(long, default_value = "latest", value_parser = parse_point)]
-        point: crate::model::PointChoice,
-        /// How many VMs of a group fail over at once.
-        #[arg(long, default_value_t = 8)]
-        parallel: usize,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        #[command(flatten)]
+        run: RunOptions,
     },
     /// Prints Rhai definitions of the host API, for editor completion.
     Defs,
@@ -83,15 +91,8 @@ pub enum Command {
         plan: PathBuf,
         #[arg(long, value_enum)]
         kind: Kind,
-        /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
-        #[arg(long, default_value = "latest", value_parser = parse_point)]
-        point: crate::model::PointChoice,
-        /// How many VMs of a group fail over at once.
-        #[arg(long, default_value_t = 8)]
-        parallel: usize,
-        /// human: one line per event on stderr; json: events as JSON lines on stdout.
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        #[command(flatten)]
+        run: RunOptions,
     },
     /// R37, R38: brings the plan's VMs back to their original site (a planned failover back,
     /// in group order), then commits and reprotects them towards the recovery site.

@@ -51,12 +51,12 @@ fn run(cli: &Cli) -> Result<String, CliError> {
     // Commands with a runtime of their own, or none.
     match &cli.command {
         Command::Check { plan } => return plans::check(global, plan),
-        Command::DryRun { plan, kind, point, parallel, format } => {
-            return plans::dry_run(global, plan, *kind, *point, *parallel, *format);
+        Command::DryRun { plan, kind, run } => {
+            return plans::dry_run(global, plan, *kind, run.point, run.parallel, run.format);
         }
         Command::Defs => return Ok(plans::defs()),
-        Command::Failover { plan, kind, point, parallel, format } => {
-            return runs::failover(global, plan, (*kind).into(), *point, *parallel, *format, false);
+        Command::Failover { plan, kind, run } => {
+            return runs::failover(global, plan, (*kind).into(), run.point, run.parallel, run.format, false);
         }
         Command::Failback { plan, parallel, format } => return cycle::failback(global, plan, *parallel, *format),
         Command::Commit { plan } => return cycle::each_vm(global, plan, cycle::PlanStep::Commit, false),
