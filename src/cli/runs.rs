@@ -15,8 +15,7 @@ use super::context::{confirm, load_inventory, site_path};
 use super::error::CliError;
 use super::progress::{Progress, ProgressMode};
 use crate::engine::{
-    Deps, Durable, Event, EventBus, EventKind, EventLog, History, ManualGate, RunOutcome, RunSpec, RunStatus, Stop,
-    execute,
+    Deps, Event, EventBus, EventKind, History, JournalLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop, execute,
 };
 use crate::fabric::Fabric;
 use crate::fabric::sim::SimFabric;
@@ -70,22 +69,6 @@ fn fingerprint(plan: &Path) -> Result<String, CliError> {
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), std::process::id() & 0xffff)
-}
-
-/// Writes the engine's events to the journal.
-struct JournalLog {
-    writer: Arc<JournalWriter>,
-    run: String,
-}
-
-impl EventLog for JournalLog {
-    fn record(&self, event: &Event) -> Durable {
-        let ticket = match serde_json::to_string(event) {
-            Ok(json) => Ok(self.writer.append(&self.run, event.seq, json)),
-            Err(e) => Err(e.to_string()),
-        };
-        Box::pin(async move { ticket?.await.map_err(|_| "the journal writer stopped".to_string())? })
-    }
 }
 
 /// R21: waits for `drplan approve` from any shell, or Enter on the run's own terminal,

@@ -6,6 +6,7 @@ mod auto_dns;
 mod event;
 mod executor;
 mod history;
+mod journal_log;
 mod services;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 pub use event::{Draft, Event, EventBus, EventKind, Scope};
 pub use executor::{Deps, execute};
 pub use history::History;
+pub use journal_log::JournalLog;
 
 use crate::fabric::Fabric;
 use crate::model::{FailoverKind, PointChoice, Timestamp};
