@@ -87,7 +87,7 @@ fn bad_usage_exits_2() {
 #[test]
 fn a_second_command_on_the_same_state_gets_a_clear_in_use_error() {
     let work = Workdir::contoso();
-    work.run(&["status"]).ok();
+    work.run(&["advance", "1m"]).ok();
     let held = drplan::store::StateDir::open(&work.state()).unwrap();
     let run = work.run(&["protect", "report01", "--policy", "silver", "--yes"]).fails(1);
     assert!(run.stderr.contains("is in use by another drplan command"), "{}", run.stderr);

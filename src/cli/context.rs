@@ -10,7 +10,7 @@ use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::model::Inventory;
 use crate::model::site_file::parse_site;
-use crate::store::{StateDir, StoreError};
+use crate::store::StateDir;
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
 pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -47,19 +47,24 @@ impl Session {
         Ok(Session { fabric, _state: Some(state) })
     }
 
-    /// For commands that only look: while a run holds the lock, they see its last
-    /// committed state instead of waiting.
+    /// For commands that only look: they never take the lock (a command starting at that
+    /// instant would find the directory in use), and see the last committed state.
     pub fn open_to_look(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
-        match Self::open(global, plan) {
-            Err(CliError::Store(StoreError::InUse { .. })) => {
-                let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
-                let fabric = SimFabric::open_read_only(inventory, &global.state)?;
-                eprintln!("note: a drplan run is in progress; this is its last saved state");
-                Ok(Session { fabric, _state: None })
-            }
-            other => other,
-        }
+        let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
+        Ok(Session { fabric: look_at_simulation(global, inventory)?, _state: None })
     }
+}
+
+/// The simulation as it stands, read-only and without the lock: the last committed state
+/// in the state directory, or, before there is one, the site file's starting state.
+pub fn look_at_simulation(global: &Global, inventory: Arc<crate::model::Inventory>) -> Result<SimFabric, CliError> {
+    if !global.state.join("sim.db").exists() {
+        return Ok(SimFabric::in_memory(inventory)?);
+    }
+    if StateDir::in_use(&global.state) {
+        eprintln!("note: a drplan run is in progress; this is its last saved state");
+    }
+    Ok(SimFabric::open_read_only(inventory, &global.state)?)
 }
 
 /// DESIGN.md: commands that change the recovery site ask on a terminal, accept `--yes`,

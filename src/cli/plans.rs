@@ -16,18 +16,6 @@ use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::{ScriptOptions, load_plan};
-use crate::store::StateDir;
-
-/// The simulation as it stands: from the state directory if there is one (without
-/// creating it), else as the site file starts it.
-fn current_simulation(global: &Global, inventory: Arc<Inventory>) -> Result<SimFabric, CliError> {
-    if global.state.exists() {
-        let state = StateDir::open(&global.state)?;
-        Ok(SimFabric::open(inventory, &state)?)
-    } else {
-        Ok(SimFabric::in_memory(inventory)?)
-    }
-}
 
 struct Loaded {
     inventory: Arc<Inventory>,
@@ -40,7 +28,7 @@ struct Loaded {
 fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -> Result<Loaded, CliError> {
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
     let plan = Arc::new(load_plan(path, inventory.clone(), &ScriptOptions::default())?);
-    let sim = current_simulation(global, inventory.clone())?;
+    let sim = super::context::look_at_simulation(global, inventory.clone())?;
     let protection: BTreeMap<String, ProtectionState> = sim.protection();
     let validation = validate(&plan, &inventory, &protection, kind);
     for finding in &validation.findings {

@@ -403,8 +403,8 @@ fn summary(report: &RunReport) -> String {
 pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
     let db = journal::open(&global.state)?;
     let records: Vec<Record> = db.runs()?;
-    // Whoever can take the lock knows no run is live: a "running" run was cut off.
-    let live = matches!(StateDir::open(&global.state), Err(StoreError::InUse { .. }));
+    // A "running" run nobody holds the directory for was cut off.
+    let live = StateDir::in_use(&global.state);
     let rows: Vec<(Record, String)> = records
         .into_iter()
         .map(|r| {

@@ -50,6 +50,15 @@ impl StateDir {
         Ok(StateDir { path: path.to_path_buf(), _lock: lock })
     }
 
+    /// Whether a live drplan process holds the directory, told without touching the lock
+    /// (looking must never make a command that is starting fail): the pid the holder
+    /// wrote is that of a running process. Without /proc this says no.
+    pub fn in_use(path: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(path.join(LOCK_FILE)) else { return false };
+        let Ok(pid) = text.trim().parse::<u32>() else { return false };
+        pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
