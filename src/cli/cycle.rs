@@ -52,7 +52,7 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool
     let operation = step.operation();
     let site = site_path(global, Some(plan))?;
     let state = StateDir::open(&global.state)?;
-    let prepared: Prepared = prepare(global, plan, &site, &state, FailoverKind::Planned, false)?;
+    let prepared: Prepared = prepare(plan, &site, &state, FailoverKind::Planned, false)?;
     refuse_unless(&prepared, operation)?;
     if !confirmed {
         let question =

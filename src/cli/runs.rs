@@ -143,27 +143,26 @@ pub(super) struct Prepared {
 }
 
 pub(super) fn prepare(
-    global: &Global,
     plan_path: &Path,
     site: &Path,
     state: &StateDir,
     kind: FailoverKind,
     strict: bool,
 ) -> Result<Prepared, CliError> {
-    let _ = global;
     let inventory = Arc::new(load_inventory(site)?);
     let plan = Arc::new(load_plan(plan_path, inventory.clone(), &ScriptOptions::default())?);
     let sim = Arc::new(SimFabric::open(inventory.clone(), state)?);
     let validation = validate(&plan, &inventory, &sim.protection(), Some(kind));
     let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    for finding in &validation.findings {
-        // A resumed run's VMs are partly failed over: protection findings are expected.
-        if strict {
+    // Not strict: a resumed run's or a failback's VMs are (partly) failed over, so the
+    // failover checks do not apply; the caller checks what does.
+    if strict {
+        for finding in &validation.findings {
             eprintln!("{finding}");
         }
-    }
-    if strict && errors > 0 {
-        return Err(CliError::InvalidPlan { errors });
+        if errors > 0 {
+            return Err(CliError::InvalidPlan { errors });
+        }
     }
     Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
 }
@@ -181,7 +180,7 @@ pub fn failover(
 ) -> Result<String, CliError> {
     let site = site_path(global, Some(plan_path))?;
     let state = StateDir::open(&global.state)?;
-    let prepared = prepare(global, plan_path, &site, &state, kind, !failback)?;
+    let prepared = prepare(plan_path, &site, &state, kind, !failback)?;
     if failback {
         // The plan's checks are for failing over; a failback needs every VM reprotected.
         refuse_unless(&prepared, crate::model::Operation::Failback)?;
@@ -241,7 +240,7 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
         )));
     }
     let kind = record.spec.spec.kind;
-    let prepared = prepare(global, &record.plan_path, &record.site_path, &state, kind, false)?;
+    let prepared = prepare(&record.plan_path, &record.site_path, &state, kind, false)?;
     if kind != FailoverKind::Test {
         confirm(global, &format!("Resume the {kind} failover run {run_id} of plan {:?}?", prepared.plan.name))?;
     }
