@@ -8,7 +8,7 @@
 //! disk before acting on it (a failover's intent before the call, its result before
 //! the VM's post actions). A resumed run skips the steps its journal shows done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,9 @@ use crate::fabric::dns::DnsUpdater;
 use crate::fabric::{CallOutcome, Fabric, FabricError, FailoverOutcome, FailoverRequest};
 use crate::model::{FailoverKind, HumanDuration, Inventory, format_time};
 use crate::plan::validate::ResolvedPlan;
-use crate::plan::{Action, ActionContext, EventView, FailurePolicy, Group, Manual, OnFailure, Plan, Step, VmView};
+use crate::plan::{
+    Action, ActionContext, EventView, FailurePolicy, Group, Manual, OnFailure, Plan, Step, VmBoard, VmView,
+};
 
 /// What the run needs, shared by its tasks.
 pub struct RunState {
@@ -41,7 +43,7 @@ pub struct RunState {
     /// Numbering and journaling happen under one lock, so the journal receives events
     /// in their order and a crash can leave no gap in it.
     publishing: Mutex<()>,
-    vms: Mutex<BTreeMap<String, VmView>>,
+    vms: Arc<VmBoard>,
 }
 
 /// Everything the executor needs besides the plan.
@@ -92,7 +94,7 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
         resolved,
         bus: deps.bus,
         publishing: Mutex::new(()),
-        vms: Mutex::new(vms),
+        vms: Arc::new(VmBoard::new(vms)),
     });
     let started = run.history.started.unwrap_or_else(|| run.fabric.now());
     let first = if resumed { EventKind::RunResumed } else { EventKind::RunStarted };
@@ -202,14 +204,7 @@ impl RunState {
         if !self.stop.is_cancel() {
             return;
         }
-        let running: Vec<String> = self
-            .vms
-            .lock()
-            .expect("vms lock")
-            .values()
-            .filter(|v| v.state == "running")
-            .map(|v| v.name.clone())
-            .collect();
+        let running = self.vms.names_where(|v| v.state == "running");
         for vm in running {
             let key = format!("{}/vm/{vm}/cancel", self.spec.run_id);
             if let Err(e) = self.fabric.cancel(&key, &vm).await {
@@ -223,13 +218,7 @@ impl RunState {
     }
 
     pub(super) fn is_running_replica(&self, ip: Ipv4Addr) -> bool {
-        self.vms.lock().expect("vms lock").values().any(|v| v.ip == Some(ip) && v.state == "succeeded")
-    }
-
-    fn set_vm(&self, name: &str, update: impl FnOnce(&mut VmView)) {
-        if let Some(view) = self.vms.lock().expect("vms lock").get_mut(name) {
-            update(view);
-        }
+        self.vms.any(|v| v.ip == Some(ip) && v.state == "succeeded")
     }
 
     /// Calls an action once, spending any time it waited in a dry run afterwards.
@@ -248,7 +237,7 @@ impl RunState {
             dry_run: self.spec.dry_run,
             group: scope.group.clone(),
             vm: scope.vm.clone(),
-            vms: Arc::new(self.vms.lock().expect("vms lock").clone()),
+            vms: self.vms.clone(),
             test_network: self.plan.test_network.clone(),
             event,
             services: services.clone(),
@@ -375,9 +364,9 @@ impl RunState {
     async fn skip_from(self: &Arc<Self>, first: usize) {
         for group in self.resolved.groups.iter().skip(first) {
             for vm in &group.vms {
-                let pending = self.vms.lock().expect("vms lock").get(vm).is_some_and(|v| v.state == "pending");
+                let pending = self.vms.get(vm).is_some_and(|v| v.state == "pending");
                 if pending {
-                    self.set_vm(vm, |v| v.state = "skipped".into());
+                    self.vms.update(vm, |v| v.state = "skipped".into());
                     self.emit(EventKind::VmSkipped, &scope(Some(&group.name), Some(vm)), Draft::default()).await;
                 }
             }
@@ -445,13 +434,13 @@ impl RunState {
         let vm_scope = scope(Some(&group.name), Some(vm));
         if self.history.outcome(vm).is_none() {
             self.stopped()?;
-            self.set_vm(vm, |v| v.state = "running".into());
+            self.vms.update(vm, |v| v.state = "running".into());
             self.emit(EventKind::VmStarted, &vm_scope, Draft::default()).await;
             let outcome = match self.fail_over_with_retries(vm, &vm_scope, policy).await {
                 Ok(outcome) => outcome,
                 Err(e) => return self.vm_failed(vm, &vm_scope, e).await,
             };
-            self.set_vm(vm, |v| landed(v, &outcome));
+            self.vms.update(vm, |v| landed(v, &outcome));
             let up = Draft {
                 detail: Some(describe(&outcome)),
                 key: Some(format!("vm/{vm}/failover")),
@@ -538,7 +527,7 @@ impl RunState {
     }
 
     async fn vm_failed(self: &Arc<Self>, vm: &str, vm_scope: &Scope, error: String) -> Result<(), String> {
-        self.set_vm(vm, |v| v.state = "failed".into());
+        self.vms.update(vm, |v| v.state = "failed".into());
         self.emit(EventKind::VmFailed, vm_scope, draft(None, Some(error.clone()))).await;
         Err(error)
     }
@@ -564,37 +553,36 @@ fn describe(outcome: &FailoverOutcome) -> String {
 /// its VMs, VMs in plan order, then the order of publication. Events at one instant in
 /// different VMs are independent, so any fixed order among them is a true one.
 fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
-    let group_index = |name: &str| resolved.groups.iter().position(|g| g.name == name).unwrap_or(usize::MAX);
-    let vm_index = |group: usize, vm: &str| {
-        resolved.groups.get(group).and_then(|g| g.vms.iter().position(|v| v == vm)).unwrap_or(usize::MAX)
-    };
-    let seqs = |keep: &dyn Fn(&Event) -> bool| {
-        let mut seqs = events.iter().filter(|e| keep(e)).map(|e| e.seq);
-        let first = seqs.next();
-        (first.unwrap_or(u64::MAX), seqs.last().or(first).unwrap_or(0))
-    };
-    let (first_in_groups, _) = seqs(&|e| e.group.is_some());
-    let vm_spans: Vec<(u64, u64)> = resolved
-        .groups
-        .iter()
-        .map(|g| seqs(&|e| e.vm.is_some() && e.group.as_deref() == Some(g.name.as_str())))
-        .collect();
+    let groups: HashMap<&str, usize> = resolved.groups.iter().enumerate().map(|(i, g)| (g.name.as_str(), i)).collect();
+    let group_index = |name: &str| groups.get(name).copied().unwrap_or(usize::MAX);
+    // A VM is in one group only (validation refuses duplicates): its place in that group.
+    let places: HashMap<&str, usize> =
+        resolved.groups.iter().flat_map(|g| g.vms.iter().enumerate().map(|(i, vm)| (vm.as_str(), i))).collect();
+    let vm_index = |vm: &str| places.get(vm).copied().unwrap_or(usize::MAX);
+    let first_in_groups = events.iter().filter(|e| e.group.is_some()).map(|e| e.seq).min().unwrap_or(u64::MAX);
+    // Per group, the first event of any of its VMs: the group's own steps before it come first.
+    let mut first_of_vms = vec![u64::MAX; resolved.groups.len()];
+    for e in events.iter().filter(|e| e.vm.is_some()) {
+        if let Some(first) = e.group.as_deref().and_then(|g| first_of_vms.get_mut(group_index(g))) {
+            *first = (*first).min(e.seq);
+        }
+    }
     let key = |e: &Event| {
         let (plan_phase, group, group_phase, vm) = match (&e.group, &e.vm) {
             (None, _) => (if e.seq < first_in_groups { 0 } else { 2 }, 0, 0, 0),
             (Some(g), None) => {
                 let gi = group_index(g);
-                let before_vms = vm_spans.get(gi).is_some_and(|(first, _)| e.seq < *first);
+                let before_vms = first_of_vms.get(gi).is_some_and(|first| e.seq < *first);
                 (1, gi, if before_vms { 0 } else { 2 }, 0)
             }
             (Some(g), Some(vm)) => {
                 let gi = group_index(g);
-                (1, gi, 1, vm_index(gi, vm))
+                (1, gi, 1, vm_index(vm))
             }
         };
         (e.at, plan_phase, group, group_phase, vm, e.seq)
     };
-    events.sort_by_key(key);
+    events.sort_by_cached_key(key);
     for (seq, event) in events.iter_mut().enumerate() {
         event.seq = seq as u64;
     }

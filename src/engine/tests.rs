@@ -70,7 +70,7 @@ impl Action for Probe {
             ctx.services.wait(d).await.unwrap();
         }
         if self.dns {
-            let vm = &ctx.vms[ctx.vm.as_deref().unwrap()];
+            let vm = ctx.vms.get(ctx.vm.as_deref().unwrap()).unwrap();
             ctx.services
                 .dns_point(&vm.dns[0], vm.ip.unwrap())
                 .await

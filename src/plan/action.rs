@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +34,53 @@ pub struct VmView {
     pub state: String,
 }
 
+/// Every VM of a run as actions see it, kept up to date by the engine as VMs move.
+/// Actions share the one board rather than each getting a copy: handing a context to an
+/// action then costs the same in a plan of ten VMs as in one of a hundred thousand.
+#[derive(Debug, Default)]
+pub struct VmBoard {
+    views: Mutex<BTreeMap<String, VmView>>,
+}
+
+impl VmBoard {
+    pub fn new(views: BTreeMap<String, VmView>) -> Self {
+        VmBoard { views: Mutex::new(views) }
+    }
+
+    fn views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, VmView>> {
+        self.views.lock().expect("VM board lock")
+    }
+
+    /// The VM as it is now.
+    pub fn get(&self, name: &str) -> Option<VmView> {
+        self.views().get(name).cloned()
+    }
+
+    /// Every VM as it is now, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, VmView> {
+        self.views().clone()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.views().keys().cloned().collect()
+    }
+
+    /// The names of the VMs that satisfy `keep`, in name order.
+    pub fn names_where(&self, keep: impl Fn(&VmView) -> bool) -> Vec<String> {
+        self.views().values().filter(|v| keep(v)).map(|v| v.name.clone()).collect()
+    }
+
+    pub fn any(&self, found: impl Fn(&VmView) -> bool) -> bool {
+        self.views().values().any(found)
+    }
+
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut VmView)) {
+        if let Some(view) = self.views().get_mut(name) {
+            change(view);
+        }
+    }
+}
+
 /// The event that triggered a hook (`plan.on("vm.failed", ...)`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventView {
@@ -55,8 +102,8 @@ pub struct ActionContext {
     pub group: Option<String>,
     /// The VM of a per-VM action.
     pub vm: Option<String>,
-    /// Every VM of the plan, by name.
-    pub vms: Arc<BTreeMap<String, VmView>>,
+    /// Every VM of the plan, by name, as it is now.
+    pub vms: Arc<VmBoard>,
     /// The isolated network of a test failover (R30).
     pub test_network: Option<String>,
     /// For hooks: the event that fired.

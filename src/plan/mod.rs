@@ -11,7 +11,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use action::{Action, ActionContext, ActionError, EventView, Services, VmOperation, VmView};
+pub use action::{Action, ActionContext, ActionError, EventView, Services, VmBoard, VmOperation, VmView};
 pub use source::SourcePos;
 pub use validate::{Finding, ResolvedGroup, ResolvedPlan, Severity, Validation, validate};
 

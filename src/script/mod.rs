@@ -11,6 +11,7 @@ mod global_hooks;
 mod host;
 mod resolver;
 mod sandbox;
+mod threads;
 
 #[cfg(test)]
 mod tests;
@@ -61,7 +62,7 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
         .map_err(|e| ScriptError::new(whole_file.clone(), ScriptErrorKind::Io, format!("cannot read the plan: {e}")))?;
     let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
     let modules = Arc::new(PlanModules::new(path));
-    sandbox::on_script_thread(|| {
+    threads::run_scoped(|| {
         let mut plan = evaluate(file, &text, inventory.clone(), modules.clone(), limits)?;
         plan.hooks.extend(global_hooks::load(path, inventory, modules, limits)?);
         Ok(plan)

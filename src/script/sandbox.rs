@@ -35,9 +35,6 @@ pub const MAX_ARRAY_SIZE: usize = 1_000_000;
 pub const MAX_MAP_SIZE: usize = 100_000;
 /// Modules imported by one evaluation.
 pub const MAX_MODULES: usize = 32;
-/// Native stack of the thread a script runs on: Rhai's evaluator is recursive, and
-/// 64 call levels overflow the 2 MiB of a default (or tokio blocking) thread in debug builds.
-const SCRIPT_STACK_SIZE: usize = 32 * 1024 * 1024;
 /// The progress callback reads the clock only every this many operations.
 const CLOCK_EVERY: u64 = 256;
 
@@ -143,23 +140,4 @@ pub(crate) fn definitions_engine() -> Engine {
     let mut engine = Engine::new_raw();
     engine.register_global_module(PACKAGES[1].clone());
     engine
-}
-
-/// Runs `f` on a thread with a stack deep enough for [`MAX_CALL_LEVELS`], waiting for it.
-pub(crate) fn on_script_thread<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
-    std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new()
-            .name("drplan-script".into())
-            .stack_size(SCRIPT_STACK_SIZE)
-            .spawn_scoped(scope, f)
-            .map_err(|e| format!("could not start a thread for the script: {e}"))?;
-        thread.join().map_err(|panic| {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            format!("the script's thread panicked: {text}")
-        })
-    })
 }

@@ -6,13 +6,12 @@
 //! carries the run's services, the runtime handle captured before leaving it, and a
 //! cancel flag raised if the engine drops the action's future.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use rhai::{AST, CallFnOptions, Dynamic, FnPtr, ImmutableString, Map, Module, NativeCallContext, Scope, Shared};
 
-use crate::plan::{Action, ActionContext, ActionError, EventView, SourcePos, VmView};
+use crate::plan::{Action, ActionContext, ActionError, EventView, SourcePos, VmBoard, VmView};
 use crate::script::error::ScriptError;
 use crate::script::host::{
     Cancel, CancelOnDrop, Host, PlanShared, RhaiResult, Run, doc_fn, doc_getter, host, position, string_array,
@@ -20,6 +19,7 @@ use crate::script::host::{
 };
 use crate::script::resolver::Resolver;
 use crate::script::sandbox::{self, ACTION_LIMITS, Watch};
+use crate::script::threads;
 
 /// What an action is called with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,15 +113,8 @@ impl Action for ScriptAction {
         let handle = tokio::runtime::Handle::current();
         let cancel = Cancel::default();
         let _stop_if_dropped = CancelOnDrop(cancel.clone());
-        let task = tokio::task::spawn_blocking(move || {
-            sandbox::on_script_thread(move || closure.invoke(Arc::new(ctx), handle, cancel))
-        });
-        let failed = |message: String| ActionError { message, at: Some(self.0.at.clone()) };
-        match task.await {
-            Ok(Ok(result)) => result,
-            Ok(Err(thread)) => Err(failed(thread)),
-            Err(join) => Err(failed(format!("the action's task failed: {join}"))),
-        }
+        let ran = threads::run(move || closure.invoke(Arc::new(ctx), handle, cancel)).await;
+        ran.unwrap_or_else(|thread| Err(ActionError { message: thread, at: Some(self.0.at.clone()) }))
     }
 }
 
@@ -195,15 +188,15 @@ fn event_map(event: &EventView) -> Map {
 }
 
 fn this_vm(ctx: &ActionContext) -> Dynamic {
-    ctx.vm.as_ref().and_then(|name| ctx.vms.get(name)).map_or(Dynamic::UNIT, |vm| vm_map(vm).into())
+    ctx.vm.as_ref().and_then(|name| ctx.vms.get(name)).map_or(Dynamic::UNIT, |vm| vm_map(&vm).into())
 }
 
 fn this_event(ctx: &ActionContext) -> Dynamic {
     ctx.event.as_ref().map_or(Dynamic::UNIT, |e| event_map(e).into())
 }
 
-fn all_vms(vms: &BTreeMap<String, VmView>) -> Map {
-    vms.iter().map(|(name, vm)| (name.into(), vm_map(vm).into())).collect()
+fn all_vms(vms: &VmBoard) -> Map {
+    vms.snapshot().iter().map(|(name, vm)| (name.into(), vm_map(vm).into())).collect()
 }
 
 /// A property of `ctx`: name, type, doc, value.
@@ -241,9 +234,9 @@ pub(super) fn register(module: &mut Module) {
     )
     .set_into_module(module, |c: &mut ScriptCtx, name: &str| -> RhaiResult<Map> {
         let vm = c.0.vms.get(name).ok_or_else(|| {
-            let known = c.0.vms.keys().cloned().collect::<Vec<_>>().join(", ");
+            let known = c.0.vms.names().join(", ");
             format!("ctx.vm: {name:?} is not a VM of this plan (its VMs: {known})")
         })?;
-        Ok(vm_map(vm))
+        Ok(vm_map(&vm))
     });
 }

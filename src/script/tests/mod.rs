@@ -19,7 +19,7 @@ use super::{ScriptError, ScriptOptions, load_plan};
 use crate::fabric::{Health, ReplicationStatus};
 use crate::model::site_file::parse_site;
 use crate::model::{Consistency, FailoverKind, HumanDuration, Inventory, RecoveryPoint, Side, Timestamp};
-use crate::plan::{ActionContext, EventView, Plan, Services, VmView};
+use crate::plan::{ActionContext, EventView, Plan, Services, VmBoard, VmView};
 
 const SITE: &str = r#"
 [simulation]
@@ -277,7 +277,7 @@ fn action_ctx(services: Arc<FakeServices>, vm: Option<&str>, event: Option<Event
         dry_run: false,
         group: Some("web".into()),
         vm: vm.map(String::from),
-        vms: Arc::new(vms),
+        vms: Arc::new(VmBoard::new(vms)),
         test_network: None,
         event,
         services,
