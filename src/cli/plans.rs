@@ -15,7 +15,7 @@ use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
 use crate::report::run::{RunHeader, RunReport};
-use crate::script::{ScriptOptions, load_plan};
+use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
 
 struct Loaded {
     inventory: Arc<Inventory>,
@@ -88,6 +88,7 @@ pub fn dry_run(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
+        .thread_stack_size(SCRIPT_STACK_SIZE)
         .build()
         .map_err(CliError::Runtime)?;
     let plan = loaded.plan.clone();

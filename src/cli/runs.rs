@@ -23,7 +23,7 @@ use crate::model::{FailoverKind, PointChoice, format_time};
 use crate::plan::validate::{ResolvedPlan, Severity, validate};
 use crate::plan::{Manual, Plan};
 use crate::report::run::{RunHeader, RunReport};
-use crate::script::{ScriptOptions, load_plan};
+use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
 use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord};
 use crate::store::{StateDir, StoreError};
 
@@ -324,7 +324,11 @@ fn run_to_end(
         history,
         stop: stop.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(SCRIPT_STACK_SIZE)
+        .build()
+        .map_err(CliError::Runtime)?;
     let watcher_db = journal::open(state.path())?;
     let outcome = runtime.block_on(async {
         let watch_id = run_id.clone();

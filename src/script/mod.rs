@@ -13,6 +13,8 @@ mod resolver;
 mod sandbox;
 mod threads;
 
+pub use threads::SCRIPT_STACK_SIZE;
+
 #[cfg(test)]
 mod tests;
 
@@ -59,15 +61,14 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
     let file: Arc<str> = path.display().to_string().into();
     let whole_file = SourcePos::new(file.clone(), 0, 0);
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ScriptError::new(whole_file.clone(), ScriptErrorKind::Io, format!("cannot read the plan: {e}")))?;
+        .map_err(|e| ScriptError::new(whole_file, ScriptErrorKind::Io, format!("cannot read the plan: {e}")))?;
     let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
     let modules = Arc::new(PlanModules::new(path));
-    threads::run_scoped(|| {
+    threads::with_deep_stack(|| {
         let mut plan = evaluate(file, &text, inventory.clone(), modules.clone(), limits)?;
         plan.hooks.extend(global_hooks::load(path, inventory, modules, limits)?);
         Ok(plan)
     })
-    .map_err(|thread| ScriptError::new(whole_file, ScriptErrorKind::Runtime, thread))?
 }
 
 fn evaluate(
