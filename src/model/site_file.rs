@@ -473,6 +473,7 @@ impl<'t> Checker<'t> {
             vms,
             initial_protection,
             faults,
+            index: Default::default(),
         }
     }
 

@@ -106,7 +106,7 @@ impl SimFabric {
 
     /// Spreads replicas over the target's hosts, the same way every time.
     fn host_for(&self, vm: &Vm, site: &Site) -> String {
-        let index = self.inventory.vms.iter().position(|v| v.name == vm.name).unwrap_or(0);
+        let index = self.inventory.position(&vm.name).unwrap_or(0);
         site.hosts.get(index % site.hosts.len().max(1)).cloned().unwrap_or_default()
     }
 }
