@@ -4,8 +4,10 @@
 //!
 //! Layout: `clock` (modelled time), `record` (what is kept per VM), `replication`
 //! (recovery points, status, health), `placement` (where a replica lands and its
-//! addresses), `operations` (protect, commit, cleanup, power...), `failover`.
+//! addresses), `addresses` (the addresses in use), `operations` (protect, commit,
+//! cleanup, power...), `failover`.
 
+mod addresses;
 mod clock;
 mod failover;
 mod operations;
@@ -23,8 +25,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use addresses::AddressBook;
 pub use clock::SimClock;
-use record::VmRecord;
+use record::{Records, VmRecord};
 
 use super::{
     CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus,
@@ -35,13 +38,15 @@ use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
 
 /// The in-memory state, saved to the store after every change.
 struct SimState {
-    vms: BTreeMap<String, VmRecord>,
+    vms: Records,
     /// In id order.
     jobs: Vec<Job>,
     calls: HashMap<String, CallRecord>,
     store: SimStore,
     /// What each call under way changed at its end, saved with its outcome.
     closing: HashMap<String, (Vec<String>, Vec<u64>)>,
+    /// The addresses in use, once a placement has needed them.
+    addresses: Option<AddressBook>,
 }
 
 tokio::task_local! {
@@ -199,7 +204,8 @@ impl SimFabric {
             record.settle(now);
         }
         let clock = SimClock::new(now, inventory.simulation.speed);
-        let mut state = SimState { vms, jobs, calls, store, closing: HashMap::new() };
+        let mut state =
+            SimState { vms: Records::new(vms), jobs, calls, store, closing: HashMap::new(), addresses: None };
         if reconcile {
             state.reconcile_interrupted(now)?;
         }
@@ -216,6 +222,7 @@ impl SimFabric {
             calls: state.calls.clone(),
             store: SimStore::in_memory()?,
             closing: HashMap::new(),
+            addresses: None,
         };
         Ok(SimFabric {
             inventory: self.inventory.clone(),
@@ -247,8 +254,8 @@ impl SimFabric {
     pub fn advance(&self, by: Duration) -> FabricResult<Timestamp> {
         let now = self.clock.advance(by);
         let mut state = self.lock();
-        let names: Vec<String> = state.vms.keys().cloned().collect();
-        for record in state.vms.values_mut() {
+        let names: Vec<String> = state.vms.names().cloned().collect();
+        for (_, record) in state.vms.iter_mut() {
             record.settle(now);
         }
         state.save(now, Changes { vms: names.iter().map(String::as_str).collect(), ..Changes::default() })?;
