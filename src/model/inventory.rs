@@ -21,6 +21,9 @@ pub struct Simulation {
     pub start: Timestamp,
     /// Modelled milliseconds per real millisecond while operations run.
     pub speed: u32,
+    /// False: operations complete at once in real time, while modelled time still
+    /// advances by their modelled durations (benchmarks, fast drills); `speed` is unused.
+    pub pace: bool,
 }
 
 /// VMs that fail over to a common recovery point (R12).

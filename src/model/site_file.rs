@@ -127,6 +127,7 @@ struct SiteFileDoc {
 struct SimulationDoc {
     start: Option<Text>,
     speed: Option<Spanned<i64>>,
+    pace: Option<bool>,
     shutdown_timeout: Option<Text>,
 }
 
@@ -566,7 +567,7 @@ impl<'t> Checker<'t> {
             DEFAULT_SHUTDOWN_TIMEOUT,
             parse_duration,
         );
-        (Simulation { start, speed }, shutdown_timeout)
+        (Simulation { start, speed, pace: doc.pace.unwrap_or(true) }, shutdown_timeout)
     }
 
     /// R15.
@@ -1294,6 +1295,15 @@ protection = { policy = "gold" }
         assert_eq!(vm.boot_time, Duration::from_secs(60));
         assert_eq!(vm.change_rate_bytes_per_sec, 256 * 1024 / 8);
         assert_eq!(inv.initial_protection[0].as_ref().unwrap().since, inv.simulation.start);
+    }
+
+    #[test]
+    fn simulations_are_paced_unless_the_file_says_pace_false() {
+        assert!(parse(MINIMAL).unwrap().simulation.pace);
+        let unpaced = parse(&format!("[simulation]\npace = false\n{MINIMAL}")).unwrap();
+        assert!(!unpaced.simulation.pace);
+        let e = error(&format!("[simulation]\npace = \"no\"\n{MINIMAL}"));
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

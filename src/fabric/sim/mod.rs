@@ -203,7 +203,10 @@ impl SimFabric {
         for record in vms.values_mut() {
             record.settle(now);
         }
-        let clock = SimClock::new(now, inventory.simulation.speed);
+        let clock = match inventory.simulation.pace {
+            true => SimClock::new(now, inventory.simulation.speed),
+            false => SimClock::unpaced(now),
+        };
         let mut state =
             SimState { vms: Records::new(vms), jobs, calls, store, closing: HashMap::new(), addresses: None };
         if reconcile {

@@ -788,6 +788,31 @@ async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_unpaced_simulation_spends_no_real_time_but_all_the_modelled_time() {
+    let paced = sim("");
+    let unpaced = open_site(&SITE.replace("speed = 1000", "speed = 1000\npace = false"));
+    let mut took = Vec::new();
+    for sim in [&paced, &unpaced] {
+        let real = tokio::time::Instant::now();
+        let out = failover(sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+        sim.fabric.commit(&key(), "sql01").await.unwrap();
+        sim.fabric.wait(Duration::from_secs(600)).await;
+        took.push((real.elapsed(), out.finished - out.started, out.downtime, sim.fabric.now()));
+    }
+    let [(paced_real, modelled, downtime, now), (unpaced_real, unpaced_modelled, unpaced_downtime, unpaced_now)] =
+        took[..]
+    else {
+        unreachable!()
+    };
+    assert!(paced_real > Duration::ZERO);
+    assert_eq!(unpaced_real, Duration::ZERO, "not even a zero sleep: paused time would not move at all");
+    assert_eq!((unpaced_modelled, unpaced_downtime, unpaced_now), (modelled, downtime, now));
+    // Shutdown 30 s, boot 2 min, a final sync, commit 10 s, then the wait.
+    assert!(modelled > chrono::TimeDelta::seconds(150), "{modelled}");
+    assert!(now > t("2026-03-02T09:12:40Z"), "{now}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failover_cut_off_by_a_crash_is_found_interrupted_and_can_be_retried() {
     let sim = sim("");
     let fabric = sim.fabric.clone();
