@@ -42,7 +42,9 @@ struct SimState {
     /// In id order.
     jobs: Vec<Job>,
     calls: HashMap<String, CallRecord>,
-    store: SimStore,
+    /// `None` for a scratch copy: nobody reads back what a dry run did, so it is not
+    /// encoded and written anywhere.
+    store: Option<SimStore>,
     /// What each call under way changed at its end, saved with its outcome.
     closing: HashMap<String, (Vec<String>, Vec<u64>)>,
     /// The addresses in use, once a placement has needed them.
@@ -80,12 +82,13 @@ fn job_position(jobs: &[Job], id: u64) -> Option<usize> {
 
 impl SimState {
     fn save(&mut self, clock: Timestamp, changes: Changes<'_>) -> FabricResult<()> {
+        let Some(store) = &mut self.store else { return Ok(()) };
         let vms = changes.vms.iter().filter_map(|name| self.vms.get(*name).map(|r| (*name, r))).collect();
         let all = &self.jobs;
         let jobs = changes.jobs.iter().filter_map(|id| job_position(all, *id).map(|i| &all[i])).collect();
         let calls = changes.calls.iter().filter_map(|key| self.calls.get(*key)).collect();
         let batch = SimBatch { clock, vms, jobs, calls };
-        self.store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
+        store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
     }
 
     /// Whoever holds the state directory's lock is the only drplan process: a call still
@@ -207,23 +210,30 @@ impl SimFabric {
             true => SimClock::new(now, inventory.simulation.speed),
             false => SimClock::unpaced(now),
         };
-        let mut state =
-            SimState { vms: Records::new(vms), jobs, calls, store, closing: HashMap::new(), addresses: None };
+        let mut state = SimState {
+            vms: Records::new(vms),
+            jobs,
+            calls,
+            store: Some(store),
+            closing: HashMap::new(),
+            addresses: None,
+        };
         if reconcile {
             state.reconcile_interrupted(now)?;
         }
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
     }
 
-    /// A copy of this simulation that keeps its state in memory only, paced at `speed`:
-    /// what a dry run runs against, so the real state is never touched.
+    /// A copy of this simulation that keeps its state in memory only and saves it
+    /// nowhere, paced at `speed`: what a dry run runs against, so the real state is
+    /// never touched.
     pub fn scratch_copy(&self, speed: u32) -> Result<SimFabric, StoreError> {
         let state = self.lock();
         let copy = SimState {
             vms: state.vms.clone(),
             jobs: state.jobs.clone(),
             calls: state.calls.clone(),
-            store: SimStore::in_memory()?,
+            store: None,
             closing: HashMap::new(),
             addresses: None,
         };
