@@ -1,6 +1,8 @@
 //! The inventory: everything a site file describes about a datacenter pair, validated
 //! and ready to look up. Plans are checked against it; the simulated fabric runs it.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,9 @@ pub struct Simulation {
     pub start: Timestamp,
     /// Modelled milliseconds per real millisecond while operations run.
     pub speed: u32,
+    /// False: operations complete at once in real time, while modelled time still
+    /// advances by their modelled durations (benchmarks, fast drills); `speed` is unused.
+    pub pace: bool,
 }
 
 /// VMs that fail over to a common recovery point (R12).
@@ -62,6 +67,11 @@ impl Fault {
     }
 }
 
+/// The lists below are the inventory; lookups by VM name and by tag go through indexes
+/// built from them on first use, since plans and the simulation look VMs up one by one
+/// and a site may hold 100,000 of them. Names and order must therefore not change once it is in use
+/// (nothing changes them: the site file builds an inventory once). Sites, policies and
+/// sizes are few, written by hand, and are looked up by a scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
     pub simulation: Simulation,
@@ -79,11 +89,90 @@ pub struct Inventory {
     /// Indexed like `vms`: the protection each VM starts with.
     pub initial_protection: Vec<Option<InitialProtection>>,
     pub faults: Vec<Fault>,
+    #[serde(skip)]
+    pub(super) index: Index,
+}
+
+/// Positions in the inventory's lists by VM name and by tag, derived from the lists
+/// alone: it takes no part in comparing, printing or serializing an inventory. Each part
+/// is built when first needed, so a command that never selects by tag never pays for it.
+#[derive(Clone, Default)]
+pub(super) struct Index {
+    by_vm: OnceLock<ByVm>,
+    /// Tag key → tag value → the VMs so tagged, in inventory order.
+    by_tag: OnceLock<HashMap<String, HashMap<String, Vec<usize>>>>,
+}
+
+#[derive(Clone)]
+struct ByVm {
+    vms: HashMap<String, usize>,
+    /// The replication group each VM is in: the first that lists it.
+    groups: HashMap<String, usize>,
+    /// Each VM's faults, in file order.
+    faults: HashMap<String, Vec<usize>>,
+}
+
+impl PartialEq for Index {
+    fn eq(&self, _: &Index) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Index")
+    }
+}
+
+impl ByVm {
+    fn of(inventory: &Inventory) -> ByVm {
+        let mut by_vm = ByVm { vms: HashMap::new(), groups: HashMap::new(), faults: HashMap::new() };
+        for (i, vm) in inventory.vms.iter().enumerate() {
+            by_vm.vms.entry(vm.name.clone()).or_insert(i);
+        }
+        for (i, group) in inventory.replication_groups.iter().enumerate() {
+            for vm in &group.vms {
+                by_vm.groups.entry(vm.clone()).or_insert(i);
+            }
+        }
+        for (i, fault) in inventory.faults.iter().enumerate() {
+            by_vm.faults.entry(fault.vm().to_string()).or_default().push(i);
+        }
+        by_vm
+    }
+}
+
+fn by_tag(vms: &[Vm]) -> HashMap<String, HashMap<String, Vec<usize>>> {
+    let mut by_tag: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
+    for (i, vm) in vms.iter().enumerate() {
+        for (key, value) in &vm.tags {
+            let values = match by_tag.get_mut(key) {
+                Some(values) => values,
+                None => by_tag.entry(key.clone()).or_default(),
+            };
+            match values.get_mut(value) {
+                Some(tagged) => tagged.push(i),
+                None => {
+                    values.insert(value.clone(), vec![i]);
+                }
+            }
+        }
+    }
+    by_tag
 }
 
 impl Inventory {
+    fn by_vm(&self) -> &ByVm {
+        self.index.by_vm.get_or_init(|| ByVm::of(self))
+    }
+
     pub fn vm(&self, name: &str) -> Option<&Vm> {
-        self.vms.iter().find(|v| v.name == name)
+        self.position(name).map(|i| &self.vms[i])
+    }
+
+    /// Where a VM is in `vms` (the site file's order).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_vm().vms.get(name).copied()
     }
 
     pub fn site(&self, name: &str) -> Option<&Site> {
@@ -115,16 +204,81 @@ impl Inventory {
         }
     }
 
+    /// The VMs tagged `key = value`, in inventory order.
+    pub fn tagged<'a>(&'a self, key: &str, value: &str) -> impl Iterator<Item = &'a Vm> + 'a {
+        let by_tag = self.index.by_tag.get_or_init(|| by_tag(&self.vms));
+        let positions = by_tag.get(key).and_then(|values| values.get(value)).map_or(&[][..], Vec::as_slice);
+        positions.iter().map(|&i| &self.vms[i])
+    }
+
     pub fn group_of(&self, vm: &str) -> Option<&ReplicationGroup> {
-        self.replication_groups.iter().find(|g| g.vms.iter().any(|v| v == vm))
+        self.by_vm().groups.get(vm).map(|&i| &self.replication_groups[i])
     }
 
     pub fn faults_of<'a>(&'a self, vm: &'a str) -> impl Iterator<Item = &'a Fault> + 'a {
-        self.faults.iter().filter(move |f| f.vm() == vm)
+        let positions = self.by_vm().faults.get(vm).map_or(&[][..], Vec::as_slice);
+        positions.iter().map(|&i| &self.faults[i])
     }
 
     /// True when the VM's recovery site is another datacenter rather than a cloud.
     pub fn recovers_to_secondary_site(&self, vm: &Vm) -> bool {
         self.recovery_site_of(vm).is_some_and(|s| s.kind == SiteKind::OnPrem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTOSO: &str = include_str!("../../plans/contoso/site.toml");
+    const FAULTS: &str = r#"
+[[faults]]
+kind = "shutdown-hang"
+vm = "web02"
+
+[[faults]]
+kind = "boot-failure"
+vm = "sql01"
+
+[[faults]]
+kind = "boot-failure"
+vm = "web02"
+"#;
+
+    fn contoso() -> Inventory {
+        super::super::parse_site(&format!("{CONTOSO}{FAULTS}"), "site.toml".as_ref()).unwrap()
+    }
+
+    fn names<'a>(vms: impl Iterator<Item = &'a Vm>) -> Vec<&'a str> {
+        vms.map(|vm| vm.name.as_str()).collect()
+    }
+
+    #[test]
+    fn lookups_by_name_and_tag_agree_with_the_lists() {
+        let inventory = contoso();
+        for (i, vm) in inventory.vms.iter().enumerate() {
+            assert_eq!(inventory.position(&vm.name), Some(i));
+            assert_eq!(inventory.vm(&vm.name), Some(vm));
+        }
+        assert_eq!(inventory.vm("nope"), None);
+        assert_eq!(names(inventory.tagged("tier", "web")), ["web01", "web02", "web03"]);
+        assert_eq!(names(inventory.tagged("app", "contoso")), names(inventory.vms.iter()), "inventory order");
+        assert_eq!(inventory.tagged("tier", "nope").count() + inventory.tagged("nope", "web").count(), 0);
+        assert_eq!(inventory.group_of("sql02").map(|g| g.name.as_str()), Some("sql-cluster"));
+        assert_eq!(inventory.group_of("web01"), None);
+        let faults: Vec<&Fault> = inventory.faults_of("web02").collect();
+        assert_eq!(faults, [&inventory.faults[0], &inventory.faults[2]], "file order");
+        assert_eq!(inventory.faults_of("app01").count(), 0);
+    }
+
+    #[test]
+    fn an_inventory_read_back_looks_up_like_the_one_written() {
+        let inventory = contoso();
+        let json = serde_json::to_string(&inventory).unwrap();
+        let read: Inventory = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, inventory);
+        assert_eq!(read.vm("app02"), inventory.vm("app02"));
+        assert_eq!(names(read.tagged("tier", "db")), ["sql01", "sql02"]);
+        assert_eq!(read.faults_of("sql01").count(), 1);
     }
 }

@@ -19,7 +19,7 @@ pub use job::{Job, JobStatus};
 pub use network::{Addressing, Ipv4Net, Network, NetworkMapping, Subnet};
 pub use policy::{CopyFrequency, InitialReplication, ReplicationPolicy, StorageTier, Throttle};
 pub use protection::{FailoverKind, Operation, Phase, ProtectionState, Refusal, Side};
-pub use recovery::{Consistency, PointChoice, PointSchedule, RecoveryPoint, Timestamp, format_time};
+pub use recovery::{Consistency, PointChoice, PointSchedule, PointSummary, RecoveryPoint, Timestamp, format_time};
 pub use site::{Pairing, Platform, Site, SiteKind};
 pub use site_file::{SiteFileError, SiteFileErrors, parse_site};
 pub use vm::{Disk, Nic, Os, StorageMapping, TargetSize, Vm};

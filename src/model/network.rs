@@ -28,9 +28,15 @@ impl Ipv4Net {
     /// The addresses a VM may hold: all but the network and broadcast addresses and the
     /// first host address, which is the gateway by convention.
     pub fn assignable(&self) -> impl Iterator<Item = Ipv4Addr> {
+        self.assignable_from(self.base)
+    }
+
+    /// The assignable addresses from `from` on.
+    pub fn assignable_from(&self, from: Ipv4Addr) -> impl Iterator<Item = Ipv4Addr> {
         let base = u32::from(self.base);
         let size = 1u64 << (32 - self.prefix);
         let (first, last) = if size <= 4 { (1, size.saturating_sub(2)) } else { (2, size - 2) };
+        let first = first.max(u64::from(u32::from(from).saturating_sub(base)));
         (first..=last).map(move |offset| Ipv4Addr::from(base + offset as u32))
     }
 }
@@ -145,7 +151,19 @@ pub fn assign_address(
     requested: Option<Ipv4Addr>,
     in_use: &BTreeSet<Ipv4Addr>,
 ) -> Result<(Ipv4Addr, Addressing), AddressError> {
-    let taken = |ip: &Ipv4Addr| in_use.contains(ip) || subnet.reserved.contains(ip);
+    assign_address_with(subnet, requested, |ip| in_use.contains(&ip), subnet.cidr.base)
+}
+
+/// [`assign_address`] for a caller that keeps its own account of the addresses in use:
+/// `in_use` says whether one is, and every assignable address below `free_from` is known
+/// to be taken, so the lowest free one is looked for from there.
+pub fn assign_address_with(
+    subnet: &Subnet,
+    requested: Option<Ipv4Addr>,
+    in_use: impl Fn(Ipv4Addr) -> bool,
+    free_from: Ipv4Addr,
+) -> Result<(Ipv4Addr, Addressing), AddressError> {
+    let taken = |ip: &Ipv4Addr| in_use(*ip) || subnet.reserved.contains(ip);
     match requested {
         Some(ip) if !subnet.cidr.contains(ip) => {
             Err(AddressError::OutsideSubnet { ip, subnet: subnet.name.clone(), cidr: subnet.cidr })
@@ -154,7 +172,7 @@ pub fn assign_address(
         Some(ip) => Ok((ip, Addressing::Static)),
         None => subnet
             .cidr
-            .assignable()
+            .assignable_from(free_from)
             .find(|ip| !taken(ip))
             .map(|ip| (ip, Addressing::Dhcp))
             .ok_or_else(|| AddressError::Exhausted { subnet: subnet.name.clone(), cidr: subnet.cidr }),

@@ -78,6 +78,18 @@ pub fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// How many points are kept, and the ones a status shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointSummary {
+    pub count: usize,
+    pub latest: Option<RecoveryPoint>,
+    pub latest_app_consistent: Option<RecoveryPoint>,
+}
+
 /// The points one replication stream makes: a tick every `every` on the UTC grid from
 /// `from` (when delta replication started) to `until` (now, or when it stalled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,14 +130,42 @@ impl PointSchedule {
         (now - delta(self.retention)).timestamp_millis()
     }
 
-    /// Every point kept at `now`, oldest first.
-    pub fn points(&self, now: Timestamp) -> Vec<RecoveryPoint> {
-        let Some(last) = self.tick_at_or_before(now) else { return Vec::new() };
+    /// The first and last ticks kept at `now`, if any.
+    fn kept(&self, now: Timestamp) -> Option<(i64, i64)> {
+        let last = self.tick_at_or_before(now)?;
         let step = self.tick_ms();
         let first_allowed = self.window_start(now).max(self.from.timestamp_millis());
         let first = first_allowed + (step - first_allowed.rem_euclid(step)) % step;
-        let first = first.min(last);
+        Some((first.min(last), last))
+    }
+
+    /// Every point kept at `now`, oldest first.
+    pub fn points(&self, now: Timestamp) -> Vec<RecoveryPoint> {
+        let Some((first, last)) = self.kept(now) else { return Vec::new() };
+        let step = self.tick_ms();
         (0..=(last - first) / step).map(|i| self.point(first + i * step)).collect()
+    }
+
+    /// What `points` holds, without listing it: a status of 100,000 VMs would otherwise
+    /// build hundreds of points per VM to count them.
+    pub fn summary(&self, now: Timestamp) -> PointSummary {
+        let Some((first, last)) = self.kept(now) else { return PointSummary::default() };
+        let step = self.tick_ms();
+        // App-consistent ticks are those on both grids: multiples of their least common
+        // multiple.
+        let app = self.app_every.as_millis() as i64;
+        let latest_app_consistent = (app > 0)
+            .then(|| {
+                let both = step / gcd(step, app) * app;
+                last - last.rem_euclid(both)
+            })
+            .filter(|&tick| tick >= first)
+            .map(|tick| self.point(tick));
+        PointSummary {
+            count: ((last - first) / step + 1) as usize,
+            latest: Some(self.point(last)),
+            latest_app_consistent,
+        }
     }
 
     pub fn latest(&self, now: Timestamp) -> Option<RecoveryPoint> {
@@ -229,6 +269,29 @@ mod tests {
         assert_eq!(common.latest(now).unwrap().time, t("2026-01-01T09:55:00Z"));
         for p in &pts {
             assert!(a.points(now).contains(p) && b.points(now).contains(p), "{p:?} is not shared");
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_and_picks_what_the_list_of_points_holds() {
+        let shapes = [(5, 4, 24), (15, 0, 72), (5, 1, 0), (15, 1, 2), (5, 0, 0)];
+        let froms = ["2026-01-01T00:00:00Z", "2026-01-01T00:03:00Z", "2026-01-01T09:59:59Z"];
+        let untils = ["2026-01-01T09:58:00Z", "2026-01-03T00:00:00Z"];
+        let nows = ["2025-12-31T23:00:00Z", "2026-01-01T00:00:00Z", "2026-01-01T10:02:00Z", "2026-01-02T07:30:00Z"];
+        for (every, app, retention) in shapes {
+            for (from, until, now) in
+                froms.iter().flat_map(|f| untils.iter().flat_map(move |u| nows.map(|n| (f, u, n))))
+            {
+                let s = schedule(from, until, every, app, retention);
+                let now = t(now);
+                let points = s.points(now);
+                let expected = PointSummary {
+                    count: points.len(),
+                    latest: points.last().copied(),
+                    latest_app_consistent: points.iter().rev().find(|p| p.consistency == Consistency::App).copied(),
+                };
+                assert_eq!(s.summary(now), expected, "{s:?} at {now}");
+            }
         }
     }
 

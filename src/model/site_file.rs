@@ -127,6 +127,7 @@ struct SiteFileDoc {
 struct SimulationDoc {
     start: Option<Text>,
     speed: Option<Spanned<i64>>,
+    pace: Option<bool>,
     shutdown_timeout: Option<Text>,
 }
 
@@ -291,6 +292,73 @@ impl Named for Text {
     }
 }
 
+/// A list the file refers to by name, indexed: every VM and NIC refers to a site, a host,
+/// a network and a subnet, and a site file may list 100,000 VMs on thousands of hosts. A
+/// repeated name finds the first (the repeat is reported where it is defined).
+struct Catalog<'d, T> {
+    items: &'d [T],
+    positions: HashMap<&'d str, usize>,
+}
+
+impl<'d, T: Named> Catalog<'d, T> {
+    fn new(items: &'d [T]) -> Self {
+        let mut positions = HashMap::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            positions.entry(item.name().get_ref().as_str()).or_insert(i);
+        }
+        Catalog { items, positions }
+    }
+
+    fn get(&self, name: &str) -> Option<&'d T> {
+        self.positions.get(name).map(|&i| &self.items[i])
+    }
+}
+
+/// Everything the file refers to by name.
+struct Names<'d> {
+    sites: Catalog<'d, SiteDoc>,
+    /// What is named within each site, by the site's name.
+    on_site: HashMap<&'d str, SiteNames<'d>>,
+    policies: Catalog<'d, PolicyDoc>,
+    sizes: Catalog<'d, SizeDoc>,
+    vms: Catalog<'d, VmDoc>,
+}
+
+struct SiteNames<'d> {
+    site: &'d SiteDoc,
+    hosts: Catalog<'d, Text>,
+    networks: Catalog<'d, NetworkDoc>,
+    /// Each network's subnets, by the network's name.
+    subnets: HashMap<&'d str, Catalog<'d, SubnetDoc>>,
+}
+
+impl<'d> Names<'d> {
+    fn new(doc: &'d SiteFileDoc) -> Self {
+        let mut on_site = HashMap::new();
+        for site in &doc.sites {
+            on_site.entry(site.name.get_ref().as_str()).or_insert_with(|| {
+                let mut subnets = HashMap::new();
+                for network in &site.networks {
+                    subnets.entry(network.name.get_ref().as_str()).or_insert_with(|| Catalog::new(&network.subnets));
+                }
+                SiteNames { site, hosts: Catalog::new(&site.hosts), networks: Catalog::new(&site.networks), subnets }
+            });
+        }
+        Names {
+            sites: Catalog::new(&doc.sites),
+            on_site,
+            policies: Catalog::new(&doc.policies),
+            sizes: Catalog::new(&doc.sizes),
+            vms: Catalog::new(&doc.vms),
+        }
+    }
+
+    /// What is named on `site`, a site that `sites` found.
+    fn site(&self, site: &SiteDoc) -> &SiteNames<'d> {
+        &self.on_site[site.name.get_ref().as_str()]
+    }
+}
+
 /// What a name refers to, for messages.
 #[derive(Clone, Copy)]
 struct Kind {
@@ -398,15 +466,15 @@ impl<'t> Checker<'t> {
     /// allowed. `scope` narrows the search for the message, e.g. ` on site "primary"`.
     fn lookup<'d, T: Named>(
         &mut self,
-        items: &'d [T],
+        catalog: &Catalog<'d, T>,
         name: &Text,
         field: String,
         kind: Kind,
         scope: &str,
     ) -> Option<&'d T> {
-        let found = items.iter().find(|item| item.name().get_ref() == name.get_ref());
+        let found = catalog.get(name.get_ref());
         if found.is_none() {
-            let names = list(items.iter().map(|item| item.name().get_ref().as_str()));
+            let names = list(catalog.items.iter().map(|item| item.name().get_ref().as_str()));
             let whose = if scope.is_empty() { "known" } else { "its" };
             let message = format!("unknown {} {:?}{scope} ({whose} {}: {names})", kind.one, name.get_ref(), kind.many);
             self.error(name.span(), field, message);
@@ -451,14 +519,15 @@ impl<'t> Checker<'t> {
             self.simulation(doc.simulation.as_ref().unwrap_or(&SimulationDoc::default()));
         let throttle = self.throttle(doc.throttle.as_ref().unwrap_or(&ThrottleDoc::default()));
         let sites = self.sites(&doc.sites);
-        let pairings = self.pairings(doc);
-        let network_mappings = self.network_mappings(doc, &pairings);
+        let names = Names::new(doc);
+        let pairings = self.pairings(doc, &names);
+        let network_mappings = self.network_mappings(doc, &names, &pairings);
         let storage_mappings = self.storage_mappings(&doc.storage_mappings);
         let policies = self.policies(&doc.policies);
         let sizes = self.sizes(&doc.sizes);
-        let (vms, initial_protection) = self.vms(doc, &pairings, simulation.start);
-        let replication_groups = self.groups(doc);
-        let faults = self.faults(doc, simulation.start);
+        let (vms, initial_protection) = self.vms(doc, &names, &pairings, simulation.start);
+        let replication_groups = self.groups(doc, &names);
+        let faults = self.faults(doc, &names, simulation.start);
         Inventory {
             simulation,
             sites,
@@ -473,6 +542,7 @@ impl<'t> Checker<'t> {
             vms,
             initial_protection,
             faults,
+            index: Default::default(),
         }
     }
 
@@ -497,7 +567,7 @@ impl<'t> Checker<'t> {
             DEFAULT_SHUTDOWN_TIMEOUT,
             parse_duration,
         );
-        (Simulation { start, speed }, shutdown_timeout)
+        (Simulation { start, speed, pace: doc.pace.unwrap_or(true) }, shutdown_timeout)
     }
 
     /// R15.
@@ -617,12 +687,12 @@ impl<'t> Checker<'t> {
     }
 
     /// R13: sites exist and each is in one pairing at most.
-    fn pairings(&mut self, doc: &SiteFileDoc) -> Vec<Pairing> {
+    fn pairings(&mut self, doc: &SiteFileDoc, names: &Names) -> Vec<Pairing> {
         let mut accepted: Vec<Pairing> = Vec::new();
         for (i, pair) in doc.pairings.iter().enumerate() {
             let at = format!("pairings[{i}]");
-            let source = self.lookup(&doc.sites, &pair.source, format!("{at}.source"), SITE, "");
-            let target = self.lookup(&doc.sites, &pair.target, format!("{at}.target"), SITE, "");
+            let source = self.lookup(&names.sites, &pair.source, format!("{at}.source"), SITE, "");
+            let target = self.lookup(&names.sites, &pair.target, format!("{at}.target"), SITE, "");
             if source.is_none() || target.is_none() {
                 continue;
             }
@@ -644,13 +714,13 @@ impl<'t> Checker<'t> {
     }
 
     /// R10: both ends exist, along a pairing; one mapping per source network and target site.
-    fn network_mappings(&mut self, doc: &SiteFileDoc, pairings: &[Pairing]) -> Vec<NetworkMapping> {
+    fn network_mappings(&mut self, doc: &SiteFileDoc, names: &Names, pairings: &[Pairing]) -> Vec<NetworkMapping> {
         let mut mappings = Vec::new();
         let mut seen = HashMap::new();
         for (i, pair) in doc.network_mappings.iter().enumerate() {
             let at = format!("network_mappings[{i}]");
-            let source = self.site_network(&doc.sites, &pair.source, format!("{at}.source"));
-            let target = self.site_network(&doc.sites, &pair.target, format!("{at}.target"));
+            let source = self.site_network(names, &pair.source, format!("{at}.source"));
+            let target = self.site_network(names, &pair.target, format!("{at}.target"));
             let (Some((source_site, source_network)), Some((target_site, target_network))) = (source, target) else {
                 continue;
             };
@@ -676,16 +746,16 @@ impl<'t> Checker<'t> {
     }
 
     /// A `"site/network"` reference whose site and network exist.
-    fn site_network<'d>(&mut self, sites: &'d [SiteDoc], value: &Text, field: String) -> Option<(&'d str, &'d str)> {
+    fn site_network<'d>(&mut self, names: &Names<'d>, value: &Text, field: String) -> Option<(&'d str, &'d str)> {
         let Some((site, network)) = value.get_ref().split_once('/') else {
             let message = format!("{:?} is not a \"site/network\" reference, e.g. \"primary/prod\"", value.get_ref());
             self.error(value.span(), field, message);
             return None;
         };
-        let site = self.lookup(sites, &Spanned::new(value.span(), site.to_string()), field.clone(), SITE, "")?;
+        let site = self.lookup(&names.sites, &Spanned::new(value.span(), site.to_string()), field.clone(), SITE, "")?;
         let scope = format!(" on site {:?}", site.name.get_ref());
-        let network =
-            self.lookup(&site.networks, &Spanned::new(value.span(), network.to_string()), field, NETWORK, &scope)?;
+        let on_site = &names.site(site).networks;
+        let network = self.lookup(on_site, &Spanned::new(value.span(), network.to_string()), field, NETWORK, &scope)?;
         Some((site.name.get_ref(), network.name.get_ref()))
     }
 
@@ -829,18 +899,19 @@ impl<'t> Checker<'t> {
     fn vms(
         &mut self,
         doc: &SiteFileDoc,
+        names: &Names,
         pairings: &[Pairing],
         start: Timestamp,
     ) -> (Vec<Vm>, Vec<Option<InitialProtection>>) {
         self.unique(&doc.vms, VM, "", |vm| format!("vms.{:?}.name", vm.name.get_ref()));
         // Source addresses already held, per site and subnet: two NICs cannot share one.
         let mut addresses = HashMap::new();
-        doc.vms.iter().map(|vm| self.vm(doc, vm, pairings, start, &mut addresses)).unzip()
+        doc.vms.iter().map(|vm| self.vm(names, vm, pairings, start, &mut addresses)).unzip()
     }
 
     fn vm<'d>(
         &mut self,
-        doc: &'d SiteFileDoc,
+        names: &Names<'d>,
         vm: &'d VmDoc,
         pairings: &[Pairing],
         start: Timestamp,
@@ -848,20 +919,15 @@ impl<'t> Checker<'t> {
     ) -> (Vm, Option<InitialProtection>) {
         let name = vm.name.get_ref();
         let at = format!("vms.{name:?}");
-        let site = self.lookup(&doc.sites, &vm.site, format!("{at}.site"), SITE, "");
+        let site = self.lookup(&names.sites, &vm.site, format!("{at}.site"), SITE, "").map(|site| names.site(site));
         if let Some(site) = site {
-            self.lookup(
-                &site.hosts,
-                &vm.host,
-                format!("{at}.host"),
-                HOST,
-                &format!(" on site {:?}", site.name.get_ref()),
-            );
+            let scope = format!(" on site {:?}", site.site.name.get_ref());
+            self.lookup(&site.hosts, &vm.host, format!("{at}.host"), HOST, &scope);
         }
         let oses = [("windows", Os::Windows), ("linux", Os::Linux)];
         let os = self.parse(&vm.os, format!("{at}.os"), |s| one_of(s, "OS", &oses)).unwrap_or(Os::Linux);
         if let Some(size) = &vm.size {
-            self.lookup(&doc.sizes, size, format!("{at}.size"), SIZE, "");
+            self.lookup(&names.sizes, size, format!("{at}.size"), SIZE, "");
         }
         let boot_time =
             self.parse_or(vm.boot_time.as_ref(), format!("{at}.boot_time"), DEFAULT_BOOT_TIME, parse_duration);
@@ -892,8 +958,8 @@ impl<'t> Checker<'t> {
 
         let protection = vm.protection.as_ref().map(|p| {
             let field = |f: &str| format!("{at}.protection.{f}");
-            self.lookup(&doc.policies, &p.policy, field("policy"), POLICY, "");
-            if let Some(site) = site
+            self.lookup(&names.policies, &p.policy, field("policy"), POLICY, "");
+            if let Some(SiteNames { site, .. }) = site
                 && !pairings.iter().any(|pairing| &pairing.source == site.name.get_ref())
             {
                 let message = format!(
@@ -937,7 +1003,7 @@ impl<'t> Checker<'t> {
     /// not reserved and not another NIC's.
     fn nic<'d>(
         &mut self,
-        site: Option<&'d SiteDoc>,
+        site: Option<&SiteNames<'d>>,
         nic: &NicDoc,
         at: &str,
         vm: &str,
@@ -945,15 +1011,16 @@ impl<'t> Checker<'t> {
     ) -> Nic {
         let ip = nic.ip.as_ref().and_then(|ip| self.parse(ip, format!("{at}.ip"), parse_ipv4));
         let target_ip = nic.target_ip.as_ref().and_then(|ip| self.parse(ip, format!("{at}.target_ip"), parse_ipv4));
-        let network = site.and_then(|site| {
-            let scope = format!(" on site {:?}", site.name.get_ref());
-            self.lookup(&site.networks, &nic.network, format!("{at}.network"), NETWORK, &scope)
+        let network = site.and_then(|on_site| {
+            let scope = format!(" on site {:?}", on_site.site.name.get_ref());
+            self.lookup(&on_site.networks, &nic.network, format!("{at}.network"), NETWORK, &scope)
         });
-        let subnet = network.and_then(|network| {
+        let subnet = site.zip(network).and_then(|(on_site, network)| {
             let scope = format!(" in network {:?}", network.name.get_ref());
-            self.lookup(&network.subnets, &nic.subnet, format!("{at}.subnet"), SUBNET, &scope)
+            let subnets = &on_site.subnets[network.name.get_ref().as_str()];
+            self.lookup(subnets, &nic.subnet, format!("{at}.subnet"), SUBNET, &scope)
         });
-        if let (Some(site), Some(subnet), Some(ip), Some(value)) = (site, subnet, ip, &nic.ip) {
+        if let (Some(SiteNames { site, .. }), Some(subnet), Some(ip), Some(value)) = (site, subnet, ip, &nic.ip) {
             let field = format!("{at}.ip");
             // A bad CIDR was reported at the subnet.
             if let Ok(cidr) = subnet.cidr.get_ref().parse::<Ipv4Net>()
@@ -979,7 +1046,7 @@ impl<'t> Checker<'t> {
     }
 
     /// R12: members exist, each in one group, all on one site, protected ones under one policy.
-    fn groups(&mut self, doc: &SiteFileDoc) -> Vec<ReplicationGroup> {
+    fn groups(&mut self, doc: &SiteFileDoc, names: &Names) -> Vec<ReplicationGroup> {
         self.unique(&doc.replication_groups, GROUP, "", |g| format!("replication_groups.{:?}.name", g.name.get_ref()));
         let mut grouped = HashMap::new();
         for group in &doc.replication_groups {
@@ -994,7 +1061,7 @@ impl<'t> Checker<'t> {
             let mut first_policy: Option<(&VmDoc, &str)> = None;
             for (i, member) in group.vms.iter().enumerate() {
                 let field = format!("{at}.vms[{i}]");
-                let Some(vm) = self.lookup(&doc.vms, member, field.clone(), VM, "") else { continue };
+                let Some(vm) = self.lookup(&names.vms, member, field.clone(), VM, "") else { continue };
                 let vm_name = vm.name.get_ref();
                 self.once(&mut grouped, vm_name.as_str(), member.span(), field.clone(), |line| {
                     format!(
@@ -1038,7 +1105,7 @@ impl<'t> Checker<'t> {
             .collect()
     }
 
-    fn faults(&mut self, doc: &SiteFileDoc, start: Timestamp) -> Vec<Fault> {
+    fn faults(&mut self, doc: &SiteFileDoc, names: &Names, start: Timestamp) -> Vec<Fault> {
         let kinds = [
             ("boot-failure", FaultKind::BootFailure),
             ("shutdown-failure", FaultKind::ShutdownFailure),
@@ -1049,7 +1116,7 @@ impl<'t> Checker<'t> {
         for (i, fault) in doc.faults.iter().enumerate() {
             let at = format!("faults[{i}]");
             let kind = self.parse(&fault.kind, format!("{at}.kind"), |s| one_of(s, "fault kind", &kinds));
-            self.lookup(&doc.vms, &fault.vm, format!("{at}.vm"), VM, "");
+            self.lookup(&names.vms, &fault.vm, format!("{at}.vm"), VM, "");
             let vm = fault.vm.get_ref().clone();
             let fault = match (kind, &fault.at) {
                 (None, _) => continue,
@@ -1231,6 +1298,15 @@ protection = { policy = "gold" }
     }
 
     #[test]
+    fn simulations_are_paced_unless_the_file_says_pace_false() {
+        assert!(parse(MINIMAL).unwrap().simulation.pace);
+        let unpaced = parse(&format!("[simulation]\npace = false\n{MINIMAL}")).unwrap();
+        assert!(!unpaced.simulation.pace);
+        let e = error(&format!("[simulation]\npace = \"no\"\n{MINIMAL}"));
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
     fn the_contoso_site_parses() {
         let inv = parse_site(CONTOSO, Path::new("plans/contoso/site.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(inv.vms.len(), 9);
@@ -1272,6 +1348,22 @@ protection = { policy = "gold" }
             rendered.starts_with(&format!("site.toml:{}:{}: vms.\"web01\".nics[0].network: unknown", e.line, e.column))
         );
         assert!(rendered.ends_with(&format!("{}^^^^^^^^", " ".repeat(e.column - 1))), "{rendered}");
+    }
+
+    #[test]
+    fn hosts_networks_and_subnets_are_those_of_the_vms_site_and_network() {
+        let text = replacing("host = \"h1\"", "host = \"h2\"");
+        assert_error(&text, "host = \"h2\"", "unknown host \"h2\" on site \"primary\" (its hosts: h1)");
+        let text = replacing("network = \"prod\", subnet = \"web\"", "network = \"prod-dr\", subnet = \"web\"");
+        assert_error(&text, "prod-dr\", subnet", "unknown network \"prod-dr\" on site \"primary\"");
+        // A subnet "db" exists on the VM's site, but in another network than its NIC's.
+        let backup = "  [[sites.networks]]\n  name = \"backup\"\n    [[sites.networks.subnets]]\n    name = \"db\"\n    cidr = \"10.1.9.0/24\"\n";
+        let text = replacing("subnet = \"web\", ip", "subnet = \"db\", ip").replacen(
+            "  [[sites.networks]]\n  name = \"prod\"\n",
+            &format!("{backup}  [[sites.networks]]\n  name = \"prod\"\n"),
+            1,
+        );
+        assert_error(&text, "subnet = \"db\", ip", "unknown subnet \"db\" in network \"prod\" (its subnets: web)");
     }
 
     #[test]

@@ -368,12 +368,7 @@ impl<'a> Validator<'a> {
 
     /// Every VM of the source site with the tag, in inventory order.
     fn tagged(&mut self, key: &str, value: &str, at: &SourcePos) -> Vec<&'a Vm> {
-        let inventory = self.inventory;
-        let vms: Vec<&Vm> = inventory
-            .vms
-            .iter()
-            .filter(|vm| self.runs_on_source(vm) && vm.tags.get(key).is_some_and(|v| v == value))
-            .collect();
+        let vms: Vec<&Vm> = self.inventory.tagged(key, value).filter(|vm| self.runs_on_source(vm)).collect();
         if vms.is_empty() {
             let message = format!(
                 "no VM of site {} is tagged {key}={value}: this selector adds no VM to its group",

@@ -162,31 +162,32 @@ impl SimStore {
             })
         };
         let tx = self.conn.transaction().map_err(fail)?;
-        tx.execute(
+        // Cached statements: every fabric operation writes a few batches, and compiling
+        // the SQL again each time cost more than the writes.
+        let execute = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
+            tx.prepare_cached(sql).and_then(|mut statement| statement.execute(params)).map_err(fail)
+        };
+        execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
             params![encode("clock", &batch.clock)?],
-        )
-        .map_err(fail)?;
+        )?;
         for (name, record) in &batch.vms {
-            tx.execute(
+            execute(
                 "INSERT OR REPLACE INTO vms (name, record) VALUES (?1, ?2)",
                 params![name, encode(name, *record)?],
-            )
-            .map_err(fail)?;
+            )?;
         }
         for job in &batch.jobs {
-            tx.execute(
+            execute(
                 "INSERT OR REPLACE INTO jobs (id, record) VALUES (?1, ?2)",
                 params![job.id as i64, encode("job", *job)?],
-            )
-            .map_err(fail)?;
+            )?;
         }
         for call in &batch.calls {
-            tx.execute(
+            execute(
                 "INSERT OR REPLACE INTO calls (key, operation, vm, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![call.key, call.operation, call.vm, call.outcome, call.count as i64],
-            )
-            .map_err(fail)?;
+            )?;
         }
         tx.commit().map_err(fail)
     }

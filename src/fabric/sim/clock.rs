@@ -4,8 +4,9 @@
 //! exactly `now + 90s`, and the clock moves to the latest end any operation reached.
 //! Reports are therefore exact and repeatable, while real time is only used to pace the
 //! operations (modelled time divided by the speed factor), on tokio's clock so that tests
-//! with paused time run instantly. Between commands, time moves only when the operator
-//! says so (`drplan advance`).
+//! with paused time run instantly. An unpaced clock spends no real time at all: what a
+//! benchmark of the engine or a fast drill wants. Between commands, time moves only when
+//! the operator says so (`drplan advance`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,13 +17,19 @@ use crate::model::recovery::delta;
 #[derive(Debug)]
 pub struct SimClock {
     now: Mutex<Timestamp>,
-    /// Modelled milliseconds per real millisecond.
-    speed: u32,
+    /// Modelled milliseconds per real millisecond; `None`: operations take no real time.
+    speed: Option<u32>,
 }
 
 impl SimClock {
+    /// A clock that paces operations at `speed`.
     pub fn new(start: Timestamp, speed: u32) -> Self {
-        SimClock { now: Mutex::new(start), speed: speed.max(1) }
+        SimClock { now: Mutex::new(start), speed: Some(speed.max(1)) }
+    }
+
+    /// A clock whose operations complete at once in real time.
+    pub fn unpaced(start: Timestamp) -> Self {
+        SimClock { now: Mutex::new(start), speed: None }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -41,9 +48,13 @@ impl SimClock {
         *now
     }
 
-    /// Lets `modelled` time pass in real time, shrunk by the speed factor.
+    /// Lets `modelled` time pass in real time, shrunk by the speed factor. Unpaced, it
+    /// returns at once, without even a zero sleep (which would still yield to tokio's
+    /// timer): only the modelled clock moves, when the operation reports where it got.
     pub async fn pace(&self, modelled: Duration) {
-        tokio::time::sleep(modelled / self.speed).await;
+        if let Some(speed) = self.speed {
+            tokio::time::sleep(modelled / speed).await;
+        }
     }
 }
 
@@ -58,6 +69,18 @@ mod tests {
         let before = tokio::time::Instant::now();
         clock.pace(Duration::from_secs(600)).await;
         assert_eq!(before.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unpaced_clock_lets_no_real_time_pass() {
+        let clock = SimClock::unpaced(DateTime::from_timestamp(0, 0).unwrap());
+        let before = tokio::time::Instant::now();
+        // Ready at the first poll: it never waits on tokio's timer, which paused time
+        // would otherwise advance.
+        let mut pacing = std::pin::pin!(clock.pace(Duration::from_secs(3600)));
+        let waker = std::task::Waker::noop();
+        assert!(pacing.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready());
+        assert_eq!(before.elapsed(), Duration::ZERO);
     }
 
     #[test]

@@ -198,8 +198,11 @@ impl SimFabric {
         let test = kind == FailoverKind::Test;
         let replica = {
             let mut state = self.lock();
-            let replica =
-                self.place(&state, vm, Destination { side: to, test, test_network: request.test_network.as_deref() })?;
+            let replica = self.place(
+                &mut state,
+                vm,
+                Destination { side: to, test, test_network: request.test_network.as_deref() },
+            )?;
             // Reserved at once, so concurrent failovers never share an address.
             let record = state.record(&vm.name);
             match (test, to) {
@@ -230,7 +233,7 @@ impl SimFabric {
             let replica = match &state.vms[name].replica {
                 Some(replica) => replica.clone(),
                 None => {
-                    self.place(&state, vm, Destination { side: Side::Original, test: false, test_network: None })?
+                    self.place(&mut state, vm, Destination { side: Side::Original, test: false, test_network: None })?
                 }
             };
             let job = state.new_job("change recovery point", name, now);

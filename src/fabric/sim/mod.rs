@@ -4,8 +4,10 @@
 //!
 //! Layout: `clock` (modelled time), `record` (what is kept per VM), `replication`
 //! (recovery points, status, health), `placement` (where a replica lands and its
-//! addresses), `operations` (protect, commit, cleanup, power...), `failover`.
+//! addresses), `addresses` (the addresses in use), `operations` (protect, commit,
+//! cleanup, power...), `failover`.
 
+mod addresses;
 mod clock;
 mod failover;
 mod operations;
@@ -23,8 +25,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use addresses::AddressBook;
 pub use clock::SimClock;
-use record::VmRecord;
+use record::{Records, VmRecord};
 
 use super::{
     CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus,
@@ -35,12 +38,17 @@ use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
 
 /// The in-memory state, saved to the store after every change.
 struct SimState {
-    vms: BTreeMap<String, VmRecord>,
+    vms: Records,
+    /// In id order.
     jobs: Vec<Job>,
     calls: HashMap<String, CallRecord>,
-    store: SimStore,
+    /// `None` for a scratch copy: nobody reads back what a dry run did, so it is not
+    /// encoded and written anywhere.
+    store: Option<SimStore>,
     /// What each call under way changed at its end, saved with its outcome.
     closing: HashMap<String, (Vec<String>, Vec<u64>)>,
+    /// The addresses in use, once a placement has needed them.
+    addresses: Option<AddressBook>,
 }
 
 tokio::task_local! {
@@ -66,13 +74,21 @@ struct Changes<'a> {
     calls: Vec<&'a str>,
 }
 
+/// Jobs are kept in id order (the store loads them so, and a new one takes the next id),
+/// so one is found by bisection: a run of 100,000 VMs makes hundreds of thousands.
+fn job_position(jobs: &[Job], id: u64) -> Option<usize> {
+    jobs.binary_search_by_key(&id, |j| j.id).ok()
+}
+
 impl SimState {
     fn save(&mut self, clock: Timestamp, changes: Changes<'_>) -> FabricResult<()> {
+        let Some(store) = &mut self.store else { return Ok(()) };
         let vms = changes.vms.iter().filter_map(|name| self.vms.get(*name).map(|r| (*name, r))).collect();
-        let jobs = changes.jobs.iter().filter_map(|id| self.jobs.iter().find(|j| j.id == *id)).collect();
+        let all = &self.jobs;
+        let jobs = changes.jobs.iter().filter_map(|id| job_position(all, *id).map(|i| &all[i])).collect();
         let calls = changes.calls.iter().filter_map(|key| self.calls.get(*key)).collect();
         let batch = SimBatch { clock, vms, jobs, calls };
-        self.store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
+        store.apply(&batch).map_err(|e| FabricError::Store { message: e.to_string() })
     }
 
     /// Whoever holds the state directory's lock is the only drplan process: a call still
@@ -123,7 +139,8 @@ impl SimState {
     }
 
     fn job_mut(&mut self, id: u64) -> &mut Job {
-        self.jobs.iter_mut().find(|j| j.id == id).expect("job exists")
+        let i = job_position(&self.jobs, id).expect("job exists");
+        &mut self.jobs[i]
     }
 
     fn new_job(&mut self, operation: &str, vm: &str, started: Timestamp) -> u64 {
@@ -189,24 +206,36 @@ impl SimFabric {
         for record in vms.values_mut() {
             record.settle(now);
         }
-        let clock = SimClock::new(now, inventory.simulation.speed);
-        let mut state = SimState { vms, jobs, calls, store, closing: HashMap::new() };
+        let clock = match inventory.simulation.pace {
+            true => SimClock::new(now, inventory.simulation.speed),
+            false => SimClock::unpaced(now),
+        };
+        let mut state = SimState {
+            vms: Records::new(vms),
+            jobs,
+            calls,
+            store: Some(store),
+            closing: HashMap::new(),
+            addresses: None,
+        };
         if reconcile {
             state.reconcile_interrupted(now)?;
         }
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
     }
 
-    /// A copy of this simulation that keeps its state in memory only, paced at `speed`:
-    /// what a dry run runs against, so the real state is never touched.
+    /// A copy of this simulation that keeps its state in memory only and saves it
+    /// nowhere, paced at `speed`: what a dry run runs against, so the real state is
+    /// never touched.
     pub fn scratch_copy(&self, speed: u32) -> Result<SimFabric, StoreError> {
         let state = self.lock();
         let copy = SimState {
             vms: state.vms.clone(),
             jobs: state.jobs.clone(),
             calls: state.calls.clone(),
-            store: SimStore::in_memory()?,
+            store: None,
             closing: HashMap::new(),
+            addresses: None,
         };
         Ok(SimFabric {
             inventory: self.inventory.clone(),
@@ -238,8 +267,8 @@ impl SimFabric {
     pub fn advance(&self, by: Duration) -> FabricResult<Timestamp> {
         let now = self.clock.advance(by);
         let mut state = self.lock();
-        let names: Vec<String> = state.vms.keys().cloned().collect();
-        for record in state.vms.values_mut() {
+        let names: Vec<String> = state.vms.names().cloned().collect();
+        for (_, record) in state.vms.iter_mut() {
             record.settle(now);
         }
         state.save(now, Changes { vms: names.iter().map(String::as_str).collect(), ..Changes::default() })?;

@@ -292,13 +292,13 @@ impl SimFabric {
 
     pub(super) fn current_addresses(&self, name: &str) -> FabricResult<Vec<ReplicaNic>> {
         let vm = self.vm(name)?;
-        let (state, _) = self.settled(name)?;
+        let (mut state, _) = self.settled(name)?;
         let record = &state.vms[name];
         match (&record.replica, record.protection.active) {
             (Some(replica), Side::Recovery) => Ok(replica.nics.clone()),
-            _ => {
-                Ok(self.place(&state, vm, Destination { side: Side::Original, test: false, test_network: None })?.nics)
-            }
+            _ => Ok(self
+                .place(&mut state, vm, Destination { side: Side::Original, test: false, test_network: None })?
+                .nics),
         }
     }
 

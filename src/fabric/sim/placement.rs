@@ -1,12 +1,12 @@
 //! Where a replica lands: its host, its storage (R11), how many NICs it gets (R8), the
 //! network and subnet each joins (R10) and the address each gets (R9).
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use super::addresses::AddressBook;
 use super::{SimFabric, SimState};
 use crate::fabric::{FabricError, FabricResult, Replica, ReplicaNic};
-use crate::model::network::{assign_address, mapped_network};
+use crate::model::network::{assign_address_with, mapped_network};
 use crate::model::vm::{DEFAULT_STORAGE, replica_nic_count, target_storage};
 use crate::model::{Addressing, Side, Site, Vm};
 
@@ -18,28 +18,19 @@ pub struct Destination<'a> {
 }
 
 impl SimFabric {
-    /// The addresses held in `network` on `site` now: by VMs running there, by replicas,
-    /// and by test replicas.
-    fn addresses_in_use(&self, state: &SimState, site: &str, network: &str) -> BTreeSet<Ipv4Addr> {
-        let mut in_use = BTreeSet::new();
-        for vm in &self.inventory.vms {
-            let Some(record) = state.vms.get(&vm.name) else { continue };
-            if vm.site == site && record.protection.active == Side::Original {
-                in_use.extend(vm.nics.iter().filter(|n| n.network == network).filter_map(|n| n.ip));
-            }
-            for replica in [&record.replica, &record.test_replica].into_iter().flatten() {
-                if replica.site == site {
-                    let held = replica.nics.iter().filter(|n| n.network.as_deref() == Some(network));
-                    in_use.extend(held.filter_map(|n| n.ip));
-                }
-            }
-        }
-        in_use
+    /// The addresses in use now, caught up with the records changed since last asked.
+    fn address_book<'s>(&self, state: &'s mut SimState) -> &'s mut AddressBook {
+        let changed = state.vms.take_changed();
+        let book = state.addresses.take().and_then(|book| book.catch_up(&self.inventory, &state.vms, changed));
+        let book = state.addresses.insert(book.unwrap_or_else(|| AddressBook::of(&self.inventory, &state.vms)));
+        #[cfg(test)]
+        self.check_address_book(book, &state.vms);
+        book
     }
 
     /// The machine `vm` fails over to. Back on its original site (failback, R38) that is
     /// the original VM with its own addresses.
-    pub(super) fn place(&self, state: &SimState, vm: &Vm, to: Destination<'_>) -> FabricResult<Replica> {
+    pub(super) fn place(&self, state: &mut SimState, vm: &Vm, to: Destination<'_>) -> FabricResult<Replica> {
         let site = self
             .inventory
             .site_on(vm, to.side)
@@ -75,7 +66,9 @@ impl SimFabric {
         };
         let size = vm.size.as_deref().and_then(|s| self.inventory.size(s));
         let count = replica_nic_count(vm.nics.len(), size);
-        let mut in_use = network.map(|n| self.addresses_in_use(state, &site.name, &n.name)).unwrap_or_default();
+        let book = self.address_book(state);
+        // The addresses this replica's earlier NICs got: not in the book until it is kept.
+        let mut assigned: Vec<Ipv4Addr> = Vec::with_capacity(count);
         let mut nics = Vec::with_capacity(count);
         for nic in &vm.nics[..count] {
             let Some((network, subnet)) = network.and_then(|n| Some((n, n.subnet_for(&nic.subnet)?))) else {
@@ -85,9 +78,11 @@ impl SimFabric {
             };
             // A test replica keeps its target IP only where it fits the test subnet (R9).
             let requested = if to.test { nic.target_ip.filter(|ip| subnet.cidr.contains(*ip)) } else { nic.target_ip };
-            let (ip, addressing) =
-                assign_address(subnet, requested, &in_use).map_err(|e| FabricError::address(&vm.name, e))?;
-            in_use.insert(ip);
+            let free_from = book.free_from(&site.name, &network.name, subnet);
+            let in_use = |ip| book.holds(&site.name, &network.name, ip) || assigned.contains(&ip);
+            let (ip, addressing) = assign_address_with(subnet, requested, in_use, free_from)
+                .map_err(|e| FabricError::address(&vm.name, e))?;
+            assigned.push(ip);
             nics.push(ReplicaNic {
                 network: Some(network.name.clone()),
                 subnet: Some(subnet.name.clone()),
@@ -106,7 +101,33 @@ impl SimFabric {
 
     /// Spreads replicas over the target's hosts, the same way every time.
     fn host_for(&self, vm: &Vm, site: &Site) -> String {
-        let index = self.inventory.vms.iter().position(|v| v.name == vm.name).unwrap_or(0);
+        let index = self.inventory.position(&vm.name).unwrap_or(0);
         site.hosts.get(index % site.hosts.len().max(1)).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+impl SimFabric {
+    /// Holds the address book to what a scan of every record finds, network by network,
+    /// at each placement the unit tests make.
+    fn check_address_book(&self, book: &AddressBook, records: &super::record::Records) {
+        for site in &self.inventory.sites {
+            for network in &site.networks {
+                let mut scanned = std::collections::BTreeSet::new();
+                for vm in &self.inventory.vms {
+                    let Some(record) = records.get(&vm.name) else { continue };
+                    if vm.site == site.name && record.protection.active == Side::Original {
+                        scanned.extend(vm.nics.iter().filter(|n| n.network == network.name).filter_map(|n| n.ip));
+                    }
+                    for replica in [&record.replica, &record.test_replica].into_iter().flatten() {
+                        if replica.site == site.name {
+                            let held = replica.nics.iter().filter(|n| n.network.as_deref() == Some(&network.name));
+                            scanned.extend(held.filter_map(|n| n.ip));
+                        }
+                    }
+                }
+                assert_eq!(book.held(&site.name, &network.name), scanned, "{}/{}", site.name, network.name);
+            }
+        }
     }
 }

@@ -1,5 +1,10 @@
 //! What the simulation remembers of one VM between commands: its protection state, its
-//! replication stream, the replicas it has, and whether it is running.
+//! replication stream, the replicas it has, and whether it is running; and the records
+//! of all VMs, which note whose record may have changed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::mem;
+use std::ops::Index;
 
 use serde::{Deserialize, Serialize};
 
@@ -44,5 +49,64 @@ impl VmRecord {
         {
             self.stream = Some(Stream { from: since, stopped: None, policy: policy.into() });
         }
+    }
+}
+
+/// Every VM's record, by name. Handing a record out to change it notes its name, so that
+/// what is derived from the records (the addresses in use) catches up with the changed
+/// ones alone instead of reading them all again.
+#[derive(Clone)]
+pub struct Records {
+    map: BTreeMap<String, VmRecord>,
+    changed: Changed,
+}
+
+/// Whose records may have changed since it was last asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Changed {
+    All,
+    Some(HashSet<String>),
+}
+
+impl Records {
+    pub fn new(map: BTreeMap<String, VmRecord>) -> Self {
+        Records { map, changed: Changed::All }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&VmRecord> {
+        self.map.get(name)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut VmRecord> {
+        let record = self.map.get_mut(name)?;
+        if let Changed::Some(names) = &mut self.changed
+            && !names.contains(name)
+        {
+            names.insert(name.to_string());
+        }
+        Some(record)
+    }
+
+    /// Every record, to change any: all count as changed.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut VmRecord)> {
+        self.changed = Changed::All;
+        self.map.iter_mut()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.map.keys()
+    }
+
+    /// Whose records may have changed since the last call.
+    pub fn take_changed(&mut self) -> Changed {
+        mem::replace(&mut self.changed, Changed::Some(HashSet::new()))
+    }
+}
+
+impl Index<&str> for Records {
+    type Output = VmRecord;
+
+    fn index(&self, name: &str) -> &VmRecord {
+        &self.map[name]
     }
 }

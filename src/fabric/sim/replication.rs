@@ -126,8 +126,8 @@ impl SimFabric {
         let protection = &record.protection;
         let site_name = |side| self.inventory.site_on(vm, side).map(|s| s.name.clone()).unwrap_or_default();
         let schedule = self.schedule(&state, name, now);
-        let points = schedule.map(|s| s.points(now)).unwrap_or_default();
-        let latest_point = points.last().copied();
+        let points = schedule.map(|s| s.summary(now)).unwrap_or_default();
+        let latest_point = points.latest;
         let policy = self.effective_policy(record);
         let replicating = matches!(protection.phase, Phase::Protected { .. } | Phase::InitialReplication { .. });
         let rpo = match protection.phase {
@@ -160,12 +160,8 @@ impl SimFabric {
             policy: replicating.then(|| policy.map(|p| p.name)).flatten(),
             initial_progress,
             latest_point,
-            latest_app_consistent: points
-                .iter()
-                .rev()
-                .find(|p| p.consistency == crate::model::Consistency::App)
-                .copied(),
-            point_count: points.len(),
+            latest_app_consistent: points.latest_app_consistent,
+            point_count: points.count,
             rpo,
             health,
             test_failover: protection.test.as_ref().map(|t| t.at),

@@ -666,6 +666,29 @@ async fn r9_concurrent_dhcp_replicas_get_distinct_addresses() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn r9_an_address_given_back_is_handed_out_again_lowest_first() {
+    let sim = sim("[[faults]]\nkind = \"boot-failure\"\nvm = \"app01\"\n");
+    // app01's replica does not boot: the address it was given is free again at once.
+    failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap_err();
+    let app02 = failover(&sim, "app02", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    assert_eq!(app02.replica.ip(), Some("10.2.3.2".parse().unwrap()));
+    let mut drill = request(FailoverKind::Test, PointChoice::LatestProcessed);
+    drill.test_network = Some("test-bubble".into());
+    let mut ips = Vec::new();
+    for vm in ["web01", "sql01", "sql02"] {
+        ips.push(sim.fabric.failover(&key(), vm, &drill).await.unwrap().replica.ip().unwrap().to_string());
+    }
+    assert_eq!(ips, ["192.168.103.2", "192.168.103.3", "192.168.103.4"]);
+    sim.fabric.cleanup_test(&key(), "sql01", "").await.unwrap();
+    sim.fabric.cleanup_test(&key(), "web01", "").await.unwrap();
+    let again = sim.fabric.failover(&key(), "sql01", &drill).await.unwrap();
+    assert_eq!(again.replica.ip(), Some("192.168.103.2".parse().unwrap()), "the lowest one given back");
+    let sim = sim.reopen();
+    let web01 = sim.fabric.failover(&key(), "web01", &drill).await.unwrap();
+    assert_eq!(web01.replica.ip(), Some("192.168.103.3".parse().unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn r9_static_ip_not_available_fails_that_vms_failover() {
     let site = SITE.replace(r#"reserved = ["10.2.1.99"]"#, r#"reserved = ["10.2.1.10"]"#);
     let sim = open_site(&site);
@@ -762,6 +785,31 @@ async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
     sim.fabric.wait(Duration::from_secs(600)).await;
     assert_eq!(sim.fabric.now(), t("2026-03-02T09:10:00Z"));
     assert_eq!(real.elapsed(), Duration::from_millis(600), "speed 1000");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unpaced_simulation_spends_no_real_time_but_all_the_modelled_time() {
+    let paced = sim("");
+    let unpaced = open_site(&SITE.replace("speed = 1000", "speed = 1000\npace = false"));
+    let mut took = Vec::new();
+    for sim in [&paced, &unpaced] {
+        let real = tokio::time::Instant::now();
+        let out = failover(sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+        sim.fabric.commit(&key(), "sql01").await.unwrap();
+        sim.fabric.wait(Duration::from_secs(600)).await;
+        took.push((real.elapsed(), out.finished - out.started, out.downtime, sim.fabric.now()));
+    }
+    let [(paced_real, modelled, downtime, now), (unpaced_real, unpaced_modelled, unpaced_downtime, unpaced_now)] =
+        took[..]
+    else {
+        unreachable!()
+    };
+    assert!(paced_real > Duration::ZERO);
+    assert_eq!(unpaced_real, Duration::ZERO, "not even a zero sleep: paused time would not move at all");
+    assert_eq!((unpaced_modelled, unpaced_downtime, unpaced_now), (modelled, downtime, now));
+    // Shutdown 30 s, boot 2 min, a final sync, commit 10 s, then the wait.
+    assert!(modelled > chrono::TimeDelta::seconds(150), "{modelled}");
+    assert!(now > t("2026-03-02T09:12:40Z"), "{now}");
 }
 
 #[tokio::test(start_paused = true)]
