@@ -102,12 +102,13 @@ pub fn dry_run(
         dry_run: true,
         rto_target: loaded.plan.rto,
     };
-    let report = RunReport::new(header, &outcome);
+    let status = outcome.status;
+    let report = RunReport::new(header, outcome);
     let text = match format {
         Format::Human => report.human(),
         Format::Json => report.json(),
     };
-    match outcome.status {
+    match status {
         RunStatus::Succeeded => Ok(text),
         RunStatus::Failed | RunStatus::Cancelled => {
             print!("{text}");

@@ -351,7 +351,7 @@ fn run_to_end(
     record.status = status_name(outcome.status).into();
     db.put_run(&record)?;
     let events: Vec<Event> = db.events(&run_id)?;
-    let report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
     let summary = summary(&report);
     match outcome.status {
         RunStatus::Succeeded => Ok(summary),
@@ -447,7 +447,7 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
     let db = journal::open(&global.state)?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
-    let mut report = RunReport::new(record.spec.header.clone(), &outcome_of(&record, events));
+    let mut report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
     report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
         std::fs::write(path, crate::report::svg::gantt(&report))

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::model::Timestamp;
 
@@ -111,7 +113,30 @@ pub struct Event {
     pub key: Option<String>,
     /// What a resumed run needs back: a VM's failover outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<EventData>,
+}
+
+/// Structured data an event carries (a VM's failover outcome), kept as the JSON text it
+/// is journaled as: tens of thousands of events hold it, and only the few readers that
+/// need a field parse it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventData(Box<RawValue>);
+
+impl EventData {
+    pub fn of<T: Serialize>(value: &T) -> Option<EventData> {
+        serde_json::value::to_raw_value(value).ok().map(EventData)
+    }
+
+    pub fn parse<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// An event about to be published.
@@ -120,7 +145,7 @@ pub struct Draft {
     pub step: Option<String>,
     pub detail: Option<String>,
     pub key: Option<String>,
-    pub data: Option<serde_json::Value>,
+    pub data: Option<EventData>,
 }
 
 /// Where the event happened, with what it reports.
@@ -173,8 +198,10 @@ impl EventBus {
         event
     }
 
-    pub fn events(&self) -> Vec<Event> {
-        self.events.lock().expect("bus lock").clone()
+    /// The events published so far, leaving the bus empty: a run hands them over once,
+    /// when it ends, rather than copying tens of thousands of them.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().expect("bus lock"))
     }
 }
 

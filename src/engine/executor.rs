@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::event::{Draft, Event, EventBus, EventKind, Scope};
+use super::event::{Draft, Event, EventBus, EventData, EventKind, Scope};
 use super::history::History;
 use super::services::StepServices;
 use super::{EventLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop};
@@ -109,7 +109,7 @@ pub async fn execute(deps: Deps, plan: Arc<Plan>, resolved: ResolvedPlan, spec: 
         None => (RunStatus::Failed, EventKind::RunFailed, None),
     };
     run.emit(kind, &Scope::default(), draft(Some(run.plan.name.clone()), detail)).await;
-    let mut events = run.bus.events();
+    let mut events = run.bus.take_events();
     if run.spec.dry_run {
         canonical_order(&mut events, &run.resolved);
     }
@@ -444,7 +444,7 @@ impl RunState {
             let up = Draft {
                 detail: Some(describe(&outcome)),
                 key: Some(format!("vm/{vm}/failover")),
-                data: serde_json::to_value(&outcome).ok(),
+                data: EventData::of(&outcome),
                 ..Draft::default()
             };
             self.emit(EventKind::VmSucceeded, &vm_scope, up).await;

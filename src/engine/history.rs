@@ -40,7 +40,7 @@ impl History {
                 }
                 EventKind::VmSucceeded => {
                     history.open_attempt.remove(&vm);
-                    if let Some(outcome) = event.data.clone().and_then(|d| serde_json::from_value(d).ok()) {
+                    if let Some(outcome) = event.data.as_ref().and_then(|d| d.parse().ok()) {
                         history.outcomes.insert(vm, outcome);
                     }
                 }

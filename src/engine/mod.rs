@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-pub use event::{Draft, Event, EventBus, EventKind, Scope};
+pub use event::{Draft, Event, EventBus, EventData, EventKind, Scope};
 pub use executor::{Deps, execute};
 pub use history::History;
 pub use journal_log::JournalLog;

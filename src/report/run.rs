@@ -2,6 +2,8 @@
 //! VM, and the RTO achieved (or predicted) against the plan's target. Built from the
 //! run's events alone, so a journal replay gives the same report as the live run.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -68,10 +70,27 @@ pub struct RunReport {
     pub rto: Duration,
     pub rto_met: Option<bool>,
     pub groups: Vec<GroupTimeline>,
+    #[serde(serialize_with = "steps_laid_out")]
     pub steps: Vec<Event>,
     /// R30: the operator's notes from a drill's cleanup.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// The steps with each event's data (kept as compact JSON text) laid out like the rest of
+/// the report.
+fn steps_laid_out<S: serde::Serializer>(steps: &[Event], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Step<'a> {
+        #[serde(flatten)]
+        event: Cow<'a, Event>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+    }
+    serializer.collect_seq(steps.iter().map(|event| match &event.data {
+        None => Step { event: Cow::Borrowed(event), data: None },
+        Some(data) => Step { event: Cow::Owned(Event { data: None, ..event.clone() }), data: data.parse().ok() },
+    }))
 }
 
 fn offset(start: Timestamp, at: Timestamp) -> Duration {
@@ -79,10 +98,12 @@ fn offset(start: Timestamp, at: Timestamp) -> Duration {
 }
 
 impl RunReport {
-    pub fn new(header: RunHeader, outcome: &RunOutcome) -> RunReport {
+    pub fn new(header: RunHeader, outcome: RunOutcome) -> RunReport {
         let start = outcome.started;
         let rto = offset(start, outcome.finished);
         let mut groups: Vec<GroupTimeline> = Vec::new();
+        // Where each VM's span is in its group's timeline (a resumed run starts a group anew).
+        let mut vm_spans: HashMap<(usize, &str), usize> = HashMap::new();
         for event in &outcome.events {
             let at = offset(start, event.at);
             let Some(group_name) = &event.group else { continue };
@@ -91,7 +112,8 @@ impl RunReport {
                     Span { name: group_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
                 groups.push(GroupTimeline { span, vms: Vec::new() });
             }
-            let group = groups.iter_mut().rev().find(|g| &g.span.name == group_name).expect("just added");
+            let group_index = groups.iter().rposition(|g| &g.span.name == group_name).expect("just added");
+            let group = &mut groups[group_index];
             group.span.end = group.span.end.max(at);
             match event.kind {
                 EventKind::GroupSucceeded => group.span.status = "succeeded".into(),
@@ -102,22 +124,19 @@ impl RunReport {
                 _ => {}
             }
             let Some(vm_name) = &event.vm else { continue };
-            if !group.vms.iter().any(|v| &v.name == vm_name) {
-                group.vms.push(Span {
-                    name: vm_name.clone(),
-                    start: at,
-                    end: at,
-                    status: "running".into(),
-                    ..Span::default()
-                });
-            }
-            let vm = group.vms.iter_mut().find(|v| &v.name == vm_name).expect("just added");
+            let vm_index = *vm_spans.entry((group_index, vm_name)).or_insert_with(|| {
+                let span =
+                    Span { name: vm_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
+                group.vms.push(span);
+                group.vms.len() - 1
+            });
+            let vm = &mut group.vms[vm_index];
             vm.end = vm.end.max(at);
             match event.kind {
                 EventKind::VmSucceeded => {
                     vm.status = "succeeded".into();
                     vm.detail = event.detail.clone();
-                    let outcome = event.data.clone().and_then(|d| serde_json::from_value::<FailoverOutcome>(d).ok());
+                    let outcome = event.data.as_ref().and_then(|d| d.parse::<FailoverOutcome>().ok());
                     if let Some(outcome) = outcome {
                         vm.point = Some(outcome.point.time);
                         vm.data_loss = Some(outcome.data_loss);
@@ -140,13 +159,13 @@ impl RunReport {
             // A run that did not succeed recovered nothing: its RTO is not judged.
             rto_met: header.rto_target.filter(|_| outcome.status == RunStatus::Succeeded).map(|target| rto <= target),
             header,
-            run_id: outcome.run_id.clone(),
+            run_id: outcome.run_id,
             status: outcome.status,
             started: outcome.started,
             finished: outcome.finished,
             rto,
             groups,
-            steps: outcome.events.clone(),
+            steps: outcome.events,
             notes: Vec::new(),
         }
     }

@@ -800,7 +800,7 @@ mod tests {
                 finished: self.0.last().map_or(t0(), |e| e.at),
                 events: self.0.clone(),
             };
-            RunReport::new(header, &outcome)
+            RunReport::new(header, outcome)
         }
     }
 
