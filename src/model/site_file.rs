@@ -359,6 +359,31 @@ impl<'d> Names<'d> {
     }
 }
 
+/// Where in the document a value is, e.g. `vms."web01".os`, as errors name it: text, or
+/// a closure that makes it, so that checking a VM or a NIC does not format the names of
+/// all its fields that turn out fine (a site file may have 100,000 VMs).
+trait Field {
+    fn name(self) -> String;
+}
+
+impl Field for String {
+    fn name(self) -> String {
+        self
+    }
+}
+
+impl Field for &str {
+    fn name(self) -> String {
+        self.to_string()
+    }
+}
+
+impl<F: FnOnce() -> String> Field for F {
+    fn name(self) -> String {
+        self()
+    }
+}
+
 /// What a name refers to, for messages.
 #[derive(Clone, Copy)]
 struct Kind {
@@ -422,7 +447,7 @@ impl<'t> Checker<'t> {
         self.line_starts.partition_point(|&start| start <= offset)
     }
 
-    fn error(&mut self, span: Range<usize>, field: String, message: impl Into<String>) {
+    fn error(&mut self, span: Range<usize>, field: impl Field, message: impl Into<String>) {
         let mut start = span.start.min(self.text.len());
         while !self.text.is_char_boundary(start) {
             start -= 1;
@@ -436,7 +461,7 @@ impl<'t> Checker<'t> {
             path: self.path.to_path_buf(),
             line,
             column: self.text[line_start..start].chars().count() + 1,
-            field,
+            field: field.name(),
             message: message.into(),
             source_line: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
             width: self.text[start..end].chars().count().max(1),
@@ -444,7 +469,12 @@ impl<'t> Checker<'t> {
     }
 
     /// Parses a value, or reports why not at the value.
-    fn parse<T>(&mut self, value: &Text, field: String, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parse<T>(
+        &mut self,
+        value: &Text,
+        field: impl Field,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         parse(value.get_ref()).map_err(|message| self.error(value.span(), field, message)).ok()
     }
 
@@ -452,7 +482,7 @@ impl<'t> Checker<'t> {
     fn parse_or<T>(
         &mut self,
         value: Option<&Text>,
-        field: String,
+        field: impl Field,
         default: T,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> T {
@@ -468,13 +498,14 @@ impl<'t> Checker<'t> {
         &mut self,
         catalog: &Catalog<'d, T>,
         name: &Text,
-        field: String,
+        field: impl Field,
         kind: Kind,
-        scope: &str,
+        scope: impl Field,
     ) -> Option<&'d T> {
         let found = catalog.get(name.get_ref());
         if found.is_none() {
             let names = list(catalog.items.iter().map(|item| item.name().get_ref().as_str()));
+            let scope = scope.name();
             let whose = if scope.is_empty() { "known" } else { "its" };
             let message = format!("unknown {} {:?}{scope} ({whose} {}: {names})", kind.one, name.get_ref(), kind.many);
             self.error(name.span(), field, message);
@@ -489,7 +520,7 @@ impl<'t> Checker<'t> {
         seen: &mut HashMap<K, usize>,
         key: K,
         span: Range<usize>,
-        field: String,
+        field: impl Field,
         message: impl FnOnce(usize) -> String,
     ) {
         match seen.get(&key) {
@@ -548,14 +579,14 @@ impl<'t> Checker<'t> {
 
     fn simulation(&mut self, doc: &SimulationDoc) -> (Simulation, Duration) {
         let default_start = rfc3339(DEFAULT_START).expect("the default start is RFC 3339");
-        let start = self.parse_or(doc.start.as_ref(), "simulation.start".into(), default_start, rfc3339);
+        let start = self.parse_or(doc.start.as_ref(), "simulation.start", default_start, rfc3339);
         let speed = match &doc.speed {
             Some(speed) if !(1..=MAX_SPEED).contains(speed.get_ref()) => {
                 let message = format!(
                     "speed {} is outside 1 to {MAX_SPEED} (modelled milliseconds per real millisecond)",
                     speed.get_ref()
                 );
-                self.error(speed.span(), "simulation.speed".into(), message);
+                self.error(speed.span(), "simulation.speed", message);
                 DEFAULT_SPEED
             }
             Some(speed) => *speed.get_ref() as u32,
@@ -563,7 +594,7 @@ impl<'t> Checker<'t> {
         };
         let shutdown_timeout = self.parse_or(
             doc.shutdown_timeout.as_ref(),
-            "simulation.shutdown_timeout".into(),
+            "simulation.shutdown_timeout",
             DEFAULT_SHUTDOWN_TIMEOUT,
             parse_duration,
         );
@@ -574,12 +605,7 @@ impl<'t> Checker<'t> {
     fn throttle(&mut self, doc: &ThrottleDoc) -> Throttle {
         let default = Throttle::default();
         let throttle = Throttle {
-            work_hours: self.parse_or(
-                doc.work_hours.as_ref(),
-                "throttle.work_hours".into(),
-                default.work_hours,
-                parse_hours,
-            ),
+            work_hours: self.parse_or(doc.work_hours.as_ref(), "throttle.work_hours", default.work_hours, parse_hours),
             work_kbps: doc.work_kbps.as_ref().map_or(default.work_kbps, |v| *v.get_ref()),
             off_hours_kbps: doc.off_hours_kbps.as_ref().map_or(default.off_hours_kbps, |v| *v.get_ref()),
             threads: doc.threads.as_ref().map_or(default.threads, |v| *v.get_ref()),
@@ -755,7 +781,8 @@ impl<'t> Checker<'t> {
         let site = self.lookup(&names.sites, &Spanned::new(value.span(), site.to_string()), field.clone(), SITE, "")?;
         let scope = format!(" on site {:?}", site.name.get_ref());
         let on_site = &names.site(site).networks;
-        let network = self.lookup(on_site, &Spanned::new(value.span(), network.to_string()), field, NETWORK, &scope)?;
+        let network =
+            self.lookup(on_site, &Spanned::new(value.span(), network.to_string()), field, NETWORK, scope.as_str())?;
         Some((site.name.get_ref(), network.name.get_ref()))
     }
 
@@ -918,25 +945,20 @@ impl<'t> Checker<'t> {
         addresses: &mut HashMap<(&'d str, &'d str, Ipv4Addr), usize>,
     ) -> (Vm, Option<InitialProtection>) {
         let name = vm.name.get_ref();
-        let at = format!("vms.{name:?}");
-        let site = self.lookup(&names.sites, &vm.site, format!("{at}.site"), SITE, "").map(|site| names.site(site));
+        let at = |field: &'static str| move || format!("vms.{name:?}.{field}");
+        let site = self.lookup(&names.sites, &vm.site, at("site"), SITE, "").map(|site| names.site(site));
         if let Some(site) = site {
-            let scope = format!(" on site {:?}", site.site.name.get_ref());
-            self.lookup(&site.hosts, &vm.host, format!("{at}.host"), HOST, &scope);
+            let scope = || format!(" on site {:?}", site.site.name.get_ref());
+            self.lookup(&site.hosts, &vm.host, at("host"), HOST, scope);
         }
         let oses = [("windows", Os::Windows), ("linux", Os::Linux)];
-        let os = self.parse(&vm.os, format!("{at}.os"), |s| one_of(s, "OS", &oses)).unwrap_or(Os::Linux);
+        let os = self.parse(&vm.os, at("os"), |s| one_of(s, "OS", &oses)).unwrap_or(Os::Linux);
         if let Some(size) = &vm.size {
-            self.lookup(&names.sizes, size, format!("{at}.size"), SIZE, "");
+            self.lookup(&names.sizes, size, at("size"), SIZE, "");
         }
-        let boot_time =
-            self.parse_or(vm.boot_time.as_ref(), format!("{at}.boot_time"), DEFAULT_BOOT_TIME, parse_duration);
-        let shutdown_time = self.parse_or(
-            vm.shutdown_time.as_ref(),
-            format!("{at}.shutdown_time"),
-            DEFAULT_SHUTDOWN_TIME,
-            parse_duration,
-        );
+        let boot_time = self.parse_or(vm.boot_time.as_ref(), at("boot_time"), DEFAULT_BOOT_TIME, parse_duration);
+        let shutdown_time =
+            self.parse_or(vm.shutdown_time.as_ref(), at("shutdown_time"), DEFAULT_SHUTDOWN_TIME, parse_duration);
 
         // R6: exactly one OS disk, unique names.
         let disks: Vec<Disk> = vm
@@ -948,16 +970,16 @@ impl<'t> Checker<'t> {
             .collect();
         if let Err(e) = check_disks(&disks) {
             let span = vm.disks.as_ref().map_or(vm.name.span(), Spanned::span);
-            self.error(span, format!("{at}.disks"), e.to_string());
+            self.error(span, at("disks"), e.to_string());
         }
 
         let mut nics = Vec::new();
         for (i, nic) in vm.nics.iter().enumerate() {
-            nics.push(self.nic(site, nic, &format!("{at}.nics[{i}]"), name, addresses));
+            nics.push(self.nic(site, nic, name, i, addresses));
         }
 
         let protection = vm.protection.as_ref().map(|p| {
-            let field = |f: &str| format!("{at}.protection.{f}");
+            let field = |f: &'static str| move || format!("vms.{name:?}.protection.{f}");
             self.lookup(&names.policies, &p.policy, field("policy"), POLICY, "");
             if let Some(SiteNames { site, .. }) = site
                 && !pairings.iter().any(|pairing| &pairing.source == site.name.get_ref())
@@ -1005,37 +1027,38 @@ impl<'t> Checker<'t> {
         &mut self,
         site: Option<&SiteNames<'d>>,
         nic: &NicDoc,
-        at: &str,
         vm: &str,
+        index: usize,
         addresses: &mut HashMap<(&'d str, &'d str, Ipv4Addr), usize>,
     ) -> Nic {
-        let ip = nic.ip.as_ref().and_then(|ip| self.parse(ip, format!("{at}.ip"), parse_ipv4));
-        let target_ip = nic.target_ip.as_ref().and_then(|ip| self.parse(ip, format!("{at}.target_ip"), parse_ipv4));
+        let at = |field: &'static str| move || format!("vms.{vm:?}.nics[{index}].{field}");
+        let ip = nic.ip.as_ref().and_then(|ip| self.parse(ip, at("ip"), parse_ipv4));
+        let target_ip = nic.target_ip.as_ref().and_then(|ip| self.parse(ip, at("target_ip"), parse_ipv4));
         let network = site.and_then(|on_site| {
-            let scope = format!(" on site {:?}", on_site.site.name.get_ref());
-            self.lookup(&on_site.networks, &nic.network, format!("{at}.network"), NETWORK, &scope)
+            let scope = || format!(" on site {:?}", on_site.site.name.get_ref());
+            self.lookup(&on_site.networks, &nic.network, at("network"), NETWORK, scope)
         });
         let subnet = site.zip(network).and_then(|(on_site, network)| {
-            let scope = format!(" in network {:?}", network.name.get_ref());
+            let scope = || format!(" in network {:?}", network.name.get_ref());
             let subnets = &on_site.subnets[network.name.get_ref().as_str()];
-            self.lookup(subnets, &nic.subnet, format!("{at}.subnet"), SUBNET, &scope)
+            self.lookup(subnets, &nic.subnet, at("subnet"), SUBNET, scope)
         });
         if let (Some(SiteNames { site, .. }), Some(subnet), Some(ip), Some(value)) = (site, subnet, ip, &nic.ip) {
-            let field = format!("{at}.ip");
+            let field = at("ip");
             // A bad CIDR was reported at the subnet.
             if let Ok(cidr) = subnet.cidr.get_ref().parse::<Ipv4Net>()
                 && !cidr.contains(ip)
             {
                 let message =
                     format!("ip {ip} is outside subnet {:?} ({cidr}); use an address inside it", subnet.name.get_ref());
-                self.error(value.span(), field.clone(), message);
+                self.error(value.span(), field, message);
             }
             if subnet.reserved.iter().any(|r| r.get_ref().parse() == Ok(ip)) {
                 let message = format!(
                     "ip {ip} is reserved in subnet {:?} for a machine drplan does not manage",
                     subnet.name.get_ref()
                 );
-                self.error(value.span(), field.clone(), message);
+                self.error(value.span(), field, message);
             }
             let key = (site.name.get_ref().as_str(), subnet.name.get_ref().as_str(), ip);
             self.once(addresses, key, value.span(), field, |line| {

@@ -83,7 +83,7 @@ fn job_position(jobs: &[Job], id: u64) -> Option<usize> {
 impl SimState {
     fn save(&mut self, clock: Timestamp, changes: Changes<'_>) -> FabricResult<()> {
         let Some(store) = &mut self.store else { return Ok(()) };
-        let vms = changes.vms.iter().filter_map(|name| self.vms.get(*name).map(|r| (*name, r))).collect();
+        let vms = changes.vms.iter().filter_map(|name| self.vms.get(name).map(|r| (*name, r))).collect();
         let all = &self.jobs;
         let jobs = changes.jobs.iter().filter_map(|id| job_position(all, *id).map(|i| &all[i])).collect();
         let calls = changes.calls.iter().filter_map(|key| self.calls.get(*key)).collect();
