@@ -43,8 +43,7 @@ pub(super) fn register(module: &mut Module) {
     )
     .set_into_module(module, |ctx: NativeCallContext, key: &str, value: &str| -> RhaiResult<Array> {
         let host = host(&ctx)?;
-        let tagged = host.plan.inventory.vms.iter().filter(|vm| vm.tags.get(key).is_some_and(|v| v == value));
-        Ok(tagged.map(|vm| vm.name.clone().into()).collect())
+        Ok(host.plan.inventory.tagged(key, value).map(|vm| vm.name.clone().into()).collect())
     });
     doc_fn(
         "vm_info",
