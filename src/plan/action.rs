@@ -39,25 +39,25 @@ pub struct VmView {
 /// action then costs the same in a plan of ten VMs as in one of a hundred thousand.
 #[derive(Debug, Default)]
 pub struct VmBoard {
-    views: Mutex<BTreeMap<String, VmView>>,
+    views: Mutex<BTreeMap<String, Arc<VmView>>>,
 }
 
 impl VmBoard {
     pub fn new(views: BTreeMap<String, VmView>) -> Self {
-        VmBoard { views: Mutex::new(views) }
+        VmBoard { views: Mutex::new(views.into_iter().map(|(name, view)| (name, Arc::new(view))).collect()) }
     }
 
-    fn views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, VmView>> {
+    fn views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<VmView>>> {
         self.views.lock().expect("VM board lock")
     }
 
     /// The VM as it is now.
-    pub fn get(&self, name: &str) -> Option<VmView> {
+    pub fn get(&self, name: &str) -> Option<Arc<VmView>> {
         self.views().get(name).cloned()
     }
 
     /// Every VM as it is now, by name.
-    pub fn snapshot(&self) -> BTreeMap<String, VmView> {
+    pub fn snapshot(&self) -> BTreeMap<String, Arc<VmView>> {
         self.views().clone()
     }
 
@@ -71,12 +71,13 @@ impl VmBoard {
     }
 
     pub fn any(&self, found: impl Fn(&VmView) -> bool) -> bool {
-        self.views().values().any(found)
+        self.views().values().any(|v| found(v))
     }
 
     pub fn update(&self, name: &str, change: impl FnOnce(&mut VmView)) {
         if let Some(view) = self.views().get_mut(name) {
-            change(view);
+            // Actions holding the old view keep it; the board gets a new one.
+            change(Arc::make_mut(view));
         }
     }
 }
