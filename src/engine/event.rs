@@ -64,6 +64,21 @@ event_kinds! {
 }
 
 impl EventKind {
+    /// Whether the engine acts on this event once published (a failover call after its
+    /// attempt, a step after its start, the caller after the run's end), and so must
+    /// know it is on disk first.
+    pub fn is_acted_on(self) -> bool {
+        matches!(
+            self,
+            EventKind::VmAttempt
+                | EventKind::ActionStarted
+                | EventKind::ManualWaiting
+                | EventKind::RunSucceeded
+                | EventKind::RunFailed
+                | EventKind::RunCancelled
+        )
+    }
+
     /// Whether `pattern` ("vm.failed", "vm.*", "*") selects this kind.
     pub fn matches(self, pattern: &str) -> bool {
         let name = self.name();

@@ -25,7 +25,7 @@ use crate::fabric::{CallOutcome, Fabric, FabricError, FailoverOutcome, FailoverR
 use crate::model::{FailoverKind, HumanDuration, Inventory, format_time};
 use crate::plan::validate::ResolvedPlan;
 use crate::plan::{
-    Action, ActionContext, EventView, FailurePolicy, Group, Manual, OnFailure, Plan, Step, VmBoard, VmView,
+    Action, ActionContext, EventView, FailurePolicy, Group, Hook, Manual, OnFailure, Plan, Step, VmBoard, VmView,
 };
 
 /// What the run needs, shared by its tasks.
@@ -165,17 +165,21 @@ impl RunState {
         (event, durable)
     }
 
-    /// Publishes an event, waits until the journal has it, and runs the hooks that
-    /// listen for it. Hooks do not fire on their own events, and a failing hook never
+    /// Publishes an event and runs the hooks that listen for it. Before acting on an
+    /// event (see [`EventKind::is_acted_on`]) or running its hooks, waits until the
+    /// journal has it; the journal keeps events in order, so that covers every event
+    /// before it too, and the others need no wait of their own. Hooks do not fire on their own events, and a failing hook never
     /// fails the run. A journal that cannot be written stops the run.
     async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, what: Draft) -> Event {
         let (event, durable) = self.publish(kind, scope, what);
-        if let Some(durable) = durable
+        let hooks: Vec<&Hook> = self.plan.hooks.iter().filter(|h| kind.matches(&h.event)).collect();
+        let acting = kind.is_acted_on() || !hooks.is_empty();
+        if let Some(durable) = durable.filter(|_| acting)
             && let Err(e) = durable.await
         {
             self.stop.fail(format!("the run stopped: {e}"));
         }
-        for hook in self.plan.hooks.iter().filter(|h| kind.matches(&h.event)) {
+        for hook in hooks {
             let view = EventView {
                 kind: kind.name().into(),
                 group: event.group.clone(),
