@@ -143,6 +143,18 @@ pub fn svg(reports: &[Report], machine: &Machine) -> String {
             ly + 4.0
         );
     }
+    let dropped = reports.len() * SERIES.len() - points.iter().map(Vec::len).sum::<usize>();
+    if dropped > 0 {
+        w!(
+            out,
+            "<text class=\"s\" x=\"{:.1}\" y=\"{:.1}\">{dropped} point(s) at or below zero</text>\n\
+             <text class=\"s\" x=\"{:.1}\" y=\"{:.1}\">(lost in noise) not drawn</text>\n",
+            LEFT + plot_w + 16.0,
+            TOP + 10.0 + SERIES.len() as f64 * 22.0 + 8.0,
+            LEFT + plot_w + 16.0,
+            TOP + 10.0 + SERIES.len() as f64 * 22.0 + 22.0
+        );
+    }
     out.push_str("</svg>\n");
     out
 }

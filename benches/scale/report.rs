@@ -36,6 +36,13 @@ impl Line {
         self
     }
 
+    /// A target the measure cannot judge this time (e.g. a difference lost in noise).
+    pub fn target_unjudged(mut self, target: impl Into<String>) -> Line {
+        self.target = Some(target.into());
+        self.pass = None;
+        self
+    }
+
     pub fn ratio(mut self, ratio: f64, baseline: impl Into<String>) -> Line {
         self.ratio = Some((ratio, baseline.into()));
         self
@@ -45,7 +52,7 @@ impl Line {
         match self.pass {
             Some(true) => "pass",
             Some(false) => "FAIL",
-            None => "",
+            None => "no verdict",
         }
     }
 
@@ -126,7 +133,7 @@ pub fn markdown(reports: &[Report], machine: &Machine) -> String {
             if let Some(row) = line.row
                 && !rows.iter().any(|(r, ..)| *r == row)
             {
-                rows.push((row, &line.label, line.target.as_deref().unwrap_or("")));
+                rows.push((row, &line.label, line.target.as_deref().unwrap_or("—")));
             }
         }
     }
