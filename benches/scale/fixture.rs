@@ -1,0 +1,202 @@
+//! What every figure of the scale bench starts from: a generated site and plans in a
+//! temporary directory, the check that `drplan check` does, the run the engine makes
+//! (dry or real), and the small measuring helpers (medians, peak memory).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drplan::engine::{AutoApprove, Deps, EventBus, EventLog, History, RunOutcome, RunSpec, RunStatus, Stop, execute};
+use drplan::fabric::dns::RecordingDns;
+use drplan::fabric::sim::SimFabric;
+use drplan::model::{FailoverKind, Inventory, PointChoice, parse_site};
+use drplan::plan::Plan;
+use drplan::plan::validate::{ResolvedPlan, Severity, validate};
+use drplan::script::{ScriptOptions, load_plan};
+
+use crate::generator;
+
+/// The failover kind measured (the dry run's default).
+pub const KIND: FailoverKind = FailoverKind::Planned;
+/// The dry run's default `--parallel`.
+pub const DRY_RUN_PARALLEL: usize = 8;
+/// Prepended to the site file to make operations take no real time while the modelled
+/// clock still advances. Today the fastest pace the site format allows; once the
+/// simulation's `pace = false` lands this becomes "[simulation]\npace = false\n" and
+/// nothing else changes. At 1,000,000 each modelled operation (30 s to 3 min) still
+/// sleeps 30-180 µs, which tokio's timer rounds up to 1 ms: that floor is in the
+/// baseline as much as in the engine's run.
+pub const ZERO_DURATION: &str = "[simulation]\nspeed = 1000000\n";
+
+/// A generated site and its plans.
+pub struct Fixture {
+    pub vms: usize,
+    /// Keeps the files until the size is measured.
+    _dir: tempfile::TempDir,
+    pub site: PathBuf,
+    /// The generated plan: a `post_each(|vm, ctx| dns::point_vm(vm))` on every group.
+    pub plan: PathBuf,
+    /// The same groups with no actions and no hooks: failovers only.
+    pub bare: PathBuf,
+    pub site_bytes: u64,
+    pub generated_in: Duration,
+}
+
+impl Fixture {
+    pub fn new(vms: usize, groups: usize) -> Fixture {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let started = Instant::now();
+        let spec = generator::Spec { vms, groups, out: dir.path().into(), seed: 1, faults: false };
+        generator::write(&spec).unwrap_or_else(|e| panic!("generator: {e}"));
+        let bare = dir.path().join("bare.rhai");
+        write_bare_plan(groups, &bare);
+        let site = dir.path().join("site.toml");
+        Fixture {
+            vms,
+            site_bytes: std::fs::metadata(&site).map(|m| m.len()).unwrap_or(0),
+            plan: dir.path().join("plan.rhai"),
+            bare,
+            site,
+            _dir: dir,
+            generated_in: started.elapsed(),
+        }
+    }
+
+    /// The site as generated: modelled durations, paced at the site's default speed.
+    pub fn inventory(&self) -> Arc<Inventory> {
+        Arc::new(parse_text(&std::fs::read_to_string(&self.site).expect("site file"), &self.site))
+    }
+
+    /// The site with operations that take no real time (see `ZERO_DURATION`).
+    pub fn unpaced_inventory(&self) -> Arc<Inventory> {
+        let text = std::fs::read_to_string(&self.site).expect("site file");
+        Arc::new(parse_text(&format!("{ZERO_DURATION}{text}"), &self.site))
+    }
+}
+
+/// The bare plan: one group per tier, no per-VM actions, no hooks.
+fn write_bare_plan(groups: usize, path: &Path) {
+    let mut text = String::from(
+        "let plan = recovery_plan(\"bare\", #{ source: \"primary\", target: \"secondary\", rto: \"4h\", \
+         test_network: \"test-bubble\" });\n",
+    );
+    for g in 0..groups {
+        text.push_str(&format!("plan.group(\"tier{g}\", vms_tagged(\"tier\", \"tier{g}\"));\n"));
+    }
+    text.push_str("plan\n");
+    std::fs::write(path, text).expect("bare plan");
+}
+
+pub fn parse_text(text: &str, path: &Path) -> Inventory {
+    parse_site(text, path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+}
+
+/// A compiled, validated plan with the simulation it was validated against.
+pub struct Checked {
+    pub inventory: Arc<Inventory>,
+    pub plan: Arc<Plan>,
+    pub sim: SimFabric,
+    pub resolved: ResolvedPlan,
+}
+
+/// What `drplan check` does after reading the site: compile the plan, open the
+/// simulation, validate. Panics on an error finding: a bench of a broken plan measures
+/// nothing.
+pub fn check(inventory: Arc<Inventory>, plan: &Path) -> Checked {
+    let compiled = load_plan(plan, inventory.clone(), &ScriptOptions::default()).expect("plan");
+    check_plan(inventory, compiled)
+}
+
+/// `check` of a plan already compiled (or changed after compiling).
+pub fn check_plan(inventory: Arc<Inventory>, plan: Plan) -> Checked {
+    let sim = SimFabric::in_memory(inventory.clone()).expect("simulation");
+    let validation = validate(&plan, &inventory, &sim.protection(), Some(KIND));
+    let errors: Vec<_> = validation.findings.iter().filter(|f| f.severity == Severity::Error).collect();
+    assert!(errors.is_empty(), "{} errors, the first: {}", errors.len(), errors[0]);
+    Checked { inventory, plan: Arc::new(plan), sim, resolved: validation.resolved }
+}
+
+pub fn spec(run_id: &str, parallel: usize, dry_run: bool) -> RunSpec {
+    RunSpec {
+        run_id: run_id.into(),
+        kind: KIND,
+        point: PointChoice::Latest,
+        parallel,
+        dry_run,
+        shut_down_source: true,
+        failback: false,
+    }
+}
+
+/// The run's dependencies: auto-approved gates, recorded DNS, `journal` if any.
+pub fn deps(checked_inventory: Arc<Inventory>, fabric: SimFabric, journal: Option<Arc<dyn EventLog>>) -> Deps {
+    Deps {
+        fabric: Arc::new(fabric),
+        dns: Arc::new(RecordingDns::default()),
+        gate: Arc::new(AutoApprove),
+        inventory: checked_inventory,
+        bus: Arc::new(EventBus::default()),
+        journal,
+        history: History::default(),
+        stop: Arc::new(Stop::default()),
+    }
+}
+
+/// The runtime of a dry run and of virtual-time measures: paused, current-thread.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime")
+}
+
+pub fn real_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+}
+
+/// What `drplan dry-run` does after the check: a scratch copy of the simulation at
+/// speed 1 on paused time. Returns the outcome and the wall time of the run alone.
+pub fn dry_run(checked: Checked, parallel: usize) -> (RunOutcome, Duration) {
+    let scratch = checked.sim.scratch_copy(1).expect("scratch copy");
+    drop(checked.sim);
+    let deps = deps(checked.inventory, scratch, None);
+    let runtime = paused_runtime();
+    let started = Instant::now();
+    let outcome = runtime.block_on(execute(deps, checked.plan, checked.resolved, spec("dry-run", parallel, true)));
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.status, RunStatus::Succeeded, "the dry run failed");
+    (outcome, elapsed)
+}
+
+/// Peak resident memory of this process since the last reset, in MiB.
+pub fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets VmHWM to the current RSS (Linux 4.0+); false if it cannot.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `reps` measures of `f`, median.
+pub fn median_of(reps: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    median((0..reps).map(|_| f()).collect())
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn us_per(d: Duration, n: usize) -> f64 {
+    d.as_secs_f64() * 1e6 / n as f64
+}
+
+/// "412.3 ms" under a second, "2.41 s" from there.
+pub fn secs(d: Duration) -> String {
+    if d >= Duration::from_secs(1) { format!("{:.2} s", d.as_secs_f64()) } else { format!("{:.1} ms", ms(d)) }
+}
