@@ -12,7 +12,7 @@ use drplan::fabric::sim::SimFabric;
 use drplan::model::{FailoverKind, Inventory, PointChoice, parse_site};
 use drplan::plan::Plan;
 use drplan::plan::validate::{ResolvedPlan, Severity, validate};
-use drplan::script::{ScriptOptions, load_plan};
+use drplan::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
 
 use crate::generator;
 
@@ -21,12 +21,8 @@ pub const KIND: FailoverKind = FailoverKind::Planned;
 /// The dry run's default `--parallel`.
 pub const DRY_RUN_PARALLEL: usize = 8;
 /// Prepended to the site file to make operations take no real time while the modelled
-/// clock still advances. Today the fastest pace the site format allows; once the
-/// simulation's `pace = false` lands this becomes "[simulation]\npace = false\n" and
-/// nothing else changes. At 1,000,000 each modelled operation (30 s to 3 min) still
-/// sleeps 30-180 µs, which tokio's timer rounds up to 1 ms: that floor is in the
-/// baseline as much as in the engine's run.
-pub const ZERO_DURATION: &str = "[simulation]\nspeed = 1000000\n";
+/// clock still advances (docs/site-file.md, `pace`).
+pub const ZERO_DURATION: &str = "[simulation]\npace = false\n";
 
 /// A generated site and its plans.
 pub struct Fixture {
@@ -142,13 +138,23 @@ pub fn deps(checked_inventory: Arc<Inventory>, fabric: SimFabric, journal: Optio
     }
 }
 
-/// The runtime of a dry run and of virtual-time measures: paused, current-thread.
+/// The runtime of a dry run and of virtual-time measures: paused, current-thread. Its
+/// threads have the stack scripts need, as the command line's do.
 pub fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .thread_stack_size(SCRIPT_STACK_SIZE)
+        .build()
+        .expect("runtime")
 }
 
 pub fn real_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(SCRIPT_STACK_SIZE)
+        .build()
+        .expect("runtime")
 }
 
 /// What `drplan dry-run` does after the check: a scratch copy of the simulation at

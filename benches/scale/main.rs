@@ -43,6 +43,11 @@ mod generator;
 
 use std::path::Path;
 
+// The allocator the drplan binary ships with (src/main.rs), so that the figures are the
+// command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use fixture::{Fixture, secs};
 use report::{Machine, Report, thousands};
 
