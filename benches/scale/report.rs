@@ -149,6 +149,10 @@ pub fn markdown(reports: &[Report], machine: &Machine) -> String {
         for report in reports {
             let cell = report.lines.iter().find(|l| l.row == Some(row)).map(|line| {
                 let mut cell = line.value.clone();
+                // A size whose target differs from the row's (100,000 VMs: < 10 s) says so.
+                if let Some(own) = line.target.as_deref().filter(|own| *own != target) {
+                    let _ = write!(cell, " (target {own})");
+                }
                 if let Some((ratio, _)) = line.ratio {
                     let _ = write!(cell, ", {ratio:.2}x");
                 }
