@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drplan::engine::{Event, JournalLog, RunStatus, execute};
+use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;
-use drplan::fabric::{Fabric, FailoverRequest};
-use drplan::model::{Inventory, PointChoice};
+use drplan::model::Inventory;
 use drplan::plan::validate::ResolvedPlan;
 use drplan::store::journal::{JOURNAL_FILE, JournalWriter};
 
-use crate::fixture::{self, Checked, Fixture, KIND, median, ms, real_runtime, secs, us_per};
+use crate::fixture::{self, Checked, Fixture, median, ms, real_runtime, secs, us_per};
 use crate::report::{Line, Report};
 
 /// What the journaled run left, for the journal's figures.
@@ -57,12 +57,7 @@ pub fn journal_size(dir: &Path) -> u64 {
 /// a bare `JoinSet`.
 fn bare_run(inventory: Arc<Inventory>, resolved: &ResolvedPlan) -> Duration {
     let fabric: Arc<dyn Fabric> = Arc::new(SimFabric::in_memory(inventory).expect("simulation"));
-    let request = Arc::new(FailoverRequest {
-        kind: KIND,
-        point: PointChoice::Latest,
-        test_network: None,
-        shut_down_source: true,
-    });
+    let request = Arc::new(fixture::failover_request());
     let runtime = real_runtime();
     let started = Instant::now();
     runtime.block_on(async {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drplan::engine::{AutoApprove, Deps, EventBus, EventLog, History, RunOutcome, RunSpec, RunStatus, Stop, execute};
+use drplan::fabric::FailoverRequest;
 use drplan::fabric::dns::RecordingDns;
 use drplan::fabric::sim::SimFabric;
 use drplan::model::{FailoverKind, Inventory, PointChoice, parse_site};
@@ -110,6 +111,11 @@ pub fn check_plan(inventory: Arc<Inventory>, plan: Plan) -> Checked {
     let errors: Vec<_> = validation.findings.iter().filter(|f| f.severity == Severity::Error).collect();
     assert!(errors.is_empty(), "{} errors, the first: {}", errors.len(), errors[0]);
     Checked { inventory, plan: Arc::new(plan), sim, resolved: validation.resolved }
+}
+
+/// The failover every VM gets, in the run and in the baselines that make its calls bare.
+pub fn failover_request() -> FailoverRequest {
+    FailoverRequest { kind: KIND, point: PointChoice::Latest, test_network: None, shut_down_source: true }
 }
 
 pub fn spec(run_id: &str, parallel: usize, dry_run: bool) -> RunSpec {

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drplan::engine::{RunOutcome, RunStatus, execute};
+use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;
-use drplan::fabric::{Fabric, FailoverRequest};
-use drplan::model::{HumanDuration, Inventory, PointChoice};
+use drplan::model::{HumanDuration, Inventory};
 use drplan::plan::validate::ResolvedPlan;
 use drplan::plan::{Action, ActionContext, ActionError, Plan, SourcePos, Step};
 use drplan::script::{ScriptOptions, load_plan};
 
-use crate::fixture::{self, DRY_RUN_PARALLEL, Fixture, KIND, paused_runtime};
+use crate::fixture::{self, DRY_RUN_PARALLEL, Fixture, paused_runtime};
 use crate::report::{Line, Report};
 
 /// Modelled time of the step before the plan's first group.
@@ -93,12 +93,7 @@ fn dry_run(inventory: Arc<Inventory>, plan: Plan, parallel: usize) -> Duration {
 /// whether every VM started with its group, which the path assumes.
 fn critical_path(inventory: Arc<Inventory>, resolved: &ResolvedPlan) -> (Duration, bool) {
     let fabric: Arc<dyn Fabric> = Arc::new(SimFabric::in_memory(inventory).expect("simulation"));
-    let request = Arc::new(FailoverRequest {
-        kind: KIND,
-        point: PointChoice::Latest,
-        test_network: None,
-        shut_down_source: true,
-    });
+    let request = Arc::new(fixture::failover_request());
     paused_runtime().block_on(async {
         let mut path = PLAN_WAIT;
         let mut together = true;
