@@ -168,8 +168,9 @@ impl RunState {
     /// Publishes an event and runs the hooks that listen for it. Before acting on an
     /// event (see [`EventKind::is_acted_on`]) or running its hooks, waits until the
     /// journal has it; the journal keeps events in order, so that covers every event
-    /// before it too, and the others need no wait of their own. Hooks do not fire on their own events, and a failing hook never
-    /// fails the run. A journal that cannot be written stops the run.
+    /// before it too, and the others need no wait of their own. Hooks do not fire on
+    /// their own events, and a failing hook never fails the run. A journal that cannot be
+    /// written stops the run.
     async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, what: Draft) -> Event {
         let (event, durable) = self.publish(kind, scope, what);
         let hooks: Vec<&Hook> = self.plan.hooks.iter().filter(|h| kind.matches(&h.event)).collect();
@@ -222,7 +223,7 @@ impl RunState {
     }
 
     pub(super) fn is_running_replica(&self, ip: Ipv4Addr) -> bool {
-        self.vms.any(|v| v.ip == Some(ip) && v.state == "succeeded")
+        self.vms.is_up_at(ip)
     }
 
     /// Calls an action once, spending any time it waited in a dry run afterwards.

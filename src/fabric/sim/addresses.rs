@@ -140,7 +140,7 @@ impl AddressBook {
         from
     }
 
-    /// Every address held on `network` of `site`, for checking the book against a scan.
+    /// Every address held on `network` of `site`, for checking a kept book against one read afresh.
     #[cfg(test)]
     pub(super) fn held(&self, site: &str, network: &str) -> std::collections::BTreeSet<Ipv4Addr> {
         self.sites.get(site).and_then(|n| n.get(network)).map(|n| n.held.keys().copied().collect()).unwrap_or_default()
