@@ -2,7 +2,7 @@
 //! objects. The script layer makes them from Rhai closures; the engine only runs them,
 //! never knowing what language they were written in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,46 +39,75 @@ pub struct VmView {
 /// action then costs the same in a plan of ten VMs as in one of a hundred thousand.
 #[derive(Debug, Default)]
 pub struct VmBoard {
-    views: Mutex<BTreeMap<String, Arc<VmView>>>,
+    inner: Mutex<Board>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    views: BTreeMap<String, Arc<VmView>>,
+    /// How many VMs that came up hold each address: a service asks whether an address is
+    /// a replica of the run once per call, and scanning every VM for it would make a
+    /// plan's worth of such calls cost the square of its size.
+    up: HashMap<Ipv4Addr, usize>,
+}
+
+/// Counts `view` in or out of the addresses VMs came up at.
+fn count_up(up: &mut HashMap<Ipv4Addr, usize>, view: &VmView, by: isize) {
+    if let (Some(ip), "succeeded") = (view.ip, view.state.as_str()) {
+        let held = up.entry(ip).or_default();
+        *held = held.saturating_add_signed(by);
+        if *held == 0 {
+            up.remove(&ip);
+        }
+    }
 }
 
 impl VmBoard {
     pub fn new(views: BTreeMap<String, VmView>) -> Self {
-        VmBoard { views: Mutex::new(views.into_iter().map(|(name, view)| (name, Arc::new(view))).collect()) }
+        let mut board = Board::default();
+        for (name, view) in views {
+            count_up(&mut board.up, &view, 1);
+            board.views.insert(name, Arc::new(view));
+        }
+        VmBoard { inner: Mutex::new(board) }
     }
 
-    fn views(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<VmView>>> {
-        self.views.lock().expect("VM board lock")
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.inner.lock().expect("VM board lock")
     }
 
     /// The VM as it is now.
     pub fn get(&self, name: &str) -> Option<Arc<VmView>> {
-        self.views().get(name).cloned()
+        self.board().views.get(name).cloned()
     }
 
     /// Every VM as it is now, by name.
     pub fn snapshot(&self) -> BTreeMap<String, Arc<VmView>> {
-        self.views().clone()
+        self.board().views.clone()
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.views().keys().cloned().collect()
+        self.board().views.keys().cloned().collect()
     }
 
     /// The names of the VMs that satisfy `keep`, in name order.
     pub fn names_where(&self, keep: impl Fn(&VmView) -> bool) -> Vec<String> {
-        self.views().values().filter(|v| keep(v)).map(|v| v.name.clone()).collect()
+        self.board().views.values().filter(|v| keep(v)).map(|v| v.name.clone()).collect()
     }
 
-    pub fn any(&self, found: impl Fn(&VmView) -> bool) -> bool {
-        self.views().values().any(|v| found(v))
+    /// Whether a VM of the run came up at `ip`.
+    pub fn is_up_at(&self, ip: Ipv4Addr) -> bool {
+        self.board().up.contains_key(&ip)
     }
 
     pub fn update(&self, name: &str, change: impl FnOnce(&mut VmView)) {
-        if let Some(view) = self.views().get_mut(name) {
-            // Actions holding the old view keep it; the board gets a new one.
-            change(Arc::make_mut(view));
-        }
+        let mut board = self.board();
+        let Board { views, up } = &mut *board;
+        let Some(view) = views.get_mut(name) else { return };
+        count_up(up, view, -1);
+        // Actions holding the old view keep it; the board gets a new one.
+        change(Arc::make_mut(view));
+        count_up(up, view, 1);
     }
 }
 
@@ -186,4 +215,46 @@ pub trait Action: Send + Sync {
     /// A short description for step lists, e.g. "post action" or the closure's text.
     fn label(&self) -> String;
     async fn run(&self, ctx: ActionContext) -> Result<(), ActionError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, ip: Option<&str>, state: &str) -> VmView {
+        VmView {
+            name: name.into(),
+            group: "web".into(),
+            source_ip: None,
+            ip: ip.map(|ip| ip.parse().unwrap()),
+            replica_name: name.into(),
+            site: None,
+            host: None,
+            network: None,
+            dns: vec![],
+            tags: BTreeMap::new(),
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn an_address_is_up_while_a_vm_that_came_up_holds_it() {
+        let ip: Ipv4Addr = "10.2.3.21".parse().unwrap();
+        let board = VmBoard::new(BTreeMap::from([
+            ("web01".to_string(), view("web01", Some("10.2.3.21"), "succeeded")),
+            ("web02".to_string(), view("web02", None, "pending")),
+        ]));
+        assert!(board.is_up_at(ip), "a resumed run's VM already up");
+        let before = board.get("web01").unwrap();
+        board.update("web01", |v| v.state = "failed".into());
+        assert!(!board.is_up_at(ip));
+        assert_eq!(before.state, "succeeded", "an action's view does not change under it");
+        board.update("web02", |v| {
+            v.ip = Some(ip);
+            v.state = "succeeded".into();
+        });
+        assert!(board.is_up_at(ip));
+        assert!(!board.is_up_at("10.2.3.22".parse().unwrap()));
+        assert_eq!(board.names_where(|v| v.state == "succeeded"), ["web02"]);
+    }
 }
