@@ -110,7 +110,7 @@ fn check_exactly_once(work: &Workdir, run: &str, kind: &str) {
     for vm in VMS {
         let done = jobs.iter().filter(|j| j.vm == vm && j.operation == operation && j.status == JobStatus::Succeeded);
         assert_eq!(done.count(), 1, "{vm} must be failed over exactly once");
-        let status = runtime.block_on(sim.replication_status(vm)).unwrap();
+        let status = runtime.block_on(sim.replication_status(vm, sim.now())).unwrap();
         assert_eq!(status.active_site, "secondary", "{vm}");
     }
 

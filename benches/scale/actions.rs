@@ -70,11 +70,11 @@ fn checked(fixture: &Fixture, inventory: Arc<Inventory>, native: bool) -> Checke
 /// The wall time of a real run of the plan on the unpaced simulation, without a journal.
 fn real_run(fixture: &Fixture, native: bool) -> Duration {
     let checked = checked(fixture, fixture.unpaced_inventory(), native);
-    let deps = fixture::deps(checked.inventory, checked.sim, None);
+    let ready = fixture::ready(checked, fixture::On::Simulation, None, DRY_RUN_PARALLEL);
     let runtime = real_runtime();
     let spec = fixture::spec("bench", DRY_RUN_PARALLEL, false);
     let started = Instant::now();
-    let outcome = runtime.block_on(execute(deps, checked.plan, checked.resolved, spec));
+    let outcome = runtime.block_on(execute(ready.deps, ready.plan, ready.resolved, spec));
     let wall = started.elapsed();
     assert_eq!(outcome.status, RunStatus::Succeeded, "the real run failed");
     wall

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drplan::engine::{Event, JournalLog, RunStatus, execute};
-use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;
+use drplan::fabric::{Call, Fabric};
 use drplan::model::Inventory;
 use drplan::plan::validate::ResolvedPlan;
 use drplan::store::journal::{JOURNAL_FILE, JournalWriter};
@@ -31,11 +31,11 @@ fn engine_run(checked: Checked, parallel: usize) -> JournaledRun {
     let dir = tempfile::tempdir().expect("temporary directory");
     let writer = Arc::new(JournalWriter::start(dir.path()).expect("journal"));
     let journal = Arc::new(JournalLog { writer: writer.clone(), run: "bench".into() });
-    let deps = fixture::deps(checked.inventory, checked.sim, Some(journal));
+    let ready = fixture::ready(checked, fixture::On::Simulation, Some(journal), parallel);
     let runtime = real_runtime();
     let started = Instant::now();
     let outcome =
-        runtime.block_on(execute(deps, checked.plan, checked.resolved, fixture::spec("bench", parallel, false)));
+        runtime.block_on(execute(ready.deps, ready.plan, ready.resolved, fixture::spec("bench", parallel, false)));
     let wall = started.elapsed();
     assert_eq!(outcome.status, RunStatus::Succeeded, "the real run failed");
     // Closing writes what is queued (nothing: the run awaited every event) and lets
@@ -66,8 +66,8 @@ fn bare_run(inventory: Arc<Inventory>, resolved: &ResolvedPlan) -> Duration {
             for vm in &group.vms {
                 let (fabric, request, vm) = (fabric.clone(), request.clone(), vm.clone());
                 all.spawn(async move {
-                    let key = format!("bench/vm/{vm}/failover");
-                    fabric.failover(&key, &vm, &request).await.map(|_| ()).map_err(|e| format!("{vm}: {e}"))
+                    let call = Call::new(format!("bench/vm/{vm}/failover"), fabric.now());
+                    fabric.failover(&call, &vm, &request).await.map(|_| ()).map_err(|e| format!("{vm}: {e}"))
                 });
             }
             while let Some(done) = all.join_next().await {

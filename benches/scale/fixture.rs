@@ -115,7 +115,7 @@ pub fn check_plan(inventory: Arc<Inventory>, plan: Plan) -> Checked {
 
 /// The failover every VM gets, in the run and in the baselines that make its calls bare.
 pub fn failover_request() -> FailoverRequest {
-    FailoverRequest { kind: KIND, point: PointChoice::Latest, test_network: None, shut_down_source: true }
+    FailoverRequest::new(KIND, PointChoice::Latest)
 }
 
 pub fn spec(run_id: &str, parallel: usize, dry_run: bool) -> RunSpec {
@@ -130,26 +130,53 @@ pub fn spec(run_id: &str, parallel: usize, dry_run: bool) -> RunSpec {
     }
 }
 
-/// The run's dependencies: auto-approved gates, recorded DNS, `journal` if any.
-pub fn deps(checked_inventory: Arc<Inventory>, fabric: SimFabric, journal: Option<Arc<dyn EventLog>>) -> Deps {
-    Deps {
+/// Which simulation a run acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// The checked simulation itself: a real run.
+    Simulation,
+    /// A scratch copy of it: a dry run.
+    ScratchCopy,
+}
+
+/// A run ready to execute: its dependencies, plan and groups.
+pub struct Ready {
+    pub deps: Deps,
+    pub plan: Arc<Plan>,
+    pub resolved: ResolvedPlan,
+}
+
+/// The run's dependencies: auto-approved gates, recorded DNS, `journal` if any, and the
+/// placements of the preflight every run starts with (as the command line's do).
+pub fn ready(checked: Checked, on: On, journal: Option<Arc<dyn EventLog>>, parallel: usize) -> Ready {
+    let fabric = match on {
+        On::Simulation => checked.sim,
+        On::ScratchCopy => checked.sim.scratch_copy().expect("scratch copy"),
+    };
+    let spec = spec("preflight", parallel, on == On::ScratchCopy);
+    let preflight = runtime()
+        .block_on(drplan::engine::preflight(&fabric, &checked.plan, &checked.resolved, &spec, &History::default()))
+        .expect("preflight");
+    assert!(preflight.refusals.is_empty(), "the preflight refused: {:?}", preflight.refusals.first());
+    let deps = Deps {
         fabric: Arc::new(fabric),
+        placements: preflight.placements,
         dns: Arc::new(RecordingDns::default()),
         gate: Arc::new(AutoApprove),
-        inventory: checked_inventory,
+        inventory: checked.inventory,
         bus: Arc::new(EventBus::default()),
         journal,
         history: History::default(),
         stop: Arc::new(Stop::default()),
-    }
+    };
+    Ready { deps, plan: checked.plan, resolved: checked.resolved }
 }
 
-/// The runtime of a dry run and of virtual-time measures: paused, current-thread. Its
-/// threads have the stack scripts need, as the command line's do.
-pub fn paused_runtime() -> tokio::runtime::Runtime {
+/// The runtime of a dry run and of the measures on modelled time: current-thread, as
+/// `drplan dry-run`'s. Its threads have the stack scripts need, as the command line's do.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .start_paused(true)
         .thread_stack_size(SCRIPT_STACK_SIZE)
         .build()
         .expect("runtime")
@@ -163,15 +190,13 @@ pub fn real_runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// What `drplan dry-run` does after the check: a scratch copy of the simulation at
-/// speed 1 on paused time. Returns the outcome and the wall time of the run alone.
+/// What `drplan dry-run` does after the check: a preflight and a run on a scratch copy
+/// of the simulation, unpaced. Returns the outcome and the wall time of the run alone.
 pub fn dry_run(checked: Checked, parallel: usize) -> (RunOutcome, Duration) {
-    let scratch = checked.sim.scratch_copy(1).expect("scratch copy");
-    drop(checked.sim);
-    let deps = deps(checked.inventory, scratch, None);
-    let runtime = paused_runtime();
     let started = Instant::now();
-    let outcome = runtime.block_on(execute(deps, checked.plan, checked.resolved, spec("dry-run", parallel, true)));
+    let ready = ready(checked, On::ScratchCopy, None, parallel);
+    let runtime = runtime();
+    let outcome = runtime.block_on(execute(ready.deps, ready.plan, ready.resolved, spec("dry-run", parallel, true)));
     let elapsed = started.elapsed();
     assert_eq!(outcome.status, RunStatus::Succeeded, "the dry run failed");
     (outcome, elapsed)

@@ -60,9 +60,10 @@ impl From<Kind> for crate::model::FailoverKind {
 /// How a plan runs, for real or as a dry run.
 #[derive(Debug, Args)]
 pub struct RunOptions {
-    /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
-    #[arg(long, default_value = "latest", value_parser = parse_point)]
-    pub point: crate::model::PointChoice,
+    /// latest (the default), latest-processed, latest-app-consistent, or an RFC 3339
+    /// time (R33). Not for a planned failover: it always syncs to the end (R31).
+    #[arg(long, value_parser = parse_point)]
+    pub point: Option<crate::model::PointChoice>,
     /// How many VMs of a group fail over at once.
     #[arg(long, default_value_t = 8)]
     pub parallel: usize,
@@ -73,8 +74,17 @@ pub struct RunOptions {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compiles a plan and validates it against the site; no fabric call.
-    Check { plan: PathBuf },
+    /// Compiles a plan and validates it against the site and the protection state; with
+    /// --kind or --point, also checks every VM as a failover of that kind would (R33:
+    /// the point exists for each VM). Changes nothing.
+    Check {
+        plan: PathBuf,
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+        /// latest, latest-processed, latest-app-consistent, or an RFC 3339 time (R33).
+        #[arg(long, value_parser = parse_point)]
+        point: Option<crate::model::PointChoice>,
+    },
     /// Runs a plan against a scratch copy of the simulated datacenter, on a virtual
     /// clock: the exact steps, the predicted timeline and RTO; nothing is changed.
     DryRun {
@@ -93,6 +103,10 @@ pub enum Command {
         kind: Kind,
         #[command(flatten)]
         run: RunOptions,
+        /// Approve every manual step at once, as taking its estimate, journaled: for
+        /// rehearsals (drills, or any run on a simulated site).
+        #[arg(long)]
+        approve_manual: bool,
     },
     /// R37, R38: brings the plan's VMs back to their original site (a planned failover back,
     /// in group order), then commits and reprotects them towards the recovery site.
@@ -102,6 +116,9 @@ pub enum Command {
         parallel: usize,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Approve every manual step at once, as taking its estimate, journaled (simulated sites).
+        #[arg(long)]
+        approve_manual: bool,
     },
     /// R34: makes the failover of every VM of the plan final.
     Commit { plan: PathBuf },
@@ -125,6 +142,9 @@ pub enum Command {
         run: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Approve every manual step at once, as taking its estimate, journaled (drills, simulated sites).
+        #[arg(long)]
+        approve_manual: bool,
     },
     /// Lists the runs in the state directory.
     Runs {

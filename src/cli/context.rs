@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::args::Global;
 use super::error::CliError;
 use crate::fabric::sim::SimFabric;
+use crate::fabric::{Call, Fabric};
 use crate::model::Inventory;
 use crate::model::site_file::parse_site;
 use crate::store::StateDir;
@@ -87,8 +88,9 @@ pub fn confirm(global: &Global, question: &str) -> Result<(), CliError> {
     }
 }
 
-/// A fresh idempotency key for one operation the operator asked for.
-pub fn call_key(operation: &str, vm: &str) -> String {
+/// One operation the operator asked for, now: a fresh idempotency key, made at the
+/// fabric's clock.
+pub fn call(fabric: &dyn Fabric, operation: &str, vm: &str) -> Call {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("cli/{}-{nanos}/{operation}/{vm}", std::process::id())
+    Call::new(format!("cli/{}-{nanos}/{operation}/{vm}", std::process::id()), fabric.now())
 }

@@ -1,26 +1,39 @@
 //! The rest of the recovery cycle at plan level (R30, R34, R36, R37): `failback` (a
 //! planned failover back, then commit, then reprotect towards the recovery site again),
-//! `commit`, `reprotect` and `cleanup` of every VM of a plan. Each refuses, with what to
-//! do instead, when a VM's state does not allow it.
+//! `commit`, `change-point`, `reprotect` and `cleanup` of every VM of a plan. Each
+//! checks every VM first and refuses as a whole, with what to do instead, when a VM's
+//! state does not allow it: nothing is changed unless everything can be.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{Format, Global};
 use super::context::{confirm, site_path};
 use super::error::CliError;
-use super::runs::{Prepared, failover, prepare, refuse_unless};
-use crate::fabric::Fabric;
-use crate::model::{FailoverKind, Operation, PointChoice};
+use super::runs::{Approvals, Direction, Findings, Prepared, RunRequest, failover, prepare, refuse, runtime};
+use crate::fabric::{Call, Fabric, Intent, PreflightRequest};
+use crate::model::{FailoverKind, HumanDuration, Operation, Phase, PointChoice, format_time};
 use crate::store::StateDir;
 
 /// R37, R38: the plan's groups come back in order (downtime: each VM is shut down on the
 /// recovery site before its original boots), then every VM is committed and reprotected
-/// towards the recovery site again.
-pub fn failback(global: &Global, plan: &Path, parallel: usize, format: Format) -> Result<String, CliError> {
-    let ran = failover(global, plan, FailoverKind::Planned, PointChoice::Latest, parallel, format, true)?;
-    let committed = each_vm(global, plan, PlanStep::Commit, true)?;
-    let reprotected = each_vm(global, plan, PlanStep::Reprotect, true)?;
-    Ok(format!("{ran}{committed}{reprotected}"))
+/// towards the recovery site again, all as one journaled run.
+pub fn failback(
+    global: &Global,
+    plan: &Path,
+    parallel: usize,
+    format: Format,
+    approvals: Approvals,
+) -> Result<String, CliError> {
+    let request = RunRequest {
+        kind: FailoverKind::Planned,
+        point: PointChoice::Latest,
+        parallel,
+        format,
+        direction: Direction::Failback,
+        approvals,
+    };
+    failover(global, plan, request)
 }
 
 /// A step the plan-level commands take for every VM of a plan.
@@ -44,35 +57,57 @@ impl PlanStep<'_> {
             PlanStep::ChangePoint(_) => Operation::ChangeRecoveryPoint,
         }
     }
+
+    fn intent(&self) -> Intent {
+        match self {
+            PlanStep::ChangePoint(point) => Intent::ChangePoint(*point),
+            other => Intent::Other(other.operation()),
+        }
+    }
 }
 
-/// One plan-wide step for every VM of a plan; refused as a whole if any VM's state does
-/// not allow it.
-pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool) -> Result<String, CliError> {
+/// Whether a plan-wide step asks the operator first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// It changes the recovery site: ask on a terminal, unless `--yes`.
+    Ask,
+    /// It does not (a drill's cleanup).
+    NotNeeded,
+}
+
+/// One plan-wide step for every VM of a plan; refused as a whole, before anything
+/// changes, if any VM cannot take it.
+pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -> Result<String, CliError> {
     let operation = step.operation();
     let site = site_path(global, Some(plan))?;
     let state = StateDir::open(&global.state)?;
-    let prepared: Prepared = prepare(plan, &site, &state, FailoverKind::Planned, false)?;
-    refuse_unless(&prepared, operation)?;
-    if !confirmed {
+    let prepared: Prepared = prepare(plan, &site, &state, FailoverKind::Planned, Findings::Skip)?;
+    let vms: Vec<String> = prepared.resolved.groups.iter().flat_map(|g| g.vms.clone()).collect();
+    let fabric: &dyn Fabric = &*prepared.sim;
+    let runtime = runtime()?;
+    let request = PreflightRequest { at: fabric.now(), intent: step.intent(), vms: vms.clone() };
+    let checked = runtime.block_on(fabric.preflight(&request))?;
+    refuse(&prepared.resolved, &checked.refusals)?;
+    if ask == Confirm::Ask {
         let question =
             format!("{operation} every VM of plan {:?}? This changes the recovery site.", prepared.plan.name);
         confirm(global, &question)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::Runtime)?;
+    if let PlanStep::Commit = step {
+        confirm_split_groups(global, &prepared)?;
+    }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.f");
     let mut out = String::new();
-    for vm in prepared.resolved.groups.iter().flat_map(|g| &g.vms) {
-        let key = format!("cli/{stamp}/{operation}/{vm}");
-        let fabric = &prepared.sim;
+    for vm in &vms {
+        let call = Call::new(format!("cli/{stamp}/{operation}/{vm}"), fabric.now());
         let job = runtime.block_on(async {
             match &step {
-                PlanStep::Commit => fabric.commit(&key, vm).await,
-                PlanStep::Reprotect => fabric.reprotect(&key, vm).await,
-                PlanStep::Cleanup(notes) => fabric.cleanup_test(&key, vm, notes).await,
-                PlanStep::ChangePoint(point) => fabric.change_recovery_point(&key, vm, *point).await.map(|o| {
+                PlanStep::Commit => fabric.commit(&call, vm).await,
+                PlanStep::Reprotect => fabric.reprotect(&call, vm).await,
+                PlanStep::Cleanup(notes) => fabric.cleanup_test(&call, vm, notes).await,
+                PlanStep::ChangePoint(point) => fabric.change_recovery_point(&call, vm, *point).await.map(|o| {
                     let mut job = o.job;
-                    job.detail = format!("{}; data loss {}", job.detail, crate::model::HumanDuration(o.data_loss));
+                    job.detail = format!("{}; data loss {}", job.detail, HumanDuration(o.data_loss));
                     job
                 }),
             }
@@ -86,4 +121,30 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool
         out.push_str(&format!("notes kept with run {run}\n"));
     }
     Ok(out)
+}
+
+/// R12: a replication group's VMs fail over to one point; committing them at different
+/// points makes the split final. Asked (or `--yes`), never silent.
+fn confirm_split_groups(global: &Global, prepared: &Prepared) -> Result<(), CliError> {
+    let protection = prepared.sim.protection();
+    let mut by_group: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
+    for vm in prepared.resolved.groups.iter().flat_map(|g| &g.vms) {
+        let (Some(group), Some(state)) = (prepared.sim.inventory().group_of(vm), protection.get(vm)) else { continue };
+        if let Phase::FailedOver { point, .. } = &state.phase {
+            by_group.entry(group.name.as_str()).or_default().push((vm, format_time(point.time)));
+        }
+    }
+    for (group, members) in by_group {
+        let first = &members[0].1;
+        if members.iter().all(|(_, point)| point == first) {
+            continue;
+        }
+        let points = members.iter().map(|(vm, point)| format!("{vm} at {point}")).collect::<Vec<_>>().join(", ");
+        eprintln!(
+            "warning: replication group {group:?} failed over to different recovery points ({points}); R12 wants one. \
+             drplan change-point can move them to one point before commit"
+        );
+        confirm(global, &format!("Commit replication group {group:?} at different points anyway?"))?;
+    }
+    Ok(())
 }

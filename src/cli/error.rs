@@ -24,6 +24,8 @@ pub enum CliError {
     Script(#[from] crate::script::ScriptError),
     #[error("the plan has {errors} error(s); see above")]
     InvalidPlan { errors: usize },
+    #[error("the preflight refused {refused} VM(s), see above; nothing was changed")]
+    Refused { refused: usize },
     #[error("the run {0}")]
     RunFailed(&'static str),
     #[error("this changes the recovery site; without a terminal to confirm on, pass --yes")]

@@ -38,7 +38,7 @@ pub async fn status(global: &Global, targets: &[String], format: Format) -> Resu
     };
     let mut statuses = Vec::with_capacity(names.len());
     for name in &names {
-        statuses.push(fabric.replication_status(name).await?);
+        statuses.push(fabric.replication_status(name, fabric.now()).await?);
     }
     let plan = plan.map(|name| PlanStanding::of(name, &statuses));
     let report = StatusReport { clock: fabric.now(), plan, vms: statuses };
@@ -50,7 +50,7 @@ pub async fn status(global: &Global, targets: &[String], format: Format) -> Resu
 
 pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
     let session = Session::open_to_look(global, None)?;
-    let points = session.fabric.recovery_points(vm).await?;
+    let points = session.fabric.recovery_points(vm, session.fabric.now()).await?;
     if points.is_empty() {
         return Ok(format!("{vm} has no recovery points now\n"));
     }

@@ -46,44 +46,75 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Runs an async command on a runtime of its own.
+fn block_on<F: std::future::Future<Output = Result<String, CliError>>>(command: F) -> Result<String, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
+    runtime.block_on(command)
+}
+
+fn approvals(approve_manual: bool) -> runs::Approvals {
+    if approve_manual { runs::Approvals::Rehearsal } else { runs::Approvals::ByPeople }
+}
+
+/// R31: a planned failover always syncs to the end; a point choice would be ignored, so
+/// it is refused instead.
+fn point_for(
+    kind: args::Kind,
+    point: Option<crate::model::PointChoice>,
+) -> Result<crate::model::PointChoice, CliError> {
+    match (kind, point) {
+        (args::Kind::Planned, Some(point)) => Err(CliError::Usage(format!(
+            "--point {point}: a planned failover always uses the final sync, with no data lost (R31); choose a point with --kind unplanned (or test)"
+        ))),
+        (_, point) => Ok(point.unwrap_or_default()),
+    }
+}
+
 fn run(cli: &Cli) -> Result<String, CliError> {
     let global = &cli.global;
-    // Commands with a runtime of their own, or none.
     match &cli.command {
-        Command::Check { plan } => return plans::check(global, plan),
+        Command::Check { plan, kind, point } => plans::check(global, plan, *kind, *point),
         Command::DryRun { plan, kind, run } => {
-            return plans::dry_run(global, plan, *kind, run.point, run.parallel, run.format);
+            let point = point_for(*kind, run.point)?;
+            plans::dry_run(global, plan, *kind, point, run.parallel, run.format)
         }
-        Command::Defs => return Ok(plans::defs()),
-        Command::Failover { plan, kind, run } => {
-            return runs::failover(global, plan, (*kind).into(), run.point, run.parallel, run.format, false);
+        Command::Defs => Ok(plans::defs()),
+        Command::Failover { plan, kind, run, approve_manual } => {
+            let request = runs::RunRequest {
+                kind: (*kind).into(),
+                point: point_for(*kind, run.point)?,
+                parallel: run.parallel,
+                format: run.format,
+                direction: runs::Direction::Failover,
+                approvals: approvals(*approve_manual),
+            };
+            runs::failover(global, plan, request)
         }
-        Command::Failback { plan, parallel, format } => return cycle::failback(global, plan, *parallel, *format),
-        Command::Commit { plan } => return cycle::each_vm(global, plan, cycle::PlanStep::Commit, false),
-        Command::Reprotect { plan } => return cycle::each_vm(global, plan, cycle::PlanStep::Reprotect, false),
-        Command::Cleanup { plan, notes } => return cycle::each_vm(global, plan, cycle::PlanStep::Cleanup(notes), true),
+        Command::Failback { plan, parallel, format, approve_manual } => {
+            cycle::failback(global, plan, *parallel, *format, approvals(*approve_manual))
+        }
+        Command::Commit { plan } => cycle::each_vm(global, plan, cycle::PlanStep::Commit, cycle::Confirm::Ask),
+        Command::Reprotect { plan } => cycle::each_vm(global, plan, cycle::PlanStep::Reprotect, cycle::Confirm::Ask),
+        Command::Cleanup { plan, notes } => {
+            cycle::each_vm(global, plan, cycle::PlanStep::Cleanup(notes), cycle::Confirm::NotNeeded)
+        }
         Command::ChangePoint { plan, point } => {
-            return cycle::each_vm(global, plan, cycle::PlanStep::ChangePoint(*point), false);
+            cycle::each_vm(global, plan, cycle::PlanStep::ChangePoint(*point), cycle::Confirm::Ask)
         }
-        Command::Resume { run, format } => return runs::resume(global, run, *format),
-        Command::Runs { format } => return runs::runs(global, *format),
-        Command::Show { run, format, svg } => return runs::show(global, run, *format, svg.as_ref()),
-        Command::Approve { run } => return runs::approve(global, run),
-        Command::Cancel { run, force } => return runs::cancel(global, run, *force),
-        _ => {}
+        Command::Resume { run, format, approve_manual } => {
+            runs::resume(global, run, *format, approvals(*approve_manual))
+        }
+        Command::Runs { format } => runs::runs(global, *format),
+        Command::Show { run, format, svg } => runs::show(global, run, *format, svg.as_ref()),
+        Command::Approve { run } => runs::approve(global, run),
+        Command::Cancel { run, force } => runs::cancel(global, run, *force),
+        Command::Status { vms, format } => block_on(inspect::status(global, vms, *format)),
+        Command::Points { vm } => block_on(inspect::points(global, vm)),
+        Command::Jobs { format } => block_on(inspect::jobs(global, *format)),
+        Command::Advance { by } => inspect::advance(global, by),
+        Command::Protect { vms, policy, exclude_disks } => {
+            block_on(protection::protect(global, vms, policy, exclude_disks))
+        }
+        Command::Unprotect { vms, delete_replica } => block_on(protection::unprotect(global, vms, *delete_replica)),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(CliError::Runtime)?;
-    runtime.block_on(async {
-        match &cli.command {
-            Command::Status { vms, format } => inspect::status(global, vms, *format).await,
-            Command::Points { vm } => inspect::points(global, vm).await,
-            Command::Jobs { format } => inspect::jobs(global, *format).await,
-            Command::Advance { by } => inspect::advance(global, by),
-            Command::Protect { vms, policy, exclude_disks } => {
-                protection::protect(global, vms, policy, exclude_disks).await
-            }
-            Command::Unprotect { vms, delete_replica } => protection::unprotect(global, vms, *delete_replica).await,
-            _ => unreachable!("handled above"),
-        }
-    })
 }

@@ -41,8 +41,38 @@ fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -
     Ok(Loaded { inventory, plan, sim, validation })
 }
 
-pub fn check(global: &Global, path: &Path) -> Result<String, CliError> {
+/// The spec of a run that only looks: a dry run, or a check's preflight.
+fn looking_spec(kind: FailoverKind, point: PointChoice, parallel: usize) -> RunSpec {
+    RunSpec { run_id: "dry-run".into(), kind, point, parallel, dry_run: true, shut_down_source: true, failback: false }
+}
+
+/// The runtime dry runs and checks run on. One thread: with causal time nothing needs a
+/// paused clock, and one thread keeps the order fabric calls are made in (job numbers)
+/// the same from run to run.
+fn looking_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_stack_size(SCRIPT_STACK_SIZE)
+        .build()
+        .map_err(CliError::Runtime)
+}
+
+pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<PointChoice>) -> Result<String, CliError> {
     let loaded = load_and_validate(global, path, None)?;
+    // With a kind or a point, every VM is checked as that failover would check it.
+    if kind.is_some() || point.is_some() {
+        let kind = kind.map_or(FailoverKind::Unplanned, FailoverKind::from);
+        let spec = looking_spec(kind, point.unwrap_or_default(), 1);
+        let scratch = loaded.sim.scratch_copy()?;
+        let checked = looking_runtime()?.block_on(crate::engine::preflight(
+            &scratch,
+            &loaded.plan,
+            &loaded.validation.resolved,
+            &spec,
+            &History::default(),
+        ))?;
+        super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;
+    }
     let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
     let warnings = loaded.validation.findings.len();
     Ok(format!(
@@ -63,18 +93,18 @@ pub fn dry_run(
 ) -> Result<String, CliError> {
     let kind = FailoverKind::from(kind);
     let loaded = load_and_validate(global, path, Some(kind))?;
-    // Paced at speed 1 on paused time: modelled time is virtual time, exactly.
-    let scratch = Arc::new(loaded.sim.scratch_copy(1)?);
+    let scratch = Arc::new(loaded.sim.scratch_copy()?);
     drop(loaded.sim); // releases the state directory: nothing below touches it
-    let spec = RunSpec {
-        run_id: "dry-run".into(),
-        kind,
-        point,
-        parallel,
-        dry_run: true,
-        shut_down_source: true,
-        failback: false,
-    };
+    let spec = looking_spec(kind, point, parallel);
+    let runtime = looking_runtime()?;
+    let checked = runtime.block_on(crate::engine::preflight(
+        &*scratch,
+        &loaded.plan,
+        &loaded.validation.resolved,
+        &spec,
+        &History::default(),
+    ))?;
+    super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;
     let deps = Deps {
         fabric: scratch,
         dns: Arc::new(RecordingDns::default()),
@@ -84,13 +114,8 @@ pub fn dry_run(
         journal: None,
         history: History::default(),
         stop: Arc::new(Stop::default()),
+        placements: checked.placements,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .thread_stack_size(SCRIPT_STACK_SIZE)
-        .build()
-        .map_err(CliError::Runtime)?;
     let plan = loaded.plan.clone();
     let outcome = runtime.block_on(execute(deps, plan, loaded.validation.resolved, spec));
     let header = RunHeader {

@@ -1,6 +1,6 @@
 //! `drplan protect` and `drplan unprotect`: enabling and disabling protection of VMs.
 
-use super::context::{Session, call_key, confirm};
+use super::context::{Session, call, confirm};
 use super::error::CliError;
 use crate::fabric::Fabric;
 
@@ -35,7 +35,7 @@ pub async fn protect(
     confirm(global, &format!("Enable protection of {} with policy {policy}?", vms.join(", ")))?;
     let fabric = &session.fabric;
     each_vm(vms, |vm| async move {
-        let job = fabric.protect(&call_key("protect", &vm), &vm, policy, exclude).await?;
+        let job = fabric.protect(&call(fabric, "protect", &vm), &vm, policy, exclude).await?;
         Ok(format!("protection enabled ({}; job {})", job.detail, job.id))
     })
     .await
@@ -47,7 +47,7 @@ pub async fn unprotect(global: &super::args::Global, vms: &[String], delete_repl
     confirm(global, &format!("Disable protection of {}{what}?", vms.join(", ")))?;
     let fabric = &session.fabric;
     each_vm(vms, |vm| async move {
-        let job = fabric.unprotect(&call_key("unprotect", &vm), &vm, delete_replica).await?;
+        let job = fabric.unprotect(&call(fabric, "unprotect", &vm), &vm, delete_replica).await?;
         Ok(format!("{} (job {})", job.detail, job.id))
     })
     .await

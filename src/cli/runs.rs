@@ -5,8 +5,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,14 +13,16 @@ use super::args::{Format, Global};
 use super::context::{confirm, load_inventory, site_path};
 use super::error::CliError;
 use super::progress::{Progress, ProgressMode};
+use crate::engine::operator::{JournalGate, POLL, RehearsalGate, watch_for_cancel};
 use crate::engine::{
     Deps, Event, EventBus, EventKind, History, JournalLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop, execute,
+    keys,
 };
-use crate::fabric::Fabric;
 use crate::fabric::sim::SimFabric;
+use crate::fabric::{Call, Fabric, FabricError, Replica};
 use crate::model::{FailoverKind, PointChoice, format_time};
+use crate::plan::Plan;
 use crate::plan::validate::{ResolvedPlan, Severity, validate};
-use crate::plan::{Manual, Plan};
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
 use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord};
@@ -38,9 +39,6 @@ pub struct StoredRun {
 }
 
 type Record = RunRecord<StoredRun>;
-
-/// How often a run looks in the journal for approvals and cancel requests.
-const POLL: Duration = Duration::from_millis(200);
 
 /// FNV-1a over what makes the plan's behaviour: the plan file, its folder's
 /// `drplan.toml` and the global hook scripts it names. `resume` refuses to continue a run
@@ -71,67 +69,34 @@ fn new_run_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), std::process::id() & 0xffff)
 }
 
-/// R21: waits for `drplan approve` from any shell, or Enter on the run's own terminal,
-/// timing out on the fabric's clock.
-struct JournalGate {
-    db: Mutex<JournalDb>,
-    /// Enter presses on the run's terminal, when it has one.
-    enter: Option<Mutex<std::sync::mpsc::Receiver<()>>>,
+/// Which way a run moves the plan's VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the plan's source to its target (R30-R33).
+    Failover,
+    /// R37, R38: back from the recovery site, then commit and reprotect forward.
+    Failback,
 }
 
-impl JournalGate {
-    fn new(db: JournalDb) -> JournalGate {
-        // One reader for the whole run, so steps never compete for stdin.
-        let enter = std::io::stdin().is_terminal().then(|| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if tx.send(()).is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-            });
-            Mutex::new(rx)
-        });
-        JournalGate { db: Mutex::new(db), enter }
-    }
-
-    fn pressed_enter(&self) -> bool {
-        self.enter.as_ref().is_some_and(|rx| rx.lock().expect("stdin lock").try_recv().is_ok())
-    }
+/// How manual steps are approved in a real run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approvals {
+    /// A person approves, on the run's terminal or with `drplan approve` (R21).
+    ByPeople,
+    /// `--approve-manual`: each step approves itself as taking its estimate, journaled;
+    /// for rehearsals. Refused for runs that are not drills on a real (not simulated) site.
+    Rehearsal,
 }
 
-#[async_trait::async_trait]
-impl ManualGate for JournalGate {
-    async fn wait(&self, run_id: &str, key: &str, manual: &Manual, fabric: &dyn Fabric) -> Result<(), String> {
-        // Enter pressed before the step began does not count for it.
-        while self.pressed_enter() {}
-        let how = if self.enter.is_some() { "press Enter once it is done, or " } else { "" };
-        eprintln!("manual step: {} — {how}approve from any shell with: drplan approve {run_id}", manual.text);
-        let started = fabric.now();
-        loop {
-            if self.pressed_enter() {
-                let now = chrono::Utc::now().to_rfc3339();
-                self.db.lock().expect("journal lock").approve(run_id, key, &now).map_err(|e| e.to_string())?;
-            }
-            if self.db.lock().expect("journal lock").approved(run_id, key).map_err(|e| e.to_string())? {
-                return Ok(());
-            }
-            let waited = (fabric.now() - started).to_std().unwrap_or_default();
-            if waited >= manual.timeout {
-                return Err(format!(
-                    "manual step {:?} was not approved within {}",
-                    manual.text,
-                    crate::model::HumanDuration(manual.timeout)
-                ));
-            }
-            // Time passes on the fabric's clock (paced by its speed), so the timeout is in
-            // modelled time and the simulation does not keep the operator waiting.
-            fabric.wait(Duration::from_secs(10)).await;
-        }
-    }
+/// What a real run is asked to do, besides its plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRequest {
+    pub kind: FailoverKind,
+    pub point: PointChoice,
+    pub parallel: usize,
+    pub format: Format,
+    pub direction: Direction,
+    pub approvals: Approvals,
 }
 
 /// A plan ready to run: loaded, validated, resolved against the live simulation.
@@ -142,21 +107,29 @@ pub(super) struct Prepared {
     pub(super) sim: Arc<SimFabric>,
 }
 
+/// Whether a plan's static findings stop the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Findings {
+    /// Printed, and any error refuses: a new failover.
+    Enforce,
+    /// Not checked: a resumed run's or a failback's VMs are (partly) failed over, so the
+    /// failover checks do not apply; the preflight checks what does.
+    Skip,
+}
+
 pub(super) fn prepare(
     plan_path: &Path,
     site: &Path,
     state: &StateDir,
     kind: FailoverKind,
-    strict: bool,
+    findings: Findings,
 ) -> Result<Prepared, CliError> {
     let inventory = Arc::new(load_inventory(site)?);
     let plan = Arc::new(load_plan(plan_path, inventory.clone(), &ScriptOptions::default())?);
     let sim = Arc::new(SimFabric::open(inventory.clone(), state)?);
     let validation = validate(&plan, &inventory, &sim.protection(), Some(kind));
     let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    // Not strict: a resumed run's or a failback's VMs are (partly) failed over, so the
-    // failover checks do not apply; the caller checks what does.
-    if strict {
+    if findings == Findings::Enforce {
         for finding in &validation.findings {
             eprintln!("{finding}");
         }
@@ -167,33 +140,73 @@ pub(super) fn prepare(
     Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
 }
 
+/// The runtime real runs and their preflights run on.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(SCRIPT_STACK_SIZE)
+        .build()
+        .map_err(CliError::Runtime)
+}
+
+/// Prints each refusal of a preflight with the VM's place in the plan; an error unless
+/// there are none. Nothing was changed.
+pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Result<(), CliError> {
+    let groups = resolved.groups.len();
+    for refusal in refusals {
+        let place = refusal.vm().and_then(|vm| {
+            resolved.groups.iter().enumerate().find_map(|(index, group)| {
+                let position = group.vms.iter().position(|v| v == vm)?;
+                Some(format!(
+                    " (group {} of {groups}, {:?}: VM {} of {})",
+                    index + 1,
+                    group.name,
+                    position + 1,
+                    group.vms.len()
+                ))
+            })
+        });
+        eprintln!("error: {refusal}{}", place.unwrap_or_default());
+    }
+    match refusals.len() {
+        0 => Ok(()),
+        refused => Err(CliError::Refused { refused }),
+    }
+}
+
 /// Runs a plan: a failover, or (R37, R38) a failback of VMs reprotected on the recovery
-/// site, which a planned failover back is.
-pub fn failover(
-    global: &Global,
-    plan_path: &Path,
-    kind: FailoverKind,
-    point: PointChoice,
-    parallel: usize,
-    format: Format,
-    failback: bool,
-) -> Result<String, CliError> {
+/// site, which a planned failover back is, then commit and reprotect forward.
+pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Result<String, CliError> {
+    let RunRequest { kind, point, parallel, format, direction, approvals } = request;
     let site = site_path(global, Some(plan_path))?;
     let state = StateDir::open(&global.state)?;
-    let prepared = prepare(plan_path, &site, &state, kind, !failback)?;
-    if failback {
-        // The plan's checks are for failing over; a failback needs every VM reprotected.
-        refuse_unless(&prepared, crate::model::Operation::Failback)?;
-    }
+    let findings = if direction == Direction::Failover { Findings::Enforce } else { Findings::Skip };
+    let prepared = prepare(plan_path, &site, &state, kind, findings)?;
+    refuse_rehearsal(approvals, kind, &*prepared.sim)?;
+    // Everything that can refuse the run does so before it exists: DNS settings, then the
+    // preflight of every VM. A refused run changes nothing and leaves no record.
+    let dns = super::dns::updater(plan_path, kind)?;
+    let failback = direction == Direction::Failback;
+    let spec =
+        RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true, failback };
+    let runtime = runtime()?;
+    let fabric: &dyn Fabric = &*prepared.sim;
+    let checked = runtime.block_on(crate::engine::preflight(
+        fabric,
+        &prepared.plan,
+        &prepared.resolved,
+        &spec,
+        &History::default(),
+    ))?;
+    refuse(&prepared.resolved, &checked.refusals)?;
     if kind != FailoverKind::Test {
+        let what = if failback { "failback" } else { "failover" };
         let question = format!(
-            "Run a {kind} failover of plan {:?} from {} to {}? This changes the recovery site.",
+            "Run a {kind} {what} of plan {:?} between {} and {}? This changes the recovery site.",
             prepared.plan.name, prepared.plan.source, prepared.plan.target
         );
         confirm(global, &question)?;
     }
-    let spec =
-        RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true, failback };
     let header = RunHeader {
         plan: prepared.plan.name.clone(),
         source: prepared.plan.source.clone(),
@@ -215,10 +228,22 @@ pub fn failover(
     let db = journal::open(state.path())?;
     db.put_run(&record)?;
     eprintln!("run {} started", record.id);
-    run_to_end(&state, db, record, prepared, History::default(), format)
+    let live = LiveRun { state: &state, runtime, dns, approvals, format, placements: checked.placements };
+    live.run_to_end(db, record, prepared, History::default())
 }
 
-pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, CliError> {
+/// `--approve-manual` outside a drill is for simulated sites only: on real ones a manual
+/// step is a person's check that must not be skipped.
+fn refuse_rehearsal(approvals: Approvals, kind: FailoverKind, fabric: &dyn Fabric) -> Result<(), CliError> {
+    if approvals == Approvals::Rehearsal && kind != FailoverKind::Test && !fabric.is_simulated() {
+        return Err(CliError::Usage(format!(
+            "--approve-manual approves manual steps without a person: allowed for drills (--kind test) and simulated sites only, not a {kind} failover of real VMs"
+        )));
+    }
+    Ok(())
+}
+
+pub fn resume(global: &Global, run_id: &str, format: Format, approvals: Approvals) -> Result<String, CliError> {
     let state = StateDir::open(&global.state)?;
     let db = journal::open(state.path())?;
     let record = find_run(&db, run_id)?;
@@ -239,36 +264,31 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
             record.plan_path.display()
         )));
     }
-    let kind = record.spec.spec.kind;
-    let prepared = prepare(&record.plan_path, &record.site_path, &state, kind, false)?;
-    if kind != FailoverKind::Test {
-        confirm(global, &format!("Resume the {kind} failover run {run_id} of plan {:?}?", prepared.plan.name))?;
-    }
+    let spec = record.spec.spec.clone();
+    let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, Findings::Skip)?;
+    refuse_rehearsal(approvals, spec.kind, &*prepared.sim)?;
+    let dns = super::dns::updater(&record.plan_path, spec.kind)?;
     let events: Vec<Event> = db.events(run_id)?;
     let history = History::from_events(&events);
+    let runtime = runtime()?;
+    let fabric: &dyn Fabric = &*prepared.sim;
+    let checked =
+        runtime.block_on(crate::engine::preflight(fabric, &prepared.plan, &prepared.resolved, &spec, &history))?;
+    refuse(&prepared.resolved, &checked.refusals)?;
+    if spec.kind != FailoverKind::Test {
+        confirm(global, &format!("Resume the {} run {run_id} of plan {:?}?", kind_of(&spec), prepared.plan.name))?;
+    }
     let mut record = record;
     record.status = "running".into();
     db.put_run(&record)?;
     eprintln!("run {run_id} resumed");
-    run_to_end(&state, db, record, prepared, history, format)
+    let live = LiveRun { state: &state, runtime, dns, approvals, format, placements: checked.placements };
+    live.run_to_end(db, record, prepared, history)
 }
 
-/// Refuses unless every VM of the plan allows `operation`, listing each refusal with what
-/// to do instead.
-pub(super) fn refuse_unless(prepared: &Prepared, operation: crate::model::Operation) -> Result<(), CliError> {
-    let protection = prepared.sim.protection();
-    let refusals: Vec<String> = prepared
-        .resolved
-        .groups
-        .iter()
-        .flat_map(|g| &g.vms)
-        .filter_map(|vm| protection.get(vm).and_then(|p| p.check(vm, operation).err()))
-        .map(|refusal| refusal.to_string())
-        .collect();
-    for refusal in &refusals {
-        eprintln!("error: {refusal}");
-    }
-    if refusals.is_empty() { Ok(()) } else { Err(CliError::InvalidPlan { errors: refusals.len() }) }
+/// What a run is, in words: "planned failover", "failback".
+fn kind_of(spec: &RunSpec) -> String {
+    if spec.failback { "failback".into() } else { format!("{} failover", spec.kind) }
 }
 
 /// R30: keeps the cleanup's notes with the plan's latest test run.
@@ -291,76 +311,79 @@ fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {
         .ok_or_else(|| CliError::Usage(format!("no run {run_id:?} in this state directory; see drplan runs")))
 }
 
-/// Runs the engine with the journal until the run ends, then records how it ended.
-fn run_to_end(
-    state: &StateDir,
-    db: JournalDb,
-    mut record: Record,
-    prepared: Prepared,
-    history: History,
+/// Everything a real run needs besides its plan and journal.
+struct LiveRun<'a> {
+    state: &'a StateDir,
+    runtime: tokio::runtime::Runtime,
+    dns: Arc<dyn crate::fabric::dns::DnsUpdater>,
+    approvals: Approvals,
     format: Format,
-) -> Result<String, CliError> {
-    let writer = Arc::new(JournalWriter::start(state.path())?);
-    let run_id = record.id.clone();
-    let bus = Arc::new(EventBus::starting_at(history.next_seq));
-    let groups: Vec<(String, Vec<String>)> =
-        prepared.resolved.groups.iter().map(|g| (g.name.clone(), g.vms.clone())).collect();
-    let mode = ProgressMode::choose(format, std::io::stdout().is_terminal());
-    let progress = Arc::new(Progress::new(mode, &prepared.plan.name, &groups).with_run_id(&run_id));
-    // A resumed run's display starts from what its journal already shows.
-    for event in db.events::<Event>(&run_id)? {
-        progress.observe(&event);
-    }
-    let view = progress.clone();
-    bus.subscribe(move |event| view.observe(event));
-    let stop = Arc::new(Stop::default());
-    let deps = Deps {
-        fabric: prepared.sim.clone(),
-        dns: super::dns::updater(&record.plan_path, record.spec.spec.kind)?,
-        gate: Arc::new(JournalGate::new(journal::open(state.path())?)),
-        inventory: prepared.inventory.clone(),
-        bus,
-        journal: Some(Arc::new(JournalLog { writer: writer.clone(), run: run_id.clone() })),
-        history,
-        stop: stop.clone(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(SCRIPT_STACK_SIZE)
-        .build()
-        .map_err(CliError::Runtime)?;
-    let watcher_db = journal::open(state.path())?;
-    let outcome = runtime.block_on(async {
-        let watch_id = run_id.clone();
-        let watch_stop = stop.clone();
-        let watcher = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(POLL).await;
-                if watcher_db.cancel_requested(&watch_id).unwrap_or(false) {
-                    watch_stop.cancel("cancelled by the operator (drplan cancel)");
-                    return;
-                }
-            }
-        });
-        let outcome = execute(deps, prepared.plan.clone(), prepared.resolved.clone(), record.spec.spec.clone()).await;
+    placements: std::collections::HashMap<String, Replica>,
+}
+
+impl LiveRun<'_> {
+    /// Runs the engine with the journal until the run ends, then records how it ended.
+    fn run_to_end(
+        self,
+        db: JournalDb,
+        mut record: Record,
+        prepared: Prepared,
+        history: History,
+    ) -> Result<String, CliError> {
+        let state = self.state;
+        let writer = Arc::new(JournalWriter::start(state.path())?);
+        let run_id = record.id.clone();
+        let bus = Arc::new(EventBus::starting_at(history.next_seq));
+        let groups: Vec<(String, Vec<String>)> =
+            prepared.resolved.groups.iter().map(|g| (g.name.clone(), g.vms.clone())).collect();
+        let mode = ProgressMode::choose(self.format, std::io::stdout().is_terminal());
+        let progress = Arc::new(Progress::new(mode, &prepared.plan.name, &groups).with_run_id(&run_id));
+        // A resumed run's display starts from what its journal already shows.
+        for event in db.events::<Event>(&run_id)? {
+            progress.observe(&event);
+        }
+        let view = progress.clone();
+        bus.subscribe(move |event| view.observe(event));
+        let stop = Arc::new(Stop::default());
+        let gate: Arc<dyn ManualGate> = match self.approvals {
+            Approvals::ByPeople => Arc::new(JournalGate::open(state.path())?),
+            Approvals::Rehearsal => Arc::new(RehearsalGate::open(state.path())?),
+        };
+        let deps = Deps {
+            fabric: prepared.sim.clone(),
+            dns: self.dns,
+            gate,
+            inventory: prepared.inventory.clone(),
+            bus,
+            journal: Some(Arc::new(JournalLog { writer: writer.clone(), run: run_id.clone() })),
+            history,
+            stop: stop.clone(),
+            placements: self.placements,
+        };
+        let watcher = self.runtime.spawn(watch_for_cancel(state.path().to_path_buf(), run_id.clone(), stop));
+        let outcome = self.runtime.block_on(execute(
+            deps,
+            prepared.plan.clone(),
+            prepared.resolved.clone(),
+            record.spec.spec.clone(),
+        ));
         watcher.abort();
-        outcome
-    });
-    writer.close();
-    progress.finish();
-    record.status = status_name(outcome.status).into();
-    db.put_run(&record)?;
-    let events: Vec<Event> = db.events(&run_id)?;
-    let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
-    let summary = summary(&report);
-    match outcome.status {
-        RunStatus::Succeeded => Ok(summary),
-        _ => {
-            print!("{summary}");
-            Err(CliError::RunFailed(match outcome.status {
-                RunStatus::Cancelled => "was cancelled: the VMs whose failover was cut off need reprotect (R35)",
-                _ => "failed: fix the cause, then drplan resume it",
-            }))
+        writer.close();
+        progress.finish();
+        record.status = status_name(outcome.status).into();
+        db.put_run(&record)?;
+        let events: Vec<Event> = db.events(&run_id)?;
+        let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
+        let summary = summary(&report);
+        match outcome.status {
+            RunStatus::Succeeded => Ok(summary),
+            _ => {
+                print!("{summary}");
+                Err(CliError::RunFailed(match outcome.status {
+                    RunStatus::Cancelled => "was cancelled: the VMs whose failover was cut off need reprotect (R35)",
+                    _ => "failed: fix the cause, then drplan resume it",
+                }))
+            }
         }
     }
 }
@@ -376,7 +399,8 @@ fn status_name(status: RunStatus) -> &'static str {
 /// The run as its journal tells it: what `show` reports, whether the run is live or not.
 fn outcome_of(record: &Record, events: Vec<Event>) -> RunOutcome {
     let started = events.iter().find(|e| e.kind == EventKind::RunStarted).map(|e| e.at);
-    let finished = events.last().map(|e| e.at);
+    // Modelled time is causal, so the journal's order of publication is not time order.
+    let finished = events.iter().map(|e| e.at).max();
     let status = match record.status.as_str() {
         "succeeded" => RunStatus::Succeeded,
         "cancelled" => RunStatus::Cancelled,
@@ -526,8 +550,8 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
                 if history.attempts(&vm) == 0 || history.outcome(&vm).is_some() {
                     continue;
                 }
-                let key = format!("{run_id}/vm/{vm}/cancel");
-                if runtime.block_on(sim.cancel(&key, &vm)).is_ok() {
+                let call = Call::new(keys::vm_call(run_id, &vm, "cancel"), sim.now());
+                if runtime.block_on(sim.cancel(&call, &vm)).is_ok() {
                     out.push_str(&format!("{vm}: failover cancelled; it needs reprotect (R35)\n"));
                 }
             }

@@ -79,6 +79,11 @@ impl EventKind {
         )
     }
 
+    /// Whether this is the last event of a run (or of one process's part of it).
+    pub fn ends_run(self) -> bool {
+        matches!(self, EventKind::RunSucceeded | EventKind::RunFailed | EventKind::RunCancelled)
+    }
+
     /// Whether `pattern` ("vm.failed", "vm.*", "*") selects this kind.
     pub fn matches(self, pattern: &str) -> bool {
         let name = self.name();

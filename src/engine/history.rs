@@ -5,20 +5,34 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::event::{Event, EventKind};
 use crate::fabric::FailoverOutcome;
 use crate::model::Timestamp;
+
+/// What a failover attempt's intent carries besides its key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// R12: the time its replication group's recovery point is chosen as of.
+    pub points_as_of: Timestamp,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// When the run first started: the RTO counts from there.
     pub started: Option<Timestamp>,
+    /// The latest modelled time any of its events reached: a resumed run goes on from
+    /// there (or later), never from before.
+    pub last_at: Option<Timestamp>,
     /// The next event number.
     pub next_seq: u64,
     done: HashSet<String>,
     outcomes: HashMap<String, FailoverOutcome>,
     attempts: HashMap<String, u32>,
     open_attempt: HashMap<String, String>,
+    /// R12: each VM's recovery point horizon, as its attempts recorded it.
+    horizons: HashMap<String, Timestamp>,
 }
 
 impl History {
@@ -26,6 +40,7 @@ impl History {
         let mut history = History::default();
         for event in events {
             history.next_seq = history.next_seq.max(event.seq + 1);
+            history.last_at = Some(history.last_at.map_or(event.at, |last| last.max(event.at)));
             let vm = event.vm.clone().unwrap_or_default();
             match event.kind {
                 EventKind::RunStarted => history.started = history.started.or(Some(event.at)),
@@ -34,6 +49,9 @@ impl History {
                 }
                 EventKind::VmAttempt => {
                     *history.attempts.entry(vm.clone()).or_default() += 1;
+                    if let Some(attempt) = event.data.as_ref().and_then(|d| d.parse::<Attempt>().ok()) {
+                        history.horizons.insert(vm.clone(), attempt.points_as_of);
+                    }
                     if let Some(key) = &event.detail {
                         history.open_attempt.insert(vm, key.clone());
                     }
@@ -69,6 +87,11 @@ impl History {
     /// How many failover attempts the run made for `vm`.
     pub fn attempts(&self, vm: &str) -> u32 {
         self.attempts.get(vm).copied().unwrap_or(0)
+    }
+
+    /// R12: the recovery point horizon each VM's attempts used.
+    pub fn horizons(&self) -> impl Iterator<Item = (&String, Timestamp)> {
+        self.horizons.iter().map(|(vm, at)| (vm, *at))
     }
 
     /// The idempotency key of an attempt journaled without a result.

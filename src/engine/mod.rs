@@ -7,7 +7,10 @@ mod event;
 mod executor;
 mod history;
 mod journal_log;
+pub mod keys;
+pub mod operator;
 mod services;
+mod slots;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,11 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use event::{Draft, Event, EventBus, EventData, EventKind, Scope};
-pub use executor::{Deps, execute};
+pub use executor::{Deps, execute, preflight, start_time};
 pub use history::History;
 pub use journal_log::JournalLog;
 
-use crate::fabric::Fabric;
 use crate::model::{FailoverKind, PointChoice, Timestamp};
 use crate::plan::Manual;
 
@@ -118,21 +120,31 @@ pub struct RunOutcome {
     pub events: Vec<Event>,
 }
 
-/// R21: how a real run waits for an operator to complete a manual step.
-#[async_trait]
-pub trait ManualGate: Send + Sync {
-    /// Returns once the step `key` is marked done, or an error when it times out
-    /// (measured on the fabric's clock).
-    async fn wait(&self, run_id: &str, key: &str, manual: &Manual, fabric: &dyn Fabric) -> Result<(), String>;
+/// A manual step marked done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    /// How long the step took, in the run's modelled time.
+    pub took: std::time::Duration,
+    /// Who or what approved it, when that is worth a line in the report.
+    pub how: Option<String>,
 }
 
-/// Approves every manual step at once: for tests and unattended drills.
+/// R21: how a run waits for an operator to complete a manual step.
+#[async_trait]
+pub trait ManualGate: Send + Sync {
+    /// Returns once the step `key` is marked done, with how long that took, or an error
+    /// when it times out.
+    async fn wait(&self, run_id: &str, key: &str, manual: &Manual) -> Result<Approval, String>;
+}
+
+/// Approves every manual step at once, as taking its estimate: what a dry run assumes,
+/// so that a rehearsal with it gives the dry run's timeline.
 pub struct AutoApprove;
 
 #[async_trait]
 impl ManualGate for AutoApprove {
-    async fn wait(&self, _run_id: &str, _key: &str, _manual: &Manual, _fabric: &dyn Fabric) -> Result<(), String> {
-        Ok(())
+    async fn wait(&self, _run_id: &str, _key: &str, manual: &Manual) -> Result<Approval, String> {
+        Ok(Approval { took: manual.estimate, how: None })
     }
 }
 

@@ -1,6 +1,10 @@
 //! The `Services` an action gets: the world as the engine lets scripts touch it. Every
 //! call is published as an event, so a dry run lists exactly what each action would do;
 //! in a dry run nothing leaves the process (DNS goes to a recording updater).
+//!
+//! Each invocation of an action keeps its own modelled time: it starts at the time the
+//! engine runs it from, and waits and fabric calls move it on. The engine reads it back
+//! when the action returns, so a script's time is causal like the rest of the run.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -10,8 +14,9 @@ use async_trait::async_trait;
 
 use super::event::{Draft, EventKind, Scope};
 use super::executor::RunState;
-use crate::fabric::ReplicationStatus;
+use super::keys;
 use crate::fabric::dns::same_name;
+use crate::fabric::{Call, ReplicationStatus};
 use crate::model::{HumanDuration, Timestamp};
 use crate::plan::{Services, VmOperation};
 
@@ -22,33 +27,36 @@ pub struct StepServices {
     /// so a resumed run that runs the step again replays them instead of acting twice.
     step: String,
     calls: std::sync::atomic::AtomicU32,
-    /// In a dry run, time an action waits is spent after it returns: the virtual clock
-    /// cannot move while a blocking script thread holds it.
-    deferred_wait: Mutex<Duration>,
+    /// The action's modelled time: where it has got.
+    at: Mutex<Timestamp>,
 }
 
 impl StepServices {
-    pub fn new(run: Arc<RunState>, scope: Scope, step: String) -> Self {
-        StepServices { run, scope, step, calls: Default::default(), deferred_wait: Mutex::new(Duration::ZERO) }
+    /// Services for one invocation of an action that starts at `at`.
+    pub fn new(run: Arc<RunState>, scope: Scope, step: String, at: Timestamp) -> Self {
+        StepServices { run, scope, step, calls: Default::default(), at: Mutex::new(at) }
     }
 
-    pub fn take_deferred_wait(&self) -> Duration {
-        std::mem::take(&mut *self.deferred_wait.lock().expect("wait lock"))
+    /// The action got as far as `t`.
+    fn reached(&self, t: Timestamp) {
+        let mut at = self.at.lock().expect("action clock lock");
+        *at = (*at).max(t);
     }
 
     fn call(&self, what: String) {
-        self.run.publish(EventKind::Call, &self.scope, Draft { step: Some(what), ..Draft::default() });
+        self.run.publish(EventKind::Call, &self.scope, Draft { step: Some(what), ..Draft::default() }, self.now());
     }
 }
 
 #[async_trait]
 impl Services for StepServices {
     fn now(&self) -> Timestamp {
-        self.run.fabric.now()
+        *self.at.lock().expect("action clock lock")
     }
 
     fn log(&self, message: &str) {
-        self.run.publish(EventKind::Log, &self.scope, Draft { step: Some(message.into()), ..Draft::default() });
+        let line = Draft { step: Some(message.into()), ..Draft::default() };
+        self.run.publish(EventKind::Log, &self.scope, line, self.now());
     }
 
     async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
@@ -86,14 +94,14 @@ impl Services for StepServices {
     }
 
     async fn replication_status(&self, vm: &str) -> Result<ReplicationStatus, String> {
-        self.run.fabric.replication_status(vm).await.map_err(|e| e.to_string())
+        self.run.fabric.replication_status(vm, self.now()).await.map_err(|e| e.to_string())
     }
 
     async fn operate(&self, vm: &str, operation: VmOperation) -> Result<String, String> {
         let name = operation.name();
         self.call(format!("vm.{name} {vm}"));
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let key = format!("{}/{}/{vm}/{name}/{n}", self.run.spec.run_id, self.step);
+        let call = Call::new(keys::script_call(&self.run.spec.run_id, &self.step, vm, &name, n), self.now());
         let fabric = &self.run.fabric;
         let done = |job: crate::model::Job| format!("{} (job {})", job.detail, job.id);
         let landed = |o: crate::fabric::FailoverOutcome| {
@@ -103,32 +111,28 @@ impl Services for StepServices {
         let result = match operation {
             VmOperation::Failover { kind, point } => {
                 let request = crate::fabric::FailoverRequest {
-                    kind,
-                    point,
                     test_network: (kind == crate::model::FailoverKind::Test).then(|| self.run.test_network()).flatten(),
-                    shut_down_source: true,
+                    ..crate::fabric::FailoverRequest::new(kind, point)
                 };
-                fabric.failover(&key, vm, &request).await.map(landed)
+                fabric.failover(&call, vm, &request).await.map(landed)
             }
-            VmOperation::ChangePoint(point) => fabric.change_recovery_point(&key, vm, point).await.map(landed),
-            VmOperation::Commit => fabric.commit(&key, vm).await.map(done),
-            VmOperation::Cancel => fabric.cancel(&key, vm).await.map(done),
-            VmOperation::Cleanup(notes) => fabric.cleanup_test(&key, vm, &notes).await.map(done),
-            VmOperation::Reprotect => fabric.reprotect(&key, vm).await.map(done),
-            VmOperation::Failback => fabric.failback(&key, vm).await.map(landed),
-            VmOperation::Shutdown => fabric.shutdown(&key, vm).await.map(done),
-            VmOperation::Start => fabric.start(&key, vm).await.map(done),
+            VmOperation::ChangePoint(point) => fabric.change_recovery_point(&call, vm, point).await.map(landed),
+            VmOperation::Commit => fabric.commit(&call, vm).await.map(done),
+            VmOperation::Cancel => fabric.cancel(&call, vm).await.map(done),
+            VmOperation::Cleanup(notes) => fabric.cleanup_test(&call, vm, &notes).await.map(done),
+            VmOperation::Reprotect => fabric.reprotect(&call, vm).await.map(done),
+            VmOperation::Failback => fabric.failback(&call, vm).await.map(landed),
+            VmOperation::Shutdown => fabric.shutdown(&call, vm).await.map(done),
+            VmOperation::Start => fabric.start(&call, vm).await.map(done),
         };
+        self.reached(call.ended());
         result.map_err(|e| e.to_string())
     }
 
     async fn wait(&self, duration: Duration) -> Result<(), String> {
         self.call(format!("wait {}", HumanDuration(duration)));
-        if self.run.spec.dry_run {
-            *self.deferred_wait.lock().expect("wait lock") += duration;
-        } else {
-            self.run.fabric.wait(duration).await;
-        }
+        let end = self.run.fabric.wait(self.now(), duration).await;
+        self.reached(end);
         Ok(())
     }
 

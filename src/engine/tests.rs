@@ -154,7 +154,7 @@ impl Harness {
         parallel: usize,
         journal: Option<Arc<dyn super::EventLog>>,
     ) -> RunOutcome {
-        let fabric = Arc::new(SimFabric::in_memory(self.inventory.clone()).unwrap().scratch_copy(1).unwrap());
+        let fabric = Arc::new(SimFabric::in_memory(self.inventory.clone()).unwrap().scratch_copy().unwrap());
         let deps = Deps {
             fabric,
             dns: self.dns.clone(),
@@ -164,6 +164,7 @@ impl Harness {
             journal,
             history: super::History::default(),
             stop: Arc::new(super::Stop::default()),
+            placements: Default::default(),
         };
         let spec = RunSpec {
             run_id: "run-1".into(),

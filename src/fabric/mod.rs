@@ -3,13 +3,21 @@
 //! power, addresses, jobs), as one async trait, and its adapters. `sim` is the embedded
 //! default: a simulated datacenter pair described by a site file.
 //!
-//! Every mutating call takes an idempotency key (`run/step/attempt` when the engine
-//! calls): the same key twice does the work once and returns the first outcome.
+//! Every mutating call is a [`Call`]: an idempotency key (`run/step/attempt` when the
+//! engine calls), so the same key twice does the work once and returns the first
+//! outcome, and the modelled time the call is made at. Time is causal: the caller says
+//! when, from the time of what it waited for, and the fabric notes when the call ended;
+//! the order in which tokio happens to run tasks never shows in a timeline.
+//!
+//! Before a run touches its first VM, the fabric answers a [`PreflightRequest`] for the
+//! whole plan: every check that could refuse a VM, and where each replica will land.
 
 pub mod dns;
 pub mod sim;
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,6 +75,49 @@ pub struct FailoverRequest {
     pub test_network: Option<String>,
     /// Unplanned failovers only (R32): try to shut the source down first.
     pub shut_down_source: bool,
+    /// R12: choose the recovery point as it stood at this time, when the first VM of the
+    /// VM's replication group began to fail over, so the whole group lands on one point
+    /// whenever each member's turn comes. `None`: as of the call's own time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points_as_of: Option<Timestamp>,
+    /// Where the replica lands, as the run's preflight decided for the whole plan (R9,
+    /// R10); `None` to decide at the call. Its addresses are checked again at the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Replica>,
+}
+
+impl FailoverRequest {
+    /// A request with the defaults a single VM's failover takes.
+    pub fn new(kind: FailoverKind, point: PointChoice) -> FailoverRequest {
+        FailoverRequest { kind, point, test_network: None, shut_down_source: true, points_as_of: None, placement: None }
+    }
+}
+
+/// One mutating call to the fabric: its idempotency key, and the modelled time it is
+/// made at (the time of what the caller waited for). The fabric notes when the call
+/// ended, success or failure, so the caller goes on from there.
+#[derive(Debug)]
+pub struct Call {
+    pub key: String,
+    pub at: Timestamp,
+    ended: Mutex<Option<Timestamp>>,
+}
+
+impl Call {
+    pub fn new(key: impl Into<String>, at: Timestamp) -> Call {
+        Call { key: key.into(), at, ended: Mutex::new(None) }
+    }
+
+    /// The fabric's note: the call ended at `t`.
+    pub fn end_at(&self, t: Timestamp) {
+        let mut ended = self.ended.lock().expect("call lock");
+        *ended = Some(ended.map_or(t, |e| e.max(t)));
+    }
+
+    /// When the call ended: when it was made, unless the fabric noted it took time.
+    pub fn ended(&self) -> Timestamp {
+        self.ended.lock().expect("call lock").map_or(self.at, |t| t.max(self.at))
+    }
 }
 
 /// One NIC of a replica after failover. No network means not connected (R10).
@@ -134,7 +185,12 @@ pub enum FabricError {
     #[error("{vm} is not in a protection pairing: its site {site:?} is not the source of any [[pairings]] entry")]
     NotPaired { vm: String, site: String },
     #[error("{message}")]
-    Refused { message: String },
+    Refused {
+        message: String,
+        /// The VM refused, when one was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vm: Option<String>,
+    },
     #[error("{vm}: {message}")]
     Disk { vm: String, message: String },
     #[error("{vm}: {message}")]
@@ -161,11 +217,32 @@ pub enum FabricError {
 
 impl From<Refusal> for FabricError {
     fn from(refusal: Refusal) -> Self {
-        FabricError::Refused { message: refusal.to_string() }
+        FabricError::Refused { message: refusal.to_string(), vm: Some(refusal.vm) }
     }
 }
 
 impl FabricError {
+    /// The VM the error is about, where it is about one.
+    pub fn vm(&self) -> Option<&str> {
+        match self {
+            FabricError::UnknownVm { vm }
+            | FabricError::NotPaired { vm, .. }
+            | FabricError::Disk { vm, .. }
+            | FabricError::Address { vm, .. }
+            | FabricError::ReplicaName { vm, .. }
+            | FabricError::NotOffered { vm, .. }
+            | FabricError::NoRecoveryPoint { vm, .. }
+            | FabricError::UnknownTestNetwork { vm, .. }
+            | FabricError::OperationFailed { vm, .. }
+            | FabricError::Cancelled { vm, .. } => Some(vm),
+            FabricError::Refused { vm, .. } => vm.as_deref(),
+            FabricError::UnknownPolicy { .. }
+            | FabricError::InProgress { .. }
+            | FabricError::Interrupted { .. }
+            | FabricError::Store { .. } => None,
+        }
+    }
+
     pub(crate) fn disk(vm: &str, e: DiskError) -> Self {
         FabricError::Disk { vm: vm.into(), message: e.to_string() }
     }
@@ -184,47 +261,92 @@ pub enum CallOutcome {
     Unknown,
     /// Under way in this process.
     Pending,
-    /// Finished: the outcome (as JSON, for the caller to read as the call's type) or error.
-    Done(Result<serde_json::Value, FabricError>),
+    /// Finished: the outcome (as JSON, for the caller to read as the call's type) or
+    /// error, and when it ended if the fabric knows.
+    Done { result: Result<serde_json::Value, FabricError>, ended: Option<Timestamp> },
 }
 
-/// The primitives a recovery plan can call. Mutating calls take an idempotency key.
+/// What a run is about to ask of each VM of its plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intent {
+    /// R30-R33: a failover of this kind, with this point choice.
+    Failover(FailoverRequest),
+    /// R37, R38: a planned failover back to the original site.
+    Failback,
+    /// R34: another recovery point before commit.
+    ChangePoint(PointChoice),
+    /// Any other operation of the life cycle (commit, reprotect, cleanup...).
+    Other(Operation),
+}
+
+/// A run's whole plan, for the fabric to check before the first VM is touched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreflightRequest {
+    /// When the run starts.
+    pub at: Timestamp,
+    pub intent: Intent,
+    /// The VMs, in plan order: where two compete (for an address), the earlier wins.
+    pub vms: Vec<String>,
+}
+
+/// The fabric's answer to a preflight: every refusal at once, and what it decided for
+/// the plan as a whole.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preflight {
+    /// Each VM that cannot go, with why, in plan order. Empty: the plan can run.
+    pub refusals: Vec<FabricError>,
+    /// Where each VM's replica will land (R8-R11), decided in plan order for the whole
+    /// plan, so VMs failing over at once get the same addresses whatever order they run in.
+    pub placements: HashMap<String, Replica>,
+}
+
+/// The primitives a recovery plan can call. Mutating calls are a [`Call`]: an
+/// idempotency key and the modelled time they are made at; reads say the time they read at.
 #[async_trait]
 pub trait Fabric: Send + Sync {
-    /// The fabric's clock: modelled time for the simulation.
+    /// The fabric's clock: modelled time for the simulation. A run starts from it.
     fn now(&self) -> Timestamp;
 
-    /// R1-R6: enables protection; initial replication starts (R4).
-    async fn protect(&self, key: &str, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job>;
-    /// R14: disables protection, deleting the replica's disks if asked.
-    async fn unprotect(&self, key: &str, vm: &str, delete_replica: bool) -> FabricResult<Job>;
+    /// Whether the VMs are simulated: what decides that a rehearsal may approve a real
+    /// run's manual steps by itself.
+    fn is_simulated(&self) -> bool;
 
-    /// R15: replication state, latest points, RPO and health.
-    async fn replication_status(&self, vm: &str) -> FabricResult<ReplicationStatus>;
-    /// R2, R12: the points kept now, oldest first (a group member's are the group's).
-    async fn recovery_points(&self, vm: &str) -> FabricResult<Vec<RecoveryPoint>>;
+    /// Checks a run's whole plan against the world without changing anything: every
+    /// refusal any VM would meet (state R5/R20, names R7, point choice R2/R33, addresses
+    /// R9, networks R10, test network R30), and where each replica will land.
+    async fn preflight(&self, request: &PreflightRequest) -> FabricResult<Preflight>;
+
+    /// R1-R6: enables protection; initial replication starts (R4).
+    async fn protect(&self, call: &Call, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job>;
+    /// R14: disables protection, deleting the replica's disks if asked.
+    async fn unprotect(&self, call: &Call, vm: &str, delete_replica: bool) -> FabricResult<Job>;
+
+    /// R15: replication state, latest points, RPO and health, as of `at`.
+    async fn replication_status(&self, vm: &str, at: Timestamp) -> FabricResult<ReplicationStatus>;
+    /// R2, R12: the points kept at `at`, oldest first (a group member's are the group's).
+    async fn recovery_points(&self, vm: &str, at: Timestamp) -> FabricResult<Vec<RecoveryPoint>>;
 
     /// R30-R33, R9, R10: fails one VM over.
-    async fn failover(&self, key: &str, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome>;
+    async fn failover(&self, call: &Call, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome>;
     /// R34: moves an uncommitted failover to another recovery point.
-    async fn change_recovery_point(&self, key: &str, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome>;
+    async fn change_recovery_point(&self, call: &Call, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome>;
     /// R34: makes the failover final and deletes the recovery points.
-    async fn commit(&self, key: &str, vm: &str) -> FabricResult<Job>;
+    async fn commit(&self, call: &Call, vm: &str) -> FabricResult<Job>;
     /// R35: stops a failover under way; the VM then needs reprotect.
-    async fn cancel(&self, key: &str, vm: &str) -> FabricResult<Job>;
+    async fn cancel(&self, call: &Call, vm: &str) -> FabricResult<Job>;
     /// R30: deletes the test replica and records the operator's notes.
-    async fn cleanup_test(&self, key: &str, vm: &str, notes: &str) -> FabricResult<Job>;
+    async fn cleanup_test(&self, call: &Call, vm: &str, notes: &str) -> FabricResult<Job>;
     /// R36: replicates from the active site back to the other one.
-    async fn reprotect(&self, key: &str, vm: &str) -> FabricResult<Job>;
+    async fn reprotect(&self, call: &Call, vm: &str) -> FabricResult<Job>;
     /// R37, R38: a planned failover from the recovery site back to the original one.
-    async fn failback(&self, key: &str, vm: &str) -> FabricResult<FailoverOutcome>;
+    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome>;
 
     /// Shuts the VM down where it runs now.
-    async fn shutdown(&self, key: &str, vm: &str) -> FabricResult<Job>;
+    async fn shutdown(&self, call: &Call, vm: &str) -> FabricResult<Job>;
     /// Starts the VM where it runs now.
-    async fn start(&self, key: &str, vm: &str) -> FabricResult<Job>;
-    /// The addresses of the VM where it runs now (the replica's after failover).
-    async fn addresses(&self, vm: &str) -> FabricResult<Vec<ReplicaNic>>;
+    async fn start(&self, call: &Call, vm: &str) -> FabricResult<Job>;
+    /// The addresses of the VM where it runs at `at` (the replica's after failover).
+    async fn addresses(&self, vm: &str, at: Timestamp) -> FabricResult<Vec<ReplicaNic>>;
 
     /// Every job, oldest first.
     async fn jobs(&self) -> FabricResult<Vec<Job>>;
@@ -233,6 +355,7 @@ pub trait Fabric: Send + Sync {
     /// asks about a call it started but never saw finish.
     async fn call_outcome(&self, key: &str) -> FabricResult<CallOutcome>;
 
-    /// Lets `duration` pass on the fabric's clock (a wait step, a retry's backoff).
-    async fn wait(&self, duration: Duration);
+    /// Lets `duration` pass from `from` (a wait step, a retry's backoff); returns when
+    /// it ends.
+    async fn wait(&self, from: Timestamp, duration: Duration) -> Timestamp;
 }

@@ -30,10 +30,11 @@ pub struct RecoveryPoint {
 }
 
 /// R33: which recovery point a failover uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PointChoice {
     /// Process all data already received first: lowest RPO, costs processing time.
+    #[default]
     Latest,
     /// The latest point already processed: no wait, lowest RTO.
     LatestProcessed,

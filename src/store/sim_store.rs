@@ -12,15 +12,19 @@ use serde::de::DeserializeOwned;
 use super::{StateDir, StoreError};
 use crate::model::{Job, Timestamp};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: calls keep when they ended (`ended`), for causal time.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta  (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vms   (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs  (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, operation TEXT NOT NULL, vm TEXT NOT NULL,
-                                  outcome TEXT, count INTEGER NOT NULL);
+                                  outcome TEXT, count INTEGER NOT NULL, ended TEXT);
 ";
+
+/// What brings a database of an older version to this one, by the version it was at.
+const MIGRATIONS: &[(i64, &str)] = &[(1, "ALTER TABLE calls ADD COLUMN ended TEXT;")];
 
 /// What one fabric call did, kept per idempotency key so a repeated key does the work once.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,8 @@ pub struct CallRecord {
     pub outcome: Option<String>,
     /// How many times the key was presented.
     pub count: u64,
+    /// When the call ended (modelled time), once it has.
+    pub ended: Option<Timestamp>,
 }
 
 /// The changes of one fabric operation, written atomically.
@@ -83,10 +89,14 @@ impl SimStore {
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
         }
-        // Only a new database is written to here: opening to read changes no byte.
-        if found < SCHEMA_VERSION {
+        // Only a new or older database is written to here: opening to read changes no byte.
+        if found == 0 {
             conn.execute_batch(SCHEMA).map_err(fail)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        } else if found < SCHEMA_VERSION {
+            let steps: String = MIGRATIONS.iter().filter(|(from, _)| *from >= found).map(|(_, sql)| *sql).collect();
+            conn.execute_batch(&format!("BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .map_err(fail)?;
         }
         Ok(SimStore { conn, path })
     }
@@ -135,19 +145,28 @@ impl SimStore {
 
     pub fn calls(&self) -> Result<Vec<CallRecord>, StoreError> {
         let mut stmt =
-            self.conn.prepare("SELECT key, operation, vm, outcome, count FROM calls").map_err(self.fail())?;
-        stmt.query_map([], |r| {
-            Ok(CallRecord {
-                key: r.get(0)?,
-                operation: r.get(1)?,
-                vm: r.get(2)?,
-                outcome: r.get(3)?,
-                count: r.get::<_, i64>(4)? as u64,
+            self.conn.prepare("SELECT key, operation, vm, outcome, count, ended FROM calls").map_err(self.fail())?;
+        let rows: Vec<(CallRecord, Option<String>)> = stmt
+            .query_map([], |r| {
+                let call = CallRecord {
+                    key: r.get(0)?,
+                    operation: r.get(1)?,
+                    vm: r.get(2)?,
+                    outcome: r.get(3)?,
+                    count: r.get::<_, i64>(4)? as u64,
+                    ended: None,
+                };
+                Ok((call, r.get(5)?))
             })
-        })
-        .map_err(self.fail())?
-        .collect::<Result<_, _>>()
-        .map_err(self.fail())
+            .map_err(self.fail())?
+            .collect::<Result<_, _>>()
+            .map_err(self.fail())?;
+        rows.into_iter()
+            .map(|(mut call, ended)| {
+                call.ended = ended.map(|t| self.decode(format!("call {}", call.key), &t)).transpose()?;
+                Ok(call)
+            })
+            .collect()
     }
 
     /// Writes one operation's changes in a single transaction.
@@ -185,8 +204,15 @@ impl SimStore {
         }
         for call in &batch.calls {
             execute(
-                "INSERT OR REPLACE INTO calls (key, operation, vm, outcome, count) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![call.key, call.operation, call.vm, call.outcome, call.count as i64],
+                "INSERT OR REPLACE INTO calls (key, operation, vm, outcome, count, ended) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    call.key,
+                    call.operation,
+                    call.vm,
+                    call.outcome,
+                    call.count as i64,
+                    call.ended.map(|t| encode("call end", &t)).transpose()?
+                ],
             )?;
         }
         tx.commit().map_err(fail)
@@ -230,6 +256,7 @@ mod tests {
             vm: "sql01".into(),
             outcome: None,
             count: 1,
+            ended: Some(t),
         };
         {
             let state = StateDir::open(dir.path()).unwrap();
@@ -246,6 +273,31 @@ mod tests {
         assert_eq!(store.vms::<Vec<u8>>().unwrap(), vec![("sql01".to_string(), vec![1, 2, 3])]);
         assert_eq!(store.jobs().unwrap(), vec![job]);
         assert_eq!(store.calls().unwrap(), vec![call]);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("sim.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE vms (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+                 CREATE TABLE jobs (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
+                 CREATE TABLE calls (key TEXT PRIMARY KEY, operation TEXT NOT NULL, vm TEXT NOT NULL,
+                                     outcome TEXT, count INTEGER NOT NULL);
+                 INSERT INTO calls VALUES ('run/1', 'commit', 'sql01', NULL, 1);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let state = StateDir::open(dir.path()).unwrap();
+        let store = SimStore::open(&state).unwrap();
+        let calls = store.calls().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!((calls[0].key.as_str(), calls[0].ended), ("run/1", None));
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::placement::Destination;
 use super::replication::delta_copy_time;
-use super::{Changes, SimFabric};
+use super::{Changes, SimFabric, SimState};
 use crate::fabric::{FabricError, FabricResult, FailoverOutcome, FailoverRequest, Replica, SourceShutdown};
 use crate::model::vm::check_replica_name;
 use crate::model::{
@@ -29,60 +29,88 @@ fn non_negative(d: chrono::TimeDelta) -> Duration {
 }
 
 impl SimFabric {
+    /// The refusals a failover of `name` would meet before anything is touched: the VM's
+    /// state (R5, R20), its pairing, the replica's name (R7), what the target offers
+    /// (R31) and the test network (R30). What the preflight and the call itself check.
+    pub(super) fn failover_refusal(
+        &self,
+        state: &mut SimState,
+        vm: &Vm,
+        request: &FailoverRequest,
+        failback: bool,
+    ) -> FabricResult<()> {
+        let name = vm.name.as_str();
+        let kind = request.kind;
+        let operation = if failback { Operation::Failback } else { Operation::for_failover(kind) };
+        let from = state.record(name).protection.active;
+        state.record(name).protection.check(name, operation)?;
+        let to = from.other();
+        let not_paired = || FabricError::NotPaired { vm: name.into(), site: vm.site.clone() };
+        let source = self.inventory.site_on(vm, from).ok_or_else(not_paired)?;
+        let target = self.inventory.site_on(vm, to).ok_or_else(not_paired)?;
+        if to == Side::Recovery {
+            check_replica_name(vm.replica_name(), vm.os, target.kind)
+                .map_err(|message| FabricError::ReplicaName { vm: name.into(), message })?;
+        }
+        if kind == FailoverKind::Planned && target.kind == SiteKind::Cloud && source.platform != Platform::HyperV {
+            return Err(FabricError::NotOffered {
+                vm: name.into(),
+                message: format!(
+                    "planned failover to the cloud is not offered for {:?} sources (R31); use an unplanned failover",
+                    source.platform
+                ),
+            });
+        }
+        if let (FailoverKind::Test, Some(network)) = (kind, &request.test_network)
+            && target.network(network).is_none()
+        {
+            return Err(FabricError::UnknownTestNetwork {
+                vm: name.into(),
+                network: network.clone(),
+                site: target.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// When the recovery point of a failover starting at `start` is chosen: R12, as the
+    /// request says when its replication group began; otherwise at the start.
+    pub(super) fn points_as_of(request: &FailoverRequest, start: Timestamp) -> Timestamp {
+        request.points_as_of.map_or(start, |t| t.min(start))
+    }
+
     pub(super) async fn do_failover(
         &self,
         name: &str,
         request: &FailoverRequest,
         failback: bool,
+        at: Timestamp,
     ) -> FabricResult<FailoverOutcome> {
         let vm = self.vm(name)?;
         let kind = request.kind;
-        let operation = if failback { Operation::Failback } else { Operation::for_failover(kind) };
         let job_name = if failback { "failback".to_string() } else { format!("{kind} failover") };
 
         // Checks first: a refused failover changes nothing.
-        let (job, start, from, schedule, to_onprem) = {
-            let (mut state, now) = self.settled(name)?;
+        let start = at;
+        let (job, from, schedule, to_onprem) = {
+            let mut state = self.settled(name, start)?;
+            self.failover_refusal(&mut state, vm, request, failback)?;
             let from = state.record(name).protection.active;
-            state.record(name).protection.check(name, operation)?;
-            let to = from.other();
-            let not_paired = || FabricError::NotPaired { vm: name.into(), site: vm.site.clone() };
-            let source = self.inventory.site_on(vm, from).ok_or_else(not_paired)?;
-            let target = self.inventory.site_on(vm, to).ok_or_else(not_paired)?;
-            if to == Side::Recovery {
-                check_replica_name(vm.replica_name(), vm.os, target.kind)
-                    .map_err(|message| FabricError::ReplicaName { vm: name.into(), message })?;
-            }
-            if kind == FailoverKind::Planned && target.kind == SiteKind::Cloud && source.platform != Platform::HyperV {
-                return Err(FabricError::NotOffered {
-                    vm: name.into(),
-                    message: format!(
-                        "planned failover to the cloud is not offered for {:?} sources (R31); use an unplanned failover",
-                        source.platform
-                    ),
-                });
-            }
-            if let (FailoverKind::Test, Some(network)) = (kind, &request.test_network)
-                && target.network(network).is_none()
-            {
-                return Err(FabricError::UnknownTestNetwork {
-                    vm: name.into(),
-                    network: network.clone(),
-                    site: target.name.clone(),
-                });
-            }
-            let schedule = self.schedule(&state, name, now);
+            let to_onprem = self.inventory.site_on(vm, from.other()).is_some_and(|s| s.kind == SiteKind::OnPrem);
+            // A planned failover syncs up to its own shutdown; the others pick a point (R12).
+            let as_of = if kind == FailoverKind::Planned { start } else { Self::points_as_of(request, start) };
+            let schedule = self.schedule(&state, name, as_of);
             let record = state.record(name);
-            record.protection.begin_failover(kind, now);
+            record.protection.begin_failover(kind, start);
             if kind != FailoverKind::Test
                 && let Some(stream) = &mut record.stream
             {
                 // R35: replication stops before the failover begins.
-                stream.stopped.get_or_insert(now);
+                stream.stopped.get_or_insert(start);
             }
-            let job = state.new_job(&job_name, name, now);
-            state.save(now, Changes { vms: vec![name], jobs: vec![job], ..Changes::default() })?;
-            (job, now, from, schedule, target.kind == SiteKind::OnPrem)
+            let job = state.new_job(&job_name, name, start);
+            state.save(self.clock.now(), Changes { vms: vec![name], jobs: vec![job], ..Changes::default() })?;
+            (job, from, schedule, to_onprem)
         };
 
         let cancel = self.register_in_flight(name);
@@ -188,7 +216,8 @@ impl SimFabric {
             // A clean shutdown leaves applications consistent.
             RecoveryPoint { time: changes_stopped, consistency: Consistency::App }
         } else {
-            let (point, processing) = self.choose_point(&vm.name, schedule, request.point, start)?;
+            let (point, processing) =
+                self.choose_point(&vm.name, schedule, request.point, Self::points_as_of(request, start))?;
             self.spend(t, processing, Some(cancel), &vm.name, "processing").await?;
             point
         };
@@ -198,11 +227,12 @@ impl SimFabric {
         let test = kind == FailoverKind::Test;
         let replica = {
             let mut state = self.lock();
-            let replica = self.place(
-                &mut state,
-                vm,
-                Destination { side: to, test, test_network: request.test_network.as_deref() },
-            )?;
+            let destination = Destination { side: to, test, test_network: request.test_network.as_deref() };
+            let replica = match &request.placement {
+                // Decided by the run's preflight; still checked: R9 is about failover time.
+                Some(planned) => self.claim(&mut state, vm, planned)?,
+                None => self.place(&mut state, vm, destination)?,
+            };
             // Reserved at once, so concurrent failovers never share an address.
             let record = state.record(&vm.name);
             match (test, to) {
@@ -217,10 +247,15 @@ impl SimFabric {
     }
 
     /// R34: until commit, the replica can be moved to another recovery point.
-    pub(super) async fn do_change_point(&self, name: &str, choice: PointChoice) -> FabricResult<FailoverOutcome> {
+    pub(super) async fn do_change_point(
+        &self,
+        name: &str,
+        choice: PointChoice,
+        now: Timestamp,
+    ) -> FabricResult<FailoverOutcome> {
         let vm = self.vm(name)?;
         let (job, start, kind, point, processing, data_loss, replica) = {
-            let (mut state, now) = self.settled(name)?;
+            let mut state = self.settled(name, now)?;
             state.record(name).protection.check(name, Operation::ChangeRecoveryPoint)?;
             let Phase::FailedOver { kind, point: old, data_loss: old_loss, .. } =
                 state.vms[name].protection.phase.clone()
@@ -237,7 +272,7 @@ impl SimFabric {
                 }
             };
             let job = state.new_job("change recovery point", name, now);
-            state.save(now, Changes { jobs: vec![job], ..Changes::default() })?;
+            state.save(self.clock.now(), Changes { jobs: vec![job], ..Changes::default() })?;
             (job, now, kind, point, processing, non_negative(changes_stopped - point.time), replica)
         };
         let mut t = start;

@@ -5,16 +5,23 @@
 //! Layout: `clock` (modelled time), `record` (what is kept per VM), `replication`
 //! (recovery points, status, health), `placement` (where a replica lands and its
 //! addresses), `addresses` (the addresses in use), `operations` (protect, commit,
-//! cleanup, power...), `failover`.
+//! cleanup, power...), `failover`, `preflight` (a whole plan checked before a run).
+//!
+//! Operations start at the modelled time their caller gives (causal time) and end at
+//! that time plus what they spend; the clock is the latest time any operation reached,
+//! what the next command starts from. Pacing (real sleeps shrunk by the speed factor)
+//! only slows a run down for people to watch: it never decides a timestamp.
 
 mod addresses;
 mod clock;
 mod failover;
 mod operations;
 mod placement;
+mod preflight;
 mod record;
 mod replication;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,7 +37,8 @@ pub use clock::SimClock;
 use record::{Records, VmRecord};
 
 use super::{
-    CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, ReplicaNic, ReplicationStatus,
+    Call, CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, Preflight,
+    PreflightRequest, ReplicaNic, ReplicationStatus,
 };
 use crate::model::recovery::delta;
 use crate::model::{Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm};
@@ -51,11 +59,18 @@ struct SimState {
     addresses: Option<AddressBook>,
 }
 
+/// The call the current task is making.
+struct CallScope {
+    /// Its idempotency key, so the call's last changes are saved in one transaction with
+    /// its outcome: a crash leaves either the call pending and the VM where it was, or
+    /// both done.
+    key: String,
+    /// When its job closed: when the call ended, success or failure.
+    ended: Cell<Option<Timestamp>>,
+}
+
 tokio::task_local! {
-    /// The idempotency key of the call the current task is making, so the call's last
-    /// changes are saved in one transaction with its outcome: a crash leaves either the
-    /// call pending and the VM where it was, or both done.
-    static CURRENT_CALL: String;
+    static CURRENT_CALL: CallScope;
 }
 
 pub struct SimFabric {
@@ -101,6 +116,7 @@ impl SimState {
         for call in self.calls.values_mut().filter(|c| c.outcome.is_none()) {
             let outcome: Result<(), FabricError> = Err(interrupted(&format!("{} of {}", call.operation, call.vm)));
             call.outcome = Some(serde_json::to_string(&outcome).expect("errors serialize"));
+            call.ended = Some(now);
             changes.2.push(call.key.clone());
         }
         for (name, record) in self.vms.iter_mut() {
@@ -224,10 +240,10 @@ impl SimFabric {
         Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
     }
 
-    /// A copy of this simulation that keeps its state in memory only and saves it
-    /// nowhere, paced at `speed`: what a dry run runs against, so the real state is
-    /// never touched.
-    pub fn scratch_copy(&self, speed: u32) -> Result<SimFabric, StoreError> {
+    /// A copy of this simulation that keeps its state in memory only, saves it nowhere
+    /// and spends no real time: what a dry run runs against, so the real state is never
+    /// touched. Causal time makes its timeline the one a paced run would have.
+    pub fn scratch_copy(&self) -> Result<SimFabric, StoreError> {
         let state = self.lock();
         let copy = SimState {
             vms: state.vms.clone(),
@@ -239,7 +255,7 @@ impl SimFabric {
         };
         Ok(SimFabric {
             inventory: self.inventory.clone(),
-            clock: SimClock::new(self.clock.now(), speed),
+            clock: SimClock::unpaced(self.clock.now()),
             state: Mutex::new(copy),
             in_flight: Mutex::new(HashMap::new()),
         })
@@ -288,53 +304,67 @@ impl SimFabric {
         self.inventory.vm(name).ok_or_else(|| FabricError::UnknownVm { vm: name.into() })
     }
 
-    /// Locks the state with the VM's record settled to now.
-    fn settled(&self, vm: &str) -> FabricResult<(MutexGuard<'_, SimState>, Timestamp)> {
+    /// Locks the state with the VM's record settled to `at`.
+    fn settled(&self, vm: &str, at: Timestamp) -> FabricResult<MutexGuard<'_, SimState>> {
         self.vm(vm)?;
-        let now = self.clock.now();
         let mut state = self.lock();
-        state.record(vm).settle(now);
-        Ok((state, now))
+        state.record(vm).settle(at);
+        Ok(state)
     }
 
     /// Runs `work` once per idempotency key: a key seen before returns the outcome it
-    /// had, success or error, without doing the work again.
-    async fn once<T, F, Fut>(&self, key: &str, operation: &str, vm: &str, work: F) -> FabricResult<T>
+    /// had, success or error, without doing the work again. Either way the call learns
+    /// when it ended.
+    async fn once<T, F, Fut>(&self, call: &Call, operation: &str, vm: &str, work: F) -> FabricResult<T>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = FabricResult<T>>,
     {
+        let key = call.key.as_str();
         {
             let mut state = self.lock();
             let seen = match state.calls.get_mut(key) {
-                Some(call) => {
-                    call.count += 1;
-                    Some(call.outcome.clone())
+                Some(record) => {
+                    record.count += 1;
+                    Some((record.outcome.clone(), record.ended))
                 }
                 None => {
-                    let call = CallRecord {
+                    let record = CallRecord {
                         key: key.into(),
                         operation: operation.into(),
                         vm: vm.into(),
                         outcome: None,
                         count: 1,
+                        ended: None,
                     };
-                    state.calls.insert(key.into(), call);
+                    state.calls.insert(key.into(), record);
                     None
                 }
             };
             state.save(self.clock.now(), Changes { calls: vec![key], ..Changes::default() })?;
             match seen {
-                Some(Some(json)) => {
+                Some((Some(json), ended)) => {
+                    if let Some(ended) = ended {
+                        call.end_at(ended);
+                    }
                     return serde_json::from_str::<Result<T, FabricError>>(&json)
                         .map_err(|e| FabricError::Store { message: format!("call {key}: unreadable outcome: {e}") })?;
                 }
-                Some(None) => return Err(FabricError::InProgress { key: key.into() }),
+                Some((None, _)) => return Err(FabricError::InProgress { key: key.into() }),
                 None => {}
             }
         }
-        let result = CURRENT_CALL.scope(key.to_string(), work()).await;
+        let scope = CallScope { key: key.to_string(), ended: Cell::new(None) };
+        let (result, ended) = CURRENT_CALL
+            .scope(scope, async {
+                let result = work().await;
+                (result, CURRENT_CALL.with(|c| c.ended.get()))
+            })
+            .await;
+        if let Some(ended) = ended {
+            call.end_at(ended);
+        }
         let mut state = self.lock();
         let (vms, jobs) = state.closing.remove(key).unwrap_or_default();
         if matches!(result, Err(FabricError::Store { .. })) {
@@ -342,8 +372,9 @@ impl SimFabric {
             return result;
         }
         let json = serde_json::to_string(&result).map_err(|e| FabricError::Store { message: e.to_string() })?;
-        if let Some(call) = state.calls.get_mut(key) {
-            call.outcome = Some(json);
+        if let Some(record) = state.calls.get_mut(key) {
+            record.outcome = Some(json);
+            record.ended = Some(call.ended());
         }
         let changes = Changes { vms: vms.iter().map(String::as_str).collect(), jobs, calls: vec![key] };
         state.save(self.clock.now(), changes)?;
@@ -363,7 +394,11 @@ impl SimFabric {
     ) -> FabricResult<Job> {
         let job = state.finish_job(job, status, t, detail);
         self.clock.reached(t);
-        match CURRENT_CALL.try_with(Clone::clone) {
+        let key = CURRENT_CALL.try_with(|call| {
+            call.ended.set(Some(call.ended.get().map_or(t, |e| e.max(t))));
+            call.key.clone()
+        });
+        match key {
             Ok(key) => {
                 let closing = state.closing.entry(key).or_default();
                 closing.0.push(vm.into());
@@ -405,67 +440,70 @@ impl Fabric for SimFabric {
         self.clock.now()
     }
 
-    async fn protect(&self, key: &str, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job> {
-        self.once(key, "protect", vm, || self.do_protect(vm, policy, exclude_disks)).await
+    fn is_simulated(&self) -> bool {
+        true
     }
 
-    async fn unprotect(&self, key: &str, vm: &str, delete_replica: bool) -> FabricResult<Job> {
-        self.once(key, "unprotect", vm, || self.do_unprotect(vm, delete_replica)).await
+    async fn preflight(&self, request: &PreflightRequest) -> FabricResult<Preflight> {
+        Ok(self.check_plan(request))
     }
 
-    async fn replication_status(&self, vm: &str) -> FabricResult<ReplicationStatus> {
-        self.status(vm)
+    async fn protect(&self, call: &Call, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job> {
+        self.once(call, "protect", vm, || self.do_protect(vm, policy, exclude_disks, call.at)).await
     }
 
-    async fn recovery_points(&self, vm: &str) -> FabricResult<Vec<RecoveryPoint>> {
-        self.points(vm)
+    async fn unprotect(&self, call: &Call, vm: &str, delete_replica: bool) -> FabricResult<Job> {
+        self.once(call, "unprotect", vm, || self.do_unprotect(vm, delete_replica, call.at)).await
     }
 
-    async fn failover(&self, key: &str, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
+    async fn replication_status(&self, vm: &str, at: Timestamp) -> FabricResult<ReplicationStatus> {
+        self.status(vm, at)
+    }
+
+    async fn recovery_points(&self, vm: &str, at: Timestamp) -> FabricResult<Vec<RecoveryPoint>> {
+        self.points(vm, at)
+    }
+
+    async fn failover(&self, call: &Call, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
         let operation = format!("{} failover", request.kind);
-        self.once(key, &operation, vm, || self.do_failover(vm, request, false)).await
+        self.once(call, &operation, vm, || self.do_failover(vm, request, false, call.at)).await
     }
 
-    async fn change_recovery_point(&self, key: &str, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {
-        self.once(key, "change recovery point", vm, || self.do_change_point(vm, point)).await
+    async fn change_recovery_point(&self, call: &Call, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {
+        self.once(call, "change recovery point", vm, || self.do_change_point(vm, point, call.at)).await
     }
 
-    async fn commit(&self, key: &str, vm: &str) -> FabricResult<Job> {
-        self.once(key, "commit", vm, || self.do_commit(vm)).await
+    async fn commit(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "commit", vm, || self.do_commit(vm, call.at)).await
     }
 
-    async fn cancel(&self, key: &str, vm: &str) -> FabricResult<Job> {
-        self.once(key, "cancel", vm, || self.do_cancel(vm)).await
+    async fn cancel(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "cancel", vm, || self.do_cancel(vm, call.at)).await
     }
 
-    async fn cleanup_test(&self, key: &str, vm: &str, notes: &str) -> FabricResult<Job> {
-        self.once(key, "cleanup", vm, || self.do_cleanup(vm, notes)).await
+    async fn cleanup_test(&self, call: &Call, vm: &str, notes: &str) -> FabricResult<Job> {
+        self.once(call, "cleanup", vm, || self.do_cleanup(vm, notes, call.at)).await
     }
 
-    async fn reprotect(&self, key: &str, vm: &str) -> FabricResult<Job> {
-        self.once(key, "reprotect", vm, || self.do_reprotect(vm)).await
+    async fn reprotect(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "reprotect", vm, || self.do_reprotect(vm, call.at)).await
     }
 
-    async fn failback(&self, key: &str, vm: &str) -> FabricResult<FailoverOutcome> {
-        let request = FailoverRequest {
-            kind: crate::model::FailoverKind::Planned,
-            point: PointChoice::Latest,
-            test_network: None,
-            shut_down_source: true,
-        };
-        self.once(key, "failback", vm, || self.do_failover(vm, &request, true)).await
+    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
+        let request = FailoverRequest::new(crate::model::FailoverKind::Planned, PointChoice::Latest);
+        self.once(call, "failback", vm, || self.do_failover(vm, &request, true, call.at)).await
     }
 
-    async fn shutdown(&self, key: &str, vm: &str) -> FabricResult<Job> {
-        self.once(key, "shutdown", vm, || self.do_shutdown(vm)).await
+    async fn shutdown(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "shutdown", vm, || self.do_shutdown(vm, call.at)).await
     }
 
-    async fn start(&self, key: &str, vm: &str) -> FabricResult<Job> {
-        self.once(key, "start", vm, || self.do_start(vm)).await
+    async fn start(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "start", vm, || self.do_start(vm, call.at)).await
     }
 
-    async fn addresses(&self, vm: &str) -> FabricResult<Vec<ReplicaNic>> {
-        self.current_addresses(vm)
+    async fn addresses(&self, vm: &str, at: Timestamp) -> FabricResult<Vec<ReplicaNic>> {
+        self.current_addresses(vm, at)
     }
 
     async fn jobs(&self) -> FabricResult<Vec<Job>> {
@@ -476,15 +514,16 @@ impl Fabric for SimFabric {
         let state = self.lock();
         let Some(call) = state.calls.get(key) else { return Ok(CallOutcome::Unknown) };
         let Some(json) = &call.outcome else { return Ok(CallOutcome::Pending) };
-        let outcome: Result<serde_json::Value, FabricError> = serde_json::from_str(json)
+        let result: Result<serde_json::Value, FabricError> = serde_json::from_str(json)
             .map_err(|e| FabricError::Store { message: format!("call {key}: unreadable outcome: {e}") })?;
-        Ok(CallOutcome::Done(outcome))
+        Ok(CallOutcome::Done { result, ended: call.ended })
     }
 
-    async fn wait(&self, duration: Duration) {
-        let start = self.clock.now();
+    async fn wait(&self, from: Timestamp, duration: Duration) -> Timestamp {
         self.clock.pace(duration).await;
-        self.clock.reached(start + delta(duration));
+        let end = from + delta(duration);
+        self.clock.reached(end);
+        end
     }
 }
 

@@ -26,6 +26,7 @@ impl SimFabric {
     async fn checked<D, E>(
         &self,
         vm: &str,
+        at: Timestamp,
         operation: Operation,
         job_name: &str,
         duration: D,
@@ -36,13 +37,13 @@ impl SimFabric {
         E: FnOnce(&Self, &mut VmRecord, Timestamp) -> String,
     {
         let (job, start, spend) = {
-            let (mut state, now) = self.settled(vm)?;
+            let mut state = self.settled(vm, at)?;
             let record = state.record(vm);
             record.protection.check(vm, operation)?;
-            let spend = duration(self, record, now);
-            let job = state.new_job(job_name, vm, now);
-            state.save(now, Changes { jobs: vec![job], ..Changes::default() })?;
-            (job, now, spend)
+            let spend = duration(self, record, at);
+            let job = state.new_job(job_name, vm, at);
+            state.save(self.clock.now(), Changes { jobs: vec![job], ..Changes::default() })?;
+            (job, at, spend)
         };
         let mut t = start;
         self.spend(&mut t, spend, None, vm, job_name).await?;
@@ -56,11 +57,17 @@ impl SimFabric {
         let job = self.close_job(&mut state, job, vm, status, t, detail.clone())?;
         match status {
             JobStatus::Succeeded => Ok(job),
-            _ => Err(FabricError::Refused { message: detail }),
+            _ => Err(FabricError::Refused { message: detail, vm: Some(vm.into()) }),
         }
     }
 
-    pub(super) async fn do_protect(&self, name: &str, policy_name: &str, exclude: &[String]) -> FabricResult<Job> {
+    pub(super) async fn do_protect(
+        &self,
+        name: &str,
+        policy_name: &str,
+        exclude: &[String],
+        at: Timestamp,
+    ) -> FabricResult<Job> {
         let vm = self.vm(name)?;
         if self.inventory.recovery_site_of(vm).is_none() {
             return Err(FabricError::NotPaired { vm: name.into(), site: vm.site.clone() });
@@ -73,6 +80,7 @@ impl SimFabric {
         let excluded = exclude.to_vec();
         self.checked(
             name,
+            at,
             Operation::Protect,
             "protect",
             |_, _, _| Duration::ZERO,
@@ -87,9 +95,10 @@ impl SimFabric {
         .await
     }
 
-    pub(super) async fn do_unprotect(&self, name: &str, delete_replica: bool) -> FabricResult<Job> {
+    pub(super) async fn do_unprotect(&self, name: &str, delete_replica: bool, at: Timestamp) -> FabricResult<Job> {
         self.checked(
             name,
+            at,
             Operation::Unprotect,
             "unprotect",
             |_, _, _| Duration::ZERO,
@@ -109,9 +118,10 @@ impl SimFabric {
         .await
     }
 
-    pub(super) async fn do_commit(&self, name: &str) -> FabricResult<Job> {
+    pub(super) async fn do_commit(&self, name: &str, at: Timestamp) -> FabricResult<Job> {
         self.checked(
             name,
+            at,
             Operation::Commit,
             "commit",
             |_, _, _| COMMIT_TIME,
@@ -125,10 +135,11 @@ impl SimFabric {
         .await
     }
 
-    pub(super) async fn do_cleanup(&self, name: &str, notes: &str) -> FabricResult<Job> {
+    pub(super) async fn do_cleanup(&self, name: &str, notes: &str, at: Timestamp) -> FabricResult<Job> {
         let notes = notes.to_string();
         self.checked(
             name,
+            at,
             Operation::Cleanup,
             "cleanup",
             |_, _, _| CLEANUP_TIME,
@@ -145,10 +156,11 @@ impl SimFabric {
         .await
     }
 
-    pub(super) async fn do_reprotect(&self, name: &str) -> FabricResult<Job> {
+    pub(super) async fn do_reprotect(&self, name: &str, at: Timestamp) -> FabricResult<Job> {
         let vm = self.vm(name)?;
         self.checked(
             name,
+            at,
             Operation::Reprotect,
             "reprotect",
             |_, _, _| Duration::ZERO,
@@ -180,10 +192,11 @@ impl SimFabric {
         .await
     }
 
-    pub(super) async fn do_cancel(&self, name: &str) -> FabricResult<Job> {
+    pub(super) async fn do_cancel(&self, name: &str, at: Timestamp) -> FabricResult<Job> {
         let job = self
             .checked(
                 name,
+                at,
                 Operation::Cancel,
                 "cancel",
                 |_, _, _| Duration::ZERO,
@@ -248,19 +261,20 @@ impl SimFabric {
     }
 
     /// Runs a power operation as a job: refused while a failover is under way.
-    async fn power_job(&self, name: &str, job_name: &str, turn_on: bool) -> FabricResult<Job> {
+    async fn power_job(&self, name: &str, job_name: &str, turn_on: bool, now: Timestamp) -> FabricResult<Job> {
         let vm = self.vm(name)?;
         let (job, start, side, already) = {
-            let (mut state, now) = self.settled(name)?;
+            let mut state = self.settled(name, now)?;
             let record = state.record(name);
             if let Phase::FailingOver { .. } = record.protection.phase {
                 return Err(FabricError::Refused {
+                    vm: Some(name.into()),
                     message: format!("cannot {job_name} {name}: a failover is under way"),
                 });
             }
             let (side, already) = (record.protection.active, record.powered_on == turn_on);
             let job = state.new_job(job_name, name, now);
-            state.save(now, Changes { jobs: vec![job], ..Changes::default() })?;
+            state.save(self.clock.now(), Changes { jobs: vec![job], ..Changes::default() })?;
             (job, now, side, already)
         };
         let mut t = start;
@@ -282,17 +296,17 @@ impl SimFabric {
         result.map(|()| job)
     }
 
-    pub(super) async fn do_shutdown(&self, name: &str) -> FabricResult<Job> {
-        self.power_job(name, "shutdown", false).await
+    pub(super) async fn do_shutdown(&self, name: &str, at: Timestamp) -> FabricResult<Job> {
+        self.power_job(name, "shutdown", false, at).await
     }
 
-    pub(super) async fn do_start(&self, name: &str) -> FabricResult<Job> {
-        self.power_job(name, "start", true).await
+    pub(super) async fn do_start(&self, name: &str, at: Timestamp) -> FabricResult<Job> {
+        self.power_job(name, "start", true, at).await
     }
 
-    pub(super) fn current_addresses(&self, name: &str) -> FabricResult<Vec<ReplicaNic>> {
+    pub(super) fn current_addresses(&self, name: &str, at: Timestamp) -> FabricResult<Vec<ReplicaNic>> {
         let vm = self.vm(name)?;
-        let (mut state, _) = self.settled(name)?;
+        let mut state = self.settled(name, at)?;
         let record = &state.vms[name];
         match (&record.replica, record.protection.active) {
             (Some(replica), Side::Recovery) => Ok(replica.nics.clone()),

@@ -99,6 +99,26 @@ impl SimFabric {
         })
     }
 
+    /// Takes a placement the run's preflight decided, checking that its addresses are
+    /// still free: R9 judges availability at failover time.
+    pub(super) fn claim(&self, state: &mut SimState, vm: &Vm, planned: &Replica) -> FabricResult<Replica> {
+        let book = self.address_book(state);
+        for nic in &planned.nics {
+            if let (Some(network), Some(ip)) = (&nic.network, nic.ip)
+                && book.holds(&planned.site, network, ip)
+            {
+                return Err(FabricError::Address {
+                    vm: vm.name.clone(),
+                    message: format!(
+                        "address {ip} on {}/{network} was taken since the run's preflight (R9)",
+                        planned.site
+                    ),
+                });
+            }
+        }
+        Ok(planned.clone())
+    }
+
     /// Spreads replicas over the target's hosts, the same way every time.
     fn host_for(&self, vm: &Vm, site: &Site) -> String {
         let index = self.inventory.position(&vm.name).unwrap_or(0);

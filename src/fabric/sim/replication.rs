@@ -114,14 +114,14 @@ impl SimFabric {
         }
     }
 
-    pub(super) fn points(&self, vm: &str) -> FabricResult<Vec<RecoveryPoint>> {
-        let (state, now) = self.settled(vm)?;
+    pub(super) fn points(&self, vm: &str, now: Timestamp) -> FabricResult<Vec<RecoveryPoint>> {
+        let state = self.settled(vm, now)?;
         Ok(self.schedule(&state, vm, now).map(|s| s.points(now)).unwrap_or_default())
     }
 
-    pub(super) fn status(&self, name: &str) -> FabricResult<ReplicationStatus> {
+    pub(super) fn status(&self, name: &str, now: Timestamp) -> FabricResult<ReplicationStatus> {
         let vm = self.vm(name)?;
-        let (state, now) = self.settled(name)?;
+        let state = self.settled(name, now)?;
         let record = &state.vms[name];
         let protection = &record.protection;
         let site_name = |side| self.inventory.site_on(vm, side).map(|s| s.name.clone()).unwrap_or_default();

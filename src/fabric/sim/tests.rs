@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tempfile::TempDir;
 
 use super::SimFabric;
-use crate::fabric::{Fabric, FabricError, FailoverOutcome, FailoverRequest, Health, SourceShutdown};
+use crate::fabric::{Call, Fabric, FabricError, FailoverOutcome, FailoverRequest, Health, SourceShutdown};
 use crate::model::site_file::parse_site;
 use crate::model::{Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp};
 use crate::store::StateDir;
@@ -246,46 +246,56 @@ fn key() -> String {
     format!("test/{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A call with a fresh key, made now.
+fn call(fabric: &SimFabric) -> Call {
+    keyed(fabric, &key())
+}
+
+/// A call with `key`, made now.
+fn keyed(fabric: &SimFabric, key: &str) -> Call {
+    Call::new(key, fabric.now())
+}
+
 fn t(text: &str) -> Timestamp {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
 fn request(kind: FailoverKind, point: PointChoice) -> FailoverRequest {
-    FailoverRequest { kind, point, test_network: None, shut_down_source: false }
+    FailoverRequest { shut_down_source: false, ..FailoverRequest::new(kind, point) }
 }
 
 async fn failover(sim: &Sim, vm: &str, kind: FailoverKind, point: PointChoice) -> Result<FailoverOutcome, FabricError> {
-    sim.fabric.failover(&key(), vm, &request(kind, point)).await
+    sim.fabric.failover(&call(&sim.fabric), vm, &request(kind, point)).await
 }
 
 /// An unplanned failover that first tries to shut the source down (R32).
 async fn unplanned_with_shutdown(sim: &Sim, vm: &str) -> Result<FailoverOutcome, FabricError> {
     let mut req = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
     req.shut_down_source = true;
-    sim.fabric.failover(&key(), vm, &req).await
+    sim.fabric.failover(&call(&sim.fabric), vm, &req).await
 }
 
 async fn phase_allows(sim: &Sim, vm: &str) -> Vec<Operation> {
-    sim.fabric.replication_status(vm).await.unwrap().allowed
+    sim.fabric.replication_status(vm, sim.fabric.now()).await.unwrap().allowed
 }
 
 #[tokio::test(start_paused = true)]
 async fn r4_initial_replication_takes_time_from_disk_size_and_bandwidth() {
     let sim = sim("");
     // 200 GiB at 102,400 Kbps: 16,384 s.
-    let job = sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap();
+    let job = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap();
     assert!(job.detail.contains("initial replication until 2026-03-02T13:33:04Z"), "{}", job.detail);
-    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.health, Health::InitialReplication);
     assert_eq!(status.initial_progress, Some(0));
     sim.fabric.advance(Duration::from_secs(8192)).unwrap();
-    assert_eq!(sim.fabric.replication_status("fresh01").await.unwrap().initial_progress, Some(50));
+    assert_eq!(sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap().initial_progress, Some(50));
     sim.fabric.advance(Duration::from_secs(8192)).unwrap();
-    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.state, "protected");
     assert_eq!(status.latest_point, None, "the first point comes on the next 5m tick");
     sim.fabric.advance(Duration::from_secs(120)).unwrap();
-    let status = sim.fabric.replication_status("fresh01").await.unwrap();
+    let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.latest_point.unwrap().time, t("2026-03-02T13:35:00Z"));
 }
 
@@ -300,14 +310,14 @@ export_path = "/export"
 import_path = "/import"
 offline_transfer = "36h"
 "#);
-    let job = sim.fabric.protect(&key(), "fresh01", "offline", &[]).await.unwrap();
+    let job = sim.fabric.protect(&call(&sim.fabric), "fresh01", "offline", &[]).await.unwrap();
     assert!(job.detail.contains("until 2026-03-03T21:00:00Z"), "{}", job.detail);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r5_failover_refused_while_initial_replication_runs() {
     let sim = sim("");
-    sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap();
+    sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap();
     let err = failover(&sim, "fresh01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap_err();
     assert!(err.to_string().contains("R5"), "{err}");
     sim.fabric.advance(Duration::from_secs(16_384)).unwrap();
@@ -320,25 +330,25 @@ async fn r5_failover_refused_while_initial_replication_runs() {
 #[tokio::test(start_paused = true)]
 async fn r6_excluded_data_disks_are_not_copied_and_the_os_disk_cannot_be_excluded() {
     let sim = sim("");
-    let err = sim.fabric.protect(&key(), "fresh01", "gold", &["os".into()]).await.unwrap_err();
+    let err = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &["os".into()]).await.unwrap_err();
     assert!(matches!(err, FabricError::Disk { .. }), "{err}");
     assert!(err.to_string().contains("OS disk"), "{err}");
     // Half the bytes: half the time.
-    let job = sim.fabric.protect(&key(), "fresh01", "gold", &["data".into()]).await.unwrap();
+    let job = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &["data".into()]).await.unwrap();
     assert!(job.detail.contains("until 2026-03-02T11:16:32Z"), "{}", job.detail);
     // The disk set is fixed while protected.
-    let err = sim.fabric.protect(&key(), "fresh01", "gold", &[]).await.unwrap_err();
+    let err = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap_err();
     assert!(err.to_string().contains("cannot protect fresh01"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r2_points_inside_retention_are_kept_and_older_ones_pruned() {
     let sim = sim("");
-    let points = sim.fabric.recovery_points("web01").await.unwrap();
+    let points = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(points.len(), 24 * 12 + 1);
     assert_eq!(points[0].time, t("2026-03-01T09:00:00Z"));
     sim.fabric.advance(Duration::from_secs(3 * 3600)).unwrap();
-    let points = sim.fabric.recovery_points("web01").await.unwrap();
+    let points = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(points.len(), 24 * 12 + 1);
     assert_eq!(points[0].time, t("2026-03-01T12:00:00Z"));
     assert_eq!(points.last().unwrap().time, t("2026-03-02T12:00:00Z"));
@@ -347,11 +357,11 @@ async fn r2_points_inside_retention_are_kept_and_older_ones_pruned() {
 #[tokio::test(start_paused = true)]
 async fn r3_app_consistent_points_come_at_the_policy_frequency() {
     let sim = sim("");
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.latest_app_consistent.unwrap().time, t("2026-03-02T08:00:00Z"));
     let app: Vec<_> = sim
         .fabric
-        .recovery_points("web01")
+        .recovery_points("web01", sim.fabric.now())
         .await
         .unwrap()
         .into_iter()
@@ -363,7 +373,10 @@ async fn r3_app_consistent_points_come_at_the_policy_frequency() {
 #[tokio::test(start_paused = true)]
 async fn r12_replication_group_fails_over_to_a_common_point() {
     let sim = sim("[[faults]]\nkind = \"replication-stall\"\nvm = \"sql02\"\nat = \"-1h\"\n");
-    assert_eq!(sim.fabric.recovery_points("sql01").await.unwrap(), sim.fabric.recovery_points("sql02").await.unwrap());
+    assert_eq!(
+        sim.fabric.recovery_points("sql01", sim.fabric.now()).await.unwrap(),
+        sim.fabric.recovery_points("sql02", sim.fabric.now()).await.unwrap()
+    );
     let (a, b) = tokio::join!(
         failover(&sim, "sql01", FailoverKind::Unplanned, PointChoice::LatestProcessed),
         failover(&sim, "sql02", FailoverKind::Unplanned, PointChoice::LatestProcessed),
@@ -377,29 +390,32 @@ async fn r12_replication_group_fails_over_to_a_common_point() {
 #[tokio::test(start_paused = true)]
 async fn r15_rpo_above_threshold_is_unhealthy() {
     let sim = sim("[[faults]]\nkind = \"replication-stall\"\nvm = \"web01\"\nat = \"-20m\"\n");
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.rpo, Some(Duration::from_secs(20 * 60)));
     assert_eq!(status.health, Health::Healthy);
     sim.fabric.advance(Duration::from_secs(11 * 60)).unwrap();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(
         status.health,
         Health::Unhealthy { rpo: Duration::from_secs(31 * 60), threshold: Duration::from_secs(30 * 60) }
     );
-    assert_eq!(sim.fabric.replication_status("app01").await.unwrap().rpo, Some(Duration::from_secs(60)));
+    assert_eq!(
+        sim.fabric.replication_status("app01", sim.fabric.now()).await.unwrap().rpo,
+        Some(Duration::from_secs(60))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn r14_unprotect_keeps_or_deletes_the_replica() {
     let sim = sim("");
-    let kept = sim.fabric.unprotect(&key(), "web01", false).await.unwrap();
+    let kept = sim.fabric.unprotect(&call(&sim.fabric), "web01", false).await.unwrap();
     assert_eq!(kept.detail, "protection disabled; replica kept");
-    let deleted = sim.fabric.unprotect(&key(), "app01", true).await.unwrap();
+    let deleted = sim.fabric.unprotect(&call(&sim.fabric), "app01", true).await.unwrap();
     assert_eq!(deleted.detail, "protection disabled; replica deleted");
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.state, "unprotected");
     assert_eq!(status.health, Health::NotReplicating);
-    assert!(sim.fabric.recovery_points("web01").await.unwrap().is_empty());
+    assert!(sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -407,24 +423,24 @@ async fn r30_test_failover_runs_in_the_isolated_network_and_leaves_production_al
     let sim = sim("");
     let mut req = request(FailoverKind::Test, PointChoice::LatestProcessed);
     req.test_network = Some("test-bubble".into());
-    let out = sim.fabric.failover(&key(), "web01", &req).await.unwrap();
+    let out = sim.fabric.failover(&call(&sim.fabric), "web01", &req).await.unwrap();
     assert_eq!(out.source_shutdown, SourceShutdown::Skipped);
     assert_eq!(out.downtime, None);
     let nic = &out.replica.nics[0];
     assert_eq!(nic.network.as_deref(), Some("test-bubble"));
     // The target IP does not fit the test subnet, so the replica gets one there (R9).
     assert_eq!(nic.ip, Some("192.168.103.2".parse().unwrap()));
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.active, Side::Original);
     assert_eq!(status.health, Health::Healthy, "production replication keeps running");
     sim.fabric.advance(Duration::from_secs(3600)).unwrap();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.latest_point.unwrap().time, t("2026-03-02T10:00:00Z"));
-    let again = sim.fabric.failover(&key(), "web01", &req).await.unwrap_err();
+    let again = sim.fabric.failover(&call(&sim.fabric), "web01", &req).await.unwrap_err();
     assert!(again.to_string().contains("Next: cleanup"), "{again}");
-    let cleanup = sim.fabric.cleanup_test(&key(), "web01", "drill ok, app answered").await.unwrap();
+    let cleanup = sim.fabric.cleanup_test(&call(&sim.fabric), "web01", "drill ok, app answered").await.unwrap();
     assert_eq!(cleanup.detail, "test replica deleted; notes: drill ok, app answered");
-    assert!(sim.fabric.replication_status("web01").await.unwrap().test_failover.is_none());
+    assert!(sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap().test_failover.is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -434,9 +450,9 @@ async fn r30_test_failover_without_network_or_into_unknown_network() {
     assert_eq!(out.replica.nics[0].network, None, "no network at all");
     let mut req = request(FailoverKind::Test, PointChoice::LatestProcessed);
     req.test_network = Some("nowhere".into());
-    let err = sim.fabric.failover(&key(), "web01", &req).await.unwrap_err();
+    let err = sim.fabric.failover(&call(&sim.fabric), "web01", &req).await.unwrap_err();
     assert!(matches!(err, FabricError::UnknownTestNetwork { .. }), "{err}");
-    let err = sim.fabric.cleanup_test(&key(), "web01", "").await.unwrap_err();
+    let err = sim.fabric.cleanup_test(&call(&sim.fabric), "web01", "").await.unwrap_err();
     assert!(err.to_string().contains("no test failover to clean up"), "{err}");
 }
 
@@ -450,7 +466,7 @@ async fn r31_planned_failover_shuts_source_down_first_and_loses_nothing() {
     assert_eq!(out.point.time, t("2026-03-02T09:00:30Z"));
     assert_eq!(out.point.consistency, Consistency::App);
     assert!(out.downtime.unwrap() >= Duration::from_secs(75));
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.active_site, "secondary");
     assert!(status.state.starts_with("failed over (planned"), "{}", status.state);
     let jobs = sim.fabric.jobs().await.unwrap();
@@ -471,7 +487,7 @@ async fn r7_replica_name_breaking_cloud_rules_is_refused_before_failover() {
     let err = failover(&sim, "reporting-server01", FailoverKind::Test, PointChoice::Latest).await.unwrap_err();
     assert!(matches!(err, FabricError::ReplicaName { .. }), "{err}");
     assert!(err.to_string().contains("1 to 15"), "{err}");
-    assert_eq!(sim.fabric.replication_status("reporting-server01").await.unwrap().state, "protected");
+    assert_eq!(sim.fabric.replication_status("reporting-server01", sim.fabric.now()).await.unwrap().state, "protected");
 }
 
 #[tokio::test(start_paused = true)]
@@ -482,10 +498,10 @@ async fn r32_unplanned_failover_goes_on_when_source_shutdown_fails_and_loses_cha
     assert!(matches!(out.source_shutdown, SourceShutdown::Failed { .. }), "{:?}", out.source_shutdown);
     assert_eq!(out.point.time, t("2026-03-02T09:00:00Z"));
     assert_eq!(out.data_loss, Duration::from_secs(180));
-    sim.fabric.commit(&key(), "web01").await.unwrap();
+    sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
     // Not protected after an unplanned failover: reprotect is a full copy (30 GiB, 2,457.6 s
     // after the 45 s boot and 10 s commit).
-    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
     assert!(job.detail.contains("copy done at 2026-03-02T09:44:52Z"), "{}", job.detail);
 }
 
@@ -529,28 +545,32 @@ async fn r33_latest_gives_lowest_rpo_and_latest_processed_lowest_rto() {
 async fn r34_point_can_change_until_commit_and_commit_deletes_points() {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
-    let moved =
-        sim.fabric.change_recovery_point(&key(), "web01", PointChoice::At(t("2026-03-02T08:32:00Z"))).await.unwrap();
+    let moved = sim
+        .fabric
+        .change_recovery_point(&call(&sim.fabric), "web01", PointChoice::At(t("2026-03-02T08:32:00Z")))
+        .await
+        .unwrap();
     assert_eq!(moved.point.time, t("2026-03-02T08:30:00Z"));
     assert_eq!(moved.data_loss, Duration::from_secs(30 * 60));
-    assert!(!sim.fabric.recovery_points("web01").await.unwrap().is_empty());
-    sim.fabric.commit(&key(), "web01").await.unwrap();
-    assert!(sim.fabric.recovery_points("web01").await.unwrap().is_empty());
-    let err = sim.fabric.change_recovery_point(&key(), "web01", PointChoice::LatestProcessed).await.unwrap_err();
+    assert!(!sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap().is_empty());
+    sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
+    assert!(sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap().is_empty());
+    let err =
+        sim.fabric.change_recovery_point(&call(&sim.fabric), "web01", PointChoice::LatestProcessed).await.unwrap_err();
     assert!(err.to_string().contains("committed"), "{err}");
-    let err = sim.fabric.commit(&key(), "web01").await.unwrap_err();
+    let err = sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap_err();
     assert!(err.to_string().contains("Next: reprotect"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r35_replication_stops_when_failover_begins() {
     let sim = sim("");
-    let before = sim.fabric.replication_status("web01").await.unwrap().latest_point;
+    let before = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap().latest_point;
     failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
     sim.fabric.advance(Duration::from_secs(3600)).unwrap();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.health, Health::NotReplicating);
-    assert_eq!(sim.fabric.recovery_points("web01").await.unwrap().last().copied(), before);
+    assert_eq!(sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap().last().copied(), before);
 }
 
 #[tokio::test(start_paused = true)]
@@ -558,20 +578,20 @@ async fn r35_cancel_stops_a_failover_in_progress_and_needs_reprotect() {
     let sim = sim("[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n");
     let fabric = sim.fabric.clone();
     let running = tokio::spawn(async move {
-        fabric.failover("run/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await
+        fabric.failover(&keyed(&fabric, "run/1"), "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await
     });
     // The hang lasts 5 modelled minutes: 300 ms of paused real time at speed 1000.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(phase_allows(&sim, "web01").await, vec![Operation::Cancel]);
-    sim.fabric.cancel(&key(), "web01").await.unwrap();
+    sim.fabric.cancel(&call(&sim.fabric), "web01").await.unwrap();
     let err = running.await.unwrap().unwrap_err();
     assert!(matches!(err, FabricError::Cancelled { .. }), "{err}");
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert!(status.state.contains("need of reprotect"), "{}", status.state);
     assert_eq!(status.allowed, vec![Operation::Reprotect, Operation::Unprotect]);
     let jobs = sim.fabric.jobs().await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.status).collect::<Vec<_>>(), vec![JobStatus::Cancelled, JobStatus::Succeeded]);
-    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
     assert!(job.detail.contains("primary -> secondary"), "{}", job.detail);
 }
 
@@ -580,8 +600,8 @@ async fn r35_cancel_stops_a_failover_in_progress_and_needs_reprotect() {
 async fn reprotected_on_recovery_site() -> Sim {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
-    sim.fabric.commit(&key(), "web01").await.unwrap();
-    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
     // R31: after a planned failover only the changes since go back: seconds, not hours.
     assert!(job.detail.contains("copy done at 2026-03-02T09:01:"), "{}", job.detail);
     sim.fabric.advance(Duration::from_secs(600)).unwrap();
@@ -591,7 +611,7 @@ async fn reprotected_on_recovery_site() -> Sim {
 #[tokio::test(start_paused = true)]
 async fn r36_reprotect_replicates_back_while_the_recovery_site_stays_active() {
     let sim = reprotected_on_recovery_site().await;
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.state, "protected on the recovery site");
     assert_eq!(status.active_site, "secondary");
     assert_eq!(status.direction, Some(("secondary".into(), "primary".into())));
@@ -604,31 +624,31 @@ async fn r36_reprotect_replicates_back_while_the_recovery_site_stays_active() {
 async fn r37_failback_needs_reprotect_runs_under_the_fixed_policy_then_reprotects_forward() {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
-    let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
+    let err = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap_err();
     assert!(err.to_string().contains("Next: change recovery point, commit"), "{err}");
-    sim.fabric.commit(&key(), "web01").await.unwrap();
-    let err = sim.fabric.failback(&key(), "web01").await.unwrap_err();
+    sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
+    let err = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap_err();
     assert!(err.to_string().contains("Next: reprotect"), "failback needs reprotect first: {err}");
 
     let sim = reprotected_on_recovery_site().await;
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.policy.as_deref(), Some("failback"), "the fixed failback policy");
     sim.fabric.advance(Duration::from_secs(3600)).unwrap();
-    let app = sim.fabric.replication_status("web01").await.unwrap().latest_app_consistent.unwrap();
+    let app = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap().latest_app_consistent.unwrap();
     assert_eq!(app.time, t("2026-03-02T10:00:00Z"), "app-consistent every hour");
-    sim.fabric.failback(&key(), "web01").await.unwrap();
-    sim.fabric.commit(&key(), "web01").await.unwrap();
-    let job = sim.fabric.reprotect(&key(), "web01").await.unwrap();
+    sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap();
+    sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
+    let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
     assert!(job.detail.contains("primary -> secondary under policy gold"), "{}", job.detail);
     sim.fabric.advance(Duration::from_secs(600)).unwrap();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn r38_failback_shuts_the_recovery_vm_down_and_boots_the_original_with_downtime() {
     let sim = reprotected_on_recovery_site().await;
-    let back = sim.fabric.failback(&key(), "web01").await.unwrap();
+    let back = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap();
     assert_eq!(back.source_shutdown, SourceShutdown::Done, "the recovery-site VM went down first");
     assert_eq!(back.replica.site, "primary");
     assert_eq!(back.replica.host, "hv-p01", "the original VM, on its own host");
@@ -636,7 +656,7 @@ async fn r38_failback_shuts_the_recovery_vm_down_and_boots_the_original_with_dow
     // Shutdown 30 s + boot 45 s, plus the last sync.
     assert!(back.downtime.unwrap() >= Duration::from_secs(75), "{:?}", back.downtime);
     assert_eq!(back.data_loss, Duration::ZERO);
-    assert_eq!(sim.fabric.addresses("web01").await.unwrap(), back.replica.nics);
+    assert_eq!(sim.fabric.addresses("web01", sim.fabric.now()).await.unwrap(), back.replica.nics);
 }
 
 #[tokio::test(start_paused = true)]
@@ -650,7 +670,7 @@ async fn r8_r9_r11_replica_gets_its_static_ip_capped_nics_and_mapped_storage() {
     let sql = failover(&sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
     assert_eq!(sql.replica.storage, "dr-gold", "R11: gold maps to dr-gold");
     assert_eq!(sql.replica.nics[0].subnet.as_deref(), Some("db"), "R10: same-named subnet");
-    assert_eq!(sim.fabric.addresses("sql01").await.unwrap(), sql.replica.nics);
+    assert_eq!(sim.fabric.addresses("sql01", sim.fabric.now()).await.unwrap(), sql.replica.nics);
 }
 
 #[tokio::test(start_paused = true)]
@@ -676,15 +696,15 @@ async fn r9_an_address_given_back_is_handed_out_again_lowest_first() {
     drill.test_network = Some("test-bubble".into());
     let mut ips = Vec::new();
     for vm in ["web01", "sql01", "sql02"] {
-        ips.push(sim.fabric.failover(&key(), vm, &drill).await.unwrap().replica.ip().unwrap().to_string());
+        ips.push(sim.fabric.failover(&call(&sim.fabric), vm, &drill).await.unwrap().replica.ip().unwrap().to_string());
     }
     assert_eq!(ips, ["192.168.103.2", "192.168.103.3", "192.168.103.4"]);
-    sim.fabric.cleanup_test(&key(), "sql01", "").await.unwrap();
-    sim.fabric.cleanup_test(&key(), "web01", "").await.unwrap();
-    let again = sim.fabric.failover(&key(), "sql01", &drill).await.unwrap();
+    sim.fabric.cleanup_test(&call(&sim.fabric), "sql01", "").await.unwrap();
+    sim.fabric.cleanup_test(&call(&sim.fabric), "web01", "").await.unwrap();
+    let again = sim.fabric.failover(&call(&sim.fabric), "sql01", &drill).await.unwrap();
     assert_eq!(again.replica.ip(), Some("192.168.103.2".parse().unwrap()), "the lowest one given back");
     let sim = sim.reopen();
-    let web01 = sim.fabric.failover(&key(), "web01", &drill).await.unwrap();
+    let web01 = sim.fabric.failover(&call(&sim.fabric), "web01", &drill).await.unwrap();
     assert_eq!(web01.replica.ip(), Some("192.168.103.3".parse().unwrap()));
 }
 
@@ -694,7 +714,7 @@ async fn r9_static_ip_not_available_fails_that_vms_failover() {
     let sim = open_site(&site);
     let err = failover(&sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
     assert!(err.to_string().contains("10.2.1.10 is not available"), "{err}");
-    let status = sim.fabric.replication_status("sql01").await.unwrap();
+    let status = sim.fabric.replication_status("sql01", sim.fabric.now()).await.unwrap();
     assert!(status.state.contains("failed planned failover"), "{}", status.state);
     assert_eq!(status.allowed, vec![Operation::PlannedFailover, Operation::Cancel]);
     assert_eq!(sim.fabric.jobs().await.unwrap().last().unwrap().status, JobStatus::Failed);
@@ -718,7 +738,7 @@ async fn a_replica_that_does_not_boot_fails_and_can_be_retried_or_cancelled() {
     assert!(err.to_string().contains("did not boot"), "{err}");
     let err = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap_err();
     assert!(err.to_string().contains("did not boot"), "a retry is allowed and fails the same way: {err}");
-    sim.fabric.cancel(&key(), "app01").await.unwrap();
+    sim.fabric.cancel(&call(&sim.fabric), "app01").await.unwrap();
     // The address it held is free again.
     let other = failover(&sim, "app02", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
     assert_eq!(other.replica.ip(), Some("10.2.3.2".parse().unwrap()));
@@ -728,14 +748,14 @@ async fn a_replica_that_does_not_boot_fails_and_can_be_retried_or_cancelled() {
 async fn the_same_idempotency_key_does_the_work_once() {
     let sim = sim("");
     let req = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
-    let first = sim.fabric.failover("run/7/step/1", "web01", &req).await.unwrap();
-    let second = sim.fabric.failover("run/7/step/1", "web01", &req).await.unwrap();
+    let first = sim.fabric.failover(&keyed(&sim.fabric, "run/7/step/1"), "web01", &req).await.unwrap();
+    let second = sim.fabric.failover(&keyed(&sim.fabric, "run/7/step/1"), "web01", &req).await.unwrap();
     assert_eq!(first, second);
     assert_eq!(sim.fabric.jobs().await.unwrap().len(), 1);
     assert_eq!(sim.fabric.call_counts()["run/7/step/1"], 2);
     // A refusal is an outcome too: replayed, not re-evaluated.
-    let refused = sim.fabric.commit("run/7/step/2", "sql01").await.unwrap_err();
-    assert_eq!(sim.fabric.commit("run/7/step/2", "sql01").await.unwrap_err(), refused);
+    let refused = sim.fabric.commit(&keyed(&sim.fabric, "run/7/step/2"), "sql01").await.unwrap_err();
+    assert_eq!(sim.fabric.commit(&keyed(&sim.fabric, "run/7/step/2"), "sql01").await.unwrap_err(), refused);
 }
 
 #[tokio::test(start_paused = true)]
@@ -743,37 +763,46 @@ async fn state_and_clock_survive_between_commands() {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
     sim.fabric.advance(Duration::from_secs(60)).unwrap();
-    let (clock, status, jobs) =
-        (sim.fabric.now(), sim.fabric.replication_status("web01").await.unwrap(), sim.fabric.jobs().await.unwrap());
+    let (clock, status, jobs) = (
+        sim.fabric.now(),
+        sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap(),
+        sim.fabric.jobs().await.unwrap(),
+    );
     let sim = sim.reopen();
     assert_eq!(sim.fabric.now(), clock);
-    assert_eq!(sim.fabric.replication_status("web01").await.unwrap(), status);
+    assert_eq!(sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap(), status);
     assert_eq!(sim.fabric.jobs().await.unwrap(), jobs);
-    let replay = sim.fabric.failover("run/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await;
+    let replay = sim
+        .fabric
+        .failover(&keyed(&sim.fabric, "run/1"), "web01", &request(FailoverKind::Planned, PointChoice::Latest))
+        .await;
     assert!(replay.is_err(), "web01 already failed over");
 }
 
 #[tokio::test(start_paused = true)]
 async fn power_operations_follow_the_vm_and_its_faults() {
     let sim = sim("[[faults]]\nkind = \"shutdown-failure\"\nvm = \"app01\"\n");
-    let job = sim.fabric.shutdown(&key(), "web01").await.unwrap();
+    let job = sim.fabric.shutdown(&call(&sim.fabric), "web01").await.unwrap();
     assert_eq!(job.finished.unwrap() - job.started, chrono::TimeDelta::seconds(30));
-    assert_eq!(sim.fabric.shutdown(&key(), "web01").await.unwrap().detail, "already off");
-    sim.fabric.start(&key(), "web01").await.unwrap();
-    let err = sim.fabric.shutdown(&key(), "app01").await.unwrap_err();
+    assert_eq!(sim.fabric.shutdown(&call(&sim.fabric), "web01").await.unwrap().detail, "already off");
+    sim.fabric.start(&call(&sim.fabric), "web01").await.unwrap();
+    let err = sim.fabric.shutdown(&call(&sim.fabric), "app01").await.unwrap_err();
     assert!(err.to_string().contains("refused to shut down"), "{err}");
-    assert!(matches!(sim.fabric.start(&key(), "nope").await, Err(FabricError::UnknownVm { .. })));
+    assert!(matches!(sim.fabric.start(&call(&sim.fabric), "nope").await, Err(FabricError::UnknownVm { .. })));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_scratch_copy_acts_without_touching_the_real_state() {
     let sim = sim("");
     let before = std::fs::read(sim.dir.path().join("sim.db")).unwrap();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
-    let scratch = sim.fabric.scratch_copy(1).unwrap();
-    scratch.failover("dry/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await.unwrap();
-    assert!(scratch.replication_status("web01").await.unwrap().state.starts_with("failed over"));
-    assert_eq!(sim.fabric.replication_status("web01").await.unwrap(), status);
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
+    let scratch = sim.fabric.scratch_copy().unwrap();
+    scratch
+        .failover(&keyed(&scratch, "dry/1"), "web01", &request(FailoverKind::Planned, PointChoice::Latest))
+        .await
+        .unwrap();
+    assert!(scratch.replication_status("web01", scratch.now()).await.unwrap().state.starts_with("failed over"));
+    assert_eq!(sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap(), status);
     assert!(sim.fabric.jobs().await.unwrap().is_empty());
     assert_eq!(std::fs::read(sim.dir.path().join("sim.db")).unwrap(), before);
 }
@@ -782,7 +811,7 @@ async fn a_scratch_copy_acts_without_touching_the_real_state() {
 async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
     let sim = sim("");
     let real = tokio::time::Instant::now();
-    sim.fabric.wait(Duration::from_secs(600)).await;
+    sim.fabric.wait(sim.fabric.now(), Duration::from_secs(600)).await;
     assert_eq!(sim.fabric.now(), t("2026-03-02T09:10:00Z"));
     assert_eq!(real.elapsed(), Duration::from_millis(600), "speed 1000");
 }
@@ -795,8 +824,8 @@ async fn an_unpaced_simulation_spends_no_real_time_but_all_the_modelled_time() {
     for sim in [&paced, &unpaced] {
         let real = tokio::time::Instant::now();
         let out = failover(sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
-        sim.fabric.commit(&key(), "sql01").await.unwrap();
-        sim.fabric.wait(Duration::from_secs(600)).await;
+        sim.fabric.commit(&call(&sim.fabric), "sql01").await.unwrap();
+        sim.fabric.wait(sim.fabric.now(), Duration::from_secs(600)).await;
         took.push((real.elapsed(), out.finished - out.started, out.downtime, sim.fabric.now()));
     }
     let [(paced_real, modelled, downtime, now), (unpaced_real, unpaced_modelled, unpaced_downtime, unpaced_now)] =
@@ -817,21 +846,28 @@ async fn a_failover_cut_off_by_a_crash_is_found_interrupted_and_can_be_retried()
     let sim = sim("");
     let fabric = sim.fabric.clone();
     let running = tokio::spawn(async move {
-        fabric.failover("run/9/web01/1", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await
+        fabric
+            .failover(&keyed(&fabric, "run/9/web01/1"), "web01", &request(FailoverKind::Planned, PointChoice::Latest))
+            .await
     });
     // 30 s of shutdown at speed 1000: cut it off after 10 ms, as a SIGKILL would.
     tokio::time::sleep(Duration::from_millis(10)).await;
     running.abort();
     let sim = sim.reopen();
-    let status = sim.fabric.replication_status("web01").await.unwrap();
+    let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert!(status.state.contains("interrupted"), "{}", status.state);
-    let crate::fabric::CallOutcome::Done(Err(err)) = sim.fabric.call_outcome("run/9/web01/1").await.unwrap() else {
+    let crate::fabric::CallOutcome::Done { result: Err(err), .. } =
+        sim.fabric.call_outcome("run/9/web01/1").await.unwrap()
+    else {
         panic!("the cut-off call must be recorded as interrupted")
     };
     assert!(matches!(err, FabricError::Interrupted { .. }), "{err}");
     assert_eq!(sim.fabric.jobs().await.unwrap()[0].status, JobStatus::Failed);
     // The operator resumes: a new attempt fails the VM over.
-    let out = sim.fabric.failover("run/9/web01/2", "web01", &request(FailoverKind::Planned, PointChoice::Latest)).await;
+    let out = sim
+        .fabric
+        .failover(&keyed(&sim.fabric, "run/9/web01/2"), "web01", &request(FailoverKind::Planned, PointChoice::Latest))
+        .await;
     assert_eq!(out.unwrap().replica.site, "secondary");
     assert_eq!(sim.fabric.call_counts()["run/9/web01/1"], 1, "asking is not calling");
 }
@@ -840,15 +876,23 @@ async fn a_failover_cut_off_by_a_crash_is_found_interrupted_and_can_be_retried()
 async fn a_finished_call_can_be_looked_up_without_calling_again() {
     let sim = sim("");
     assert_eq!(sim.fabric.call_outcome("nope").await.unwrap(), crate::fabric::CallOutcome::Unknown);
-    let out =
-        sim.fabric.failover("k1", "app01", &request(FailoverKind::Test, PointChoice::LatestProcessed)).await.unwrap();
-    let crate::fabric::CallOutcome::Done(Ok(json)) = sim.fabric.call_outcome("k1").await.unwrap() else { panic!() };
+    let out = sim
+        .fabric
+        .failover(&keyed(&sim.fabric, "k1"), "app01", &request(FailoverKind::Test, PointChoice::LatestProcessed))
+        .await
+        .unwrap();
+    let crate::fabric::CallOutcome::Done { result: Ok(json), .. } = sim.fabric.call_outcome("k1").await.unwrap() else {
+        panic!()
+    };
     assert_eq!(serde_json::from_value::<FailoverOutcome>(json).unwrap(), out);
     assert_eq!(sim.fabric.call_counts()["k1"], 1);
     // The outcome was saved with the state change: a new process sees both.
     let sim = sim.reopen();
-    assert!(sim.fabric.replication_status("app01").await.unwrap().test_failover.is_some());
-    assert!(matches!(sim.fabric.call_outcome("k1").await.unwrap(), crate::fabric::CallOutcome::Done(Ok(_))));
+    assert!(sim.fabric.replication_status("app01", sim.fabric.now()).await.unwrap().test_failover.is_some());
+    assert!(matches!(
+        sim.fabric.call_outcome("k1").await.unwrap(),
+        crate::fabric::CallOutcome::Done { result: Ok(_), .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -857,7 +901,7 @@ async fn r22_a_single_vm_fails_over_on_its_own() {
     let out = failover(&sim, "app01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
     assert_eq!(out.replica.site, "secondary");
     for other in ["app02", "sql01", "web01"] {
-        let status = sim.fabric.replication_status(other).await.unwrap();
+        let status = sim.fabric.replication_status(other, sim.fabric.now()).await.unwrap();
         assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"), "{other}");
     }
 }
