@@ -17,7 +17,9 @@ use crate::plan::{
     Action, ActionContext, ActionError, FailurePolicy, Group, Hook, Manual, OnFailure, Plan, SourcePos, Step,
 };
 
-const CONTOSO: &str = include_str!("../../plans/contoso/site.toml");
+mod causal;
+
+const CONTOSO: &str = include_str!("../../../plans/contoso/site.toml");
 
 type Log = Arc<Mutex<Vec<String>>>;
 
