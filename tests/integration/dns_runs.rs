@@ -1,13 +1,10 @@
 //! DNS after failover for real (R50): the real binary runs plans against a BIND 9 it
 //! starts on a loopback port, and a real `dig` reads the records back.
 
-mod bind;
-mod common;
-
 use std::process::Command;
 
-use bind::{Bind, KEY_NAME};
-use common::{CONTOSO_SITE, Run};
+use crate::bind::{self, Bind, KEY_NAME};
+use crate::util::{CONTOSO_SITE, Run};
 
 const PLAN: &str = r#"
 let plan = recovery_plan("dns", #{ source: "primary", target: "secondary", test_network: "test-bubble" });

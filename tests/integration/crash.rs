@@ -5,14 +5,12 @@
 //! one `vm.succeeded` per VM, the run ending with `run.succeeded`. The kill points are
 //! seeded; `DRPLAN_CRASH_SEED=n` tries others.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::{CONTOSO_SITE, Workdir};
 use drplan::engine::{Event, EventKind};
 use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;

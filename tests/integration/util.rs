@@ -1,8 +1,6 @@
 //! Shared helpers for the integration tests: run the real `drplan` binary against a
 //! temporary state directory.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

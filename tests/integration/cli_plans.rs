@@ -1,12 +1,10 @@
 //! Plans through the real binary: `check` and `dry-run` of the example plans (insta
 //! snapshots), broken plans (exit 1, file:line:column), the sandbox's limits, `defs`.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::{CONTOSO_SITE, Workdir};
 
 fn example(name: &str) -> String {
     format!("{}/plans/contoso/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -33,7 +31,7 @@ fn contoso_plan(body: &str) -> PlanDir {
 }
 
 impl PlanDir {
-    fn run(&self, command: &str) -> common::Run {
+    fn run(&self, command: &str) -> crate::util::Run {
         self.work.run(&[command, self.plan.to_str().unwrap()])
     }
 

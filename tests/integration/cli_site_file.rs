@@ -1,9 +1,7 @@
 //! Broken site files through the real binary: each gets a clear error naming the file,
 //! line and field, exit code 1, and no panic.
 
-mod common;
-
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::{CONTOSO_SITE, Workdir};
 
 fn contoso() -> String {
     std::fs::read_to_string(CONTOSO_SITE).unwrap()

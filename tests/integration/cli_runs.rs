@@ -2,13 +2,11 @@
 //! step is approved from a second process, `cancel` stops a live run (R35), `resume`
 //! continues a failed run without redoing finished steps.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CONTOSO_SITE, Run, Workdir};
+use crate::util::{CONTOSO_SITE, Run, Workdir};
 
 /// The three contoso tiers without manual steps, DNS for the web tier.
 const PLAN: &str = r#"

@@ -4,14 +4,12 @@
 //! different timelines from one dry run to the next. And the plan must run for real,
 //! journal and all, on the unpaced simulation in which operations take no real time.
 
-mod common;
-
 // The generator behind `cargo run --example generate` and the scale benchmark.
 #[allow(dead_code)]
-#[path = "../examples/generate/generator.rs"]
+#[path = "../../examples/generate/generator.rs"]
 mod generator;
 
-use common::Workdir;
+use crate::util::Workdir;
 
 /// A working folder with a generated site of `vms` VMs and its plan, `extra` prepended
 /// to the site file.

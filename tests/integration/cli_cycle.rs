@@ -1,9 +1,7 @@
 //! The recovery cycle at plan level through the binary: drill and cleanup (R30), commit
 //! (R34), reprotect (R36), failback (R37, R38), and the refusals that say what to do.
 
-mod common;
-
-use common::{CONTOSO_SITE, Run, Workdir};
+use crate::util::{CONTOSO_SITE, Run, Workdir};
 
 const PLAN: &str = r#"
 let plan = recovery_plan("cycle", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
