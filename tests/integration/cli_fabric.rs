@@ -99,15 +99,6 @@ fn a_second_command_on_the_same_state_gets_a_clear_in_use_error() {
 
 #[test]
 fn a_missing_site_file_is_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = crate::util::Run::from(
-        assert_cmd::Command::cargo_bin("drplan")
-            .unwrap()
-            .current_dir(dir.path())
-            .args(["--state", "s", "status"])
-            .output()
-            .unwrap(),
-    )
-    .fails(1);
+    let run = Workdir::empty().drplan(["status"]).without_site().fails(1);
     assert!(run.stderr.contains("site.toml does not exist; pass --site FILE"), "{}", run.stderr);
 }
