@@ -5,14 +5,17 @@
 //! let work = Workdir::contoso().site_edit(|site| site + FAULT).plan(PLAN);
 //! work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
 //! let id = work.last_run().unwrap();
-//! work.drplan(["show", &id]).site_file(&other.site).fails(1);
+//! let child = work.drplan(["resume", &id, "--yes"]).env("KEY", "value").spawn();
+//! let run = child.wait().ok();
 //! ```
 //!
 //! A `Workdir` is an operator's working folder in a temporary directory: the state
 //! directory `state/`, a site file, plans and whatever else a test writes there. Every
 //! command runs in it (so `plan.rhai` names the folder's plan) with `--state` and `--site`.
-//! `Workdir::drplan` makes one command (`Drplan`, with its own site file if need be), run
-//! to its end (`run`, `fails`). A `Run` holds the exit code and what was printed; `ok` and `fails` check the code and show both streams when it is wrong, and
+//! `Workdir::drplan` makes one command (`Drplan`, with its own environment or site file if
+//! need be), run to its end (`run`, `fails`) or in the background (`spawn`: a `Running`,
+//! waited for at most `WAIT` and killed if dropped). A `Run` holds the exit code and what
+//! was printed; `ok` and `fails` check the code and show both streams when it is wrong, and
 //! any run whose stderr says "panicked" fails the test.
 //!
 //! `Workdir::contoso`, `with_site`, `run`, `state`, `path` and the `site` field, `Run` (its
@@ -24,7 +27,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -32,11 +37,16 @@ use tempfile::TempDir;
 pub const CONTOSO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/contoso");
 pub const CONTOSO_SITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/contoso/site.toml");
 
+/// How long `Running::wait` waits for a background run before failing the test.
+const WAIT: Duration = Duration::from_secs(120);
+
 /// A temporary state directory and a site file, as an operator's working folder.
 pub struct Workdir {
     dir: TempDir,
     /// The site file every command gets as `--site`.
     pub site: PathBuf,
+    /// Environment every command gets.
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Workdir {
@@ -44,7 +54,7 @@ impl Workdir {
     pub fn empty() -> Workdir {
         let dir = tempfile::tempdir().unwrap();
         let site = dir.path().join("site.toml");
-        Workdir { dir, site }
+        Workdir { dir, site, env: Vec::new() }
     }
 
     /// A folder whose commands read the contoso example's site file where it is.
@@ -55,6 +65,13 @@ impl Workdir {
     /// A folder whose site file has `text`.
     pub fn with_site(text: &str) -> Workdir {
         Workdir::empty().file("site.toml", text)
+    }
+
+    /// A copy of the contoso example folder: site, plans, `drplan.toml` and hooks.
+    pub fn contoso_plans() -> Workdir {
+        let work = Workdir::empty();
+        copy_folder(Path::new(CONTOSO), work.path());
+        work
     }
 
     /// The site file rewritten by `edit`, as the folder's `site.toml`.
@@ -76,6 +93,12 @@ impl Workdir {
         self
     }
 
+    /// An environment variable for every command in this folder.
+    pub fn env(mut self, key: &str, value: &str) -> Workdir {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -93,6 +116,7 @@ impl Workdir {
         Drplan {
             work: self,
             args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+            env: Vec::new(),
             site: Some(self.site.clone()),
         }
     }
@@ -116,10 +140,17 @@ impl Workdir {
 pub struct Drplan<'a> {
     work: &'a Workdir,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     site: Option<PathBuf>,
 }
 
 impl Drplan<'_> {
+    /// An environment variable for this command (over the folder's).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// `--site PATH` instead of the folder's site file.
     pub fn site_file(mut self, path: &Path) -> Self {
         self.site = Some(path.to_path_buf());
@@ -143,6 +174,20 @@ impl Drplan<'_> {
         self.run().fails(code)
     }
 
+    /// Starts the command in the background.
+    pub fn spawn(self) -> Running {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run drplan: {e}"));
+        // Read both pipes all along, so that a chatty run never blocks on a full one.
+        let stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        Running { child, command: self.describe(), output: Some((stdout, stderr)) }
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_drplan"));
         command.current_dir(self.work.path()).arg("--state").arg(self.work.state());
@@ -150,6 +195,9 @@ impl Drplan<'_> {
             command.arg("--site").arg(site);
         }
         command.args(&self.args).env_remove("RUST_LOG").stdin(Stdio::null());
+        for (key, value) in self.work.env.iter().chain(&self.env) {
+            command.env(key, value);
+        }
         command
     }
 
@@ -159,19 +207,69 @@ impl Drplan<'_> {
     }
 }
 
+/// A `drplan` started in the background; killed if dropped while it runs.
+pub struct Running {
+    child: Child,
+    command: String,
+    /// Stdout and stderr, each read to its end by a thread.
+    output: Option<(Drain, Drain)>,
+}
+
+impl Running {
+    /// How it ended, if it has.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.command))
+    }
+
+    /// Waits for it to end, at most `WAIT`, and returns what it printed.
+    pub fn wait(mut self) -> Run {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                let killed = self.try_wait().expect("a stopped child has a status");
+                let run = self.output(killed);
+                panic!("{} did not end within {WAIT:?}; stderr:\n{}\nstdout:\n{}", run.command, run.stderr, run.stdout);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.output(status)
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn output(&mut self, status: ExitStatus) -> Run {
+        let (stdout, stderr) = self.output.take().expect("output is taken once");
+        let output = Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+        Run::new(std::mem::take(&mut self.command), output)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// How a `drplan` command ended.
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
     command: String,
-}
-
-/// For the tests that start `drplan` by hand.
-impl From<Output> for Run {
-    fn from(output: Output) -> Run {
-        Run::new("drplan".to_string(), output)
-    }
 }
 
 impl Run {
@@ -212,4 +310,29 @@ impl Run {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Copies the files below `from` to `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A thread reading a pipe to its end.
+type Drain = JoinHandle<Vec<u8>>;
+
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Drain {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
