@@ -5,7 +5,9 @@
 //!
 //! `cargo bench --bench dns` (needs `named` and `nsupdate`: apt-get install bind9 bind9-dnsutils)
 
-#[path = "../tests/bind/mod.rs"]
+// Shared with the DNS integration tests; some of its items only they use.
+#[allow(dead_code)]
+#[path = "../tests/integration/bind.rs"]
 mod bind;
 
 use std::io::Write;

@@ -1,13 +1,8 @@
 //! DNS after failover for real (R50): the real binary runs plans against a BIND 9 it
 //! starts on a loopback port, and a real `dig` reads the records back.
 
-mod bind;
-mod common;
-
-use std::process::Command;
-
-use bind::{Bind, KEY_NAME};
-use common::{CONTOSO_SITE, Run};
+use crate::bind::{self, Bind, KEY_NAME};
+use crate::util::{Run, Workdir};
 
 const PLAN: &str = r#"
 let plan = recovery_plan("dns", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
@@ -16,45 +11,26 @@ plan.update_dns();
 plan
 "#;
 
-/// A plan folder: the contoso site, the plan, and a drplan.toml naming the BIND server.
+/// A plan folder: the contoso site, the plan, and a drplan.toml naming the BIND server,
+/// whose commands get the server's TSIG secret.
 struct Lab {
-    dir: tempfile::TempDir,
+    work: Workdir,
     bind: Bind,
 }
 
 impl Lab {
     fn new() -> Lab {
         let bind = Bind::start();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(CONTOSO_SITE, dir.path().join("site.toml")).unwrap();
-        std::fs::write(dir.path().join("plan.rhai"), PLAN).unwrap();
         let config = format!(
             "[dns]\nttl = 60\ntest_zone = \"drill.contoso.test\"\n\n[[dns.servers]]\nzone = \"contoso.test\"\naddress = \"{}\"\nkey = \"{KEY_NAME}\"\n\n[[dns.keys]]\nname = \"{KEY_NAME}\"\nsecret_env = \"DRPLAN_TEST_TSIG\"\n",
             bind.address()
         );
-        std::fs::write(dir.path().join("drplan.toml"), config).unwrap();
-        Lab { dir, bind }
-    }
-
-    fn drplan(&self, secret: &str, args: &[&str]) -> Run {
-        let output = Command::new(assert_cmd::cargo::cargo_bin("drplan"))
-            .current_dir(self.dir.path())
-            .args(["--state", "state"])
-            .args(args)
-            .env("DRPLAN_TEST_TSIG", secret)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        Run::from(output)
+        let work = Workdir::contoso().plan(PLAN).file("drplan.toml", &config).env("DRPLAN_TEST_TSIG", &bind.secret);
+        Lab { work, bind }
     }
 
     fn a(&self, name: &str) -> Vec<String> {
         self.bind.dig(&["+short", name, "A"]).lines().map(str::to_string).collect()
-    }
-
-    fn last_run(&self) -> String {
-        let runs = self.drplan(&self.bind.secret, &["runs", "--format", "json"]).ok().json();
-        runs.as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string()
     }
 }
 
@@ -62,19 +38,19 @@ impl Lab {
 fn r50_a_failover_points_dns_at_the_replicas_and_a_real_query_reads_them_back() {
     let lab = Lab::new();
     assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
-    lab.drplan(&lab.bind.secret, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    lab.work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
     assert_eq!(lab.a("web01.contoso.test"), ["10.2.3.21"]);
     assert_eq!(lab.a("web02.contoso.test"), ["10.2.3.22"]);
     assert_eq!(lab.a("web03.contoso.test"), ["10.2.3.23"]);
-    let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
+    let show = lab.work.run(&["show", &lab.work.last_run().unwrap(), "--format", "json"]).ok();
     assert!(show.stdout.contains("dns.verify web01.contoso.test A 10.2.3.21"), "verified against the server");
 
     // The cycle goes on: commit, reprotect, and once the copy back is done, fail back
     // (R37): the records point at the original addresses again.
-    lab.drplan(&lab.bind.secret, &["commit", "plan.rhai", "--yes"]).ok();
-    lab.drplan(&lab.bind.secret, &["reprotect", "plan.rhai", "--yes"]).ok();
-    lab.drplan(&lab.bind.secret, &["advance", "1h"]).ok();
-    lab.drplan(&lab.bind.secret, &["failback", "plan.rhai", "--yes"]).ok();
+    lab.work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    lab.work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
+    lab.work.run(&["advance", "1h"]).ok();
+    lab.work.run(&["failback", "plan.rhai", "--yes"]).ok();
     assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
     assert_eq!(lab.a("web03.contoso.test"), ["10.1.3.23"]);
 }
@@ -83,9 +59,10 @@ fn r50_a_failover_points_dns_at_the_replicas_and_a_real_query_reads_them_back() 
 fn a_wrong_tsig_key_fails_the_dns_step_clearly_and_the_run_resumes_once_it_is_fixed() {
     let lab = Lab::new();
     let wrong = bind::random_secret();
-    let run = lab.drplan(&wrong, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
-    let id = lab.last_run();
-    let show = lab.drplan(&lab.bind.secret, &["show", &id]).ok();
+    let failover = lab.work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]);
+    let run = failover.env("DRPLAN_TEST_TSIG", &wrong).fails(1);
+    let id = lab.work.last_run().unwrap();
+    let show = lab.work.run(&["show", &id]).ok();
     assert!(show.stdout.contains("authentication failed at"), "{}", show.stdout);
     assert!(show.stdout.contains("check the TSIG key name and secret"), "{}", show.stdout);
     for output in [&run.stdout, &run.stderr, &show.stdout] {
@@ -94,9 +71,9 @@ fn a_wrong_tsig_key_fails_the_dns_step_clearly_and_the_run_resumes_once_it_is_fi
     assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"], "nothing changed in DNS");
 
     // The operator fixes the key; the run goes on from the DNS step.
-    lab.drplan(&lab.bind.secret, &["resume", &id, "--yes"]).ok();
+    lab.work.run(&["resume", &id, "--yes"]).ok();
     assert_eq!(lab.a("web01.contoso.test"), ["10.2.3.21"]);
-    let jobs = lab.drplan(&lab.bind.secret, &["jobs", "--format", "json"]).ok().json();
+    let jobs = lab.work.run(&["jobs", "--format", "json"]).ok().json();
     let failovers = jobs.as_array().unwrap().iter().filter(|j| j["operation"] == "planned failover").count();
     assert_eq!(failovers, 3, "the VMs were not failed over again");
 }
@@ -104,7 +81,7 @@ fn a_wrong_tsig_key_fails_the_dns_step_clearly_and_the_run_resumes_once_it_is_fi
 #[test]
 fn r30_a_drill_updates_only_the_test_zone() {
     let lab = Lab::new();
-    lab.drplan(&lab.bind.secret, &["failover", "plan.rhai", "--kind", "test"]).ok();
+    lab.work.run(&["failover", "plan.rhai", "--kind", "test"]).ok();
     let drill = lab.a("web01.drill.contoso.test");
     assert_eq!(drill.len(), 1);
     assert!(drill[0].starts_with("192.168.103."), "the test replica's address: {drill:?}");
@@ -115,7 +92,7 @@ fn r30_a_drill_updates_only_the_test_zone() {
 fn a_dry_run_leaves_the_zone_serial_unchanged() {
     let lab = Lab::new();
     let serial = lab.bind.soa_serial();
-    let dry = lab.drplan(&lab.bind.secret, &["dry-run", "plan.rhai", "--kind", "planned"]).ok();
+    let dry = lab.work.run(&["dry-run", "plan.rhai", "--kind", "planned"]).ok();
     assert!(dry.stdout.contains("dns.point web01.contoso.test A 10.2.3.21"), "the update it would make is listed");
     assert_eq!(lab.bind.soa_serial(), serial);
     assert_eq!(lab.a("web01.contoso.test"), ["10.1.3.21"]);
@@ -141,97 +118,61 @@ impl Lab {
 #[test]
 fn r50_a_plan_flips_a_load_balancer_cname_and_verifies_it_with_the_server() {
     let lab = Lab::new();
-    std::fs::write(lab.dir.path().join("lb.rhai"), CNAME_PLAN).unwrap();
+    std::fs::write(lab.work.path().join("lb.rhai"), CNAME_PLAN).unwrap();
     assert_eq!(lab.cname("www.contoso.test"), ["lb-primary.contoso.test."]);
 
     let serial = lab.bind.soa_serial();
-    let dry = lab.drplan(&lab.bind.secret, &["dry-run", "lb.rhai", "--kind", "planned"]).ok();
+    let dry = lab.work.run(&["dry-run", "lb.rhai", "--kind", "planned"]).ok();
     assert!(dry.stdout.contains("dns.cname www.contoso.test -> lb-dr.contoso.test"), "{}", dry.stdout);
     assert_eq!(lab.bind.soa_serial(), serial, "a dry run sends nothing");
 
     // A drill flips the test zone's copy, target included; production stays.
-    lab.drplan(&lab.bind.secret, &["failover", "lb.rhai", "--kind", "test"]).ok();
+    lab.work.run(&["failover", "lb.rhai", "--kind", "test"]).ok();
     assert_eq!(lab.cname("www.drill.contoso.test"), ["lb-dr.drill.contoso.test."]);
     assert_eq!(lab.cname("www.contoso.test"), ["lb-primary.contoso.test."], "production DNS untouched");
-    lab.drplan(&lab.bind.secret, &["cleanup", "lb.rhai", "--yes"]).ok();
+    lab.work.run(&["cleanup", "lb.rhai", "--yes"]).ok();
 
-    lab.drplan(&lab.bind.secret, &["failover", "lb.rhai", "--kind", "planned", "--yes"]).ok();
+    lab.work.run(&["failover", "lb.rhai", "--kind", "planned", "--yes"]).ok();
     assert_eq!(lab.cname("www.contoso.test"), ["lb-dr.contoso.test."]);
-    let show = lab.drplan(&lab.bind.secret, &["show", &lab.last_run(), "--format", "json"]).ok();
+    let show = lab.work.run(&["show", &lab.work.last_run().unwrap(), "--format", "json"]).ok();
     assert!(show.stdout.contains("dns.verify-cname www.contoso.test -> lb-dr.contoso.test"), "{}", show.stdout);
 }
 
 /// Runs `drplan ARGS` in the background and approves the run's manual steps from a
 /// second process until it ends; returns how it ended.
-fn run_approving(dir: &std::path::Path, secret: &str, args: &[&str]) -> Run {
-    let drplan = assert_cmd::cargo::cargo_bin("drplan");
-    let child = Command::new(&drplan)
-        .current_dir(dir)
-        .args(["--state", "state"])
-        .args(args)
-        .env("DRPLAN_TEST_TSIG", secret)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let approver = std::thread::spawn({
-        let dir = dir.to_path_buf();
-        move || {
-            let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
-            while alive() {
-                let runs = Command::new(&drplan)
-                    .current_dir(&dir)
-                    .args(["--state", "state", "runs", "--format", "json"])
-                    .output()
-                    .unwrap();
-                let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_default();
-                if let Some(id) = runs.as_array().and_then(|a| a.last()).and_then(|r| r["id"].as_str()) {
-                    let _ = Command::new(&drplan).current_dir(&dir).args(["--state", "state", "approve", id]).output();
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+fn run_approving(work: &Workdir, args: &[&str]) -> Run {
+    let mut child = work.drplan(args).spawn();
+    while child.try_wait().is_none() {
+        if let Some(id) = work.last_run() {
+            work.run(&["approve", &id]); // when nothing waits, refused: no matter
         }
-    });
-    let run = Run::from(child.wait_with_output().unwrap());
-    approver.join().unwrap();
-    run
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait()
 }
 
 #[test]
 fn r50_the_example_plan_fails_over_and_back_with_dns_against_bind() {
     let bind = Bind::start();
-    let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/contoso");
-    std::fs::create_dir(dir.path().join("hooks")).unwrap();
-    for file in ["site.toml", "failover.rhai", "drplan.toml", "hooks/notify.rhai"] {
-        std::fs::copy(example.join(file), dir.path().join(file)).unwrap();
-    }
     let dns = format!(
         "\n[dns]\n[[dns.servers]]\nzone = \"contoso.test\"\naddress = \"{}\"\nkey = \"{KEY_NAME}\"\n\n[[dns.keys]]\nname = \"{KEY_NAME}\"\nsecret_env = \"DRPLAN_TEST_TSIG\"\n",
         bind.address()
     );
-    let config = std::fs::read_to_string(dir.path().join("drplan.toml")).unwrap() + dns.as_str();
-    std::fs::write(dir.path().join("drplan.toml"), config).unwrap();
+    let work = Workdir::contoso_plans().env("DRPLAN_TEST_TSIG", &bind.secret);
+    let config = std::fs::read_to_string(work.path().join("drplan.toml")).unwrap() + dns.as_str();
+    std::fs::write(work.path().join("drplan.toml"), config).unwrap();
     let dig = |name: &str| bind.dig(&["+short", name, "A"]).trim().to_string();
 
-    run_approving(dir.path(), &bind.secret, &["failover", "failover.rhai", "--kind", "planned", "--yes"]).ok();
+    run_approving(&work, &["failover", "failover.rhai", "--kind", "planned", "--yes"]).ok();
     assert_eq!(dig("web01.contoso.test"), "10.2.3.21");
     assert_eq!(dig("web02.contoso.test"), "10.2.3.22");
 
     for step in
         [&["commit", "failover.rhai", "--yes"][..], &["reprotect", "failover.rhai", "--yes"], &["advance", "1d"]]
     {
-        let output = Command::new(assert_cmd::cargo::cargo_bin("drplan"))
-            .current_dir(dir.path())
-            .args(["--state", "state"])
-            .args(step)
-            .output()
-            .unwrap();
-        Run::from(output).ok();
+        work.run(step).ok();
     }
-    run_approving(dir.path(), &bind.secret, &["failback", "failover.rhai", "--yes"]).ok();
+    run_approving(&work, &["failback", "failover.rhai", "--yes"]).ok();
     assert_eq!(dig("web01.contoso.test"), "10.1.3.21", "back at the original address");
     assert_eq!(dig("web03.contoso.test"), "10.1.3.23");
 }

@@ -5,14 +5,11 @@
 //! one `vm.succeeded` per VM, the run ending with `run.succeeded`. The kill points are
 //! seeded; `DRPLAN_CRASH_SEED=n` tries others.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::Workdir;
 use drplan::engine::{Event, EventKind};
 use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;
@@ -42,54 +39,35 @@ impl Rng {
     }
 }
 
-fn spawn(work: &Workdir, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("drplan"))
-        .arg("--state")
-        .arg(work.state())
-        .arg("--site")
-        .arg(&work.site)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn last_run(work: &Workdir) -> Option<String> {
-    let runs = work.run(&["runs", "--format", "json"]);
-    (runs.code == 0).then(|| runs.json().as_array()?.last()?["id"].as_str().map(String::from)).flatten()
-}
-
 /// Kills the run `kills` times at random points, resuming it each time, then lets it
 /// finish; returns the run's id. The site runs at speed 100 (the contoso tiers take
 /// about six seconds), so kills within 250 ms land all along the run.
-fn kill_and_resume(work: &Workdir, plan: &str, kind: &str, parallel: &str, kills: usize, seed: u64) -> String {
+fn kill_and_resume(work: &Workdir, kind: &str, parallel: &str, kills: usize, seed: u64) -> String {
     // DRPLAN_CRASH_SEED=n tries other kill points.
     let seed = std::env::var("DRPLAN_CRASH_SEED").ok().and_then(|s| s.parse::<u64>().ok()).map_or(seed, |s| s ^ seed);
     let mut rng = Rng(seed);
     let mut killed = 0;
     loop {
-        let args: Vec<String> = match last_run(work) {
-            None => ["failover", plan, "--kind", kind, "--parallel", parallel, "--yes"].map(String::from).to_vec(),
+        let args: Vec<String> = match work.last_run() {
+            None => {
+                ["failover", "plan.rhai", "--kind", kind, "--parallel", parallel, "--yes"].map(String::from).to_vec()
+            }
             Some(id) => ["resume", &id, "--yes"].map(String::from).to_vec(),
         };
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = spawn(work, &args);
+        let mut child = work.drplan(&args).spawn();
         if killed == kills {
-            let status = child.wait().unwrap();
-            assert!(status.success(), "the last resume must finish the run ({args:?} exited {status})");
-            return last_run(work).unwrap();
+            let run = child.wait();
+            assert!(run.code == 0, "the last resume must finish the run ({args:?} exited {})", run.code);
+            return work.last_run().unwrap();
         }
         let deadline = Instant::now() + Duration::from_millis(rng.below(250));
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        while Instant::now() < deadline && child.try_wait().is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        match child.try_wait().unwrap() {
+        match child.try_wait() {
             Some(status) => panic!("{args:?} ended before its kill ({status}) after {killed} kills; seed {seed}"),
             None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
+                child.kill(); // SIGKILL
                 killed += 1;
             }
         }
@@ -133,24 +111,21 @@ fn check_exactly_once(work: &Workdir, run: &str, kind: &str) {
     }
 }
 
-fn lab() -> (Workdir, String) {
-    let site = std::fs::read_to_string(CONTOSO_SITE).unwrap().replace("speed = 600", "speed = 100");
-    let work = Workdir::with_site(&site);
-    let plan = work.path().join("plan.rhai");
-    std::fs::write(&plan, PLAN).unwrap();
-    (work, plan.to_str().unwrap().to_string())
+/// The contoso site at speed 100 (see `kill_and_resume`) and the three tiers' plan.
+fn tiers() -> Workdir {
+    Workdir::contoso().site_edit(|site| site.replace("speed = 600", "speed = 100")).plan(PLAN)
 }
 
 #[test]
 fn killed_planned_failovers_resume_and_fail_each_vm_over_exactly_once() {
-    let (work, plan) = lab();
-    let run = kill_and_resume(&work, &plan, "planned", "8", 25, 0x5eed_0001);
+    let work = tiers();
+    let run = kill_and_resume(&work, "planned", "8", 25, 0x5eed_0001);
     check_exactly_once(&work, &run, "planned");
 }
 
 #[test]
 fn killed_unplanned_failovers_resume_and_fail_each_vm_over_exactly_once() {
-    let (work, plan) = lab();
-    let run = kill_and_resume(&work, &plan, "unplanned", "2", 25, 0x5eed_0002);
+    let work = tiers();
+    let run = kill_and_resume(&work, "unplanned", "2", 25, 0x5eed_0002);
     check_exactly_once(&work, &run, "unplanned");
 }

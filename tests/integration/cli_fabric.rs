@@ -1,9 +1,7 @@
 //! The simulated datacenter through the real binary: status, protect, unprotect,
 //! points, jobs, advance; confirmations, usage errors and the state directory's lock.
 
-mod common;
-
-use common::Workdir;
+use crate::util::Workdir;
 
 fn vm<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["vms"].as_array().unwrap().iter().find(|v| v["vm"] == name).unwrap()
@@ -101,15 +99,6 @@ fn a_second_command_on_the_same_state_gets_a_clear_in_use_error() {
 
 #[test]
 fn a_missing_site_file_is_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = common::Run::from(
-        assert_cmd::Command::cargo_bin("drplan")
-            .unwrap()
-            .current_dir(dir.path())
-            .args(["--state", "s", "status"])
-            .output()
-            .unwrap(),
-    )
-    .fails(1);
+    let run = Workdir::empty().drplan(["status"]).without_site().fails(1);
     assert!(run.stderr.contains("site.toml does not exist; pass --site FILE"), "{}", run.stderr);
 }

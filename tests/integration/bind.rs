@@ -4,10 +4,8 @@
 //! update the zone and one that is not. Killed on drop. Nothing here talks to an address
 //! outside 127.0.0.0/8.
 //!
-//! Used by `tests/dns_bind.rs` (`mod bind;`) and `benches/dns.rs`
-//! (`#[path = "../tests/bind/mod.rs"] mod bind;`).
-
-#![allow(dead_code)]
+//! Used by the integration tests (`dns_bind`, `dns_runs`) and by `benches/dns.rs`
+//! (`#[path = "../tests/integration/bind.rs"] mod bind;`).
 
 use std::fs;
 use std::io::{self, Read};
@@ -115,10 +113,6 @@ impl Bind {
     /// The server entry for `contoso.test.` with the updating key and `ttl`.
     pub fn server(&self, ttl: u32) -> DnsServer {
         DnsServer::new(self.address(), ZONE).with_key(self.key()).with_ttl(ttl).with_timeout(Duration::from_secs(5))
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// What named wrote to stderr so far.

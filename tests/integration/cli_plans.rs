@@ -1,50 +1,27 @@
 //! Plans through the real binary: `check` and `dry-run` of the example plans (insta
 //! snapshots), broken plans (exit 1, file:line:column), the sandbox's limits, `defs`.
 
-mod common;
-
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::{CONTOSO, Workdir};
 
 fn example(name: &str) -> String {
-    format!("{}/plans/contoso/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{CONTOSO}/{name}")
 }
 
-/// A plan folder in a temp dir: `site.toml` (contoso, edited) beside `plan.rhai`.
-struct PlanDir {
-    work: Workdir,
-    plan: PathBuf,
-}
-
-fn plan_dir(site_edit: impl Fn(String) -> String, plan: &str) -> PlanDir {
-    let work = Workdir::with_site(&site_edit(std::fs::read_to_string(CONTOSO_SITE).unwrap()));
-    let path = work.path().join("plan.rhai");
-    std::fs::write(&path, plan).unwrap();
-    PlanDir { work, plan: path }
-}
-
-fn contoso_plan(body: &str) -> PlanDir {
-    let plan = format!(
+/// A folder with the contoso site and a plan of it with `body`, as `plan.rhai`.
+fn contoso_plan(body: &str) -> Workdir {
+    Workdir::contoso().plan(&format!(
         "let plan = recovery_plan(\"t\", #{{ source: \"primary\", target: \"secondary\", rto: \"1h\" }});\n{body}\nplan\n"
-    );
-    plan_dir(|s| s, &plan)
+    ))
 }
 
-impl PlanDir {
-    fn run(&self, command: &str) -> common::Run {
-        self.work.run(&[command, self.plan.to_str().unwrap()])
-    }
-
-    /// Checks that the plan fails with exit 1 naming plan.rhai:line:column and `phrase`.
-    fn fails_at(&self, line: usize, phrase: &str) -> String {
-        let run = self.run("check").fails(1);
-        let located = format!("plan.rhai:{line}:");
-        assert!(run.stderr.contains(&located), "expected {located} in:\n{}", run.stderr);
-        assert!(run.stderr.contains(phrase), "expected {phrase:?} in:\n{}", run.stderr);
-        run.stderr
-    }
+/// Checks that `check` fails with exit 1 naming plan.rhai:line:column and `phrase`.
+fn fails_at(work: Workdir, line: usize, phrase: &str) {
+    let run = work.run(&["check", "plan.rhai"]).fails(1);
+    let located = format!("plan.rhai:{line}:");
+    assert!(run.stderr.contains(&located), "expected {located} in:\n{}", run.stderr);
+    assert!(run.stderr.contains(phrase), "expected {phrase:?} in:\n{}", run.stderr);
 }
 
 #[test]
@@ -110,22 +87,22 @@ fn the_drill_refuses_to_run_as_a_real_failover() {
 
 #[test]
 fn a_syntax_error_is_located() {
-    contoso_plan("plan.group(\"db\", [\"sql01\"]\nlet x = ;").fails_at(3, "");
+    fails_at(contoso_plan("plan.group(\"db\", [\"sql01\"]\nlet x = ;"), 3, "");
 }
 
 #[test]
 fn an_unknown_vm_is_located_and_named() {
-    contoso_plan("plan.group(\"db\", [\"sql99\"]);").fails_at(2, "sql99");
+    fails_at(contoso_plan("plan.group(\"db\", [\"sql99\"]);"), 2, "sql99");
 }
 
 #[test]
 fn r20_an_unprotected_vm_cannot_be_in_the_plan() {
-    contoso_plan("plan.group(\"reports\", [\"report01\"]);").fails_at(2, "report01");
+    fails_at(contoso_plan("plan.group(\"reports\", [\"report01\"]);"), 2, "report01");
 }
 
 #[test]
 fn r20_a_vm_in_two_groups_is_reported_at_the_second() {
-    contoso_plan("plan.group(\"a\", [\"web01\"]);\nplan.group(\"b\", [\"web01\"]);").fails_at(3, "web01");
+    fails_at(contoso_plan("plan.group(\"a\", [\"web01\"]);\nplan.group(\"b\", [\"web01\"]);"), 3, "web01");
 }
 
 #[test]
@@ -138,20 +115,20 @@ fn r10_a_vm_on_an_unmapped_network_is_an_error() {
         ) + "\n[[vms]]\nname = \"bk01\"\nsite = \"primary\"\nhost = \"hv-p01\"\nos = \"linux\"\ndisks = [{ name = \"os\", size_gb = 30, os = true }]\nnics = [{ network = \"backup\", subnet = \"bk\", ip = \"10.1.9.5\" }]\nprotection = { policy = \"gold\", since = \"-2d\" }\n"
     };
     let plan = "let plan = recovery_plan(\"t\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"backup\", [\"bk01\"]);\nplan\n";
-    plan_dir(add_backup_network, plan).fails_at(2, "backup");
+    fails_at(Workdir::contoso().site_edit(add_backup_network).plan(plan), 2, "backup");
 }
 
 #[test]
 fn r9_two_vms_with_the_same_target_ip_conflict() {
     let clash = |site: String| site.replacen("target_ip = \"10.2.3.22\"", "target_ip = \"10.2.3.21\"", 1);
     let plan = "let plan = recovery_plan(\"t\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"web\", [\"web01\"]);\nplan.group(\"web2\", [\"web02\"]);\nplan\n";
-    plan_dir(clash, plan).fails_at(3, "10.2.3.21");
+    fails_at(Workdir::contoso().site_edit(clash).plan(plan), 3, "10.2.3.21");
 }
 
 fn stopped_quickly(body: &str, phrase: &str) {
-    let dir = contoso_plan(body);
+    let work = contoso_plan(body);
     let started = Instant::now();
-    let run = dir.run("check").fails(1);
+    let run = work.run(&["check", "plan.rhai"]).fails(1);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(run.stderr.contains(phrase), "expected {phrase:?} in:\n{}", run.stderr);
     assert!(run.stderr.contains("plan.rhai:"), "{}", run.stderr);
@@ -174,10 +151,8 @@ fn a_huge_string_is_stopped() {
 
 #[test]
 fn a_script_cannot_reach_files_or_processes() {
-    let dir = contoso_plan("import \"/etc/passwd\" as p;");
-    dir.run("check").fails(1);
-    let dir = contoso_plan("let f = open_file(\"/etc/passwd\");");
-    let run = dir.run("check").fails(1);
+    contoso_plan("import \"/etc/passwd\" as p;").run(&["check", "plan.rhai"]).fails(1);
+    let run = contoso_plan("let f = open_file(\"/etc/passwd\");").run(&["check", "plan.rhai"]).fails(1);
     assert!(run.stderr.contains("open_file"), "{}", run.stderr);
 }
 

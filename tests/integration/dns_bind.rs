@@ -3,12 +3,10 @@
 //! `lookup` and with `dig`, another program's resolver query. These tests fail, never
 //! skip, when BIND is not installed.
 
-mod bind;
-
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use bind::{Bind, LB_DR, LB_PRIMARY, WEB01_SOURCE_IP, WWW};
+use crate::bind::{self, Bind, LB_DR, LB_PRIMARY, WEB01_SOURCE_IP, WWW};
 use drplan::fabric::dns::{DnsError, DnsServer, DnsUpdater, Rfc2136, TsigAlgorithm, TsigKey};
 use hickory_proto::rr::{RData, RecordType};
 

@@ -4,43 +4,37 @@
 //! different timelines from one dry run to the next. And the plan must run for real,
 //! journal and all, on the unpaced simulation in which operations take no real time.
 
-mod common;
-
 // The generator behind `cargo run --example generate` and the scale benchmark.
 #[allow(dead_code)]
-#[path = "../examples/generate/generator.rs"]
+#[path = "../../examples/generate/generator.rs"]
 mod generator;
 
-use common::Workdir;
+use crate::util::Workdir;
 
 /// A working folder with a generated site of `vms` VMs and its plan, `extra` prepended
 /// to the site file.
-fn generated(vms: usize, groups: usize, extra: &str) -> (Workdir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = generator::Spec { vms, groups, out: dir.path().into(), seed: 3, faults: false };
+fn generated(vms: usize, groups: usize, extra: &str) -> Workdir {
+    let work = Workdir::empty();
+    let spec = generator::Spec { vms, groups, out: work.path().into(), seed: 3, faults: false };
     generator::write(&spec).unwrap_or_else(|e| panic!("generator: {e}"));
-    let site = dir.path().join("site.toml");
-    let text = std::fs::read_to_string(&site).unwrap();
-    std::fs::write(&site, format!("{extra}{text}")).unwrap();
-    let plan = dir.path().join("plan.rhai").display().to_string();
-    (Workdir { dir, site }, plan)
+    work.site_edit(|text| format!("{extra}{text}"))
 }
 
 #[test]
 fn dry_runs_of_a_large_plan_with_script_actions_print_the_same_bytes() {
-    let (work, plan) = generated(400, 4, "");
-    let first = work.run(&["dry-run", &plan, "--parallel", "16"]).ok().stdout;
+    let work = generated(400, 4, "");
+    let first = work.run(&["dry-run", "plan.rhai", "--parallel", "16"]).ok().stdout;
     assert!(first.contains("dns.point"), "the per-VM actions made no DNS calls:\n{first}");
     for _ in 0..2 {
-        let again = work.run(&["dry-run", &plan, "--parallel", "16"]).ok().stdout;
+        let again = work.run(&["dry-run", "plan.rhai", "--parallel", "16"]).ok().stdout;
         assert!(again == first, "a second dry run printed something else");
     }
 }
 
 #[test]
 fn a_large_plan_runs_for_real_on_an_unpaced_simulation() {
-    let (work, plan) = generated(300, 3, "[simulation]\npace = false\n");
-    work.run(&["failover", &plan, "--kind", "planned", "--yes"]).ok();
+    let work = generated(300, 3, "[simulation]\npace = false\n");
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
     let status = work.run(&["status", "--format", "json"]).ok().json();
     let vms = status["vms"].as_array().unwrap();
     assert_eq!(vms.len(), 300);

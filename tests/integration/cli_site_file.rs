@@ -1,9 +1,7 @@
 //! Broken site files through the real binary: each gets a clear error naming the file,
 //! line and field, exit code 1, and no panic.
 
-mod common;
-
-use common::{CONTOSO_SITE, Workdir};
+use crate::util::{CONTOSO_SITE, Workdir};
 
 fn contoso() -> String {
     std::fs::read_to_string(CONTOSO_SITE).unwrap()
@@ -70,16 +68,7 @@ fn a_broken_site_file_leaves_existing_state_untouched() {
     work.run(&["protect", "report01", "--policy", "silver", "--yes"]).ok();
     let before = std::fs::read(work.state().join("sim.db")).unwrap();
     let broken = Workdir::with_site("[[sites]\n");
-    let run = assert_cmd::Command::cargo_bin("drplan")
-        .unwrap()
-        .arg("--state")
-        .arg(work.state())
-        .arg("--site")
-        .arg(&broken.site)
-        .arg("status")
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(1));
+    work.drplan(["status"]).site_file(&broken.site).fails(1);
     assert_eq!(std::fs::read(work.state().join("sim.db")).unwrap(), before);
     let status = work.run(&["status", "report01"]).ok();
     assert!(status.stdout.contains("initial replication"), "{}", status.stdout);

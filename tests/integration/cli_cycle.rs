@@ -1,22 +1,13 @@
 //! The recovery cycle at plan level through the binary: drill and cleanup (R30), commit
 //! (R34), reprotect (R36), failback (R37, R38), and the refusals that say what to do.
 
-mod common;
-
-use common::{CONTOSO_SITE, Run, Workdir};
+use crate::util::{Run, Workdir};
 
 const PLAN: &str = r#"
 let plan = recovery_plan("cycle", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
 plan.group("web", vms_tagged("tier", "web"));
 plan
 "#;
-
-fn lab() -> (Workdir, String) {
-    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
-    let plan = work.path().join("plan.rhai");
-    std::fs::write(&plan, PLAN).unwrap();
-    (work, plan.to_str().unwrap().to_string())
-}
 
 fn refused(run: Run, phrase: &str) {
     let run = run.fails(1);
@@ -26,38 +17,38 @@ fn refused(run: Run, phrase: &str) {
 
 #[test]
 fn r30_a_drill_is_cleaned_up_with_notes_and_refuses_a_second_drill_before() {
-    let (work, plan) = lab();
-    work.run(&["failover", &plan, "--kind", "test"]).ok();
-    refused(work.run(&["failover", &plan, "--kind", "test"]), "a test failover is not cleaned up yet");
-    let cleanup = work.run(&["cleanup", &plan, "--notes", "drill ok: web tier answered"]).ok();
+    let work = Workdir::contoso().plan(PLAN);
+    work.run(&["failover", "plan.rhai", "--kind", "test"]).ok();
+    refused(work.run(&["failover", "plan.rhai", "--kind", "test"]), "a test failover is not cleaned up yet");
+    let cleanup = work.run(&["cleanup", "plan.rhai", "--notes", "drill ok: web tier answered"]).ok();
     assert!(
         cleanup.stdout.contains("web01: test replica deleted; notes: drill ok: web tier answered"),
         "{}",
         cleanup.stdout
     );
-    refused(work.run(&["cleanup", &plan]), "no test failover to clean up");
+    refused(work.run(&["cleanup", "plan.rhai"]), "no test failover to clean up");
     // The notes are kept with the drill's run.
-    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let id = work.last_run().unwrap();
     let show = work.run(&["show", &id]).ok();
     assert!(show.stdout.contains("Notes: drill ok: web tier answered"), "{}", show.stdout);
     let json = work.run(&["show", &id, "--format", "json"]).ok().json();
     assert_eq!(json["notes"], serde_json::json!(["drill ok: web tier answered"]));
-    work.run(&["failover", &plan, "--kind", "test"]).ok();
+    work.run(&["failover", "plan.rhai", "--kind", "test"]).ok();
 }
 
 #[test]
 fn r34_r36_r37_the_cycle_refuses_steps_out_of_order_and_runs_them_in_order() {
-    let (work, plan) = lab();
-    refused(work.run(&["commit", &plan, "--yes"]), "cannot commit web01: it is protected");
-    work.run(&["failover", &plan, "--kind", "planned", "--yes"]).ok();
-    refused(work.run(&["cleanup", &plan]), "no test failover to clean up");
-    refused(work.run(&["failback", &plan, "--yes"]), "cannot failback web01");
-    work.run(&["commit", &plan, "--yes"]).ok();
-    refused(work.run(&["failback", &plan, "--yes"]), "Next: reprotect");
-    let reprotect = work.run(&["reprotect", &plan, "--yes"]).ok();
+    let work = Workdir::contoso().plan(PLAN);
+    refused(work.run(&["commit", "plan.rhai", "--yes"]), "cannot commit web01: it is protected");
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    refused(work.run(&["cleanup", "plan.rhai"]), "no test failover to clean up");
+    refused(work.run(&["failback", "plan.rhai", "--yes"]), "cannot failback web01");
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    refused(work.run(&["failback", "plan.rhai", "--yes"]), "Next: reprotect");
+    let reprotect = work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
     assert!(reprotect.stdout.contains("secondary -> primary under policy failback"), "{}", reprotect.stdout);
     work.run(&["advance", "1h"]).ok();
-    let back = work.run(&["failback", &plan, "--yes"]).ok();
+    let back = work.run(&["failback", "plan.rhai", "--yes"]).ok();
     assert!(back.stdout.contains("primary -> secondary under policy silver"), "reprotected forward: {}", back.stdout);
     let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
     assert_eq!(status["vms"][0]["active_site"], "primary");
@@ -72,10 +63,8 @@ plan
 
 #[test]
 fn the_whole_cycle_protect_drill_cleanup_failover_commit_reprotect_failback() {
-    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
-    let plan = work.path().join("walk.rhai");
-    std::fs::write(&plan, WALK).unwrap();
-    let plan = plan.to_str().unwrap();
+    let work = Workdir::contoso().file("walk.rhai", WALK);
+    let plan = "walk.rhai";
     let status = |step: &str| {
         let run = work.run(&["status", plan]).ok();
         insta::assert_snapshot!(format!("cycle_{step}"), run.stdout);
@@ -102,15 +91,12 @@ fn the_whole_cycle_protect_drill_cleanup_failover_commit_reprotect_failback() {
 
 #[test]
 fn r32_an_unplanned_failover_whose_source_shutdown_fails_reports_its_data_loss() {
-    let site =
-        std::fs::read_to_string(CONTOSO_SITE).unwrap() + "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web01\"\n";
-    let work = Workdir::with_site(&site);
-    let plan = work.path().join("plan.rhai");
-    std::fs::write(&plan, PLAN).unwrap();
-    let plan = plan.to_str().unwrap();
+    let work = Workdir::contoso()
+        .site_edit(|site| site + "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web01\"\n")
+        .plan(PLAN);
     work.run(&["advance", "3m"]).ok();
-    work.run(&["failover", plan, "--kind", "unplanned", "--point", "latest-processed", "--yes"]).ok();
-    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    work.run(&["failover", "plan.rhai", "--kind", "unplanned", "--point", "latest-processed", "--yes"]).ok();
+    let id = work.last_run().unwrap();
     let show = work.run(&["show", &id, "--format", "json"]).ok().json();
     let web01 = show["groups"][0]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "web01").unwrap().clone();
     assert_eq!(web01["data_loss_ms"], 180_000, "the changes after the 08:00 point are lost: {web01}");
@@ -127,17 +113,15 @@ fn r22_a_plan_action_commits_and_reprotects_each_vm_through_the_fabric() {
                 plan.group(\"web\", vms_tagged(\"tier\", \"web\"))\n    \
                 .post_each(|vm, ctx| { commit_vm(vm.name); reprotect_vm(vm.name); });\n\
                 plan.post(|ctx| commit_vm(\"app01\"));\nplan\n";
-    let work = Workdir::with_site(&std::fs::read_to_string(CONTOSO_SITE).unwrap());
-    let path = work.path().join("auto.rhai");
-    std::fs::write(&path, plan).unwrap();
-    let run = work.run(&["failover", path.to_str().unwrap(), "--kind", "planned", "--yes"]).fails(1);
+    let work = Workdir::contoso().file("auto.rhai", plan);
+    let run = work.run(&["failover", "auto.rhai", "--kind", "planned", "--yes"]).fails(1);
     // The web VMs were committed and reprotected by the plan itself...
     let status = work.run(&["status", "web01", "--format", "json"]).ok().json();
     // (after a planned failover only the changes go back, R31: already done)
     assert_eq!(status["vms"][0]["state"], "protected on the recovery site", "{status}");
     assert_eq!(status["vms"][0]["direction"], serde_json::json!(["secondary", "primary"]));
     // ...and committing a VM that never failed over is refused with what to do instead.
-    let id = work.run(&["runs", "--format", "json"]).ok().json()[0]["id"].as_str().unwrap().to_string();
+    let id = work.last_run().unwrap();
     let show = work.run(&["show", &id]).ok();
     assert!(show.stdout.contains("cannot commit app01: it is protected"), "{}\n{}", show.stdout, run.stderr);
 }
