@@ -88,13 +88,13 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
     let request = PreflightRequest { at: fabric.now(), intent: step.intent(), vms: vms.clone() };
     let checked = runtime.block_on(fabric.preflight(&request))?;
     refuse(&prepared.resolved, &checked.refusals)?;
+    if let PlanStep::Commit = step {
+        confirm_split_groups(global, &prepared)?;
+    }
     if ask == Confirm::Ask {
         let question =
             format!("{operation} every VM of plan {:?}? This changes the recovery site.", prepared.plan.name);
         confirm(global, &question)?;
-    }
-    if let PlanStep::Commit = step {
-        confirm_split_groups(global, &prepared)?;
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.f");
     let mut out = String::new();
