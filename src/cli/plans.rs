@@ -135,7 +135,7 @@ pub fn dry_run(
     };
     match status {
         RunStatus::Succeeded => Ok(text),
-        RunStatus::Failed | RunStatus::Cancelled => {
+        _ => {
             print!("{text}");
             Err(CliError::RunFailed("would fail: see the steps above"))
         }

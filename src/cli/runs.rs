@@ -36,6 +36,10 @@ pub struct StoredRun {
     /// R30: the operator's notes from the cleanup of a test failover.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The plan's groups and VMs as the run resolved them: what is left of it, and the
+    /// plan order its report lists VMs in.
+    #[serde(default)]
+    pub groups: ResolvedPlan,
 }
 
 type Record = RunRecord<StoredRun>;
@@ -223,7 +227,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         site_path: site,
         status: "running".into(),
         started_wall: chrono::Utc::now().to_rfc3339(),
-        spec: StoredRun { spec, header, notes: Vec::new() },
+        spec: StoredRun { spec, header, notes: Vec::new(), groups: prepared.resolved.clone() },
     };
     let db = journal::open(state.path())?;
     db.put_run(&record)?;
@@ -373,7 +377,7 @@ impl LiveRun<'_> {
         record.status = status_name(outcome.status).into();
         db.put_run(&record)?;
         let events: Vec<Event> = db.events(&run_id)?;
-        let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
+        let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events, Liveness::Ended));
         let summary = summary(&report);
         match outcome.status {
             RunStatus::Succeeded => Ok(summary),
@@ -393,17 +397,39 @@ fn status_name(status: RunStatus) -> &'static str {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",
         RunStatus::Cancelled => "cancelled",
+        RunStatus::Running => "running",
+        RunStatus::Interrupted => "interrupted",
     }
 }
 
-/// The run as its journal tells it: what `show` reports, whether the run is live or not.
-fn outcome_of(record: &Record, events: Vec<Event>) -> RunOutcome {
-    let started = events.iter().find(|e| e.kind == EventKind::RunStarted).map(|e| e.at);
-    // Modelled time is causal, so the journal's order of publication is not time order.
+/// Whether a drplan process is running a run recorded as running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    /// This process ran it to its end.
+    Ended,
+    /// Another process holds the state directory: it is under way.
+    Live,
+    /// Nobody holds it: a run still recorded as running was cut off.
+    Idle,
+}
+
+impl Liveness {
+    fn of(state: &Path) -> Liveness {
+        if StateDir::in_use(state) { Liveness::Live } else { Liveness::Idle }
+    }
+}
+
+/// The run as its journal tells it: what `show` reports, live or not. Events are put in
+/// reading order: time, then plan order.
+fn outcome_of(record: &Record, mut events: Vec<Event>, liveness: Liveness) -> RunOutcome {
+    crate::engine::sort_events(&mut events, &record.spec.groups);
+    let started = events.iter().filter(|e| e.kind == EventKind::RunStarted).map(|e| e.at).min();
     let finished = events.iter().map(|e| e.at).max();
-    let status = match record.status.as_str() {
-        "succeeded" => RunStatus::Succeeded,
-        "cancelled" => RunStatus::Cancelled,
+    let status = match (record.status.as_str(), liveness) {
+        ("succeeded", _) => RunStatus::Succeeded,
+        ("cancelled", _) => RunStatus::Cancelled,
+        ("running", Liveness::Live) => RunStatus::Running,
+        ("running", Liveness::Idle) => RunStatus::Interrupted,
         _ => RunStatus::Failed,
     };
     let epoch = chrono::DateTime::UNIX_EPOCH;
@@ -431,20 +457,23 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
     let db = journal::open(&global.state)?;
     let records: Vec<Record> = db.runs()?;
     // A "running" run nobody holds the directory for was cut off.
-    let live = StateDir::in_use(&global.state);
-    let rows: Vec<(Record, String)> = records
-        .into_iter()
-        .map(|r| {
-            let status = if r.status == "running" && !live { "interrupted".to_string() } else { r.status.clone() };
-            (r, status)
-        })
-        .collect();
+    let liveness = Liveness::of(&global.state);
+    let mut rows = Vec::with_capacity(records.len());
+    for r in records {
+        let status = match (r.status.as_str(), liveness) {
+            ("running", Liveness::Idle) => "interrupted".to_string(),
+            (status, _) => status.to_string(),
+        };
+        let left = if status == "succeeded" { String::new() } else { left_of(&r, &db.events(&r.id)?) };
+        rows.push((r, status, left));
+    }
     if format == Format::Json {
         let json: Vec<_> = rows
             .iter()
-            .map(|(r, status)| {
-                serde_json::json!({ "id": r.id, "plan": r.spec.header.plan, "kind": r.spec.spec.kind, "status": status,
-                                    "plan_path": r.plan_path, "started": r.started_wall })
+            .map(|(r, status, left)| {
+                serde_json::json!({ "id": r.id, "plan": r.spec.header.plan, "kind": kind_of(&r.spec.spec),
+                                    "status": status, "left": left, "plan_path": r.plan_path,
+                                    "started": r.started_wall })
             })
             .collect();
         return Ok(serde_json::to_string_pretty(&json).expect("json") + "\n");
@@ -454,24 +483,49 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
     }
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|(r, status)| {
+        .map(|(r, status, left)| {
             vec![
                 r.id.clone(),
                 r.spec.header.plan.clone(),
-                r.spec.spec.kind.to_string(),
+                kind_of(&r.spec.spec),
                 status.clone(),
+                left.clone(),
                 r.plan_path.display().to_string(),
             ]
         })
         .collect();
-    Ok(crate::report::table::render(&["RUN", "PLAN", "KIND", "STATUS", "PLAN FILE"], &table))
+    Ok(crate::report::table::render(&["RUN", "PLAN", "KIND", "STATUS", "LEFT", "PLAN FILE"], &table))
+}
+
+/// What a run that did not succeed has left to do, in a few words.
+fn left_of(record: &Record, events: &[Event]) -> String {
+    let history = History::from_events(events);
+    let vms: Vec<&String> = record.spec.groups.groups.iter().flat_map(|g| &g.vms).collect();
+    if vms.is_empty() {
+        return "?".into();
+    }
+    let to_move = vms.iter().filter(|vm| history.outcome(vm).is_none()).count();
+    let what = if record.spec.spec.failback { "to fail back" } else { "to fail over" };
+    if to_move > 0 {
+        return format!("{to_move} of {} VMs {what}", vms.len());
+    }
+    if record.spec.spec.failback {
+        let steps = ["commit", "reprotect"];
+        let unfinished =
+            vms.iter().filter(|vm| steps.iter().any(|op| !history.is_done(&keys::vm_cycle(vm, op)))).count();
+        if unfinished > 0 {
+            return format!("commit and reprotect of {unfinished} VMs");
+        }
+    }
+    "the plan's last steps".into()
 }
 
 pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
     let db = journal::open(&global.state)?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
-    let mut report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
+    let outcome = outcome_of(&record, events, Liveness::of(&global.state));
+    let mut report = RunReport::new(record.spec.header.clone(), outcome);
     report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
         std::fs::write(path, crate::report::svg::gantt(&report))

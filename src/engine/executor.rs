@@ -790,12 +790,20 @@ fn describe(outcome: &FailoverOutcome) -> String {
 }
 
 /// Puts a dry run's events in one order that does not depend on thread timing, so the
-/// same plan prints the same bytes. Modelled time first (it never runs backwards along
+/// same plan prints the same bytes, and numbers them in it.
+fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
+    sort_events(events, resolved);
+    for (seq, event) in events.iter_mut().enumerate() {
+        event.seq = seq as u64;
+    }
+}
+
+/// Sorts a run's events for reading: modelled time first (it never runs backwards along
 /// a chain of causes); at the same instant: the plan's own steps before its groups and
 /// its wrap-up after them, groups in plan order, a group's own steps before or after
 /// its VMs, VMs in plan order, then the order of publication. Events at one instant in
 /// different VMs are independent, so any fixed order among them is a true one.
-fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
+pub fn sort_events(events: &mut [Event], resolved: &ResolvedPlan) {
     let groups: HashMap<&str, usize> = resolved.groups.iter().enumerate().map(|(i, g)| (g.name.as_str(), i)).collect();
     let group_index = |name: &str| groups.get(name).copied().unwrap_or(usize::MAX);
     // A VM is in one group only (validation refuses duplicates): its place in that group.
@@ -826,7 +834,4 @@ fn canonical_order(events: &mut [Event], resolved: &ResolvedPlan) {
         (e.at, plan_phase, group, group_phase, vm, e.seq)
     };
     events.sort_by_cached_key(key);
-    for (seq, event) in events.iter_mut().enumerate() {
-        event.seq = seq as u64;
-    }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use event::{Draft, Event, EventBus, EventData, EventKind, Scope};
-pub use executor::{Deps, execute, preflight, start_time};
+pub use executor::{Deps, execute, preflight, sort_events, start_time};
 pub use history::History;
 pub use journal_log::JournalLog;
 
@@ -109,6 +109,17 @@ pub enum RunStatus {
     Failed,
     /// R35: an operator cancelled it.
     Cancelled,
+    /// Still under way: what a report of a live run's journal says.
+    Running,
+    /// Its process stopped (killed, power cut) before it ended: `drplan resume` goes on.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Whether the run came to its end: succeeded, failed or cancelled.
+    pub fn ended(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

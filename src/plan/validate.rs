@@ -25,14 +25,14 @@ use crate::model::{
 };
 
 /// A group of the plan with its selectors expanded to VM names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ResolvedGroup {
     pub name: String,
     /// In member order, a selector expanding in inventory order; each VM once per plan.
     pub vms: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ResolvedPlan {
     /// In plan order (R20).
     pub groups: Vec<ResolvedGroup>,

@@ -64,17 +64,36 @@ pub struct RunReport {
     pub status: RunStatus,
     pub started: Timestamp,
     pub finished: Timestamp,
-    /// The run's duration: the RTO achieved, or predicted by a dry run.
+    /// The run's duration from its first start, failed attempts included: the RTO
+    /// achieved, or predicted by a dry run.
     #[serde(rename = "rto_ms")]
     #[serde(with = "millis")]
     pub rto: Duration,
     pub rto_met: Option<bool>,
+    /// Each start of the run: the first, then each `drplan resume`.
+    pub attempts: Vec<Attempt>,
     pub groups: Vec<GroupTimeline>,
     #[serde(serialize_with = "steps_laid_out")]
     pub steps: Vec<Event>,
     /// R30: the operator's notes from a drill's cleanup.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One start of a run and how it ended, as offsets from the run's first start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    #[serde(rename = "start_ms")]
+    #[serde(with = "millis")]
+    pub start: Duration,
+    #[serde(rename = "end_ms")]
+    #[serde(with = "millis")]
+    pub end: Duration,
+    /// "succeeded", "failed", "cancelled"; "running" while under way, or "interrupted"
+    /// when its process stopped before it ended.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The steps with each event's data (kept as compact JSON text) laid out like the rest of
@@ -97,25 +116,85 @@ fn offset(start: Timestamp, at: Timestamp) -> Duration {
     (at - start).to_std().unwrap_or_default()
 }
 
+fn status_word(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Running => "running",
+        RunStatus::Interrupted => "interrupted",
+    }
+}
+
+/// Each start of the run, from its events in the order they were published: a start or
+/// resume opens one, the run's end closes it; one left open ended as the run's status says.
+fn attempts(start: Timestamp, events: &[Event], status: RunStatus) -> Vec<Attempt> {
+    let mut by_seq: Vec<&Event> = events.iter().collect();
+    by_seq.sort_by_key(|e| e.seq);
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut open = false;
+    for event in by_seq {
+        let at = offset(start, event.at);
+        match event.kind {
+            EventKind::RunStarted | EventKind::RunResumed => {
+                if open && let Some(last) = attempts.last_mut() {
+                    last.status = "interrupted".into();
+                }
+                attempts.push(Attempt { start: at, end: at, status: String::new(), detail: None });
+                open = true;
+            }
+            kind if kind.ends_run() => {
+                if let Some(last) = attempts.last_mut() {
+                    last.end = last.end.max(at);
+                    last.status = match kind {
+                        EventKind::RunSucceeded => "succeeded",
+                        EventKind::RunCancelled => "cancelled",
+                        _ => "failed",
+                    }
+                    .into();
+                    last.detail = event.detail.clone();
+                }
+                open = false;
+            }
+            _ => {
+                if let Some(last) = attempts.last_mut().filter(|_| open) {
+                    last.end = last.end.max(at);
+                }
+            }
+        }
+    }
+    if open && let Some(last) = attempts.last_mut() {
+        last.status = status_word(status).into();
+    }
+    attempts
+}
+
 impl RunReport {
+    /// The report of a run from its events. A resumed run's groups and VMs are one span
+    /// each, from their first event to their last, with their latest status.
     pub fn new(header: RunHeader, outcome: RunOutcome) -> RunReport {
         let start = outcome.started;
         let rto = offset(start, outcome.finished);
         let mut groups: Vec<GroupTimeline> = Vec::new();
-        // Where each VM's span is in its group's timeline (a resumed run starts a group anew).
+        let mut group_spans: HashMap<&str, usize> = HashMap::new();
         let mut vm_spans: HashMap<(usize, &str), usize> = HashMap::new();
         for event in &outcome.events {
             let at = offset(start, event.at);
             let Some(group_name) = &event.group else { continue };
-            if event.kind == EventKind::GroupStarted || !groups.iter().any(|g| &g.span.name == group_name) {
+            let group_index = *group_spans.entry(group_name).or_insert_with(|| {
                 let span =
                     Span { name: group_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
                 groups.push(GroupTimeline { span, vms: Vec::new() });
-            }
-            let group_index = groups.iter().rposition(|g| &g.span.name == group_name).expect("just added");
+                groups.len() - 1
+            });
             let group = &mut groups[group_index];
+            group.span.start = group.span.start.min(at);
             group.span.end = group.span.end.max(at);
             match event.kind {
+                EventKind::GroupStarted if group.span.status == "failed" => {
+                    group.span.status = "running".into();
+                    group.span.detail = None;
+                }
                 EventKind::GroupSucceeded => group.span.status = "succeeded".into(),
                 EventKind::GroupFailed => {
                     group.span.status = "failed".into();
@@ -131,8 +210,10 @@ impl RunReport {
                 group.vms.len() - 1
             });
             let vm = &mut group.vms[vm_index];
+            vm.start = vm.start.min(at);
             vm.end = vm.end.max(at);
             match event.kind {
+                EventKind::VmStarted if vm.status != "succeeded" => vm.status = "running".into(),
                 EventKind::VmSucceeded => {
                     vm.status = "succeeded".into();
                     vm.detail = event.detail.clone();
@@ -146,18 +227,29 @@ impl RunReport {
                     vm.status = "failed".into();
                     vm.detail = event.detail.clone();
                 }
-                EventKind::VmSkipped => vm.status = "skipped".into(),
+                EventKind::VmSkipped if vm.status != "succeeded" => vm.status = "skipped".into(),
                 _ => {}
             }
         }
+        // A run that is not under way leaves nothing running: what was is cut off.
+        let live = outcome.status == RunStatus::Running;
         for group in &mut groups {
-            if group.span.status == "running" && group.vms.iter().all(|v| v.status == "skipped") {
+            if group.span.status == "running"
+                && !group.vms.is_empty()
+                && group.vms.iter().all(|v| v.status == "skipped")
+            {
                 group.span.status = "skipped".into();
+            }
+            for span in std::iter::once(&mut group.span).chain(group.vms.iter_mut()) {
+                if span.status == "running" && !live {
+                    span.status = "interrupted".into();
+                }
             }
         }
         RunReport {
             // A run that did not succeed recovered nothing: its RTO is not judged.
             rto_met: header.rto_target.filter(|_| outcome.status == RunStatus::Succeeded).map(|target| rto <= target),
+            attempts: attempts(start, &outcome.events, outcome.status),
             header,
             run_id: outcome.run_id,
             status: outcome.status,
@@ -196,12 +288,34 @@ impl RunReport {
             }
         }
         out.push_str(&indent(&table::render(&["GROUP / VM", "START", "END", "TOOK", "STATUS", "DETAIL"], &rows)));
+        if self.attempts.len() > 1 {
+            out.push_str("\nAttempts (the RTO counts from the first):\n");
+            let rows: Vec<Vec<String>> = self
+                .attempts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let what = if i == 0 { "started" } else { "resumed" };
+                    vec![
+                        format!("{}", i + 1),
+                        what.into(),
+                        plus(a.start),
+                        plus(a.end),
+                        a.status.clone(),
+                        a.detail.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push_str(&indent(&table::render(&["#", "", "FROM", "TO", "ENDED", "DETAIL"], &rows)));
+        }
         let verdict = format!(" ({})", self.verdict());
         let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
         let status = match self.status {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "FAILED",
             RunStatus::Cancelled => "was CANCELLED",
+            RunStatus::Running => "is still RUNNING (so far)",
+            RunStatus::Interrupted => "was INTERRUPTED: its process stopped; drplan resume goes on",
         };
         out.push_str(&format!(
             "\n{which}: {} = {} ms{verdict}; the run {status}.\n",

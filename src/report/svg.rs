@@ -325,6 +325,8 @@ impl<'a> Chart<'a> {
             RunStatus::Succeeded => ("succeeded", GREEN),
             RunStatus::Failed => ("FAILED", RED),
             RunStatus::Cancelled => ("CANCELLED", RED),
+            RunStatus::Running => ("RUNNING", AMBER),
+            RunStatus::Interrupted => ("INTERRUPTED", AMBER),
         };
         w!(out, " \u{2014} <tspan fill=\"{colour}\">{status}</tspan></text>\n");
 

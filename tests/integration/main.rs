@@ -18,6 +18,7 @@ mod cli_cycle;
 mod cli_fabric;
 mod cli_plans;
 mod cli_preflight;
+mod cli_resume;
 mod cli_runs;
 mod cli_scale;
 mod cli_site_file;

@@ -1,0 +1,184 @@
+//! Reports an operator can act on, and runs that go on where they stopped: a live run
+//! says it is running, a resumed run is one timeline (one span per group and VM, the
+//! RTO from the first start, each attempt listed, the clock never going back), a
+//! failback resumed finishes what a failback is (R37), `cancel --force` stops a run
+//! even while an action waits, and manual steps wait for people in real time.
+
+use std::time::{Duration, Instant};
+
+use crate::util::Workdir;
+
+const PLAN: &str = r#"
+let plan = recovery_plan("tiers", #{ source: "primary", target: "secondary", rto: "30m" });
+plan.group("database", replication_group("sql-cluster"));
+plan.group("app", vms_tagged("tier", "app"));
+plan.group("web", vms_tagged("tier", "web"));
+plan
+"#;
+
+const BOOT_FAILURE: &str = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
+
+/// Waits until the last run's journal shows an event of `kind`.
+fn wait_for(work: &Workdir, kind: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(id) = work.last_run() {
+            let show = work.run(&["show", &id, "--format", "json"]);
+            if show.code == 0 && show.json()["steps"].as_array().unwrap().iter().any(|e| e["kind"] == kind) {
+                return id;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {kind} event within 30 s");
+}
+
+fn without(work: &Workdir, text: &str) {
+    let site = std::fs::read_to_string(&work.site).unwrap().replace(text, "");
+    std::fs::write(&work.site, site).unwrap();
+}
+
+fn at(event: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    event["at"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn show_of_a_live_run_says_it_is_running() {
+    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"2h\" });\nplan.group(\"app\"");
+    let work = Workdir::contoso().plan(&plan);
+    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
+    let id = wait_for(&work, "manual.waiting");
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    assert_eq!(show["status"], "running");
+    let human = work.run(&["show", &id]).ok();
+    assert!(human.stdout.contains("is still RUNNING"), "{}", human.stdout);
+    assert!(!human.stdout.contains("FAILED"), "{}", human.stdout);
+    work.run(&["approve", &id]).ok();
+    child.wait().ok();
+    assert_eq!(work.run(&["show", &id, "--format", "json"]).ok().json()["status"], "succeeded");
+}
+
+#[test]
+fn a_resumed_run_is_one_timeline_from_its_first_start_with_each_attempt_listed() {
+    let work = Workdir::contoso().site_edit(|s| s + BOOT_FAILURE).plan(PLAN);
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    let id = work.last_run().unwrap();
+    let first = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let failed_at = first["steps"].as_array().unwrap().iter().map(at).max().unwrap();
+    // An hour passes before the operator has fixed the replica.
+    work.run(&["advance", "1h"]).ok();
+    without(&work, BOOT_FAILURE);
+    work.run(&["resume", &id, "--yes"]).ok();
+
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let steps = show["steps"].as_array().unwrap();
+    let resumed = steps.iter().find(|e| e["kind"] == "run.resumed").unwrap();
+    assert!(at(resumed) >= failed_at + chrono::TimeDelta::hours(1), "the clock never goes back");
+    assert_eq!(show["started"], first["started"], "the RTO counts from the first start");
+    assert!(show["rto_ms"].as_u64().unwrap() > 3_600_000, "the hour of the failed attempt counts: {}", show["rto_ms"]);
+    let attempts = show["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!((attempts[0]["status"].as_str(), attempts[1]["status"].as_str()), (Some("failed"), Some("succeeded")));
+    let groups: Vec<&str> = show["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["database", "app", "web"], "no group twice");
+    for group in show["groups"].as_array().unwrap() {
+        assert_eq!(group["status"], "succeeded", "{group}");
+        for vm in group["vms"].as_array().unwrap() {
+            assert_eq!(vm["status"], "succeeded", "{vm}");
+        }
+    }
+    let human = work.run(&["show", &id]).ok().stdout;
+    assert!(human.contains("Attempts (the RTO counts from the first)"), "{human}");
+    let svg = work.path().join("run.svg");
+    work.run(&["show", &id, "--svg", svg.to_str().unwrap()]).ok();
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert_eq!(svg.matches(">app<").count(), 1, "the app group is drawn once");
+}
+
+#[test]
+fn r37_a_resumed_failback_commits_and_reprotects_and_runs_says_what_is_left() {
+    let work = Workdir::contoso().plan(PLAN);
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
+    work.run(&["advance", "6h"]).ok();
+    // web02's replica will not shut down: a planned failback cannot go on for it.
+    let stuck = "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web02\"\n";
+    let site = std::fs::read_to_string(&work.site).unwrap() + stuck;
+    std::fs::write(&work.site, site).unwrap();
+    work.run(&["failback", "plan.rhai", "--yes"]).fails(1);
+    let id = work.last_run().unwrap();
+    let runs = work.run(&["runs", "--format", "json"]).ok().json();
+    let run = runs.as_array().unwrap().last().unwrap();
+    assert_eq!(run["kind"], "failback");
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["left"], "1 of 8 VMs to fail back");
+
+    without(&work, stuck);
+    work.run(&["resume", &id, "--yes"]).ok();
+    for vm in ["sql01", "app02", "web02"] {
+        let status = work.run(&["status", vm, "--format", "json"]).ok().json();
+        let status = &status["vms"][0];
+        assert_eq!(status["active_site"], "primary", "{vm} is home");
+        assert_eq!(status["direction"], serde_json::json!(["primary", "secondary"]), "{vm} is reprotected: {status}");
+    }
+}
+
+#[test]
+fn r35_cancel_force_stops_a_run_promptly_while_an_action_waits() {
+    let plan = PLAN.replace(
+        "plan.group(\"web\", vms_tagged(\"tier\", \"web\"));",
+        "plan.group(\"web\", vms_tagged(\"tier\", \"web\")).post(|ctx| wait(\"3650d\"));",
+    );
+    let work = Workdir::contoso().plan(&plan);
+    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
+    let id = wait_for(&work, "action.started");
+    let asked = Instant::now();
+    let cancelled = work.run(&["cancel", &id, "--force"]).ok();
+    assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
+    let run = child.wait().fails(1);
+    assert!(asked.elapsed() < Duration::from_secs(10), "took {:?}", asked.elapsed());
+    assert!(run.stderr.contains("cancelled"), "{}", run.stderr);
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    assert_eq!(show["status"], "cancelled");
+}
+
+#[test]
+fn r21_a_manual_step_waits_for_a_person_in_real_time_not_modelled_time() {
+    // Thirty modelled minutes pass in three real seconds at speed 600: the step's
+    // timeout must be the operator's half hour, not the simulation's.
+    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"30m\" });\nplan.group(\"app\"");
+    let work = Workdir::contoso().plan(&plan);
+    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
+    let id = wait_for(&work, "manual.waiting");
+    std::thread::sleep(Duration::from_secs(4));
+    work.run(&["approve", &id]).ok();
+    child.wait().ok();
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let done = show["steps"].as_array().unwrap().iter().find(|e| e["kind"] == "manual.done").unwrap().clone();
+    assert_eq!(done["detail"], "approved by an operator");
+}
+
+#[test]
+fn r21_a_manual_step_times_out_on_the_wall_clock() {
+    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"1s\" });\nplan.group(\"app\"");
+    let work = Workdir::contoso().plan(&plan);
+    let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    assert!(run.stderr.contains("was not approved within 1s") || run.stdout.contains("was not approved within 1s"));
+}
+
+#[test]
+fn approve_manual_rehearses_a_run_with_the_dry_runs_timeline_and_says_so() {
+    let plan = PLAN.replace(
+        "plan.group(\"app\"",
+        "plan.manual(\"Check\", #{ timeout: \"2h\", estimate: \"5m\" });\nplan.group(\"app\"",
+    );
+    let work = Workdir::contoso().plan(&plan);
+    let dry = work.run(&["dry-run", "plan.rhai", "--kind", "planned", "--format", "json"]).ok().json();
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes", "--approve-manual"]).ok();
+    let id = work.last_run().unwrap();
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    assert_eq!(show["rto_ms"], dry["rto_ms"], "the rehearsal takes the dry run's time");
+    let done = show["steps"].as_array().unwrap().iter().find(|e| e["kind"] == "manual.done").unwrap().clone();
+    assert_eq!(done["detail"], "approved automatically (--approve-manual)");
+}
