@@ -12,7 +12,7 @@ use super::context::{confirm, site_path};
 use super::error::CliError;
 use super::runs::{Approvals, Direction, Findings, Prepared, RunRequest, failover, prepare, refuse, runtime};
 use crate::fabric::{Call, Fabric, Intent, PreflightRequest};
-use crate::model::{FailoverKind, HumanDuration, Operation, Phase, PointChoice, format_time};
+use crate::model::{FailoverKind, Operation, Phase, PointChoice, format_time};
 use crate::store::StateDir;
 
 /// R37, R38: the plan's groups come back in order (downtime: each VM is shut down on the
@@ -106,8 +106,9 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
                 PlanStep::Reprotect => fabric.reprotect(&call, vm).await,
                 PlanStep::Cleanup(notes) => fabric.cleanup_test(&call, vm, notes).await,
                 PlanStep::ChangePoint(point) => fabric.change_recovery_point(&call, vm, *point).await.map(|o| {
+                    let loss = o.data_loss_text();
                     let mut job = o.job;
-                    job.detail = format!("{}; data loss {}", job.detail, HumanDuration(o.data_loss));
+                    job.detail = format!("{}; {loss}", job.detail);
                     job
                 }),
             }

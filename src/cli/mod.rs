@@ -101,8 +101,8 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::ChangePoint { plan, point } => {
             cycle::each_vm(global, plan, cycle::PlanStep::ChangePoint(*point), cycle::Confirm::Ask)
         }
-        Command::Resume { run, format, approve_manual } => {
-            runs::resume(global, run, *format, approvals(*approve_manual))
+        Command::Resume { run, format, kind, approve_manual } => {
+            runs::resume(global, run, *format, kind.map(Into::into), approvals(*approve_manual))
         }
         Command::Runs { format } => runs::runs(global, *format),
         Command::Show { run, format, svg } => runs::show(global, run, *format, svg.as_ref()),

@@ -247,7 +247,13 @@ fn refuse_rehearsal(approvals: Approvals, kind: FailoverKind, fabric: &dyn Fabri
     Ok(())
 }
 
-pub fn resume(global: &Global, run_id: &str, format: Format, approvals: Approvals) -> Result<String, CliError> {
+pub fn resume(
+    global: &Global,
+    run_id: &str,
+    format: Format,
+    as_kind: Option<FailoverKind>,
+    approvals: Approvals,
+) -> Result<String, CliError> {
     let state = StateDir::open(&global.state)?;
     let db = journal::open(state.path())?;
     let record = find_run(&db, run_id)?;
@@ -268,6 +274,19 @@ pub fn resume(global: &Global, run_id: &str, format: Format, approvals: Approval
             record.plan_path.display()
         )));
     }
+    let mut record = record;
+    if let Some(kind) = as_kind.filter(|kind| *kind != record.spec.spec.kind) {
+        let spec = &record.spec.spec;
+        if !(spec.kind == FailoverKind::Planned && kind == FailoverKind::Unplanned && !spec.failback) {
+            return Err(CliError::Usage(format!(
+                "run {run_id} is a {}: the only change of kind a resume makes is a planned failover going on as unplanned (R32)",
+                kind_of(spec)
+            )));
+        }
+        // R32: the VMs left fail over without the final sync; those done stay as they are.
+        record.spec.spec.kind = kind;
+        record.spec.header.kind = kind;
+    }
     let spec = record.spec.spec.clone();
     let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, Findings::Skip)?;
     refuse_rehearsal(approvals, spec.kind, &*prepared.sim)?;
@@ -282,10 +301,9 @@ pub fn resume(global: &Global, run_id: &str, format: Format, approvals: Approval
     if spec.kind != FailoverKind::Test {
         confirm(global, &format!("Resume the {} run {run_id} of plan {:?}?", kind_of(&spec), prepared.plan.name))?;
     }
-    let mut record = record;
     record.status = "running".into();
     db.put_run(&record)?;
-    eprintln!("run {run_id} resumed");
+    eprintln!("run {run_id} resumed as a {}", kind_of(&spec));
     let live = LiveRun { state: &state, runtime, dns, approvals, format, placements: checked.placements };
     live.run_to_end(db, record, prepared, history)
 }

@@ -780,12 +780,12 @@ impl RunState {
 fn describe(outcome: &FailoverOutcome) -> String {
     let ip = outcome.replica.ip().map_or("not connected".to_string(), |ip| ip.to_string());
     format!(
-        "{} on {}/{}; point {}; data loss {}",
+        "{} on {}/{}; point {}; {}",
         ip,
         outcome.replica.site,
         outcome.replica.host,
         format_time(outcome.point.time),
-        HumanDuration(outcome.data_loss)
+        outcome.data_loss_text()
     )
 }
 

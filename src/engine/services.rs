@@ -106,7 +106,7 @@ impl Services for StepServices {
         let done = |job: crate::model::Job| format!("{} (job {})", job.detail, job.id);
         let landed = |o: crate::fabric::FailoverOutcome| {
             let ip = o.replica.ip().map_or("not connected".to_string(), |ip| ip.to_string());
-            format!("{ip} on {}; data loss {}", o.replica.site, HumanDuration(o.data_loss))
+            format!("{ip} on {}; {}", o.replica.site, o.data_loss_text())
         };
         let result = match operation {
             VmOperation::Failover { kind, point } => {

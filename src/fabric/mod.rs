@@ -174,6 +174,31 @@ pub struct FailoverOutcome {
     pub finished: Timestamp,
 }
 
+impl FailoverOutcome {
+    /// R32: whether the source may still be taking writes: an unplanned failover that did
+    /// not shut it down. Then what is lost is everything since the point, open-ended, not
+    /// just `data_loss` (the changes up to the failover's start).
+    pub fn source_may_run(&self) -> bool {
+        self.kind == FailoverKind::Unplanned && self.source_shutdown != SourceShutdown::Done
+    }
+
+    /// The data-loss window in words, honest when it is open-ended.
+    pub fn data_loss_text(&self) -> String {
+        let lost = crate::model::HumanDuration(self.data_loss);
+        if !self.source_may_run() {
+            return format!("data loss {lost}");
+        }
+        let why = match &self.source_shutdown {
+            SourceShutdown::Failed { error } => format!("its shutdown failed ({error})"),
+            _ => "no shutdown was tried".into(),
+        };
+        format!(
+            "data loss OPEN-ENDED: every change since {} (at least {lost}); the source is still running, {why}, and may be taking writes",
+            crate::model::format_time(self.point.time)
+        )
+    }
+}
+
 /// Everything a fabric call can fail with. Each message names the VM and says what to do.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "error", rename_all = "kebab-case")]

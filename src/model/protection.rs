@@ -68,7 +68,9 @@ pub enum Phase {
         kind: FailoverKind,
         started: Timestamp,
     },
-    /// The failover did not finish (e.g. the replica did not boot): retry or cancel.
+    /// The failover did not finish (e.g. the replica did not boot): retry or cancel. A
+    /// planned one may also be retried as unplanned (R32: when the source will not shut
+    /// down, an unplanned failover goes on without it).
     FailoverFailed {
         kind: FailoverKind,
         error: String,
@@ -85,7 +87,9 @@ pub enum Phase {
         kind: FailoverKind,
         at: Timestamp,
     },
-    /// R35: a failover was cancelled; the VM replicates again only once reprotected.
+    /// R35: a failover was cancelled; the VM replicates again only once reprotected. Its
+    /// recovery points are kept (replication stopped, nothing deleted them), so an
+    /// unplanned failover to one of them is still possible.
     NeedsReprotect {
         reason: String,
     },
@@ -216,9 +220,13 @@ impl ProtectionState {
                 }
             }
             Phase::FailingOver { .. } => ops.push(Cancel),
+            Phase::FailoverFailed { kind: FailoverKind::Planned, .. } => {
+                ops.extend([PlannedFailover, UnplannedFailover, Cancel])
+            }
             Phase::FailoverFailed { kind, .. } => ops.extend([Operation::for_failover(*kind), Cancel]),
             Phase::FailedOver { .. } => ops.extend([ChangeRecoveryPoint, Commit]),
-            Phase::Committed { .. } | Phase::NeedsReprotect { .. } => ops.extend([Reprotect, Unprotect]),
+            Phase::Committed { .. } => ops.extend([Reprotect, Unprotect]),
+            Phase::NeedsReprotect { .. } => ops.extend([UnplannedFailover, Reprotect, Unprotect]),
         }
         ops
     }
@@ -530,8 +538,26 @@ mod tests {
     fn failed_failover_can_be_retried_or_cancelled() {
         let mut s = protected();
         s.begin_failover(FailoverKind::Planned, t(200));
-        s.fail_failover(FailoverKind::Planned, "replica did not boot".into());
-        assert_eq!(s.allowed(), vec![Operation::PlannedFailover, Operation::Cancel]);
+        s.fail_failover(FailoverKind::Unplanned, "replica did not boot".into());
+        assert_eq!(s.allowed(), vec![Operation::UnplannedFailover, Operation::Cancel]);
         assert!(s.describe().contains("did not boot"));
+    }
+
+    #[test]
+    fn r32_a_planned_failover_that_failed_can_be_retried_as_unplanned_without_cancel() {
+        let mut s = protected();
+        s.begin_failover(FailoverKind::Planned, t(200));
+        s.fail_failover(FailoverKind::Planned, "the source would not shut down".into());
+        assert_eq!(s.allowed(), vec![Operation::PlannedFailover, Operation::UnplannedFailover, Operation::Cancel]);
+        assert!(s.check("a", Operation::UnplannedFailover).is_ok());
+    }
+
+    #[test]
+    fn r35_a_cancelled_failover_can_still_fail_over_unplanned_to_a_kept_point() {
+        let mut s = protected();
+        s.begin_failover(FailoverKind::Unplanned, t(200));
+        s.cancel();
+        assert_eq!(s.allowed(), vec![Operation::UnplannedFailover, Operation::Reprotect, Operation::Unprotect]);
+        assert!(s.check("a", Operation::PlannedFailover).is_err(), "replication stopped: no final sync");
     }
 }

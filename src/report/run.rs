@@ -47,6 +47,10 @@ pub struct Span {
     /// The changes lost with that point: the data-loss window, i.e. the RPO achieved (R32).
     #[serde(rename = "data_loss_ms", skip_serializing_if = "Option::is_none", with = "millis_opt")]
     pub data_loss: Option<Duration>,
+    /// R32: the source was not shut down and may still be taking writes: the loss is
+    /// everything since the point, with no end (and `data_loss` only its least).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub data_loss_open_ended: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,6 +225,7 @@ impl RunReport {
                     if let Some(outcome) = outcome {
                         vm.point = Some(outcome.point.time);
                         vm.data_loss = Some(outcome.data_loss);
+                        vm.data_loss_open_ended = outcome.source_may_run();
                     }
                 }
                 EventKind::VmFailed => {

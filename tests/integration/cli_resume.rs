@@ -182,3 +182,25 @@ fn approve_manual_rehearses_a_run_with_the_dry_runs_timeline_and_says_so() {
     let done = show["steps"].as_array().unwrap().iter().find(|e| e["kind"] == "manual.done").unwrap().clone();
     assert_eq!(done["detail"], "approved automatically (--approve-manual)");
 }
+
+#[test]
+fn r32_a_planned_run_stuck_on_a_source_that_will_not_shut_down_goes_on_as_unplanned() {
+    let stuck = "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web02\"\n";
+    let work = Workdir::contoso().site_edit(|s| s + stuck).plan(PLAN);
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    let id = work.last_run().unwrap();
+    let other = work.run(&["resume", &id, "--kind", "test", "--yes"]).fails(2);
+    assert!(other.stderr.contains("the only change of kind"), "{}", other.stderr);
+    // No cancel, no reprotect: the run goes on, without a final sync for what is left.
+    let resumed = work.run(&["resume", &id, "--kind", "unplanned", "--yes"]).ok();
+    assert!(resumed.stderr.contains("resumed as a unplanned failover"), "{}", resumed.stderr);
+    let live = format!("{}{}", resumed.stdout, resumed.stderr);
+    assert!(live.contains("OPEN-ENDED"), "the live output says the loss is open-ended:\n{live}");
+    let show = work.run(&["show", &id]).ok().stdout;
+    assert!(show.contains("OPEN-ENDED") && show.contains("still running"), "{show}");
+    let json = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let web02 = json["groups"][2]["vms"].as_array().unwrap().iter().find(|v| v["name"] == "web02").unwrap().clone();
+    assert_eq!(web02["data_loss_open_ended"], true, "{web02}");
+    let sql01 = work.run(&["status", "sql01", "--format", "json"]).ok().json();
+    assert!(sql01["vms"][0]["state"].as_str().unwrap().starts_with("failed over (planned"), "done VMs stay planned");
+}

@@ -104,7 +104,7 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
     assert!(run.stderr.contains("cancelled"), "{}", run.stderr);
     let status = status_of(&work, "web01");
     assert!(status["state"].as_str().unwrap().contains("need of reprotect"), "{status}");
-    assert_eq!(status["allowed"], serde_json::json!(["reprotect", "unprotect"]));
+    assert_eq!(status["allowed"], serde_json::json!(["unplanned-failover", "reprotect", "unprotect"]));
     let runs = work.run(&["runs"]).ok();
     assert!(runs.stdout.contains("cancelled"), "{}", runs.stdout);
     work.run(&["cancel", &id]).fails(2);

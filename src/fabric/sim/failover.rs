@@ -144,16 +144,12 @@ impl SimFabric {
                         record.replica = None;
                     }
                 }
-                let detail = format!(
-                    "point {}; data loss {}",
-                    crate::model::format_time(landed.point.time),
-                    crate::model::HumanDuration(landed.data_loss)
-                );
-                let job = self.close_job(&mut state, job, name, JobStatus::Succeeded, t, detail)?;
-                Ok(FailoverOutcome {
+                // The job as it is open, replaced by the closed one: its detail is the outcome's.
+                let open = state.job_mut(job).clone();
+                let mut outcome = FailoverOutcome {
                     vm: name.into(),
                     kind,
-                    job,
+                    job: open,
                     point: landed.point,
                     data_loss: landed.data_loss,
                     replica: landed.replica,
@@ -161,7 +157,11 @@ impl SimFabric {
                     downtime: (!test).then(|| non_negative(t - start)),
                     started: start,
                     finished: t,
-                })
+                };
+                let detail =
+                    format!("point {}; {}", crate::model::format_time(outcome.point.time), outcome.data_loss_text());
+                outcome.job = self.close_job(&mut state, job, name, JobStatus::Succeeded, t, detail)?;
+                Ok(outcome)
             }
             Err(error) => {
                 if !cancelled {

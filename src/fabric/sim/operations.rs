@@ -202,12 +202,13 @@ impl SimFabric {
                 |_, _, _| Duration::ZERO,
                 |_, record, _| {
                     let reason = record.protection.describe();
+                    // R35: replication is stopped (the failover began so), and the points
+                    // it made are kept: nothing in the rule deletes them, only commit does.
                     record.protection.cancel();
-                    record.stream = None;
                     if record.protection.active == Side::Original {
                         record.replica = None;
                     }
-                    format!("cancelled while {reason}; reprotect needed (R35)")
+                    format!("cancelled while {reason}; recovery points kept; reprotect needed (R35)")
                 },
             )
             .await?;

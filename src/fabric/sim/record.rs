@@ -9,7 +9,7 @@ use std::ops::Index;
 use serde::{Deserialize, Serialize};
 
 use crate::fabric::Replica;
-use crate::model::{Phase, ProtectionState, Timestamp};
+use crate::model::{Phase, ProtectionState, Side, Timestamp};
 
 /// A running (or stopped) delta replication: it makes recovery points from `from` on,
 /// until `stopped` (R35: a failover stops it) or, while running, until now.
@@ -19,6 +19,14 @@ pub struct Stream {
     pub stopped: Option<Timestamp>,
     /// The policy it replicates under; it keeps it after a failover flips the VM's side.
     pub policy: String,
+    /// The side it replicates from: a stall of the original site's replication stays in
+    /// force for its points after a failover flips the VM's active side.
+    #[serde(default = "original_side")]
+    pub source: Side,
+}
+
+fn original_side() -> Side {
+    Side::Original
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +55,8 @@ impl VmRecord {
             && self.stream.is_none()
             && let Some(policy) = self.protection.replication_policy()
         {
-            self.stream = Some(Stream { from: since, stopped: None, policy: policy.into() });
+            let source = self.protection.active;
+            self.stream = Some(Stream { from: since, stopped: None, policy: policy.into(), source });
         }
     }
 }

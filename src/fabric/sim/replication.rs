@@ -57,7 +57,9 @@ impl SimFabric {
         let stream = record.stream.as_ref()?;
         let policy = self.inventory.policy(&stream.policy)?;
         let mut until = stream.stopped.unwrap_or(now).min(now);
-        if record.protection.active == Side::Original {
+        // R15 faults: points that never reached the target are never offered, before
+        // the failover or after it (`points`, `change-point`).
+        if stream.source == Side::Original {
             for fault in self.inventory.faults_of(vm) {
                 if let Fault::ReplicationStall { at, .. } = fault {
                     until = until.min(*at);

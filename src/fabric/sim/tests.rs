@@ -506,6 +506,61 @@ async fn r32_unplanned_failover_goes_on_when_source_shutdown_fails_and_loses_cha
 }
 
 #[tokio::test(start_paused = true)]
+async fn r32_a_planned_failover_whose_source_will_not_shut_down_is_retried_as_unplanned_without_cancel() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web01\"\n");
+    let err = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    assert!(err.to_string().contains("refused to shut down"), "{err}");
+    let points_before = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
+    assert!(!points_before.is_empty(), "a failed failover keeps the points");
+    // No cancel, no reprotect, no copy: the retry goes on without the source (R32).
+    let out = unplanned_with_shutdown(&sim, "web01").await.unwrap();
+    assert!(matches!(out.source_shutdown, SourceShutdown::Failed { .. }), "{:?}", out.source_shutdown);
+    assert_eq!(out.point, *points_before.last().unwrap());
+    // Honest: the source still runs, so what is lost has no end yet.
+    assert!(out.source_may_run());
+    let text = out.data_loss_text();
+    assert!(text.contains("OPEN-ENDED") && text.contains("still running"), "{text}");
+    assert!(out.job.detail.contains("OPEN-ENDED"), "{}", out.job.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r35_a_cancelled_failover_keeps_its_points_and_can_fail_over_unplanned_to_one() {
+    let sim = sim("[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n");
+    let before = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
+    let fabric = sim.fabric.clone();
+    let running = tokio::spawn(async move {
+        let request = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
+        let request = FailoverRequest { shut_down_source: true, ..request };
+        fabric.failover(&keyed(&fabric, "run/2"), "web01", &request).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.fabric.cancel(&call(&sim.fabric), "web01").await.unwrap();
+    assert!(matches!(running.await.unwrap(), Err(FabricError::Cancelled { .. })));
+    let kept = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
+    assert_eq!(kept, before, "R35 stops replication; it does not delete the points");
+    let again = failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::At(before[0].time)).await.unwrap();
+    assert_eq!(again.point, before[0]);
+    assert_eq!(again.replica.site, "secondary");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_a_replication_stall_stays_in_force_after_failover_no_later_point_is_offered() {
+    let sim = sim("[[faults]]\nkind = \"replication-stall\"\nvm = \"web01\"\nat = \"-1h\"\n");
+    let stalled = t("2026-03-02T08:00:00Z");
+    let out = failover(&sim, "web01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    assert!(out.point.time <= stalled, "{:?}", out.point);
+    let points = sim.fabric.recovery_points("web01", sim.fabric.now()).await.unwrap();
+    assert!(!points.is_empty());
+    assert!(points.iter().all(|p| p.time <= stalled), "after the failover too: {points:?}");
+    let moved = sim
+        .fabric
+        .change_recovery_point(&call(&sim.fabric), "web01", PointChoice::At(t("2026-03-02T08:55:00Z")))
+        .await
+        .unwrap();
+    assert!(moved.point.time <= stalled, "a point that never reached the target cannot be picked: {:?}", moved.point);
+}
+
+#[tokio::test(start_paused = true)]
 async fn r32_a_hung_source_shutdown_is_waited_for_then_abandoned() {
     let sim = sim("[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n");
     let out = unplanned_with_shutdown(&sim, "web01").await.unwrap();
@@ -588,7 +643,7 @@ async fn r35_cancel_stops_a_failover_in_progress_and_needs_reprotect() {
     assert!(matches!(err, FabricError::Cancelled { .. }), "{err}");
     let status = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap();
     assert!(status.state.contains("need of reprotect"), "{}", status.state);
-    assert_eq!(status.allowed, vec![Operation::Reprotect, Operation::Unprotect]);
+    assert_eq!(status.allowed, vec![Operation::UnplannedFailover, Operation::Reprotect, Operation::Unprotect]);
     let jobs = sim.fabric.jobs().await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.status).collect::<Vec<_>>(), vec![JobStatus::Cancelled, JobStatus::Succeeded]);
     let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
@@ -716,7 +771,7 @@ async fn r9_static_ip_not_available_fails_that_vms_failover() {
     assert!(err.to_string().contains("10.2.1.10 is not available"), "{err}");
     let status = sim.fabric.replication_status("sql01", sim.fabric.now()).await.unwrap();
     assert!(status.state.contains("failed planned failover"), "{}", status.state);
-    assert_eq!(status.allowed, vec![Operation::PlannedFailover, Operation::Cancel]);
+    assert_eq!(status.allowed, vec![Operation::PlannedFailover, Operation::UnplannedFailover, Operation::Cancel]);
     assert_eq!(sim.fabric.jobs().await.unwrap().last().unwrap().status, JobStatus::Failed);
     // The other group member is not held back.
     failover(&sim, "sql02", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
