@@ -1,29 +1,14 @@
 //! Names in messages: short lists and "did you mean" suggestions, so that an operator
 //! who mistypes a VM, a site or a policy is told what exists.
 
-/// " (did you mean X?)" for the candidate closest to `name`, within 2 edits.
+/// " (did you mean X?)" for the candidate closest to `name`, within 2 edits (Levenshtein,
+/// in characters).
 pub fn did_you_mean<'n>(name: &str, candidates: impl Iterator<Item = &'n str>) -> String {
     candidates
-        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map_or_else(String::new, |(_, candidate)| format!(" (did you mean {candidate}?)"))
-}
-
-/// Levenshtein distance, in characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// Names for a message: at most ten, then how many more.
@@ -46,10 +31,11 @@ mod tests {
     fn suggests_the_closest_name_within_two_edits() {
         assert_eq!(did_you_mean("sql1", ["sql01", "web01"].into_iter()), " (did you mean sql01?)");
         assert_eq!(did_you_mean("zzz", ["sql01"].into_iter()), "");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("sql01", "sql01"), 0);
-        assert_eq!(edit_distance("slq01", "sql01"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
+        // A swap is two edits; the closest wins; characters, not bytes, are counted.
+        assert_eq!(did_you_mean("slq01", ["sql01"].into_iter()), " (did you mean sql01?)");
+        assert_eq!(did_you_mean("web1", ["web01", "web"].into_iter()), " (did you mean web01?)");
+        assert_eq!(did_you_mean("sqlé1", ["sql01"].into_iter()), " (did you mean sql01?)");
+        assert_eq!(did_you_mean("sql", ["sql01"].into_iter()), " (did you mean sql01?)");
     }
 
     #[test]
