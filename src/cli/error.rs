@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::fabric::FabricError;
+use crate::model::names::Count;
 use crate::model::site_file::SiteFileErrors;
 use crate::store::StoreError;
 
@@ -22,7 +23,7 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Script(#[from] crate::script::ScriptError),
-    #[error("the plan has {errors} error(s); see above")]
+    #[error("the plan has {}; see above", Count::numbered("error", *.errors))]
     InvalidPlan { errors: usize },
     #[error("the run {0}")]
     RunFailed(&'static str),

@@ -11,6 +11,7 @@ use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
+use crate::model::names::Count;
 use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
@@ -46,10 +47,12 @@ pub fn check(global: &Global, path: &Path) -> Result<String, CliError> {
     let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
     let warnings = loaded.validation.findings.len();
     Ok(format!(
-        "{}: plan {:?} is sound: {} groups, {vms} VMs, {warnings} warning(s)\n",
+        "{}: plan {:?} is sound: {}, {}, {}\n",
         path.display(),
         loaded.plan.name,
-        loaded.plan.groups.len()
+        Count::numbered("group", loaded.plan.groups.len()),
+        Count::numbered("VM", vms),
+        Count::numbered("warning", warnings)
     ))
 }
 

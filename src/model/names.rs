@@ -1,5 +1,9 @@
-//! Names in messages: short lists and "did you mean" suggestions, so that an operator
-//! who mistypes a VM, a site or a policy is told what exists.
+//! Names in messages: short lists, "did you mean" suggestions, and nouns that agree with
+//! their numbers, so that an operator who mistypes a VM, a site or a policy is told what
+//! exists, in plain English.
+
+use std::borrow::Cow;
+use std::fmt;
 
 /// " (did you mean X?)" for the candidate closest to `name`, within 2 edits (Levenshtein,
 /// in characters).
@@ -23,6 +27,62 @@ pub fn list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
     }
 }
 
+/// A noun that agrees with a number, as just's `Count`: `Count::numbered("VM", 10_000)`
+/// reads "10,000 VMs" and `Count::numbered("policy", 1)` "1 policy"; `Count::of("group",
+/// n)` is the noun alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Count<'a> {
+    noun: &'a str,
+    n: usize,
+    numbered: bool,
+}
+
+impl<'a> Count<'a> {
+    pub fn numbered(noun: &'a str, n: usize) -> Self {
+        Count { noun, n, numbered: true }
+    }
+
+    pub fn of(noun: &'a str, n: usize) -> Self {
+        Count { noun, n, numbered: false }
+    }
+}
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.numbered {
+            write!(f, "{} ", Thousands(self.n))?;
+        }
+        if self.n == 1 { f.write_str(self.noun) } else { f.write_str(&plural(self.noun)) }
+    }
+}
+
+/// The plural of a noun of drplan's messages: "VM" → "VMs", "policy" → "policies",
+/// "replication group" → "replication groups".
+pub fn plural(noun: &str) -> Cow<'_, str> {
+    match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{stem}ies").into(),
+        _ if noun.ends_with(['s', 'x']) || noun.ends_with("ch") || noun.ends_with("sh") => format!("{noun}es").into(),
+        _ => format!("{noun}s").into(),
+    }
+}
+
+/// A number with thousands separators: 10,000.
+#[derive(Debug, Clone, Copy)]
+pub struct Thousands(pub usize);
+
+impl fmt::Display for Thousands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits = self.0.to_string();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                f.write_str(",")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +103,18 @@ mod tests {
         assert_eq!(list(["a", "b"].iter()), "a, b");
         assert_eq!(list((0..12).map(|i| i.to_string())), "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, and 2 more");
         assert_eq!(list(std::iter::empty::<&str>()), "none");
+    }
+
+    #[test]
+    fn counts_agree_with_their_numbers() {
+        assert_eq!(Count::numbered("VM", 1).to_string(), "1 VM");
+        assert_eq!(Count::numbered("VM", 10_000).to_string(), "10,000 VMs");
+        assert_eq!(Count::numbered("error", 0).to_string(), "0 errors");
+        assert_eq!(Count::of("policy", 2).to_string(), "policies");
+        assert_eq!(Count::of("day", 2).to_string(), "days");
+        assert_eq!(Count::of("replication group", 1).to_string(), "replication group");
+        assert_eq!(plural("address"), "addresses");
+        assert_eq!(Thousands(999).to_string(), "999");
+        assert_eq!(Thousands(1_234_567).to_string(), "1,234,567");
     }
 }

@@ -5,3 +5,4 @@ pub mod run;
 pub mod status;
 pub mod svg;
 pub mod table;
+pub mod text;

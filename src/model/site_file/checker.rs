@@ -3,6 +3,7 @@
 //! skipped rather than reported again. Here: the checker and what every part uses (errors,
 //! value parsing, name lookups); each part of the file has its own `impl Checker` beside.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::ops::Range;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use super::doc::{GroupDoc, NetworkDoc, PolicyDoc, SiteDoc, SiteFileDoc, SizeDoc, SubnetDoc, Text, VmDoc};
 use super::error::{SiteFileError, SiteFileErrors};
-use crate::model::names::list;
+use crate::model::names::{list, plural};
 
 /// Things the file names and refers to by name.
 pub(super) trait Named {
@@ -127,21 +128,24 @@ impl<F: FnOnce() -> String> FieldPath for F {
     }
 }
 
-/// What a name refers to, for messages.
+/// What a name refers to, for messages: "unknown policy ... (known policies: ...)".
 #[derive(Clone, Copy)]
-pub(super) struct Noun {
-    one: &'static str,
-    many: &'static str,
+pub(super) struct Noun(&'static str);
+
+impl Noun {
+    fn plural(self) -> Cow<'static, str> {
+        plural(self.0)
+    }
 }
 
-pub(super) const SITE: Noun = Noun { one: "site", many: "sites" };
-pub(super) const HOST: Noun = Noun { one: "host", many: "hosts" };
-pub(super) const NETWORK: Noun = Noun { one: "network", many: "networks" };
-pub(super) const SUBNET: Noun = Noun { one: "subnet", many: "subnets" };
-pub(super) const POLICY: Noun = Noun { one: "policy", many: "policies" };
-pub(super) const SIZE: Noun = Noun { one: "size", many: "sizes" };
-pub(super) const GROUP: Noun = Noun { one: "replication group", many: "replication groups" };
-pub(super) const VM: Noun = Noun { one: "VM", many: "VMs" };
+pub(super) const SITE: Noun = Noun("site");
+pub(super) const HOST: Noun = Noun("host");
+pub(super) const NETWORK: Noun = Noun("network");
+pub(super) const SUBNET: Noun = Noun("subnet");
+pub(super) const POLICY: Noun = Noun("policy");
+pub(super) const SIZE: Noun = Noun("size");
+pub(super) const GROUP: Noun = Noun("replication group");
+pub(super) const VM: Noun = Noun("VM");
 
 pub(super) struct Checker<'t> {
     text: &'t str,
@@ -227,7 +231,8 @@ impl<'t> Checker<'t> {
             let names = list(catalog.items.iter().map(|item| item.name().get_ref().as_str()));
             let scope = scope.path();
             let whose = if scope.is_empty() { "known" } else { "its" };
-            let message = format!("unknown {} {:?}{scope} ({whose} {}: {names})", noun.one, name.get_ref(), noun.many);
+            let message =
+                format!("unknown {} {:?}{scope} ({whose} {}: {names})", noun.0, name.get_ref(), noun.plural());
             self.error(name.span(), field, message);
         }
         found
@@ -260,7 +265,7 @@ impl<'t> Checker<'t> {
         for item in items {
             let name = item.name();
             self.once(&mut seen, name.get_ref().as_str(), name.span(), field(item), |line| {
-                format!("duplicate {} {:?}{scope}: it is already defined on line {line}", noun.one, name.get_ref())
+                format!("duplicate {} {:?}{scope}: it is already defined on line {line}", noun.0, name.get_ref())
             });
         }
     }
