@@ -38,6 +38,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// What stderr shows: each error with its own severity first; one in a file also with
+    /// the line it points at.
+    pub fn report(&self) -> String {
+        match self {
+            CliError::SiteFile(errors) => errors.to_string(),
+            CliError::Script(error) => super::diagnostics::script_error(error),
+            other => format!("error: {other}"),
+        }
+    }
+
     /// DESIGN.md: 1 for a failure of the plan, the run or its inputs, 2 for bad usage.
     pub fn exit_code(&self) -> u8 {
         match self {

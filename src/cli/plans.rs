@@ -32,9 +32,7 @@ fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -
     let sim = super::context::look_at_simulation(global, inventory.clone())?;
     let protection: BTreeMap<String, ProtectionState> = sim.protection();
     let validation = validate(&plan, &inventory, &protection, kind);
-    for finding in &validation.findings {
-        eprintln!("{finding}");
-    }
+    eprint!("{}", super::diagnostics::findings(&validation.findings));
     let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
     if errors > 0 {
         return Err(CliError::InvalidPlan { errors });

@@ -157,9 +157,7 @@ pub(super) fn prepare(
     // Not strict: a resumed run's or a failback's VMs are (partly) failed over, so the
     // failover checks do not apply; the caller checks what does.
     if strict {
-        for finding in &validation.findings {
-            eprintln!("{finding}");
-        }
+        eprint!("{}", super::diagnostics::findings(&validation.findings));
         if errors > 0 {
             return Err(CliError::InvalidPlan { errors });
         }

@@ -11,6 +11,7 @@ pub mod protection;
 pub mod recovery;
 pub mod site;
 pub mod site_file;
+pub mod snippet;
 pub mod vm;
 
 pub use duration::{HumanDuration, parse_duration};

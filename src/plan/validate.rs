@@ -18,6 +18,8 @@ use serde::Serialize;
 use super::{Group, Member, Plan, Selector, SourcePos, Step};
 use crate::model::names::{did_you_mean, list};
 use crate::model::network::mapped_network;
+pub use crate::model::snippet::Severity;
+use crate::model::snippet::{Diagnostic, Source};
 use crate::model::vm::{check_replica_name, replica_nic_count};
 use crate::model::{
     FailoverKind, Inventory, Network, Nic, Operation, Phase, Platform, ProtectionState, Side, Site, SiteKind, Subnet,
@@ -38,24 +40,6 @@ pub struct ResolvedPlan {
     pub groups: Vec<ResolvedGroup>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// The plan must not run.
-    Error,
-    /// Worth a look; the run may go on.
-    Warning,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        })
-    }
-}
-
 /// One problem with a plan, where it was written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
@@ -64,14 +48,31 @@ pub struct Finding {
     /// What the finding is about, as the operator names it: a VM, group, site, network
     /// or manual step, e.g. "sql99".
     pub subject: String,
-    /// The DOMAIN.md rule at stake, e.g. "R9".
+    /// The DOMAIN.md rule at stake, e.g. "R9": rendered after the message, which does
+    /// not repeat it.
     pub rule: Option<&'static str>,
     pub message: String,
 }
 
+impl Finding {
+    /// The finding as the operator reads it, with the line of `source` it points at
+    /// (`source` is the text of `at.file`, when it could be read) and the rule appended:
+    /// `error: plan.rhai:3:5: unknown VM sql99 (R20)`, then the line and a caret.
+    pub fn render(&self, source: Option<&Source>) -> String {
+        let message = match self.rule {
+            Some(rule) => format!("{} ({rule})", self.message),
+            None => self.message.clone(),
+        };
+        let snippet = source.and_then(|source| source.snippet_at(self.at.line, self.at.column));
+        Diagnostic { severity: self.severity, at: self.at.location(), message: &message, snippet: snippet.as_ref() }
+            .to_string()
+    }
+}
+
+/// The first line of `render`: without the source line.
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.at, self.severity, self.message)
+        f.write_str(&self.render(None))
     }
 }
 
@@ -245,7 +246,7 @@ impl<'a> Validator<'a> {
         };
         let platform = format!("{:?}", source.platform).to_lowercase();
         let message = format!(
-            "planned failover from {} ({platform}) to the cloud is not offered: run an unplanned failover instead (R31)",
+            "planned failover from {} ({platform}) to the cloud is not offered: run an unplanned failover instead",
             source.name
         );
         self.report(severity, &plan.at, &source.name, Some("R31"), message);
@@ -272,7 +273,7 @@ impl<'a> Validator<'a> {
             }
             Some(network) if !network.isolated => {
                 let message = format!(
-                    "test network {name} on {} is not isolated: test replicas would share it with production (R30)",
+                    "test network {name} on {} is not isolated: test replicas would share it with production",
                     target.name
                 );
                 self.warn(&plan.at, name, Some("R30"), message);
@@ -445,7 +446,7 @@ impl<'a> Validator<'a> {
                 group.vms.iter().map(String::as_str).filter(|vm| !in_plan.contains_key(vm)).collect();
             if !missing.is_empty() {
                 let message = format!(
-                    "replication group {} fails over to one common recovery point, but the plan leaves out {} (R12)",
+                    "replication group {} fails over to one common recovery point, but the plan leaves out {}",
                     group.name,
                     list(missing.into_iter())
                 );
@@ -476,7 +477,7 @@ impl<'a> Validator<'a> {
                         )
                     }
                     Phase::InitialReplication { .. } => {
-                        ("; failover waits for it (R5)".into(), "Run the plan once the copy is done.".into())
+                        ("; failover waits for it".into(), "Run the plan once the copy is done.".into())
                     }
                     _ => (refusal.why, refusal.hint),
                 };
@@ -484,7 +485,7 @@ impl<'a> Validator<'a> {
             }
             // Replicating back from the target: not protected from source to target.
             Ok(()) if state.active == Side::Recovery => format!(
-                "cannot {what} from {}: it runs on {} already; fail it back first (R20)",
+                "cannot {what} from {}: it runs on {} already; fail it back first",
                 self.plan.source, self.plan.target
             ),
             Ok(()) => return,
@@ -497,7 +498,7 @@ impl<'a> Validator<'a> {
     fn replica_name(&mut self, p: &Placed) {
         let Some(target) = self.target else { return };
         if let Err(why) = check_replica_name(p.vm.replica_name(), p.vm.os, target.kind) {
-            self.error(p.at, &p.vm.name, Some("R7"), format!("{}: {why} (R7)", p.vm.name));
+            self.error(p.at, &p.vm.name, Some("R7"), format!("{}: {why}", p.vm.name));
         }
     }
 
@@ -512,7 +513,7 @@ impl<'a> Validator<'a> {
         let (vm, kept) = (p.vm, self.kept_nics(p.vm).len());
         let Some(size) = vm.size.as_deref().filter(|_| kept < vm.nics.len()) else { return };
         let message =
-            format!("{} has {} NICs; size {size} allows {kept}: the replica gets {kept} (R8)", vm.name, vm.nics.len());
+            format!("{} has {} NICs; size {size} allows {kept}: the replica gets {kept}", vm.name, vm.nics.len());
         self.warn(p.at, &vm.name, Some("R8"), message);
     }
 
@@ -534,7 +535,7 @@ impl<'a> Validator<'a> {
         let Some((first, others)) = self.kept_nics(vm).split_first() else { return };
         let Some(joined) = self.mapped(vm, first, target) else {
             let message = format!(
-                "{}'s NIC 1 on network {} has no network mapping to {}: the replica would not be connected (R10)",
+                "{}'s NIC 1 on network {} has no network mapping to {}: the replica would not be connected",
                 vm.name, first.network, target.name
             );
             self.report(self.severity(Replicas::Production), p.at, &vm.name, Some("R10"), message);
@@ -547,7 +548,7 @@ impl<'a> Validator<'a> {
                 None => format!("has no network mapping to {}", target.name),
             };
             let message = format!(
-                "{}'s NIC {} on network {} {how}, but a replica's NICs all join one network: it joins {joined} with NIC 1 (R8)",
+                "{}'s NIC {} on network {} {how}, but a replica's NICs all join one network: it joins {joined} with NIC 1",
                 vm.name,
                 i + 2,
                 nic.network
@@ -593,7 +594,7 @@ impl<'a> Validator<'a> {
                     continue;
                 };
                 let message = format!(
-                    "{}'s NIC {nic} target IP {ip} {problem}: its {} would fail (R9)",
+                    "{}'s NIC {nic} target IP {ip} {problem}: its {} would fail",
                     p.vm.name,
                     replicas.failover()
                 );

@@ -12,6 +12,7 @@ use std::path::Path;
 use super::doc::{GroupDoc, NetworkDoc, PolicyDoc, SiteDoc, SiteFileDoc, SizeDoc, SubnetDoc, Text, VmDoc};
 use super::error::{SiteFileError, SiteFileErrors};
 use crate::model::names::{list, plural};
+use crate::model::snippet::Source;
 
 /// Things the file names and refers to by name.
 pub(super) trait Named {
@@ -148,47 +149,32 @@ pub(super) const GROUP: Noun = Noun("replication group");
 pub(super) const VM: Noun = Noun("VM");
 
 pub(super) struct Checker<'t> {
-    text: &'t str,
+    source: Source<'t>,
     path: &'t Path,
-    /// Byte offset where each line starts, to turn spans into lines quickly.
-    line_starts: Vec<usize>,
     pub(super) errors: Vec<SiteFileError>,
 }
 
 impl<'t> Checker<'t> {
     pub(super) fn new(text: &'t str, path: &'t Path) -> Self {
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Checker { text, path, line_starts, errors: Vec::new() }
+        Checker { source: Source::new(text), path, errors: Vec::new() }
     }
 
     pub(super) fn into_errors(mut self) -> SiteFileErrors {
-        self.errors.sort_by_key(|e| (e.line, e.column));
+        self.errors.sort_by_key(|e| (e.snippet.line, e.snippet.column));
         SiteFileErrors(self.errors)
     }
 
     /// The 1-based line of a byte offset.
     pub(super) fn line_of(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&start| start <= offset)
+        self.source.line_of(offset)
     }
 
     pub(super) fn error(&mut self, span: Range<usize>, field: impl FieldPath, message: impl Into<String>) {
-        let mut start = span.start.min(self.text.len());
-        while !self.text.is_char_boundary(start) {
-            start -= 1;
-        }
-        let line = self.line_of(start);
-        let line_start = self.line_starts[line - 1];
-        let line_end = self.text[line_start..].find('\n').map_or(self.text.len(), |i| line_start + i);
-        let end = span.end.clamp(start, line_end);
-        let end = (end..=line_end).find(|&i| self.text.is_char_boundary(i)).unwrap_or(line_end);
         self.errors.push(SiteFileError {
             path: self.path.to_path_buf(),
-            line,
-            column: self.text[line_start..start].chars().count() + 1,
             field: field.path(),
             message: message.into(),
-            source_line: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
-            width: self.text[start..end].chars().count().max(1),
+            snippet: self.source.snippet(span),
         });
     }
 

@@ -78,7 +78,7 @@ fn last_line_of(text: &str, needle: &str) -> usize {
 
 fn assert_error(text: &str, needle: &str, phrase: &str) -> SiteFileError {
     let e = error(text);
-    assert_eq!(e.line, line_of(text, needle), "{e}");
+    assert_eq!(e.snippet.line, line_of(text, needle), "{e}");
     assert!(e.message.contains(phrase), "{e}");
     e
 }
@@ -105,7 +105,7 @@ fn simulations_are_paced_unless_the_file_says_pace_false() {
     let unpaced = parse(&format!("[simulation]\npace = false\n{MINIMAL}")).unwrap();
     assert!(!unpaced.simulation.pace);
     let e = error(&format!("[simulation]\npace = \"no\"\n{MINIMAL}"));
-    assert_eq!(e.line, 2, "{e}");
+    assert_eq!(e.snippet.line, 2, "{e}");
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn the_contoso_site_parses() {
 fn toml_syntax_error_is_reported_at_its_line() {
     let text = with("[throttle]\nthreads = = 4\n");
     let e = error(&text);
-    assert_eq!(e.line, line_of(&text, "= ="));
+    assert_eq!(e.snippet.line, line_of(&text, "= ="));
     assert!(e.field.is_empty());
 }
 
@@ -144,12 +144,13 @@ fn r10_nic_on_unknown_network_is_reported_with_line() {
     let text = replacing("network = \"prod\"", "network = \"prod-x\"");
     let e = assert_error(&text, "prod-x", "unknown network \"prod-x\" on site \"primary\" (its networks: prod)");
     assert_eq!(e.field, "vms.\"web01\".nics[0].network");
-    assert_eq!(e.width, "\"prod-x\"".len());
+    assert_eq!(e.snippet.width, "\"prod-x\"".len());
     let rendered = e.to_string();
-    assert!(
-        rendered.starts_with(&format!("site.toml:{}:{}: vms.\"web01\".nics[0].network: unknown", e.line, e.column))
-    );
-    assert!(rendered.ends_with(&format!("{}^^^^^^^^", " ".repeat(e.column - 1))), "{rendered}");
+    assert!(rendered.starts_with(&format!(
+        "error: site.toml:{}:{}: vms.\"web01\".nics[0].network: unknown",
+        e.snippet.line, e.snippet.column
+    )));
+    assert!(rendered.ends_with(&format!("{}^^^^^^^^", " ".repeat(e.snippet.column - 1))), "{rendered}");
 }
 
 #[test]
@@ -206,7 +207,7 @@ fn r13_site_in_two_pairings_is_refused() {
         "[[sites]]\nname = \"third\"\nkind = \"cloud\"\nhosts = [\"c1\"]\n\n[[pairings]]\nsource = \"primary\"\ntarget = \"third\"\n",
     );
     let e = error(&text);
-    assert_eq!(e.line, last_line_of(&text, "source = \"primary\""), "{e}");
+    assert_eq!(e.snippet.line, last_line_of(&text, "source = \"primary\""), "{e}");
     assert!(e.message.contains("already in a protection pairing"), "{e}");
     assert_eq!(e.field, "pairings[1].source");
 }
@@ -216,9 +217,9 @@ fn r15_throttle_out_of_range_is_refused() {
     let text = with("[throttle]\nwork_kbps = 100\nthreads = 64\n");
     let errors = parse(&text).unwrap_err().0;
     assert_eq!(errors.len(), 2, "{}", SiteFileErrors(errors.clone()));
-    assert_eq!(errors[0].line, line_of(&text, "work_kbps"));
+    assert_eq!(errors[0].snippet.line, line_of(&text, "work_kbps"));
     assert!(errors[0].message.contains("outside 512 Kbps to 102 Mbps"), "{}", errors[0]);
-    assert_eq!(errors[1].line, line_of(&text, "threads"));
+    assert_eq!(errors[1].snippet.line, line_of(&text, "threads"));
     assert!(errors[1].message.contains("1 to 32"), "{}", errors[1]);
 }
 
@@ -234,7 +235,7 @@ fn several_errors_are_reported_together_in_line_order() {
         .replacen("host = \"h1\"", "host = \"h9\"", 1)
         .replacen("kind = \"onprem\"", "kind = \"on-prem\"", 1);
     let errors = parse(&text).unwrap_err();
-    let found: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.line, e.field.as_str())).collect();
+    let found: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.snippet.line, e.field.as_str())).collect();
     assert_eq!(
         found,
         [
@@ -243,7 +244,10 @@ fn several_errors_are_reported_together_in_line_order() {
             (line_of(&text, "nobody"), "faults[0].vm"),
         ]
     );
-    assert!(errors.to_string().ends_with("3 errors in site.toml"), "{errors}");
+    let rendered = errors.to_string();
+    assert!(rendered.ends_with("\n\n3 errors in site.toml"), "{errors}");
+    // Each error says what it is, not only the first.
+    assert_eq!(rendered.matches("error: site.toml:").count(), 3, "{errors}");
 }
 
 #[test]
@@ -260,7 +264,7 @@ fn a_stall_fault_needs_a_time() {
 fn duplicate_names_point_at_the_second() {
     let text = with("\n[[policies]]\nname = \"gold\"\nretention = \"48h\"\n");
     let e = error(&text);
-    assert_eq!(e.line, last_line_of(&text, "name = \"gold\""), "{e}");
+    assert_eq!(e.snippet.line, last_line_of(&text, "name = \"gold\""), "{e}");
     assert!(e.message.contains(&format!(
         "duplicate policy \"gold\": it is already defined on line {}",
         line_of(&text, "name = \"gold\"")

@@ -244,7 +244,9 @@ fn only(v: &Validation) -> &Finding {
 /// Asserts a finding's (severity, line, rule), and a phrase of its message.
 fn assert_finding(f: &Finding, (severity, line, rule): (Severity, usize, Option<&str>), phrase: &str) {
     assert_eq!((f.severity, f.at.line, f.rule), (severity, line, rule), "{f}");
-    assert!(f.message.contains(phrase), "{f}\nwanted: {phrase}");
+    // As rendered: the rule comes after the message, which does not repeat it.
+    assert!(f.to_string().contains(phrase), "{f}\nwanted: {phrase}");
+    assert!(!f.message.contains(&format!("({})", rule.unwrap_or("-"))), "the rule twice: {f}");
 }
 
 fn names(v: &Validation) -> Vec<(&str, Vec<&str>)> {
@@ -299,9 +301,9 @@ fn unknown_vm_is_an_error_with_the_closest_name_suggested() {
     assert_eq!(
         rendered(&v),
         [
-            "plan.rhai:3:5: warning: replication group sql-cluster fails over to one common recovery point, but the plan leaves out sql02 (R12)",
-            "plan.rhai:4:5: error: unknown VM slq02 (did you mean sql02?)",
-            "plan.rhai:5:5: error: unknown VM nothing-like-it",
+            "warning: plan.rhai:3:5: replication group sql-cluster fails over to one common recovery point, but the plan leaves out sql02 (R12)",
+            "error: plan.rhai:4:5: unknown VM slq02 (did you mean sql02?)",
+            "error: plan.rhai:5:5: unknown VM nothing-like-it",
         ]
     );
     assert_eq!(v.findings[1].subject, "slq02");
@@ -376,7 +378,7 @@ fn r5_vm_in_initial_replication_cannot_be_in_a_plan() {
     assert_finding(
         f,
         (Error, 3, Some("R5")),
-        "cannot fail over sql01: it is in initial replication until 2026-01-01T05:00:00Z; failover waits for it (R5)",
+        "cannot fail over sql01: it is in initial replication until 2026-01-01T05:00:00Z; failover waits for it. Run the plan once the copy is done. (R5)",
     );
     assert_eq!(f.subject, "sql01");
     let v = world.check(&sound_plan(), Some(FailoverKind::Test));
@@ -646,9 +648,18 @@ fn findings_are_sorted_by_position_then_message_and_deterministic() {
 }
 
 #[test]
-fn a_finding_renders_as_file_line_column_severity_message() {
+fn a_finding_renders_as_severity_file_line_column_message() {
     let v = World::new().check(&plan(vec![group("db", 2, vec![vm("sql99", 3)])]), None);
-    assert_eq!(rendered(&v)[1], "plan.rhai:3:5: error: unknown VM sql99 (did you mean sql01?)");
+    assert_eq!(rendered(&v)[1], "error: plan.rhai:3:5: unknown VM sql99 (did you mean sql01?)");
+    // With the plan's text: the line, and a caret under the token at the column.
+    let text = "let plan = recovery_plan(\"contoso\", #{});\nplan\n    .group(\"db\", [\"sql99\"]);\n";
+    let source = Source::new(text);
+    let mut finding = v.findings[1].clone();
+    finding.at.column = 19;
+    assert_eq!(
+        finding.render(Some(&source)),
+        "error: plan.rhai:3:19: unknown VM sql99 (did you mean sql01?)\n  |\n3 |     .group(\"db\", [\"sql99\"]);\n  |                   ^^^^^^^"
+    );
     let json = serde_json::to_value(&v.findings[1]).unwrap();
     assert_eq!(json["severity"], "error");
     assert_eq!(json["at"], "plan.rhai:3:5");
