@@ -52,6 +52,17 @@ fn each_error_of_a_site_file_has_its_own_severity() {
 }
 
 #[test]
+fn a_site_file_that_is_not_utf8_is_refused_at_the_line_of_the_bad_byte() {
+    let work = folder(|site| site.replacen("name = \"sql01\"", "name = \"sql\u{1}01\"", 1), PLAN);
+    let site = std::fs::read(&work.site).unwrap();
+    let at = site.iter().position(|&b| b == 1).unwrap();
+    let mut bytes = site.clone();
+    bytes[at] = 0xFF;
+    std::fs::write(&work.site, bytes).unwrap();
+    insta::assert_snapshot!("site_file_not_utf8", check_fails(&work));
+}
+
+#[test]
 fn a_drplan_toml_error_is_shown_at_its_line_with_a_caret() {
     let work = folder(|site| site, PLAN);
     std::fs::write(work.path().join("drplan.toml"), "[hooks]\nscripts = [\"hooks/notify.rhai\", \"../shared.rhai\"]\n")

@@ -22,5 +22,5 @@ pub use policy::{CopyFrequency, InitialReplication, ReplicationPolicy, StorageTi
 pub use protection::{FailoverKind, Operation, Phase, ProtectionState, Refusal, Side};
 pub use recovery::{Consistency, PointChoice, PointSchedule, PointSummary, RecoveryPoint, Timestamp, format_time};
 pub use site::{Pairing, Platform, Site, SiteKind};
-pub use site_file::{SiteFileError, SiteFileErrors, parse_site};
+pub use site_file::{SiteFileError, SiteFileErrors, parse_site, parse_site_bytes};
 pub use vm::{Disk, Nic, Os, StorageMapping, TargetSize, Vm};

@@ -25,6 +25,23 @@ pub use error::{SiteFileError, SiteFileErrors};
 
 use super::inventory::Inventory;
 
+/// Parses and validates a site file as read from disk: its bytes must be UTF-8 text. A
+/// byte that is not is reported at its line, like any other error.
+pub fn parse_site_bytes(bytes: &[u8], path: &Path) -> Result<Inventory, SiteFileErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_site(text, path),
+        Err(e) => {
+            // Up to the bad byte the text is valid, and the lossy copy is the same.
+            let text = String::from_utf8_lossy(bytes);
+            let at = e.valid_up_to();
+            let message = format!("byte 0x{:02X} is not UTF-8: a site file is UTF-8 text; save it as UTF-8", bytes[at]);
+            let mut checker = Checker::new(&text, path);
+            checker.error(at..at + 1, String::new(), message);
+            Err(checker.into_errors())
+        }
+    }
+}
+
 /// Parses and validates the text of a site file. `path` is only used in messages.
 pub fn parse_site(text: &str, path: &Path) -> Result<Inventory, SiteFileErrors> {
     let mut checker = Checker::new(text, path);

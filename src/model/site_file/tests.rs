@@ -270,3 +270,21 @@ fn duplicate_names_point_at_the_second() {
         line_of(&text, "name = \"gold\"")
     )));
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_the_line_of_the_bad_byte() {
+    let text = replacing("name = \"web01\"", "name = \"web?01\"");
+    let mut bytes = text.clone().into_bytes();
+    // A continuation byte cannot start a character.
+    bytes[text.find("web?01").unwrap() + 3] = 0xBF;
+    let errors = parse_site_bytes(&bytes, Path::new("site.toml")).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    let e = &errors[0];
+    assert_eq!((e.snippet.line, e.snippet.column, e.snippet.width), (line_of(&text, "web?01"), 12, 1), "{e}");
+    assert!(e.message.contains("byte 0xBF is not UTF-8"), "{e}");
+    let rendered = e.to_string();
+    assert!(rendered.contains("| name = \"web\u{FFFD}01\"\n"), "{rendered}");
+    assert!(rendered.ends_with(&format!("| {}^", " ".repeat(11))), "{rendered}");
+    // Valid UTF-8 parses as the text does.
+    assert!(parse_site_bytes(text.as_bytes(), Path::new("site.toml")).is_ok());
+}
