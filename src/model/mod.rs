@@ -12,6 +12,8 @@ pub mod recovery;
 pub mod site;
 pub mod site_file;
 pub mod snippet;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod vm;
 
 pub use duration::{HumanDuration, parse_duration};

@@ -3,36 +3,14 @@ use std::time::Duration;
 
 use super::values::rfc3339;
 use super::*;
+use crate::model::testing::two_sites;
 use crate::model::{CopyFrequency, Fault, Throttle};
 
 const CONTOSO: &str = include_str!("../../../plans/contoso/site.toml");
 
-/// The smallest valid site file; tests append to it or replace pieces of it.
-const MINIMAL: &str = r#"
-[[sites]]
-name = "primary"
-kind = "onprem"
-hosts = ["h1"]
-  [[sites.networks]]
-  name = "prod"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.1.3.0/24"
-
-[[sites]]
-name = "secondary"
-kind = "onprem"
-hosts = ["h2"]
-  [[sites.networks]]
-  name = "prod-dr"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.2.3.0/24"
-
-[[pairings]]
-source = "primary"
-target = "secondary"
-
+/// What the tests add to the shared two sites: a policy and one protected VM. Tests
+/// append to the whole or replace pieces of it.
+const WEB01: &str = r#"
 [[policies]]
 name = "gold"
 retention = "24h"
@@ -40,24 +18,30 @@ retention = "24h"
 [[vms]]
 name = "web01"
 site = "primary"
-host = "h1"
+host = "hv-p01"
 os = "linux"
 disks = [{ name = "os", size_gb = 30, os = true }, { name = "data", size_gb = 10 }]
 nics = [{ network = "prod", subnet = "web", ip = "10.1.3.21" }]
 protection = { policy = "gold" }
 "#;
 
+/// The smallest valid site file of the tests.
+fn minimal() -> String {
+    two_sites(WEB01)
+}
+
 fn parse(text: &str) -> Result<Inventory, SiteFileErrors> {
     parse_site(text, Path::new("site.toml"))
 }
 
 fn with(extra: &str) -> String {
-    format!("{MINIMAL}{extra}")
+    format!("{}{extra}", minimal())
 }
 
 fn replacing(from: &str, to: &str) -> String {
-    assert!(MINIMAL.contains(from), "{from:?} is not in the minimal site");
-    MINIMAL.replacen(from, to, 1)
+    let minimal = minimal();
+    assert!(minimal.contains(from), "{from:?} is not in the minimal site");
+    minimal.replacen(from, to, 1)
 }
 
 /// The only error of a file that must fail.
@@ -85,7 +69,7 @@ fn assert_error(text: &str, needle: &str, phrase: &str) -> SiteFileError {
 
 #[test]
 fn the_minimal_site_parses_with_defaults() {
-    let inv = parse(MINIMAL).unwrap();
+    let inv = parse(&minimal()).unwrap();
     assert_eq!(inv.simulation.speed, 600);
     assert_eq!(inv.shutdown_timeout, Duration::from_secs(300));
     assert_eq!(inv.throttle, Throttle::default());
@@ -101,10 +85,10 @@ fn the_minimal_site_parses_with_defaults() {
 
 #[test]
 fn simulations_are_paced_unless_the_file_says_pace_false() {
-    assert!(parse(MINIMAL).unwrap().simulation.pace);
-    let unpaced = parse(&format!("[simulation]\npace = false\n{MINIMAL}")).unwrap();
+    assert!(parse(&minimal()).unwrap().simulation.pace);
+    let unpaced = parse(&format!("[simulation]\npace = false\n{}", minimal())).unwrap();
     assert!(!unpaced.simulation.pace);
-    let e = error(&format!("[simulation]\npace = \"no\"\n{MINIMAL}"));
+    let e = error(&format!("[simulation]\npace = \"no\"\n{}", minimal()));
     assert_eq!(e.snippet.line, 2, "{e}");
 }
 
@@ -142,7 +126,8 @@ fn unknown_field_is_refused() {
 #[test]
 fn r10_nic_on_unknown_network_is_reported_with_line() {
     let text = replacing("network = \"prod\"", "network = \"prod-x\"");
-    let e = assert_error(&text, "prod-x", "unknown network \"prod-x\" on site \"primary\" (its networks: prod)");
+    let e =
+        assert_error(&text, "prod-x", "unknown network \"prod-x\" on site \"primary\" (its networks: prod, backup)");
     assert_eq!(e.field, "vms.\"web01\".nics[0].network");
     assert_eq!(e.snippet.width, "\"prod-x\"".len());
     let rendered = e.to_string();
@@ -155,18 +140,17 @@ fn r10_nic_on_unknown_network_is_reported_with_line() {
 
 #[test]
 fn hosts_networks_and_subnets_are_those_of_the_vms_site_and_network() {
-    let text = replacing("host = \"h1\"", "host = \"h2\"");
-    assert_error(&text, "host = \"h2\"", "unknown host \"h2\" on site \"primary\" (its hosts: h1)");
+    let text = replacing("host = \"hv-p01\"", "host = \"hv-s01\"");
+    assert_error(&text, "host = \"hv-s01\"", "unknown host \"hv-s01\" on site \"primary\" (its hosts: hv-p01, hv-p02)");
     let text = replacing("network = \"prod\", subnet = \"web\"", "network = \"prod-dr\", subnet = \"web\"");
     assert_error(&text, "prod-dr\", subnet", "unknown network \"prod-dr\" on site \"primary\"");
-    // A subnet "db" exists on the VM's site, but in another network than its NIC's.
-    let backup = "  [[sites.networks]]\n  name = \"backup\"\n    [[sites.networks.subnets]]\n    name = \"db\"\n    cidr = \"10.1.9.0/24\"\n";
-    let text = replacing("subnet = \"web\", ip", "subnet = \"db\", ip").replacen(
-        "  [[sites.networks]]\n  name = \"prod\"\n",
-        &format!("{backup}  [[sites.networks]]\n  name = \"prod\"\n"),
-        1,
+    // A subnet "backup" exists on the VM's site, but in another network than its NIC's.
+    let text = replacing("subnet = \"web\", ip", "subnet = \"backup\", ip");
+    assert_error(
+        &text,
+        "subnet = \"backup\", ip",
+        "unknown subnet \"backup\" in network \"prod\" (its subnets: db, web)",
     );
-    assert_error(&text, "subnet = \"db\", ip", "unknown subnet \"db\" in network \"prod\" (its subnets: web)");
 }
 
 #[test]
@@ -232,7 +216,7 @@ fn ip_outside_its_subnet_is_refused() {
 #[test]
 fn several_errors_are_reported_together_in_line_order() {
     let text = with("\n[[faults]]\nkind = \"boot-failure\"\nvm = \"nobody\"\n")
-        .replacen("host = \"h1\"", "host = \"h9\"", 1)
+        .replacen("host = \"hv-p01\"", "host = \"hv-p09\"", 1)
         .replacen("kind = \"onprem\"", "kind = \"on-prem\"", 1);
     let errors = parse(&text).unwrap_err();
     let found: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.snippet.line, e.field.as_str())).collect();
@@ -240,7 +224,7 @@ fn several_errors_are_reported_together_in_line_order() {
         found,
         [
             (line_of(&text, "on-prem"), "sites.\"primary\".kind"),
-            (line_of(&text, "h9"), "vms.\"web01\".host"),
+            (line_of(&text, "hv-p09"), "vms.\"web01\".host"),
             (line_of(&text, "nobody"), "faults[0].vm"),
         ]
     );

@@ -5,44 +5,14 @@ use chrono::{DateTime, Utc};
 
 use super::Severity::{Error, Warning};
 use super::*;
+use crate::model::testing::two_sites;
 use crate::model::{Timestamp, parse_site};
 use crate::plan::{FailurePolicy, Manual};
 
-/// Two on-premises sites, primary -> secondary. primary/prod maps to secondary/prod-dr;
-/// primary/backup is left unmapped. secondary has an isolated test network, bubble,
-/// whose db subnet reuses prod-dr's range (a drill may reuse target IPs, R9).
-const SITE: &str = r#"
-[[sites]]
-name = "primary"
-kind = "onprem"
-hosts = ["p1"]
-  [[sites.networks]]
-  name = "prod"
-  subnets = [{ name = "db", cidr = "10.1.1.0/24" }, { name = "web", cidr = "10.1.3.0/24" }]
-  [[sites.networks]]
-  name = "backup"
-  subnets = [{ name = "backup", cidr = "10.1.9.0/24" }]
-
-[[sites]]
-name = "secondary"
-kind = "onprem"
-hosts = ["s1"]
-  [[sites.networks]]
-  name = "prod-dr"
-  subnets = [{ name = "db", cidr = "10.2.1.0/24", reserved = ["10.2.1.5"] }, { name = "web", cidr = "10.2.3.0/24" }]
-  [[sites.networks]]
-  name = "bubble"
-  isolated = true
-  subnets = [{ name = "db", cidr = "10.2.1.0/24" }, { name = "web", cidr = "192.168.3.0/24" }]
-
-[[pairings]]
-source = "primary"
-target = "secondary"
-
-[[network_mappings]]
-source = "primary/prod"
-target = "secondary/prod-dr"
-
+/// The shared two sites (primary/backup unmapped; test-bubble, whose db subnet reuses
+/// prod-dr's range, and prod-dr's reserved 10.2.1.5 are what R9 and R10 tests need), with
+/// VMs of every kind a check meets.
+const VMS: &str = r#"
 [[policies]]
 name = "gold"
 retention = "24h"
@@ -58,7 +28,7 @@ vms = ["sql02", "sql01"]
 [[vms]]
 name = "sql01"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "windows"
 tags = { tier = "db" }
 disks = [{ name = "os", size_gb = 127, os = true }]
@@ -68,7 +38,7 @@ protection = { policy = "gold" }
 [[vms]]
 name = "sql02"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "windows"
 tags = { tier = "db" }
 disks = [{ name = "os", size_gb = 127, os = true }]
@@ -78,7 +48,7 @@ protection = { policy = "gold" }
 [[vms]]
 name = "web01"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "linux"
 size = "standard-1"
 tags = { tier = "web" }
@@ -89,7 +59,7 @@ protection = { policy = "gold" }
 [[vms]]
 name = "web02"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "linux"
 size = "standard-1"
 tags = { tier = "web" }
@@ -100,7 +70,7 @@ protection = { policy = "gold" }
 [[vms]]
 name = "report01"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "linux"
 tags = { tier = "report" }
 disks = [{ name = "os", size_gb = 30, os = true }]
@@ -109,7 +79,7 @@ nics = [{ network = "prod", subnet = "web", ip = "10.1.3.50" }]
 [[vms]]
 name = "backup01"
 site = "primary"
-host = "p1"
+host = "hv-p01"
 os = "linux"
 tags = { tier = "backup" }
 disks = [{ name = "os", size_gb = 30, os = true }]
@@ -119,7 +89,7 @@ protection = { policy = "gold" }
 [[vms]]
 name = "mon01"
 site = "secondary"
-host = "s1"
+host = "hv-s01"
 os = "linux"
 disks = [{ name = "os", size_gb = 30, os = true }]
 nics = [{ network = "prod-dr", subnet = "web", ip = "10.2.3.99" }]
@@ -162,14 +132,14 @@ fn group(name: &str, line: usize, members: Vec<Member>) -> Group {
     }
 }
 
-/// primary -> secondary, tested in bubble, written on line 1.
+/// primary -> secondary, tested in test-bubble, written on line 1.
 fn plan(groups: Vec<Group>) -> Plan {
     Plan {
         name: "contoso".into(),
         source: "primary".into(),
         target: "secondary".into(),
         rto: None,
-        test_network: Some("bubble".into()),
+        test_network: Some("test-bubble".into()),
         at: at(1),
         pre: vec![],
         post: vec![],
@@ -197,7 +167,7 @@ struct World {
 impl World {
     /// The site file's VMs, those with `protection = ...` protected since hour 1.
     fn new() -> Self {
-        let inventory = parse_site(SITE, Path::new("site.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let inventory = parse_site(&two_sites(VMS), Path::new("site.toml")).unwrap_or_else(|e| panic!("{e}"));
         let protection = inventory
             .vms
             .iter()
@@ -481,7 +451,7 @@ fn r9_two_vms_with_the_same_target_ip_conflict() {
         "web02's NIC 1 target IP 10.2.3.21 is also the target IP of web01's NIC 1 in prod-dr: its failover would fail (R9)",
     );
     assert_eq!(f.subject, "web02");
-    // In a drill, 10.2.3.21 lies outside bubble's web subnet: both get one by DHCP.
+    // In a drill, 10.2.3.21 lies outside test-bubble's web subnet: both get one by DHCP.
     let v = world.check(&plan, Some(FailoverKind::Test));
     assert_eq!(only(&v).severity, Warning);
 }
@@ -508,13 +478,13 @@ fn r9_target_ip_outside_the_subnet_it_joins_or_reserved_there_is_an_error() {
 #[test]
 fn r9_a_test_failover_checks_target_ips_that_lie_in_the_test_subnet() {
     let mut world = World::new();
-    let bubble = world.site("secondary").networks.iter_mut().find(|n| n.name == "bubble").unwrap();
+    let bubble = world.site("secondary").networks.iter_mut().find(|n| n.name == "test-bubble").unwrap();
     bubble.subnets[0].reserved.push(ip("10.2.1.10"));
     let v = world.check(&sound_plan(), Some(FailoverKind::Test));
     assert_finding(
         only(&v),
         (Error, 3, Some("R9")),
-        "sql01's NIC 1 target IP 10.2.1.10 is reserved in subnet db (10.2.1.0/24) of bubble for a machine drplan does not manage: its test failover would fail (R9)",
+        "sql01's NIC 1 target IP 10.2.1.10 is reserved in subnet db (10.2.1.0/24) of test-bubble for a machine drplan does not manage: its test failover would fail (R9)",
     );
     assert_eq!(only(&world.check(&sound_plan(), None)).severity, Error);
     assert_eq!(only(&world.check(&sound_plan(), Some(FailoverKind::Planned))).severity, Warning);
@@ -553,7 +523,7 @@ fn r30_missing_test_network_is_an_error() {
     assert_finding(
         only(&v),
         (Error, 1, Some("R30")),
-        "test network bubbel does not exist on secondary (its networks: prod-dr, bubble)",
+        "test network bubbel does not exist on secondary (its networks: prod-dr, test-bubble)",
     );
     // A real failover does not use it.
     assert_eq!(only(&world.check(&plan, Some(FailoverKind::Unplanned))).severity, Warning);

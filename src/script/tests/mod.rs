@@ -18,47 +18,16 @@ use tempfile::TempDir;
 use super::{ScriptError, ScriptOptions, load_plan};
 use crate::fabric::{Health, ReplicationStatus};
 use crate::model::site_file::parse_site;
+use crate::model::testing::two_sites;
 use crate::model::{Consistency, FailoverKind, HumanDuration, Inventory, RecoveryPoint, Side, Timestamp};
 use crate::plan::{ActionContext, EventView, Plan, Services, VmBoard, VmView};
 
-const SITE: &str = r#"
+/// What the script tests add to the shared two sites: a clock, a policy, a replication
+/// group and four protected VMs.
+const VMS: &str = r#"
 [simulation]
 start = "2026-03-02T09:00:00Z"
 speed = 1000
-
-[[sites]]
-name = "primary"
-kind = "onprem"
-hosts = ["hv-p01"]
-  [[sites.networks]]
-  name = "prod"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.1.1.0/24"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.1.3.0/24"
-
-[[sites]]
-name = "secondary"
-kind = "onprem"
-hosts = ["hv-s01"]
-  [[sites.networks]]
-  name = "prod-dr"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.2.1.0/24"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.2.3.0/24"
-
-[[pairings]]
-source = "primary"
-target = "secondary"
-
-[[network_mappings]]
-source = "primary/prod"
-target = "secondary/prod-dr"
 
 [[policies]]
 name = "gold"
@@ -112,7 +81,7 @@ protection = { policy = "gold", since = "-2d" }
 "#;
 
 fn inventory() -> Arc<Inventory> {
-    Arc::new(parse_site(SITE, Path::new("site.toml")).expect("the test site parses"))
+    Arc::new(parse_site(&two_sites(VMS), Path::new("site.toml")).expect("the test site parses"))
 }
 
 /// A folder of plan files.
