@@ -28,6 +28,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::Format;
 use crate::engine::{Event, EventKind};
 use crate::model::Timestamp;
+use crate::report::outcome::{Status, VmCounts};
 
 /// How often the live view redraws at most.
 const REDRAW_HZ: u8 = 10;
@@ -447,15 +448,6 @@ impl Board {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum VmMark {
-    Pending,
-    Running,
-    Up,
-    Failed,
-    Skipped,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     /// Between steps: "waiting" before any VM started, the counts after.
@@ -469,9 +461,9 @@ enum Phase {
 
 struct GroupView {
     name: String,
-    vms: HashMap<String, VmMark>,
-    /// VMs per mark, indexed by `VmMark as usize`.
-    counts: [u64; 5],
+    /// Where each VM stands.
+    vms: HashMap<String, Status>,
+    counts: VmCounts,
     phase: Phase,
     started: bool,
     /// Any event seen: the group has a bar.
@@ -482,9 +474,8 @@ struct GroupView {
 
 impl GroupView {
     fn new(name: &str, vms: &[String]) -> GroupView {
-        let vms: HashMap<String, VmMark> = vms.iter().map(|vm| (vm.clone(), VmMark::Pending)).collect();
-        let mut counts = [0; 5];
-        counts[VmMark::Pending as usize] = vms.len() as u64;
+        let vms: HashMap<String, Status> = vms.iter().map(|vm| (vm.clone(), Status::Waiting)).collect();
+        let counts = VmCounts { waiting: vms.len() as u64, ..VmCounts::default() };
         GroupView {
             name: name.into(),
             vms,
@@ -497,31 +488,27 @@ impl GroupView {
         }
     }
 
-    fn count(&self, mark: VmMark) -> u64 {
-        self.counts[mark as usize]
-    }
-
     fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.total()
     }
 
     fn finished(&self) -> u64 {
-        self.count(VmMark::Up) + self.count(VmMark::Failed) + self.count(VmMark::Skipped)
+        self.counts.finished()
     }
 
-    /// Moves a VM to `mark`, whatever it was (a VM up can still fail in its post actions);
-    /// a VM the plan did not list joins the group.
-    fn mark(&mut self, vm: &str, mark: VmMark) {
+    /// Moves a VM to `status`, whatever it was (a VM up can still fail in its post
+    /// actions); a VM the plan did not list joins the group.
+    fn mark(&mut self, vm: &str, status: Status) {
         let old = match self.vms.get_mut(vm) {
-            Some(slot) => std::mem::replace(slot, mark),
+            Some(slot) => std::mem::replace(slot, status),
             None => {
-                self.vms.insert(vm.to_string(), mark);
-                self.counts[mark as usize] += 1;
+                self.vms.insert(vm.to_string(), status);
+                *self.counts.at(status) += 1;
                 return;
             }
         };
-        self.counts[old as usize] -= 1;
-        self.counts[mark as usize] += 1;
+        *self.counts.at(old) -= 1;
+        *self.counts.at(status) += 1;
     }
 
     fn apply(&mut self, event: &Event) {
@@ -531,10 +518,10 @@ impl GroupView {
         let step = || event.step.clone().unwrap_or_default();
         if let Some(vm) = &event.vm {
             match event.kind {
-                VmStarted | VmAttempt => self.mark(vm, VmMark::Running),
-                VmSucceeded => self.mark(vm, VmMark::Up),
-                VmFailed => self.mark(vm, VmMark::Failed),
-                VmSkipped => self.mark(vm, VmMark::Skipped),
+                VmStarted | VmAttempt => self.mark(vm, Status::Running),
+                VmSucceeded => self.mark(vm, Status::Succeeded),
+                VmFailed => self.mark(vm, Status::Failed),
+                VmSkipped => self.mark(vm, Status::Skipped),
                 _ => {}
             }
             return;
@@ -558,14 +545,14 @@ impl GroupView {
     }
 
     fn vms_started(&self) -> u64 {
-        self.total() - self.count(VmMark::Pending)
+        self.counts.started()
     }
 
     fn counts_text(&self) -> String {
-        let mut text = format!("{}/{} up", self.count(VmMark::Up), self.total());
-        for (mark, what) in [(VmMark::Failed, "failed"), (VmMark::Skipped, "skipped")] {
-            if self.count(mark) > 0 {
-                let _ = write!(text, ", {} {what}", self.count(mark));
+        let mut text = format!("{}/{} up", self.counts.succeeded, self.total());
+        for (n, what) in [(self.counts.failed, "failed"), (self.counts.skipped, "skipped")] {
+            if n > 0 {
+                let _ = write!(text, ", {n} {what}");
             }
         }
         text
@@ -573,13 +560,13 @@ impl GroupView {
 
     fn message(&self, approve: Option<&str>) -> String {
         match &self.phase {
-            Phase::Idle if !self.started && self.count(VmMark::Skipped) > 0 => "skipped".into(),
+            Phase::Idle if !self.started && self.counts.skipped > 0 => "skipped".into(),
             Phase::Idle if self.vms_started() == 0 => "waiting".into(),
             Phase::Idle => self.counts_text(),
             Phase::Pre(step) => format!("pre-steps: {step}"),
             Phase::Post(step) => format!("{}; post-steps: {step}", self.counts_text()),
             Phase::Manual(text) => manual_status(text, approve),
-            Phase::Done if self.count(VmMark::Up) == self.total() => "done".into(),
+            Phase::Done if self.counts.succeeded == self.total() => "done".into(),
             Phase::Done => format!("done: {}", self.counts_text()),
             Phase::Failed(detail) => format!("failed: {detail}"),
         }

@@ -50,7 +50,7 @@ impl<'a> Count<'a> {
 impl fmt::Display for Count<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.numbered {
-            write!(f, "{} ", Thousands(self.n))?;
+            write!(f, "{} ", Thousands(self.n as u64))?;
         }
         if self.n == 1 { f.write_str(self.noun) } else { f.write_str(&plural(self.noun)) }
     }
@@ -68,7 +68,7 @@ pub fn plural(noun: &str) -> Cow<'_, str> {
 
 /// A number with thousands separators: 10,000.
 #[derive(Debug, Clone, Copy)]
-pub struct Thousands(pub usize);
+pub struct Thousands(pub u64);
 
 impl fmt::Display for Thousands {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::outcome::Status;
 use super::table;
 use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
 use crate::fabric::FailoverOutcome;
@@ -36,8 +37,7 @@ pub struct Span {
     #[serde(rename = "end_ms")]
     #[serde(with = "millis")]
     pub end: Duration,
-    /// "succeeded", "failed", "skipped".
-    pub status: String,
+    pub status: Status,
     /// Where a VM landed, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -109,16 +109,16 @@ impl RunReport {
             let Some(group_name) = &event.group else { continue };
             if event.kind == EventKind::GroupStarted || !groups.iter().any(|g| &g.span.name == group_name) {
                 let span =
-                    Span { name: group_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
+                    Span { name: group_name.clone(), start: at, end: at, status: Status::Running, ..Span::default() };
                 groups.push(GroupTimeline { span, vms: Vec::new() });
             }
             let group_index = groups.iter().rposition(|g| &g.span.name == group_name).expect("just added");
             let group = &mut groups[group_index];
             group.span.end = group.span.end.max(at);
             match event.kind {
-                EventKind::GroupSucceeded => group.span.status = "succeeded".into(),
+                EventKind::GroupSucceeded => group.span.status = Status::Succeeded,
                 EventKind::GroupFailed => {
-                    group.span.status = "failed".into();
+                    group.span.status = Status::Failed;
                     group.span.detail = event.detail.clone();
                 }
                 _ => {}
@@ -126,7 +126,7 @@ impl RunReport {
             let Some(vm_name) = &event.vm else { continue };
             let vm_index = *vm_spans.entry((group_index, vm_name)).or_insert_with(|| {
                 let span =
-                    Span { name: vm_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
+                    Span { name: vm_name.clone(), start: at, end: at, status: Status::Running, ..Span::default() };
                 group.vms.push(span);
                 group.vms.len() - 1
             });
@@ -134,7 +134,7 @@ impl RunReport {
             vm.end = vm.end.max(at);
             match event.kind {
                 EventKind::VmSucceeded => {
-                    vm.status = "succeeded".into();
+                    vm.status = Status::Succeeded;
                     vm.detail = event.detail.clone();
                     let outcome = event.data.as_ref().and_then(|d| d.parse::<FailoverOutcome>().ok());
                     if let Some(outcome) = outcome {
@@ -143,16 +143,16 @@ impl RunReport {
                     }
                 }
                 EventKind::VmFailed => {
-                    vm.status = "failed".into();
+                    vm.status = Status::Failed;
                     vm.detail = event.detail.clone();
                 }
-                EventKind::VmSkipped => vm.status = "skipped".into(),
+                EventKind::VmSkipped => vm.status = Status::Skipped,
                 _ => {}
             }
         }
         for group in &mut groups {
-            if group.span.status == "running" && group.vms.iter().all(|v| v.status == "skipped") {
-                group.span.status = "skipped".into();
+            if group.span.status == Status::Running && group.vms.iter().all(|v| v.status == Status::Skipped) {
+                group.span.status = Status::Skipped;
             }
         }
         RunReport {
@@ -279,7 +279,7 @@ fn span_row(span: &Span, prefix: &str) -> Vec<String> {
         plus(span.start),
         plus(span.end),
         HumanDuration(span.end - span.start).to_string(),
-        span.status.clone(),
+        span.status.to_string(),
         span.detail.clone().unwrap_or_default(),
     ]
 }

@@ -15,6 +15,7 @@
 use std::fmt::{self, Write};
 use std::time::Duration;
 
+use super::outcome::{Status, VmCounts};
 use super::run::{RtoVerdict, RunReport, Span};
 use super::text::{Esc, Trunc};
 use crate::engine::{Event, EventKind, RunStatus};
@@ -72,12 +73,12 @@ pub fn gantt(report: &RunReport) -> String {
     Chart::new(report, &waits).render()
 }
 
-fn status_colour(status: &str) -> &'static str {
+fn status_colour(status: Status) -> &'static str {
     match status {
-        "succeeded" => GREEN,
-        "failed" => RED,
-        "skipped" => GREY,
-        _ => AMBER,
+        Status::Succeeded => GREEN,
+        Status::Failed => RED,
+        Status::Skipped => GREY,
+        Status::Waiting | Status::Running => AMBER,
     }
 }
 
@@ -424,35 +425,32 @@ impl<'a> Chart<'a> {
              <title>group {}: {}\n{}",
             y + 3.0,
             (right - left).max(2.0),
-            status_colour(&span.status),
+            status_colour(span.status),
             Esc(&span.name),
-            Esc(&span.status),
+            span.status,
             Times(span)
         );
-        let mut counts = [0usize; 4];
-        for vm in &group.vms {
-            counts[match vm.status.as_str() {
-                "succeeded" => 0,
-                "failed" => 1,
-                "skipped" => 2,
-                _ => 3,
-            }] += 1;
-        }
+        let counts = VmCounts::of(group.vms.iter().map(|vm| vm.status));
         w!(out, "\n{}", Count::numbered("VM", group.vms.len()));
         let mut first = true;
-        for (n, what) in counts.iter().zip(["succeeded", "failed", "skipped", "running"]) {
-            if *n > 0 {
-                w!(out, "{} {} {what}", if first { ":" } else { "," }, Thousands(*n));
+        for (n, status) in [
+            (counts.succeeded, Status::Succeeded),
+            (counts.failed, Status::Failed),
+            (counts.skipped, Status::Skipped),
+            (counts.running, Status::Running),
+        ] {
+            if n > 0 {
+                w!(out, "{} {} {status}", if first { ":" } else { "," }, Thousands(n));
                 first = false;
             }
         }
-        if self.folded && counts[1] > 0 {
+        if self.folded && counts.failed > 0 {
             out.push_str("\nfailed:");
-            for vm in group.vms.iter().filter(|v| v.status == "failed").take(5) {
+            for vm in group.vms.iter().filter(|v| v.status == Status::Failed).take(5) {
                 w!(out, " {}", Esc(&vm.name));
             }
-            if counts[1] > 5 {
-                w!(out, " and {} more", Thousands(counts[1] - 5));
+            if counts.failed > 5 {
+                w!(out, " and {} more", Thousands(counts.failed - 5));
             }
         }
         if let Some(detail) = &span.detail {
@@ -470,11 +468,11 @@ impl<'a> Chart<'a> {
         w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}", y + 14.0);
         if self.folded {
             w!(out, " \u{b7} {}", Count::numbered("VM", group.vms.len()));
-            if counts[1] > 0 {
-                w!(out, ", <tspan fill=\"{RED}\">{} failed</tspan>", Thousands(counts[1]));
+            if counts.failed > 0 {
+                w!(out, ", <tspan fill=\"{RED}\">{} failed</tspan>", Thousands(counts.failed));
             }
-            if counts[2] > 0 {
-                w!(out, ", {} skipped", Thousands(counts[2]));
+            if counts.skipped > 0 {
+                w!(out, ", {} skipped", Thousands(counts.skipped));
             }
         }
         out.push_str("</text>\n");
@@ -482,7 +480,7 @@ impl<'a> Chart<'a> {
 
     fn vm_row(&self, out: &mut String, vm: &Span, y: f64) {
         let (left, right) = (self.x(vm.start), self.x(vm.end));
-        let colour = status_colour(&vm.status);
+        let colour = status_colour(vm.status);
         w!(
             out,
             "<text x=\"{}\" y=\"{}\">{}</text><rect x=\"{left:.1}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"{colour}\">\
@@ -493,7 +491,7 @@ impl<'a> Chart<'a> {
             y + 5.0,
             (right - left).max(2.0),
             Esc(&vm.name),
-            Esc(&vm.status),
+            vm.status,
             Times(vm)
         );
         if let Some(detail) = &vm.detail {
@@ -501,8 +499,8 @@ impl<'a> Chart<'a> {
         }
         out.push_str("</title></rect>");
         let took = rounded(vm.end.saturating_sub(vm.start));
-        match (vm.status.as_str(), &vm.detail) {
-            ("failed", Some(detail)) => {
+        match (vm.status, &vm.detail) {
+            (Status::Failed, Some(detail)) => {
                 let chars = detail.chars().count().min(DETAIL_LABEL_CHARS) + 8;
                 let (tx, anchor, fit) = self.beside(left, right, chars, SMALL_W);
                 w!(
@@ -512,11 +510,12 @@ impl<'a> Chart<'a> {
                     Trunc(detail, fit.saturating_sub(8).clamp(4, DETAIL_LABEL_CHARS))
                 );
             }
-            ("succeeded", _) => {
+            (Status::Succeeded, _) => {
                 let (tx, anchor, _) = self.beside(left, right, took.to_string().len(), SMALL_W);
                 w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}</text>\n", y + 14.0);
             }
             (status, _) => {
+                let status = status.name();
                 let (tx, anchor, _) = self.beside(left, right, status.chars().count().min(20), SMALL_W);
                 w!(
                     out,
@@ -635,8 +634,8 @@ impl<'a> Chart<'a> {
                 out,
                 "<text class=\"s\" x=\"{PAD}\" y=\"{y}\">{} VM rows folded into their groups (more than {} to draw): \
                  hover a group's bar for its VMs; the text or JSON report lists each VM.</text>\n",
-                Thousands(self.vm_count),
-                Thousands(MAX_VM_ROWS)
+                Thousands(self.vm_count as u64),
+                Thousands(MAX_VM_ROWS as u64)
             );
         }
     }

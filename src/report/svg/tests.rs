@@ -158,7 +158,7 @@ fn large(groups: usize, per_group: usize) -> RunReport {
                 name: format!("vm-{n:05}"),
                 start,
                 end: start + Duration::from_millis(60_000 + (n as u64 % 50) * 1000),
-                status: if failed { "failed" } else { "succeeded" }.into(),
+                status: if failed { Status::Failed } else { Status::Succeeded },
                 detail: Some(if failed { "boot timed out".into() } else { format!("10.9.{}.{}", n / 250, n % 250) }),
                 ..Span::default()
             };
@@ -166,7 +166,7 @@ fn large(groups: usize, per_group: usize) -> RunReport {
             report.steps.push(event(vm.end, EventKind::VmSucceeded, &name, Some(vm.name.clone())));
             vms.push(vm);
         }
-        let span = Span { name, start, end, status: "succeeded".into(), ..Span::default() };
+        let span = Span { name, start, end, status: Status::Succeeded, ..Span::default() };
         report.groups.push(GroupTimeline { span, vms });
     }
     report.rto = Duration::from_secs(120 * groups as u64);
