@@ -379,7 +379,8 @@ impl Board {
     fn new(groups: &[(String, Vec<String>)]) -> Board {
         let views: Vec<GroupView> = groups.iter().map(|(name, vms)| GroupView::new(name, vms)).collect();
         let index = views.iter().enumerate().map(|(i, g)| (g.name.clone(), i)).collect();
-        let name_width = views.iter().map(|g| g.name.chars().count()).max().unwrap_or(0).clamp(4, 24);
+        // In terminal columns, as indicatif pads `{prefix}`: a CJK character takes two.
+        let name_width = views.iter().map(|g| console::measure_text_width(&g.name)).max().unwrap_or(0).clamp(4, 24);
         let count_width = views.iter().map(|g| g.total().to_string().len()).max().unwrap_or(1);
         let bar_template = format!(
             "  {{prefix:<{name_width}}} [{{bar:30.cyan/blue}}] {{pos:>{count_width}}}/{{len:<{count_width}}}  {{wide_msg}}"

@@ -350,3 +350,13 @@ fn a_hundred_thousand_events_are_cheap() {
     }
     assert!(timings[0].1 < Duration::from_secs(3), "{timings:?}");
 }
+
+#[test]
+fn the_group_column_is_as_wide_as_the_widest_name_in_terminal_columns() {
+    let board = |names: &[&str]| Board::new(&names.iter().map(|n| (n.to_string(), vec![])).collect::<Vec<_>>());
+    assert!(board(&["web", "database"]).bar_template.contains("{prefix:<8}"));
+    // Three CJK characters take six columns; bounds 4 and 24.
+    assert!(board(&["数据库", "web"]).bar_template.contains("{prefix:<6}"));
+    assert!(board(&["db"]).bar_template.contains("{prefix:<4}"));
+    assert!(board(&[&"x".repeat(40)]).bar_template.contains("{prefix:<24}"));
+}
