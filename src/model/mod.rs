@@ -9,6 +9,8 @@ pub mod network;
 pub mod policy;
 pub mod protection;
 pub mod recovery;
+#[cfg(test)]
+mod round_trips;
 pub mod site;
 pub mod site_file;
 pub mod snippet;
