@@ -11,8 +11,9 @@
 //! `observe` is called for every event, from whichever task published it, so it stays
 //! cheap: the live view only updates counters there, and a ticker thread pushes them to
 //! the bars ten times a second.
-
-// Until the run commands subscribe it to their bus, nothing outside the tests uses this.
+//!
+//! The run commands (`failover`, `failback`, `resume`, in `cli/runs.rs`) subscribe it to
+//! their run's event bus.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
