@@ -143,7 +143,7 @@ fn hosts_networks_and_subnets_are_those_of_the_vms_site_and_network() {
     let text = replacing("host = \"hv-p01\"", "host = \"hv-s01\"");
     assert_error(&text, "host = \"hv-s01\"", "unknown host \"hv-s01\" on site \"primary\" (its hosts: hv-p01, hv-p02)");
     let text = replacing("network = \"prod\", subnet = \"web\"", "network = \"prod-dr\", subnet = \"web\"");
-    assert_error(&text, "prod-dr\", subnet", "unknown network \"prod-dr\" on site \"primary\"");
+    assert_error(&text, "network = \"prod-dr\"", "unknown network \"prod-dr\" on site \"primary\"");
     // A subnet "backup" exists on the VM's site, but in another network than its NIC's.
     let text = replacing("subnet = \"web\", ip", "subnet = \"backup\", ip");
     assert_error(

@@ -5,45 +5,17 @@ use chrono::{DateTime, Utc};
 
 use super::Severity::{Error, Warning};
 use super::*;
-use crate::model::testing::two_sites;
+use crate::model::testing::{SQL_CLUSTER, two_sites};
 use crate::model::{Timestamp, parse_site};
 use crate::plan::{FailurePolicy, Manual};
 
-/// The shared two sites (primary/backup unmapped; test-bubble, whose db subnet reuses
-/// prod-dr's range, and prod-dr's reserved 10.2.1.5 are what R9 and R10 tests need), with
-/// VMs of every kind a check meets.
+/// After the shared two sites (primary/backup unmapped; test-bubble, whose db subnet
+/// reuses prod-dr's range, and prod-dr's reserved 10.2.1.5 are what R9 and R10 tests need)
+/// and SQL cluster: VMs of every other kind a check meets.
 const VMS: &str = r#"
-[[policies]]
-name = "gold"
-retention = "24h"
-
 [[sizes]]
 name = "standard-1"
 max_nics = 1
-
-[[replication_groups]]
-name = "sql-cluster"
-vms = ["sql02", "sql01"]
-
-[[vms]]
-name = "sql01"
-site = "primary"
-host = "hv-p01"
-os = "windows"
-tags = { tier = "db" }
-disks = [{ name = "os", size_gb = 127, os = true }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.10", target_ip = "10.2.1.10" }]
-protection = { policy = "gold" }
-
-[[vms]]
-name = "sql02"
-site = "primary"
-host = "hv-p01"
-os = "windows"
-tags = { tier = "db" }
-disks = [{ name = "os", size_gb = 127, os = true }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.11", target_ip = "10.2.1.11" }]
-protection = { policy = "gold" }
 
 [[vms]]
 name = "web01"
@@ -167,7 +139,8 @@ struct World {
 impl World {
     /// The site file's VMs, those with `protection = ...` protected since hour 1.
     fn new() -> Self {
-        let inventory = parse_site(&two_sites(VMS), Path::new("site.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let inventory = parse_site(&two_sites(&format!("{SQL_CLUSTER}{VMS}")), Path::new("site.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let protection = inventory
             .vms
             .iter()
