@@ -2,37 +2,36 @@
 //! each with the line it points at and a caret. The layers that make them keep positions,
 //! not text, so the files are read here, each once.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use crate::model::snippet::Source;
-use crate::plan::Finding;
+use crate::plan::{Finding, SourcePos};
 use crate::script::ScriptError;
 
 /// Every finding, each followed by a blank line, as rustc separates its diagnostics.
+/// Findings come sorted by position, so those of one file are together: each file is read
+/// and its lines indexed once.
 pub fn findings(findings: &[Finding]) -> String {
-    let mut files = Files::default();
     let mut out = String::new();
-    for finding in findings {
-        let text = files.text(&finding.at.file);
-        out.push_str(&finding.render(text.map(Source::new).as_ref()));
-        out.push_str("\n\n");
+    for same_file in findings.chunk_by(|a, b| a.at.file == b.at.file) {
+        let text = read(&same_file[0].at);
+        let source = text.as_deref().map(Source::new);
+        for finding in same_file {
+            out.push_str(&finding.render(source.as_ref()));
+            out.push_str("\n\n");
+        }
     }
     out
 }
 
 pub fn script_error(error: &ScriptError) -> String {
-    let text = Files::default().text(&error.at.file).map(str::to_string);
+    let text = read(&error.at);
     error.render(text.as_deref().map(Source::new).as_ref())
 }
 
-/// The files read so far; `None` for one that cannot be read (a stdlib module, a file
-/// gone since), whose diagnostics are shown without their line.
-#[derive(Default)]
-struct Files(HashMap<Arc<str>, Option<String>>);
-
-impl Files {
-    fn text(&mut self, file: &Arc<str>) -> Option<&str> {
-        self.0.entry(file.clone()).or_insert_with(|| std::fs::read_to_string(&**file).ok()).as_deref()
+/// The text of the file `at` points into, when it points at a line and the file can be
+/// read: a stdlib module cannot, and its diagnostics are shown without their line.
+fn read(at: &SourcePos) -> Option<String> {
+    if at.line == 0 {
+        return None;
     }
+    std::fs::read_to_string(&*at.file).ok()
 }

@@ -27,32 +27,24 @@ pub fn list<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
     }
 }
 
-/// A noun that agrees with a number, as just's `Count`: `Count::numbered("VM", 10_000)`
-/// reads "10,000 VMs" and `Count::numbered("policy", 1)` "1 policy"; `Count::of("group",
-/// n)` is the noun alone.
+/// A number and a noun that agrees with it, as just's `Count`: `Count::numbered("VM",
+/// 10_000)` reads "10,000 VMs", `Count::numbered("policy", 1)` "1 policy".
 #[derive(Debug, Clone, Copy)]
 pub struct Count<'a> {
     noun: &'a str,
     n: usize,
-    numbered: bool,
 }
 
 impl<'a> Count<'a> {
     pub fn numbered(noun: &'a str, n: usize) -> Self {
-        Count { noun, n, numbered: true }
-    }
-
-    pub fn of(noun: &'a str, n: usize) -> Self {
-        Count { noun, n, numbered: false }
+        Count { noun, n }
     }
 }
 
 impl fmt::Display for Count<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.numbered {
-            write!(f, "{} ", Thousands(self.n as u64))?;
-        }
-        if self.n == 1 { f.write_str(self.noun) } else { f.write_str(&plural(self.noun)) }
+        let noun = if self.n == 1 { Cow::Borrowed(self.noun) } else { plural(self.noun) };
+        write!(f, "{} {noun}", Thousands(self.n as u64))
     }
 }
 
@@ -110,9 +102,9 @@ mod tests {
         assert_eq!(Count::numbered("VM", 1).to_string(), "1 VM");
         assert_eq!(Count::numbered("VM", 10_000).to_string(), "10,000 VMs");
         assert_eq!(Count::numbered("error", 0).to_string(), "0 errors");
-        assert_eq!(Count::of("policy", 2).to_string(), "policies");
-        assert_eq!(Count::of("day", 2).to_string(), "days");
-        assert_eq!(Count::of("replication group", 1).to_string(), "replication group");
+        assert_eq!(Count::numbered("policy", 2).to_string(), "2 policies");
+        assert_eq!(Count::numbered("replication group", 1).to_string(), "1 replication group");
+        assert_eq!(plural("day"), "days");
         assert_eq!(plural("address"), "addresses");
         assert_eq!(Thousands(999).to_string(), "999");
         assert_eq!(Thousands(1_234_567).to_string(), "1,234,567");
