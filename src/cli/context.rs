@@ -10,7 +10,7 @@ use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric};
 use crate::model::Inventory;
-use crate::model::site_file::parse_site;
+use crate::model::site_file::parse_site_bytes;
 use crate::store::StateDir;
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
@@ -28,8 +28,8 @@ pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliErr
 }
 
 pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.into(), source })?;
-    Ok(parse_site(&text, path)?)
+    let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.into(), source })?;
+    Ok(parse_site_bytes(&bytes, path)?)
 }
 
 /// An open simulation: holds the state directory's lock until dropped (unless it is a

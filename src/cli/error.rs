@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::fabric::FabricError;
+use crate::model::names::Count;
 use crate::model::site_file::SiteFileErrors;
 use crate::store::StoreError;
 
@@ -22,7 +23,7 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Script(#[from] crate::script::ScriptError),
-    #[error("the plan has {errors} error(s); see above")]
+    #[error("the plan has {}; see above", Count::numbered("error", *.errors))]
     InvalidPlan { errors: usize },
     #[error("the preflight refused {refused} VM(s), see above; nothing was changed")]
     Refused { refused: usize },
@@ -39,6 +40,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// What stderr shows: each error with its own severity first; one in a file also with
+    /// the line it points at.
+    pub fn report(&self) -> String {
+        match self {
+            CliError::SiteFile(errors) => errors.to_string(),
+            CliError::Script(error) => super::diagnostics::script_error(error),
+            other => format!("error: {other}"),
+        }
+    }
+
     /// DESIGN.md: 1 for a failure of the plan, the run or its inputs, 2 for bad usage.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -4,6 +4,7 @@
 mod args;
 mod context;
 mod cycle;
+mod diagnostics;
 mod dns;
 mod error;
 mod inspect;
@@ -29,7 +30,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", e.report());
             ExitCode::from(e.exit_code())
         }
     }

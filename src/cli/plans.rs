@@ -11,6 +11,7 @@ use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
+use crate::model::names::Count;
 use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
@@ -31,9 +32,7 @@ fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -
     let sim = super::context::look_at_simulation(global, inventory.clone())?;
     let protection: BTreeMap<String, ProtectionState> = sim.protection();
     let validation = validate(&plan, &inventory, &protection, kind);
-    for finding in &validation.findings {
-        eprintln!("{finding}");
-    }
+    eprint!("{}", super::diagnostics::findings(&validation.findings));
     let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
     if errors > 0 {
         return Err(CliError::InvalidPlan { errors });
@@ -76,10 +75,12 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
     let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
     let warnings = loaded.validation.findings.len();
     Ok(format!(
-        "{}: plan {:?} is sound: {} groups, {vms} VMs, {warnings} warning(s)\n",
+        "{}: plan {:?} is sound: {}, {}, {}\n",
         path.display(),
         loaded.plan.name,
-        loaded.plan.groups.len()
+        Count::numbered("group", loaded.plan.groups.len()),
+        Count::numbered("VM", vms),
+        Count::numbered("warning", warnings)
     ))
 }
 

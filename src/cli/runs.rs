@@ -134,9 +134,7 @@ pub(super) fn prepare(
     let validation = validate(&plan, &inventory, &sim.protection(), Some(kind));
     let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
     if findings == Findings::Enforce {
-        for finding in &validation.findings {
-            eprintln!("{finding}");
-        }
+        eprint!("{}", super::diagnostics::findings(&validation.findings));
         if errors > 0 {
             return Err(CliError::InvalidPlan { errors });
         }

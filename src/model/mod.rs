@@ -9,8 +9,13 @@ pub mod network;
 pub mod policy;
 pub mod protection;
 pub mod recovery;
+#[cfg(test)]
+mod round_trips;
 pub mod site;
 pub mod site_file;
+pub mod snippet;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod vm;
 
 pub use duration::{HumanDuration, parse_duration};
@@ -21,5 +26,5 @@ pub use policy::{CopyFrequency, InitialReplication, ReplicationPolicy, StorageTi
 pub use protection::{FailoverKind, Operation, Phase, ProtectionState, Refusal, Side};
 pub use recovery::{Consistency, PointChoice, PointSchedule, PointSummary, RecoveryPoint, Timestamp, format_time};
 pub use site::{Pairing, Platform, Site, SiteKind};
-pub use site_file::{SiteFileError, SiteFileErrors, parse_site};
+pub use site_file::{SiteFileError, SiteFileErrors, parse_site, parse_site_bytes};
 pub use vm::{Disk, Nic, Os, StorageMapping, TargetSize, Vm};

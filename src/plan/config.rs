@@ -37,6 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::SourcePos;
+use crate::model::snippet::Source;
 
 /// The config file's name, in a plan's folder.
 pub const CONFIG_FILE: &str = "drplan.toml";
@@ -158,10 +159,12 @@ struct HooksDoc {
 /// Parses the text of a plan folder's `drplan.toml`. `path` is only used in messages.
 pub fn parse_config(text: &str, path: &Path) -> Result<PlanConfig, ConfigError> {
     let file = path.display().to_string();
-    let error = |span: Range<usize>, message: String| {
-        let (line, column) = line_column(text, span.start);
-        ConfigError { at: SourcePos::new(file.as_str(), line, column), message }
+    let source = Source::new(text);
+    let at = |offset: usize| {
+        let (line, column) = source.position(offset);
+        SourcePos::new(file.as_str(), line, column)
     };
+    let error = |span: Range<usize>, message: String| ConfigError { at: at(span.start), message };
     let doc: ConfigDoc =
         toml::from_str(text).map_err(|e| error(e.span().unwrap_or(0..0), e.message().trim_end().to_string()))?;
     let mut config = PlanConfig::default();
@@ -188,9 +191,8 @@ pub fn parse_config(text: &str, path: &Path) -> Result<PlanConfig, ConfigError> 
                 ),
             ));
         }
-        let (line, column) = line_column(text, script.span().start);
         config.hooks.push(relative.to_path_buf());
-        config.hooks_at.push(SourcePos::new(file.as_str(), line, column));
+        config.hooks_at.push(at(script.span().start));
     }
     if let Some(dns) = doc.dns {
         config.dns = Some(dns_config(dns, &error)?);
@@ -269,17 +271,6 @@ fn same_path(a: &Path, b: &Path) -> bool {
         p.components().filter(|c| *c != Component::CurDir)
     }
     normal(a).eq(normal(b))
-}
-
-/// The 1-based line and column (in characters) of a byte offset of `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
+use crate::model::snippet::Location;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourcePos {
     /// The file as the operator named it (e.g. `plans/contoso/failover.rhai`).
@@ -21,13 +23,16 @@ impl SourcePos {
     }
 }
 
+impl SourcePos {
+    /// As diagnostics show it: `file:line:column`, or less when unknown.
+    pub fn location(&self) -> Location<'_> {
+        Location { file: &self.file, line: self.line, column: self.column }
+    }
+}
+
 impl fmt::Display for SourcePos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (0, _) => write!(f, "{}", self.file),
-            (line, 0) => write!(f, "{}:{line}", self.file),
-            (line, column) => write!(f, "{}:{line}:{column}", self.file),
-        }
+        self.location().fmt(f)
     }
 }
 

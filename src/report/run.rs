@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::outcome::Status;
 use super::table;
 use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
 use crate::fabric::FailoverOutcome;
@@ -36,8 +37,7 @@ pub struct Span {
     #[serde(rename = "end_ms")]
     #[serde(with = "millis")]
     pub end: Duration,
-    /// "succeeded", "failed", "skipped".
-    pub status: String,
+    pub status: Status,
     /// Where a VM landed, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -187,7 +187,7 @@ impl RunReport {
             let Some(group_name) = &event.group else { continue };
             let group_index = *group_spans.entry(group_name).or_insert_with(|| {
                 let span =
-                    Span { name: group_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
+                    Span { name: group_name.clone(), start: at, end: at, status: Status::Running, ..Span::default() };
                 groups.push(GroupTimeline { span, vms: Vec::new() });
                 groups.len() - 1
             });
@@ -195,13 +195,13 @@ impl RunReport {
             group.span.start = group.span.start.min(at);
             group.span.end = group.span.end.max(at);
             match event.kind {
-                EventKind::GroupStarted if group.span.status == "failed" => {
-                    group.span.status = "running".into();
+                EventKind::GroupStarted if group.span.status == Status::Failed => {
+                    group.span.status = Status::Running;
                     group.span.detail = None;
                 }
-                EventKind::GroupSucceeded => group.span.status = "succeeded".into(),
+                EventKind::GroupSucceeded => group.span.status = Status::Succeeded,
                 EventKind::GroupFailed => {
-                    group.span.status = "failed".into();
+                    group.span.status = Status::Failed;
                     group.span.detail = event.detail.clone();
                 }
                 _ => {}
@@ -209,7 +209,7 @@ impl RunReport {
             let Some(vm_name) = &event.vm else { continue };
             let vm_index = *vm_spans.entry((group_index, vm_name)).or_insert_with(|| {
                 let span =
-                    Span { name: vm_name.clone(), start: at, end: at, status: "running".into(), ..Span::default() };
+                    Span { name: vm_name.clone(), start: at, end: at, status: Status::Running, ..Span::default() };
                 group.vms.push(span);
                 group.vms.len() - 1
             });
@@ -217,9 +217,9 @@ impl RunReport {
             vm.start = vm.start.min(at);
             vm.end = vm.end.max(at);
             match event.kind {
-                EventKind::VmStarted if vm.status != "succeeded" => vm.status = "running".into(),
+                EventKind::VmStarted if vm.status != Status::Succeeded => vm.status = Status::Running,
                 EventKind::VmSucceeded => {
-                    vm.status = "succeeded".into();
+                    vm.status = Status::Succeeded;
                     vm.detail = event.detail.clone();
                     let outcome = event.data.as_ref().and_then(|d| d.parse::<FailoverOutcome>().ok());
                     if let Some(outcome) = outcome {
@@ -229,25 +229,25 @@ impl RunReport {
                     }
                 }
                 EventKind::VmFailed => {
-                    vm.status = "failed".into();
+                    vm.status = Status::Failed;
                     vm.detail = event.detail.clone();
                 }
-                EventKind::VmSkipped if vm.status != "succeeded" => vm.status = "skipped".into(),
+                EventKind::VmSkipped if vm.status != Status::Succeeded => vm.status = Status::Skipped,
                 _ => {}
             }
         }
         // A run that is not under way leaves nothing running: what was is cut off.
         let live = outcome.status == RunStatus::Running;
         for group in &mut groups {
-            if group.span.status == "running"
+            if group.span.status == Status::Running
                 && !group.vms.is_empty()
-                && group.vms.iter().all(|v| v.status == "skipped")
+                && group.vms.iter().all(|v| v.status == Status::Skipped)
             {
-                group.span.status = "skipped".into();
+                group.span.status = Status::Skipped;
             }
             for span in std::iter::once(&mut group.span).chain(group.vms.iter_mut()) {
-                if span.status == "running" && !live {
-                    span.status = "interrupted".into();
+                if span.status == Status::Running && !live {
+                    span.status = Status::Interrupted;
                 }
             }
         }
@@ -398,7 +398,7 @@ fn span_row(span: &Span, prefix: &str) -> Vec<String> {
         plus(span.start),
         plus(span.end),
         HumanDuration(span.end - span.start).to_string(),
-        span.status.clone(),
+        span.status.to_string(),
         span.detail.clone().unwrap_or_default(),
     ]
 }

@@ -6,12 +6,20 @@
 //! Everything named comes from user files, so all text is escaped. The same report gives
 //! the same bytes. Plans of thousands of VMs stay fast: the document is written into one
 //! buffer, and past `MAX_VM_ROWS` VM rows only the groups are drawn.
+//!
+//! One file on purpose: one chart is one concept. Its rows, axis, markers and legend share
+//! one layout (`Chart`: the label column, the time scale, the row positions), so apart
+//! they would pass that layout around rather than be simpler. Escaping and cutting text
+//! are in `report/text.rs`, plurals in `model/names.rs`.
 
 use std::fmt::{self, Write};
 use std::time::Duration;
 
+use super::outcome::{Status, VmCounts};
 use super::run::{RtoVerdict, RunReport, Span};
+use super::text::{Esc, Trunc};
 use crate::engine::{Event, EventKind, RunStatus};
+use crate::model::names::{Count, Thousands};
 use crate::model::{HumanDuration, Timestamp, format_time};
 
 /// More VM rows than this and only the group rows are drawn.
@@ -65,12 +73,12 @@ pub fn gantt(report: &RunReport) -> String {
     Chart::new(report, &waits).render()
 }
 
-fn status_colour(status: &str) -> &'static str {
+fn status_colour(status: Status) -> &'static str {
     match status {
-        "succeeded" => GREEN,
-        "failed" => RED,
-        "skipped" => GREY,
-        _ => AMBER,
+        Status::Succeeded => GREEN,
+        Status::Failed => RED,
+        Status::Skipped => GREY,
+        Status::Waiting | Status::Running | Status::Interrupted => AMBER,
     }
 }
 
@@ -237,24 +245,25 @@ impl<'a> Chart<'a> {
         self.x0 + (self.x1 - self.x0) * ms as f64 / self.axis_ms as f64
     }
 
-    /// Where text of `chars` characters goes beside a bar from `a` to `b`: after it, else
+    /// Where text of `chars` characters goes beside a bar from `left` to `right`: after it, else
     /// before it, else on the roomier side cut to fit, else over the bar's end. Returns
     /// the position, the anchor and how many characters fit.
-    fn beside(&self, a: f64, b: f64, chars: usize, char_w: f64) -> (f64, &'static str, usize) {
-        let (after, before) = (WIDTH - 8.0 - b, a - 4.0 - self.x0);
+    fn beside(&self, left: f64, right: f64, chars: usize, char_w: f64) -> (f64, &'static str, usize) {
+        let (after, before) = (WIDTH - 8.0 - right, left - 4.0 - self.x0);
         let w = chars as f64 * char_w;
         if w <= after {
-            return (b + 4.0, "start", chars);
+            return (right + 4.0, "start", chars);
         }
         if w <= before {
-            return (a - 4.0, "end", chars);
+            return (left - 4.0, "end", chars);
         }
-        let (x, anchor, room) = if after >= before { (b + 4.0, "start", after) } else { (a - 4.0, "end", before) };
+        let (x, anchor, room) =
+            if after >= before { (right + 4.0, "start", after) } else { (left - 4.0, "end", before) };
         let fit = (room / char_w).floor() as usize;
         if fit >= 12 {
             return (x, anchor, fit);
         }
-        (b - 4.0, "end", chars.min(((b - 4.0 - self.x0) / char_w).floor() as usize))
+        (right - 4.0, "end", chars.min(((right - 4.0 - self.x0) / char_w).floor() as usize))
     }
 
     fn render(&self) -> String {
@@ -347,14 +356,12 @@ impl<'a> Chart<'a> {
         let time = if h.dry_run { "modelled time" } else { "time" };
         w!(
             out,
-            "<text class=\"s\" x=\"{PAD}\" y=\"{INFO_Y}\">run {}, recovery point {}; {time} from {}, {} group{}, {} VM{}</text>\n",
+            "<text class=\"s\" x=\"{PAD}\" y=\"{INFO_Y}\">run {}, recovery point {}; {time} from {}, {}, {}</text>\n",
             Esc(&r.run_id),
             Esc(&h.point.to_string()),
             format_time(r.started),
-            Count(r.groups.len()),
-            plural(r.groups.len()),
-            Count(self.vm_count),
-            plural(self.vm_count),
+            Count::numbered("group", r.groups.len()),
+            Count::numbered("VM", self.vm_count),
         );
 
         // The legend.
@@ -412,43 +419,41 @@ impl<'a> Chart<'a> {
     fn group_row(&self, out: &mut String, index: usize, y: f64) {
         let group = &self.report.groups[index];
         let span = &group.span;
-        let (a, b) = (self.x(span.start), self.x(span.end));
+        let (left, right) = (self.x(span.start), self.x(span.end));
         w!(out, "<text class=\"g\" x=\"{PAD}\" y=\"{}\">{}</text>", y + 14.0, Trunc(&span.name, self.group_chars));
         w!(
             out,
-            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"{}\" stroke=\"#343a40\" stroke-width=\"0.6\">\
+            "<rect x=\"{left:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"{}\" stroke=\"#343a40\" stroke-width=\"0.6\">\
              <title>group {}: {}\n{}",
             y + 3.0,
-            (b - a).max(2.0),
-            status_colour(&span.status),
+            (right - left).max(2.0),
+            status_colour(span.status),
             Esc(&span.name),
-            Esc(&span.status),
+            span.status,
             Times(span)
         );
-        let mut counts = [0usize; 4];
-        for vm in &group.vms {
-            counts[match vm.status.as_str() {
-                "succeeded" => 0,
-                "failed" => 1,
-                "skipped" => 2,
-                _ => 3,
-            }] += 1;
-        }
-        w!(out, "\n{} VM{}", Count(group.vms.len()), plural(group.vms.len()));
+        let counts = VmCounts::of(group.vms.iter().map(|vm| vm.status));
+        w!(out, "\n{}", Count::numbered("VM", group.vms.len()));
         let mut first = true;
-        for (n, what) in counts.iter().zip(["succeeded", "failed", "skipped", "running"]) {
-            if *n > 0 {
-                w!(out, "{} {} {what}", if first { ":" } else { "," }, Count(*n));
+        for (n, status) in [
+            (counts.succeeded, Status::Succeeded),
+            (counts.failed, Status::Failed),
+            (counts.skipped, Status::Skipped),
+            (counts.running, Status::Running),
+            (counts.interrupted, Status::Interrupted),
+        ] {
+            if n > 0 {
+                w!(out, "{} {} {status}", if first { ":" } else { "," }, Thousands(n));
                 first = false;
             }
         }
-        if self.folded && counts[1] > 0 {
+        if self.folded && counts.failed > 0 {
             out.push_str("\nfailed:");
-            for vm in group.vms.iter().filter(|v| v.status == "failed").take(5) {
+            for vm in group.vms.iter().filter(|v| v.status == Status::Failed).take(5) {
                 w!(out, " {}", Esc(&vm.name));
             }
-            if counts[1] > 5 {
-                w!(out, " and {} more", Count(counts[1] - 5));
+            if counts.failed > 5 {
+                w!(out, " and {} more", Thousands(counts.failed - 5));
             }
         }
         if let Some(detail) = &span.detail {
@@ -462,34 +467,34 @@ impl<'a> Chart<'a> {
         if self.folded {
             chars += 24;
         }
-        let (tx, anchor, _) = self.beside(a, b, chars, SMALL_W);
+        let (tx, anchor, _) = self.beside(left, right, chars, SMALL_W);
         w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}", y + 14.0);
         if self.folded {
-            w!(out, " \u{b7} {} VMs", Count(group.vms.len()));
-            if counts[1] > 0 {
-                w!(out, ", <tspan fill=\"{RED}\">{} failed</tspan>", Count(counts[1]));
+            w!(out, " \u{b7} {}", Count::numbered("VM", group.vms.len()));
+            if counts.failed > 0 {
+                w!(out, ", <tspan fill=\"{RED}\">{} failed</tspan>", Thousands(counts.failed));
             }
-            if counts[2] > 0 {
-                w!(out, ", {} skipped", Count(counts[2]));
+            if counts.skipped > 0 {
+                w!(out, ", {} skipped", Thousands(counts.skipped));
             }
         }
         out.push_str("</text>\n");
     }
 
     fn vm_row(&self, out: &mut String, vm: &Span, y: f64) {
-        let (a, b) = (self.x(vm.start), self.x(vm.end));
-        let colour = status_colour(&vm.status);
+        let (left, right) = (self.x(vm.start), self.x(vm.end));
+        let colour = status_colour(vm.status);
         w!(
             out,
-            "<text x=\"{}\" y=\"{}\">{}</text><rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"{colour}\">\
+            "<text x=\"{}\" y=\"{}\">{}</text><rect x=\"{left:.1}\" y=\"{}\" width=\"{:.1}\" height=\"10\" fill=\"{colour}\">\
              <title>{}: {}\n{}",
             PAD + INDENT,
             y + 14.0,
             Trunc(&vm.name, self.vm_chars),
             y + 5.0,
-            (b - a).max(2.0),
+            (right - left).max(2.0),
             Esc(&vm.name),
-            Esc(&vm.status),
+            vm.status,
             Times(vm)
         );
         if let Some(detail) = &vm.detail {
@@ -497,10 +502,10 @@ impl<'a> Chart<'a> {
         }
         out.push_str("</title></rect>");
         let took = rounded(vm.end.saturating_sub(vm.start));
-        match (vm.status.as_str(), &vm.detail) {
-            ("failed", Some(detail)) => {
+        match (vm.status, &vm.detail) {
+            (Status::Failed, Some(detail)) => {
                 let chars = detail.chars().count().min(DETAIL_LABEL_CHARS) + 8;
-                let (tx, anchor, fit) = self.beside(a, b, chars, SMALL_W);
+                let (tx, anchor, fit) = self.beside(left, right, chars, SMALL_W);
                 w!(
                     out,
                     "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\" style=\"fill:{RED}\">failed: {}</text>\n",
@@ -508,12 +513,13 @@ impl<'a> Chart<'a> {
                     Trunc(detail, fit.saturating_sub(8).clamp(4, DETAIL_LABEL_CHARS))
                 );
             }
-            ("succeeded", _) => {
-                let (tx, anchor, _) = self.beside(a, b, took.to_string().len(), SMALL_W);
+            (Status::Succeeded, _) => {
+                let (tx, anchor, _) = self.beside(left, right, took.to_string().len(), SMALL_W);
                 w!(out, "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{took}</text>\n", y + 14.0);
             }
             (status, _) => {
-                let (tx, anchor, _) = self.beside(a, b, status.chars().count().min(20), SMALL_W);
+                let status = status.name();
+                let (tx, anchor, _) = self.beside(left, right, status.chars().count().min(20), SMALL_W);
                 w!(
                     out,
                     "<text class=\"s\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>\n",
@@ -527,16 +533,16 @@ impl<'a> Chart<'a> {
     fn wait_row(&self, out: &mut String, wait: &Wait, y: f64, in_group: bool) {
         let e = wait.waiting;
         let step = e.step.as_deref().unwrap_or("manual step");
-        let (a, b) = (self.x(wait.start), self.x(wait.end));
+        let (left, right) = (self.x(wait.start), self.x(wait.end));
         let label = if in_group { "manual step" } else { "plan manual step" };
         let lx = if in_group { PAD + INDENT } else { PAD };
         w!(out, "<text class=\"m\" x=\"{lx}\" y=\"{}\">{label}</text>", y + 14.0);
         w!(
             out,
-            "<rect x=\"{a:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"url(#hatch)\" stroke=\"{MANUAL}\">\
+            "<rect x=\"{left:.1}\" y=\"{}\" width=\"{:.1}\" height=\"14\" fill=\"url(#hatch)\" stroke=\"{MANUAL}\">\
              <title>manual step{}{}: {}\n+{} \u{2192} +{}, waited {}",
             y + 3.0,
-            (b - a).max(3.0),
+            (right - left).max(3.0),
             if e.vm.is_some() { " for " } else { "" },
             Esc(e.vm.as_deref().unwrap_or("")),
             Esc(step),
@@ -562,7 +568,7 @@ impl<'a> Chart<'a> {
             WaitEnd::Failed(_) => " (not done)".len(),
             WaitEnd::Open => " (still waiting)".len(),
         };
-        let (tx, anchor, fit) = self.beside(a, b, vm_chars + step_chars + suffix, CHAR_W);
+        let (tx, anchor, fit) = self.beside(left, right, vm_chars + step_chars + suffix, CHAR_W);
         w!(out, "<text class=\"m\" x=\"{tx:.1}\" y=\"{}\" text-anchor=\"{anchor}\">", y + 14.0);
         if let Some(vm) = &e.vm {
             w!(out, "{}: ", Trunc(vm, 20));
@@ -592,7 +598,7 @@ impl<'a> Chart<'a> {
                 (x - 4.0, "end", (x - 4.0 - w, x))
             };
             let lane = match taken {
-                Some((a, b)) if span.0 < b + 8.0 && a < span.1 + 8.0 => 1,
+                Some((left, right)) if span.0 < right + 8.0 && left < span.1 + 8.0 => 1,
                 _ => 0,
             };
             taken = Some(span);
@@ -631,8 +637,8 @@ impl<'a> Chart<'a> {
                 out,
                 "<text class=\"s\" x=\"{PAD}\" y=\"{y}\">{} VM rows folded into their groups (more than {} to draw): \
                  hover a group's bar for its VMs; the text or JSON report lists each VM.</text>\n",
-                Count(self.vm_count),
-                Count(MAX_VM_ROWS)
+                Thousands(self.vm_count as u64),
+                Thousands(MAX_VM_ROWS as u64)
             );
         }
     }
@@ -666,10 +672,6 @@ fn rounded(d: Duration) -> HumanDuration {
     }
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
 /// `+start → +end, took duration`.
 struct Times<'a>(&'a Span);
 
@@ -686,447 +688,5 @@ impl fmt::Display for Times<'_> {
     }
 }
 
-/// A count with thousands separators: 10,000.
-struct Count(usize);
-
-impl fmt::Display for Count {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.0.to_string();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                f.write_char(',')?;
-            }
-            f.write_char(c)?;
-        }
-        Ok(())
-    }
-}
-
-/// Text escaped for XML content and attributes. Characters XML cannot hold at all
-/// (most control characters) become U+FFFD.
-struct Esc<'a>(&'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        let mut last = 0;
-        for (i, c) in s.char_indices() {
-            let replacement = match c {
-                '&' => "&amp;",
-                '<' => "&lt;",
-                '>' => "&gt;",
-                '"' => "&quot;",
-                '\'' => "&#39;",
-                '\t' | '\n' | '\r' => continue,
-                c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => "\u{FFFD}",
-                _ => continue,
-            };
-            f.write_str(&s[last..i])?;
-            f.write_str(replacement)?;
-            last = i + c.len_utf8();
-        }
-        f.write_str(&s[last..])
-    }
-}
-
-/// Escaped text cut to `max` characters, ending in an ellipsis when cut.
-struct Trunc<'a>(&'a str, usize);
-
-impl fmt::Display for Trunc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Trunc(s, max) = *self;
-        if max == 0 || s.char_indices().nth(max).is_none() {
-            return Esc(s).fmt(f);
-        }
-        let cut = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
-        Esc(&s[..cut]).fmt(f)?;
-        f.write_char('\u{2026}')
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use chrono::{TimeDelta, TimeZone, Utc};
-
-    use super::*;
-    use crate::engine::RunOutcome;
-    use crate::model::{FailoverKind, PointChoice};
-    use crate::report::run::{GroupTimeline, RunHeader};
-
-    const MANUAL_TEXT: &str = "Confirm the SQL listener is online and the databases are mounted";
-
-    fn t0() -> Timestamp {
-        Utc.with_ymd_and_hms(2026, 1, 5, 8, 0, 0).unwrap()
-    }
-
-    fn header(plan: &str, dry_run: bool, rto_target: Option<Duration>) -> RunHeader {
-        RunHeader {
-            plan: plan.into(),
-            source: "primary".into(),
-            target: "secondary".into(),
-            kind: FailoverKind::Planned,
-            point: PointChoice::Latest,
-            dry_run,
-            rto_target,
-        }
-    }
-
-    /// Builds a run's events in order.
-    #[derive(Default)]
-    struct Events(Vec<Event>);
-
-    impl Events {
-        fn add(&mut self, ms: u64, kind: EventKind, group: &str, vm: &str, step: &str, detail: &str) -> &mut Self {
-            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-            self.0.push(Event {
-                seq: self.0.len() as u64,
-                at: t0() + TimeDelta::milliseconds(ms as i64),
-                kind,
-                group: some(group),
-                vm: some(vm),
-                step: some(step),
-                detail: some(detail),
-                key: None,
-                data: None,
-            });
-            self
-        }
-
-        fn report(&self, header: RunHeader, status: RunStatus) -> RunReport {
-            let outcome = RunOutcome {
-                run_id: "run-1".into(),
-                status,
-                started: t0(),
-                finished: self.0.last().map_or(t0(), |e| e.at),
-                events: self.0.clone(),
-            };
-            RunReport::new(header, outcome)
-        }
-    }
-
-    /// Two groups, three VMs (one failed, one skipped), one manual wait, a 30m target.
-    fn failed_run() -> RunReport {
-        use EventKind::*;
-        let mut e = Events::default();
-        e.add(0, RunStarted, "", "", "crm", "")
-            .add(0, GroupStarted, "database", "", "", "")
-            .add(0, VmStarted, "database", "sql01", "", "")
-            .add(0, VmStarted, "database", "sql02", "", "")
-            .add(240_000, VmSucceeded, "database", "sql01", "", "10.2.1.10 on secondary/hv-s01")
-            .add(300_000, VmFailed, "database", "sql02", "", "replica did not boot: <&> \"disk\" missing")
-            .add(300_000, ManualWaiting, "database", "", MANUAL_TEXT, "timeout 30m, expected 5m")
-            .add(600_000, ManualDone, "database", "", MANUAL_TEXT, "")
-            .add(600_000, GroupFailed, "database", "", "", "1 of 2 VMs failed")
-            .add(600_000, VmSkipped, "app", "app01", "", "")
-            .add(600_000, RunFailed, "", "", "crm", "");
-        e.report(header("crm & <billing>", false, Some(Duration::from_secs(1800))), RunStatus::Failed)
-    }
-
-    /// No target, a long name, a failure at the end of the axis, a plan-level manual step
-    /// and a per-VM one.
-    fn edge_cases() -> RunReport {
-        use EventKind::*;
-        let long = "a-very-long-virtual-machine-name-from-a-naming-scheme-nobody-likes-0001";
-        let mut e = Events::default();
-        e.add(0, RunStarted, "", "", "edge", "")
-            .add(0, ManualWaiting, "", "", "Tell the service desk", "timeout 1h, expected 2m")
-            .add(120_000, ManualDone, "", "", "Tell the service desk", "")
-            .add(120_000, GroupStarted, "g", "", "", "")
-            .add(120_000, VmStarted, "g", long, "", "")
-            .add(120_000, VmStarted, "g", "b", "", "")
-            .add(130_000, VmSucceeded, "g", "b", "", "10.0.0.2")
-            .add(130_000, ManualWaiting, "g", "b", "Check the app on b", "timeout 10m, expected 1m")
-            .add(190_000, ManualDone, "g", "b", "Check the app on b", "")
-            .add(419_000, VmFailed, "g", long, "", &"the hypervisor said no; ".repeat(6))
-            .add(419_000, GroupFailed, "g", "", "", "")
-            .add(419_000, RunFailed, "", "", "edge", "");
-        e.report(header("edge", true, None), RunStatus::Failed)
-    }
-
-    /// Resembles `drplan dry-run plans/contoso/failover.rhai`.
-    fn contoso() -> RunReport {
-        use EventKind::*;
-        let mut e = Events::default();
-        e.add(0, RunStarted, "", "", "contoso-crm", "").add(0, GroupStarted, "database", "", "", "");
-        for vm in ["sql01", "sql02"] {
-            e.add(0, VmStarted, "database", vm, "", "");
-        }
-        e.add(
-            240_938,
-            VmSucceeded,
-            "database",
-            "sql01",
-            "",
-            "10.2.1.10 on secondary/hv-s01; point 2026-01-05T08:01:00Z",
-        )
-        .add(240_938, VmSucceeded, "database", "sql02", "", "10.2.1.11 on secondary/hv-s02; point 2026-01-05T08:01:00Z")
-        .add(240_938, ManualWaiting, "database", "", MANUAL_TEXT, "timeout 30m, expected 5m")
-        .add(540_938, ManualDone, "database", "", MANUAL_TEXT, "")
-        .add(540_938, GroupSucceeded, "database", "", "", "");
-        for (group, vms, start, end) in [
-            ("app", ["app01", "app02", "app03"], 540_938, 662_288),
-            ("web", ["web01", "web02", "web03"], 662_288, 740_748),
-        ] {
-            e.add(start, GroupStarted, group, "", "", "");
-            for vm in vms {
-                e.add(start, VmStarted, group, vm, "", "");
-            }
-            for (i, vm) in vms.iter().enumerate() {
-                e.add(
-                    end,
-                    VmSucceeded,
-                    group,
-                    vm,
-                    "",
-                    &format!("10.2.{}.{} on secondary/hv-s0{}", i + 2, i + 10, i + 1),
-                );
-            }
-            e.add(end, GroupSucceeded, group, "", "", "");
-        }
-        e.add(740_748, RunSucceeded, "", "", "contoso-crm", "");
-        e.report(header("contoso-crm", true, Some(Duration::from_secs(1800))), RunStatus::Succeeded)
-    }
-
-    /// `groups` groups of `per_group` VMs, every 997th VM failed.
-    fn large(groups: usize, per_group: usize) -> RunReport {
-        let mut report = contoso();
-        report.groups.clear();
-        report.steps.clear();
-        let mut seq = 0;
-        let mut event = |at: Duration, kind: EventKind, group: &str, vm: Option<String>| {
-            seq += 1;
-            Event {
-                seq,
-                at: t0() + TimeDelta::from_std(at).unwrap(),
-                kind,
-                group: Some(group.to_string()),
-                vm,
-                step: None,
-                detail: None,
-                key: None,
-                data: None,
-            }
-        };
-        for g in 0..groups {
-            let name = format!("tier-{g:02}");
-            let start = Duration::from_secs(120 * g as u64);
-            let end = start + Duration::from_secs(110);
-            let mut vms = Vec::with_capacity(per_group);
-            for v in 0..per_group {
-                let n = g * per_group + v;
-                let failed = n % 997 == 996;
-                let vm = Span {
-                    name: format!("vm-{n:05}"),
-                    start,
-                    end: start + Duration::from_millis(60_000 + (n as u64 % 50) * 1000),
-                    status: if failed { "failed" } else { "succeeded" }.into(),
-                    detail: Some(if failed {
-                        "boot timed out".into()
-                    } else {
-                        format!("10.9.{}.{}", n / 250, n % 250)
-                    }),
-                    ..Span::default()
-                };
-                report.steps.push(event(vm.start, EventKind::VmStarted, &name, Some(vm.name.clone())));
-                report.steps.push(event(vm.end, EventKind::VmSucceeded, &name, Some(vm.name.clone())));
-                vms.push(vm);
-            }
-            let span = Span { name, start, end, status: "succeeded".into(), ..Span::default() };
-            report.groups.push(GroupTimeline { span, vms });
-        }
-        report.rto = Duration::from_secs(120 * groups as u64);
-        report.rto_met = Some(report.rto <= Duration::from_secs(1800));
-        report
-    }
-
-    /// A small well-formedness check: tags nest and close, attributes are quoted, `<`
-    /// never appears in text, `&` only starts an entity, and there is one root element.
-    fn check_xml(doc: &str) -> Result<(), String> {
-        fn check_text(text: &str) -> Result<(), String> {
-            for (i, _) in text.match_indices('&') {
-                let rest = &text[i + 1..];
-                let entity = rest.split(';').next().unwrap_or("");
-                let ok = rest.contains(';')
-                    && (["amp", "lt", "gt", "quot", "apos"].contains(&entity)
-                        || entity
-                            .strip_prefix('#')
-                            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())));
-                if !ok {
-                    return Err(format!("bare & at {:?}", &text[i..text.len().min(i + 20)]));
-                }
-            }
-            Ok(())
-        }
-        let mut stack: Vec<&str> = Vec::new();
-        let mut roots = 0;
-        let mut rest = doc;
-        while let Some(lt) = rest.find('<') {
-            let text = &rest[..lt];
-            check_text(text)?;
-            if stack.is_empty() && !text.trim().is_empty() {
-                return Err(format!("text outside the root: {text:?}"));
-            }
-            let gt = lt + rest[lt..].find('>').ok_or("a tag is not closed")?;
-            let tag = &rest[lt + 1..gt];
-            if tag.contains('<') {
-                return Err(format!("< inside a tag: {tag:?}"));
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                match stack.pop() {
-                    Some(open) if open == name.trim() => {}
-                    open => return Err(format!("</{name}> closes {open:?}")),
-                }
-            } else {
-                check_text(tag)?;
-                if !tag.matches('"').count().is_multiple_of(2) {
-                    return Err(format!("unbalanced quotes in {tag:?}"));
-                }
-                let name = tag.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or("");
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    return Err(format!("bad tag name in {tag:?}"));
-                }
-                if stack.is_empty() {
-                    roots += 1;
-                }
-                if !tag.ends_with('/') {
-                    stack.push(name);
-                }
-            }
-            rest = &rest[gt + 1..];
-        }
-        if !rest.trim().is_empty() || !stack.is_empty() || roots != 1 {
-            return Err(format!("unclosed {stack:?}, {roots} roots, trailing {rest:?}"));
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn draws_groups_vms_manual_waits_and_the_target() {
-        let report = failed_run();
-        let svg = gantt(&report);
-        assert!(svg.starts_with("<svg"), "{svg}");
-        assert!(svg.ends_with("</svg>\n"));
-        check_xml(&svg).unwrap();
-        assert!(!svg.contains("<&>") && !svg.contains("<billing>"));
-        assert!(svg.contains("replica did not boot: &lt;&amp;&gt; &quot;disk&quot; missing"));
-        assert!(svg.contains("crm &amp; &lt;billing&gt;"));
-        for name in ["database", "app", "sql01", "sql02", "app01"] {
-            assert!(svg.contains(&format!(">{name}</text>")), "{name}");
-        }
-        // The failed VM's bar is red with its detail in the tooltip; the skipped one grey.
-        assert!(svg.contains(&format!("fill=\"{RED}\"><title>sql02: failed\n+0s \u{2192} +5m, took 5m\nreplica")));
-        assert!(svg.contains(&format!("fill=\"{GREY}\"><title>app01: skipped")));
-        assert!(svg.contains(&format!("fill=\"{GREEN}\"><title>sql01: succeeded")));
-        // The manual wait: a hatched band, its label cut to 40 characters, the full text on hover.
-        let cut: String = MANUAL_TEXT.chars().take(MANUAL_LABEL_CHARS - 1).collect();
-        assert!(svg.contains(&format!(">{cut}\u{2026}</text>")));
-        assert!(svg.contains(&format!(
-            "fill=\"url(#hatch)\" stroke=\"{MANUAL}\"><title>manual step: {MANUAL_TEXT}\n+5m \u{2192} +10m, waited 5m"
-        )));
-        assert!(svg.contains("RTO target 30m</text>"));
-        assert!(svg.contains(&format!("stroke=\"{TARGET}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"")));
-        // A failed run recovered nothing: its RTO is not judged against the target.
-        assert!(svg.contains(">target 30m: not reached, the run did not succeed</tspan>"));
-        assert!(!svg.contains("MISSED") && !svg.contains(": met<") && svg.contains(">FAILED</tspan>"));
-        // Ticks every 5 minutes up to the target.
-        for tick in ["+0s", "+5m", "+30m"] {
-            assert!(svg.contains(&format!(">{tick}</text>")), "{tick}");
-        }
-        assert_eq!(gantt(&report), svg);
-    }
-
-    #[test]
-    fn a_missed_target_and_an_open_wait_are_shown() {
-        let mut report = failed_run();
-        report.header.rto_target = Some(Duration::from_secs(240));
-        report.rto_met = Some(false);
-        report.steps.retain(|e| e.kind != EventKind::ManualDone);
-        let svg = gantt(&report);
-        check_xml(&svg).unwrap();
-        assert!(svg.contains("MISSED by 6m</tspan>"));
-        assert!(svg.contains("(still waiting)</text>"));
-        assert!(
-            svg.contains("+5m \u{2192} +10m, waited 5m\ntimeout 30m, expected 5m\nstill waiting when the run stopped")
-        );
-    }
-
-    #[test]
-    fn the_same_contoso_run_gives_the_same_bytes() {
-        let svg = gantt(&contoso());
-        check_xml(&svg).unwrap();
-        assert_eq!(svg, gantt(&contoso()));
-        assert!(svg.contains("predicted RTO 12m20s748ms</text>"));
-        // Set DRPLAN_SVG_OUT to a directory to look at the charts.
-        if let Some(dir) = std::env::var_os("DRPLAN_SVG_OUT") {
-            let dir = std::path::PathBuf::from(dir);
-            std::fs::write(dir.join("contoso.svg"), &svg).unwrap();
-            std::fs::write(dir.join("failed.svg"), gantt(&failed_run())).unwrap();
-            std::fs::write(dir.join("large.svg"), gantt(&large(10, 1000))).unwrap();
-            std::fs::write(dir.join("medium.svg"), gantt(&large(4, 100))).unwrap();
-            std::fs::write(dir.join("edge.svg"), gantt(&edge_cases())).unwrap();
-        }
-    }
-
-    #[test]
-    fn long_names_are_cut_and_late_labels_stay_inside() {
-        let svg = gantt(&edge_cases());
-        check_xml(&svg).unwrap();
-        assert!(svg.contains(">the plan sets no RTO target</tspan>") && !svg.contains("RTO target "));
-        assert!(svg.contains(">a-very-long-virtual-machine-name-from-\u{2026}</text>"));
-        assert!(svg.contains(">plan manual step</text>") && svg.contains(">b: Check the app on b</text>"));
-        // The failure ends at the axis's end: its label goes before the bar, cut to fit.
-        assert!(
-            svg.contains(
-                "text-anchor=\"end\" style=\"fill:#e03131\">failed: the hypervisor said no; th\u{2026}</text>"
-            )
-        );
-    }
-
-    #[test]
-    fn ten_thousand_vms_render_fast_with_vm_rows_folded() {
-        let report = large(10, 1000);
-        let started = Instant::now();
-        let svg = gantt(&report);
-        let took = started.elapsed();
-        eprintln!("10,000 VMs drawn in {took:?}, {} bytes", svg.len());
-        let limit = if cfg!(debug_assertions) { 3 } else { 1 };
-        assert!(took < Duration::from_secs(limit), "{took:?}");
-        check_xml(&svg).unwrap();
-        assert!(svg.contains("10,000 VM rows folded"));
-        assert_eq!(svg.matches("<title>group ").count(), 10);
-        assert!(!svg.contains("vm-00001"));
-        // Failed VMs are still named in their group's tooltip.
-        assert!(svg.contains("failed: vm-00996"));
-
-        // At the limit, every VM has its row.
-        let report = large(2, MAX_VM_ROWS / 2);
-        let started = Instant::now();
-        let svg = gantt(&report);
-        let took = started.elapsed();
-        eprintln!("{} VMs drawn in {took:?}, {} bytes", MAX_VM_ROWS, svg.len());
-        assert!(took < Duration::from_secs(limit), "{took:?}");
-        check_xml(&svg).unwrap();
-        assert!(!svg.contains("folded") && svg.contains(">vm-01999</text>"));
-    }
-
-    #[test]
-    fn ticks_are_round_and_few() {
-        assert_eq!(tick_step(30 * 60_000), (5 * 60_000, 6));
-        assert_eq!(tick_step(740_748), (2 * 60_000, 7));
-        assert_eq!(tick_step(90 * 60_000), (10 * 60_000, 9));
-        assert_eq!(tick_step(5_000), (1_000, 5));
-        assert_eq!(tick_step(0), (1_000, 1));
-        assert_eq!(tick_step(30 * 86_400_000), (3 * 86_400_000, 10));
-    }
-
-    #[test]
-    fn text_is_escaped_and_cut_on_characters() {
-        assert_eq!(Esc("a<b>&\"c'\u{1}\n").to_string(), "a&lt;b&gt;&amp;&quot;c&#39;\u{FFFD}\n");
-        assert_eq!(Trunc("h\u{e9}llo w\u{f6}rld", 5).to_string(), "h\u{e9}ll\u{2026}");
-        assert_eq!(Trunc("<&>", 3).to_string(), "&lt;&amp;&gt;");
-        assert_eq!(Count(10_000).to_string(), "10,000");
-        assert_eq!(Count(999).to_string(), "999");
-    }
-}
+mod tests;

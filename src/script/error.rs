@@ -10,6 +10,7 @@ use rhai::{EvalAltResult, ParseError, Position};
 use super::resolver::STDLIB_PREFIX;
 use super::sandbox::{self, Limits, STOPPED_CANCELLED, STOPPED_DEADLINE};
 use crate::model::HumanDuration;
+use crate::model::snippet::{Diagnostic, Severity, Source};
 use crate::plan::{ActionError, SourcePos};
 
 /// A plan script could not be loaded; `Display` is "file:line:column: message".
@@ -84,6 +85,17 @@ impl ScriptError {
         }
         let frame = &frames[chosen];
         ScriptError::new(pos_in(&frame.file, frame.pos), kind, message)
+    }
+}
+
+impl ScriptError {
+    /// The error as the operator reads it: `error: file:line:column: message`, then the
+    /// line of `source` it points at (`source` is the text of `at.file`, when it could be
+    /// read).
+    pub fn render(&self, source: Option<&Source>) -> String {
+        let snippet = source.and_then(|source| source.snippet_at(self.at.line, self.at.column));
+        let at = self.at.location();
+        Diagnostic { severity: Severity::Error, at, message: &self.message, snippet: snippet.as_ref() }.to_string()
     }
 }
 

@@ -97,7 +97,8 @@ fn a_resumed_run_is_one_timeline_from_its_first_start_with_each_attempt_listed()
 
 #[test]
 fn r37_a_resumed_failback_commits_and_reprotects_and_runs_says_what_is_left() {
-    let work = Workdir::contoso().plan(PLAN);
+    // A copy of the site: the test edits it.
+    let work = Workdir::contoso().site_edit(|site| site).plan(PLAN);
     work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
     work.run(&["commit", "plan.rhai", "--yes"]).ok();
     work.run(&["reprotect", "plan.rhai", "--yes"]).ok();

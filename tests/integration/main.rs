@@ -15,6 +15,7 @@ mod bind;
 mod util;
 
 mod cli_cycle;
+mod cli_diagnostics;
 mod cli_fabric;
 mod cli_plans;
 mod cli_preflight;

@@ -18,76 +18,16 @@ use tempfile::TempDir;
 use super::{ScriptError, ScriptOptions, load_plan};
 use crate::fabric::{Health, ReplicationStatus};
 use crate::model::site_file::parse_site;
+use crate::model::testing::{SQL_CLUSTER, two_sites};
 use crate::model::{Consistency, FailoverKind, HumanDuration, Inventory, RecoveryPoint, Side, Timestamp};
 use crate::plan::{ActionContext, EventView, Plan, Services, VmBoard, VmView};
 
-const SITE: &str = r#"
+/// What the script tests add to the shared two sites and SQL cluster: a clock and two
+/// more protected VMs.
+const VMS: &str = r#"
 [simulation]
 start = "2026-03-02T09:00:00Z"
 speed = 1000
-
-[[sites]]
-name = "primary"
-kind = "onprem"
-hosts = ["hv-p01"]
-  [[sites.networks]]
-  name = "prod"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.1.1.0/24"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.1.3.0/24"
-
-[[sites]]
-name = "secondary"
-kind = "onprem"
-hosts = ["hv-s01"]
-  [[sites.networks]]
-  name = "prod-dr"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.2.1.0/24"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.2.3.0/24"
-
-[[pairings]]
-source = "primary"
-target = "secondary"
-
-[[network_mappings]]
-source = "primary/prod"
-target = "secondary/prod-dr"
-
-[[policies]]
-name = "gold"
-retention = "24h"
-
-[[replication_groups]]
-name = "sql-cluster"
-vms = ["sql01", "sql02"]
-
-[[vms]]
-name = "sql01"
-site = "primary"
-host = "hv-p01"
-os = "windows"
-tags = { tier = "db" }
-dns = ["sql01.contoso.test", "sql.contoso.test"]
-disks = [{ name = "os", size_gb = 100, os = true }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.10", target_ip = "10.2.1.10" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "sql02"
-site = "primary"
-host = "hv-p01"
-os = "windows"
-tags = { tier = "db" }
-disks = [{ name = "os", size_gb = 100, os = true }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.11", target_ip = "10.2.1.11" }]
-protection = { policy = "gold", since = "-2d" }
 
 [[vms]]
 name = "app01"
@@ -112,7 +52,9 @@ protection = { policy = "gold", since = "-2d" }
 "#;
 
 fn inventory() -> Arc<Inventory> {
-    Arc::new(parse_site(SITE, Path::new("site.toml")).expect("the test site parses"))
+    Arc::new(
+        parse_site(&two_sites(&format!("{SQL_CLUSTER}{VMS}")), Path::new("site.toml")).expect("the test site parses"),
+    )
 }
 
 /// A folder of plan files.
