@@ -78,7 +78,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
             Command::Status { vms, format } => inspect::status(global, vms, *format).await,
             Command::Points { vm } => inspect::points(global, vm).await,
             Command::Jobs { format } => inspect::jobs(global, *format).await,
-            Command::Advance { by } => inspect::advance(global, by),
+            Command::Advance { by } => inspect::advance(global, *by),
             Command::Protect { vms, policy, exclude_disks } => {
                 protection::protect(global, vms, policy, exclude_disks).await
             }

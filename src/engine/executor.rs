@@ -74,8 +74,10 @@ fn retryable(error: &FabricError) -> bool {
     matches!(error, FabricError::OperationFailed { .. } | FabricError::Address { .. } | FabricError::Interrupted { .. })
 }
 
+/// The wait before retry `attempt`: the policy's backoff, doubled each time, never more
+/// than the longest duration (which the fabric's clock can always add).
 fn backoff(policy: &FailurePolicy, attempt: u32) -> Duration {
-    policy.backoff.saturating_mul(1 << attempt.min(16))
+    policy.backoff.saturating_mul(1 << attempt.min(16)).min(crate::model::MAX_DURATION)
 }
 
 /// Runs `plan` (already validated and resolved) and returns what happened.

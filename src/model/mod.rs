@@ -13,7 +13,7 @@ pub mod site;
 pub mod site_file;
 pub mod vm;
 
-pub use duration::{HumanDuration, parse_duration};
+pub use duration::{HumanDuration, MAX_DURATION, parse_duration};
 pub use inventory::{Fault, InitialProtection, Inventory, ReplicationGroup, Simulation};
 pub use job::{Job, JobStatus};
 pub use network::{Addressing, Ipv4Net, Network, NetworkMapping, Subnet};
