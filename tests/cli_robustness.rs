@@ -1,8 +1,11 @@
-//! Robustness through the binary: no parseable input panics.
+//! Robustness through the binary: no parseable input panics; files are read within
+//! limits.
 
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{CONTOSO_SITE, Run, Workdir};
 
@@ -69,4 +72,46 @@ fn the_longest_backoff_doubled_a_hundred_times_is_waited_without_overflow() {
     let lab = Lab::new(&plan, "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"web01\"\n");
     let run = lab.run(&["dry-run", lab.plan()]).fails(1);
     assert!(run.stdout.contains("vm.failed"), "{}", run.stdout);
+}
+
+// ---- Files are read within limits ----
+
+#[test]
+fn an_endless_site_file_is_refused_at_its_limit() {
+    let work = Workdir::with_site("");
+    let started = Instant::now();
+    let run = Run::from(
+        Command::new(assert_cmd::cargo::cargo_bin("drplan"))
+            .arg("--state")
+            .arg(work.state())
+            .args(["--site", "/dev/zero", "status"])
+            .output()
+            .unwrap(),
+    )
+    .fails(1);
+    assert!(
+        run.stderr.contains("cannot read /dev/zero: it is larger than 256 MiB, the limit for a site file"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_50_mb_plan_script_is_refused_naming_the_file_and_the_limit() {
+    let lab = Lab::new(ONE_VM, "");
+    let comment = format!("// {}\n", "x".repeat(1021));
+    std::fs::write(&lab.plan, ONE_VM.to_string() + &comment.repeat(50 * 1024)).unwrap();
+    let run = lab.run(&["check", lab.plan()]).fails(1);
+    assert!(run.stderr.contains("plan.rhai"), "{}", run.stderr);
+    assert!(run.stderr.contains("it is larger than 4 MiB, the limit for a plan script"), "{}", run.stderr);
+}
+
+#[test]
+fn an_oversized_drplan_toml_is_refused_naming_the_file_and_the_limit() {
+    let lab = Lab::new(ONE_VM, "");
+    std::fs::write(lab.work.path().join("drplan.toml"), format!("# {}\n", "x".repeat(2 * 1024 * 1024))).unwrap();
+    let run = lab.run(&["check", lab.plan()]).fails(1);
+    assert!(run.stderr.contains("drplan.toml"), "{}", run.stderr);
+    assert!(run.stderr.contains("larger than 1 MiB, the limit for a plan folder's drplan.toml"), "{}", run.stderr);
 }

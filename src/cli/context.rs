@@ -10,7 +10,7 @@ use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::model::Inventory;
 use crate::model::site_file::parse_site;
-use crate::store::StateDir;
+use crate::store::{StateDir, text_file};
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
 pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -27,7 +27,8 @@ pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliErr
 }
 
 pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.into(), source })?;
+    let text =
+        text_file::read(path, text_file::SITE_FILE).map_err(|source| CliError::Read { path: path.into(), source })?;
     Ok(parse_site(&text, path)?)
 }
 

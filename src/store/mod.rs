@@ -1,9 +1,11 @@
-//! Durable state: the state directory (one drplan command at a time) and the SQLite
-//! database that holds the simulated datacenter's state between commands.
+//! Durable state: the state directory (one drplan command at a time), the SQLite
+//! database that holds the simulated datacenter's state between commands, and the
+//! bounded reading of the text files commands start from.
 
 pub mod journal;
 mod sim_store;
 mod state_dir;
+pub mod text_file;
 
 pub use sim_store::{CallRecord, SimBatch, SimStore};
 pub use state_dir::StateDir;
