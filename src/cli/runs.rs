@@ -24,7 +24,7 @@ use crate::plan::validate::{ResolvedPlan, Severity, validate};
 use crate::plan::{Manual, Plan};
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
-use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord};
+use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord, RunRecordStatus};
 use crate::store::{StateDir, StoreError};
 
 /// What the journal keeps of a run besides its events.
@@ -208,7 +208,7 @@ pub fn failover(
         plan_path: plan_path.to_path_buf(),
         plan_hash: fingerprint(plan_path)?,
         site_path: site,
-        status: "running".into(),
+        status: RunRecordStatus::Running,
         started_wall: chrono::Utc::now().to_rfc3339(),
         spec: StoredRun { spec, header, notes: Vec::new() },
     };
@@ -222,11 +222,11 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
     let state = StateDir::open(&global.state)?;
     let db = journal::open(state.path())?;
     let record = find_run(&db, run_id)?;
-    match record.status.as_str() {
-        "succeeded" => {
+    match record.status {
+        RunRecordStatus::Succeeded => {
             return Err(CliError::Usage(format!("run {run_id} already succeeded: there is nothing to resume")));
         }
-        "cancelled" => {
+        RunRecordStatus::Cancelled => {
             return Err(CliError::Usage(format!(
                 "run {run_id} was cancelled; its VMs need reprotect (drplan reprotect) before another run"
             )));
@@ -247,7 +247,7 @@ pub fn resume(global: &Global, run_id: &str, format: Format) -> Result<String, C
     let events: Vec<Event> = db.events(run_id)?;
     let history = History::from_events(&events);
     let mut record = record;
-    record.status = "running".into();
+    record.status = RunRecordStatus::Running;
     db.put_run(&record)?;
     eprintln!("run {run_id} resumed");
     run_to_end(&state, db, record, prepared, history, format)
@@ -348,7 +348,7 @@ fn run_to_end(
     });
     writer.close();
     progress.finish();
-    record.status = status_name(outcome.status).into();
+    record.status = record_status(outcome.status);
     db.put_run(&record)?;
     let events: Vec<Event> = db.events(&run_id)?;
     let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
@@ -373,14 +373,22 @@ fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
+fn record_status(status: RunStatus) -> RunRecordStatus {
+    match status {
+        RunStatus::Succeeded => RunRecordStatus::Succeeded,
+        RunStatus::Failed => RunRecordStatus::Failed,
+        RunStatus::Cancelled => RunRecordStatus::Cancelled,
+    }
+}
+
 /// The run as its journal tells it: what `show` reports, whether the run is live or not.
 fn outcome_of(record: &Record, events: Vec<Event>) -> RunOutcome {
     let started = events.iter().find(|e| e.kind == EventKind::RunStarted).map(|e| e.at);
     let finished = events.last().map(|e| e.at);
-    let status = match record.status.as_str() {
-        "succeeded" => RunStatus::Succeeded,
-        "cancelled" => RunStatus::Cancelled,
-        _ => RunStatus::Failed,
+    let status = match record.status {
+        RunRecordStatus::Succeeded => RunStatus::Succeeded,
+        RunRecordStatus::Cancelled => RunStatus::Cancelled,
+        RunRecordStatus::Running | RunRecordStatus::Failed => RunStatus::Failed,
     };
     let epoch = chrono::DateTime::UNIX_EPOCH;
     RunOutcome {
@@ -411,7 +419,8 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
     let rows: Vec<(Record, String)> = records
         .into_iter()
         .map(|r| {
-            let status = if r.status == "running" && !live { "interrupted".to_string() } else { r.status.clone() };
+            let running = r.status == RunRecordStatus::Running;
+            let status = if running && !live { "interrupted".to_string() } else { r.status.to_string() };
             (r, status)
         })
         .collect();
@@ -498,7 +507,7 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
     }
     let db = journal::open(&global.state)?;
     let mut record = find_run(&db, run_id)?;
-    if record.status != "running" && record.status != "failed" {
+    if !matches!(record.status, RunRecordStatus::Running | RunRecordStatus::Failed) {
         return Err(CliError::Usage(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
     }
     db.request_cancel(run_id, &chrono::Utc::now().to_rfc3339())?;
@@ -507,7 +516,7 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
             // The run is live: it sees the request at its next step and stops.
             for _ in 0..300 {
                 std::thread::sleep(POLL);
-                if find_run(&db, run_id)?.status != "running" {
+                if find_run(&db, run_id)?.status != RunRecordStatus::Running {
                     return Ok(format!("run {run_id} cancelled; see drplan status for the VMs that need reprotect\n"));
                 }
             }
@@ -531,7 +540,7 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
                     out.push_str(&format!("{vm}: failover cancelled; it needs reprotect (R35)\n"));
                 }
             }
-            record.status = "cancelled".into();
+            record.status = RunRecordStatus::Cancelled;
             db.put_run(&record)?;
             out.push_str(&format!("run {run_id} cancelled at {}\n", format_time(sim.now())));
             Ok(out)

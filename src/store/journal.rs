@@ -63,11 +63,31 @@ pub struct RunRecord<S> {
     /// The plan file's hash when the run started: resume refuses a changed plan.
     pub plan_hash: String,
     pub site_path: PathBuf,
-    /// "running", "succeeded", "failed", "cancelled".
-    pub status: String,
+    pub status: RunRecordStatus,
     pub started_wall: String,
     /// The run's parameters, as the engine layer defines them.
     pub spec: S,
+}
+
+/// Where a run stands, as its record keeps it (in lowercase, as records always had it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunRecordStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl std::fmt::Display for RunRecordStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunRecordStatus::Running => "running",
+            RunRecordStatus::Succeeded => "succeeded",
+            RunRecordStatus::Failed => "failed",
+            RunRecordStatus::Cancelled => "cancelled",
+        })
+    }
 }
 
 impl JournalDb {
@@ -305,12 +325,20 @@ mod tests {
             plan_path: "p.rhai".into(),
             plan_hash: "h".into(),
             site_path: "s.toml".into(),
-            status: "running".into(),
+            status: RunRecordStatus::Running,
             started_wall: "now".into(),
             spec: 7u32,
         };
         db.put_run(&run).unwrap();
         assert_eq!(other.run::<u32>("r1").unwrap(), Some(run.clone()));
         assert_eq!(other.runs::<u32>().unwrap(), vec![run]);
+    }
+
+    #[test]
+    fn a_run_status_is_stored_as_the_lowercase_word_it_always_was() {
+        let text = serde_json::to_string(&RunRecordStatus::Cancelled).unwrap();
+        assert_eq!(text, "\"cancelled\"");
+        let read: RunRecordStatus = serde_json::from_str("\"running\"").unwrap();
+        assert_eq!(read, RunRecordStatus::Running);
     }
 }
