@@ -10,7 +10,7 @@ use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::model::Inventory;
 use crate::model::site_file::parse_site;
-use crate::store::{StateDir, text_file};
+use crate::store::{CLI_KEY_PREFIX, StateDir, text_file};
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
 pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -91,5 +91,5 @@ pub fn confirm(global: &Global, question: &str) -> Result<(), CliError> {
 /// A fresh idempotency key for one operation the operator asked for.
 pub fn call_key(operation: &str, vm: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("cli/{}-{nanos}/{operation}/{vm}", std::process::id())
+    format!("{CLI_KEY_PREFIX}{}-{nanos}/{operation}/{vm}", std::process::id())
 }

@@ -63,7 +63,7 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, confirmed: bool
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.f");
     let mut out = String::new();
     for vm in prepared.resolved.groups.iter().flat_map(|g| &g.vms) {
-        let key = format!("cli/{stamp}/{operation}/{vm}");
+        let key = format!("{}{stamp}/{operation}/{vm}", crate::store::CLI_KEY_PREFIX);
         let fabric = &prepared.sim;
         let job = runtime.block_on(async {
             match &step {

@@ -412,7 +412,7 @@ fn summary(report: &RunReport) -> String {
 }
 
 pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
-    let db = journal::open(&global.state)?;
+    let db = journal::open_to_look(&global.state)?;
     let records: Vec<Record> = db.runs()?;
     // A "running" run nobody holds the directory for was cut off.
     let live = StateDir::in_use(&global.state);
@@ -453,7 +453,7 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
 }
 
 pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
-    let db = journal::open(&global.state)?;
+    let db = journal::open_to_look(&global.state)?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
     let mut report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events));
