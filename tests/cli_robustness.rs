@@ -1,6 +1,7 @@
 //! Robustness through the binary: a damaged journal is reported, never taken for an
-//! empty one; no parseable input panics; files are read within limits; the commands that
-//! look work on a read-only state directory and change no byte of it.
+//! empty one; no parseable input panics; files are read within limits; approvals are
+//! refused unless a live run waits for one; output into a closed pipe is no failure;
+//! the commands that look work on a read-only state directory and change no byte of it.
 
 mod common;
 
@@ -89,6 +90,11 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("no manual step waiting within 30 s");
+    }
+
+    fn approvals(&self) -> i64 {
+        let conn = rusqlite::Connection::open(self.journal()).unwrap();
+        conn.query_row("SELECT count(*) FROM approvals", [], |r| r.get(0)).unwrap()
     }
 }
 
@@ -240,6 +246,55 @@ fn an_oversized_drplan_toml_is_refused_naming_the_file_and_the_limit() {
     let run = lab.run(&["check", lab.plan()]).fails(1);
     assert!(run.stderr.contains("drplan.toml"), "{}", run.stderr);
     assert!(run.stderr.contains("larger than 1 MiB, the limit for a plan folder's drplan.toml"), "{}", run.stderr);
+}
+
+// ---- Approvals, unknown runs, closed pipes ----
+
+#[test]
+fn r21_approving_a_run_that_failed_is_refused_and_stores_nothing() {
+    // The manual step times out (1 modelled minute): the run fails with the step unanswered.
+    let lab = Lab::new(&with_manual("1m"), "");
+    let failed = lab.run(&["failover", lab.plan(), "--kind", "test"]).fails(1);
+    assert!(failed.stdout.contains("was not approved within 1m"), "{}", failed.stdout);
+    let id = lab.last_run().unwrap();
+    let run = lab.run(&["approve", &id]).fails(1);
+    assert!(run.stderr.contains(&format!("run {id} is failed")), "{}", run.stderr);
+    assert_eq!(lab.approvals(), 0, "nothing kept for a later resume");
+}
+
+#[test]
+fn r21_approving_an_interrupted_run_is_refused_and_stores_nothing() {
+    let lab = Lab::new(&with_manual("2h"), "");
+    let mut child = lab.spawn(&["failover", lab.plan(), "--kind", "test"]);
+    let id = lab.wait_for_manual_step();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = lab.run(&["approve", &id]).fails(1);
+    assert!(run.stderr.contains(&format!("run {id} was interrupted")), "{}", run.stderr);
+    assert_eq!(lab.approvals(), 0, "nothing kept for a later resume");
+}
+
+#[test]
+fn an_unknown_run_is_a_failure_not_bad_usage() {
+    let lab = Lab::new(ONE_VM, "");
+    lab.drill();
+    for command in ["show", "approve", "resume"] {
+        let run = lab.run(&[command, "20990101-000000-0000"]).fails(1);
+        assert!(run.stderr.contains("no run \"20990101-000000-0000\""), "{command}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn output_into_a_pipe_nobody_reads_is_no_failure() {
+    let lab = Lab::new(ONE_VM, "");
+    let id = lab.drill();
+    for args in [&["show", &id][..], &["status"], &["runs"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = lab.command().args(args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let run = Run::from(output).ok();
+        assert_eq!(run.stderr, "", "{args:?}");
+    }
 }
 
 // ---- Looking at a read-only state directory ----

@@ -18,8 +18,13 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fabric(#[from] FabricError),
+    /// Bad usage of the command line (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// What was asked cannot be done in the state things are in: no such run, a run
+    /// that is not waiting for it (exit 1).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Script(#[from] crate::script::ScriptError),
     #[error("the plan has {errors} error(s); see above")]
@@ -32,6 +37,8 @@ pub enum CliError {
     Declined,
     #[error("{failed} of {total} operations failed")]
     SomeFailed { failed: usize, total: usize },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }

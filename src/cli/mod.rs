@@ -12,6 +12,7 @@ mod progress;
 mod protection;
 mod runs;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,14 +25,28 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     match run(&cli) {
-        Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
-        }
+        Ok(output) => match print_output(&output).map_err(CliError::Output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that stopped reading (`drplan runs |
+/// head -1`) is no failure: it took what it wanted, and the command did its work. (`print!`
+/// would panic there: Rust ignores SIGPIPE, so the write fails with EPIPE instead.)
+pub(crate) fn print_output(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => done,
     }
 }
 

@@ -288,7 +288,7 @@ pub(super) fn keep_notes(state: &StateDir, plan: &Path, notes: &str) -> Result<O
 
 fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {
     db.run(run_id)?
-        .ok_or_else(|| CliError::Usage(format!("no run {run_id:?} in this state directory; see drplan runs")))
+        .ok_or_else(|| CliError::Refused(format!("no run {run_id:?} in this state directory; see drplan runs")))
 }
 
 /// Runs the engine with the journal until the run ends, then records how it ended.
@@ -482,13 +482,27 @@ fn waiting_steps(events: &[Event]) -> Vec<(String, String)> {
     waiting
 }
 
+/// Completes the manual steps a live run waits on. Anything else is refused with nothing
+/// stored: an approval kept for a run that is not waiting would pass a step nobody has
+/// seen yet when the run is resumed.
 pub fn approve(global: &Global, run_id: &str) -> Result<String, CliError> {
+    let record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
+    if record.status != RunRecordStatus::Running {
+        return Err(CliError::Refused(format!(
+            "run {run_id} is {}: only a live run waiting on a manual step can be approved",
+            record.status
+        )));
+    }
+    if !StateDir::in_use(&global.state) {
+        return Err(CliError::Refused(format!(
+            "run {run_id} was interrupted (no drplan process is running it): resume it with drplan resume {run_id}, and approve its manual step when it waits again"
+        )));
+    }
     let db = journal::open(&global.state)?;
-    find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
     let waiting = waiting_steps(&events);
     if waiting.is_empty() {
-        return Err(CliError::Usage(format!("run {run_id} has no manual step waiting for approval")));
+        return Err(CliError::Refused(format!("run {run_id} has no manual step waiting for approval")));
     }
     let now = chrono::Utc::now().to_rfc3339();
     let mut out = String::new();
@@ -505,11 +519,11 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
             "cancel stops the failovers under way, and their VMs will not replicate until reprotected (R35): pass --force".into(),
         ));
     }
-    let db = journal::open(&global.state)?;
-    let mut record = find_run(&db, run_id)?;
+    let mut record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
     if !matches!(record.status, RunRecordStatus::Running | RunRecordStatus::Failed) {
-        return Err(CliError::Usage(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
+        return Err(CliError::Refused(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
     }
+    let db = journal::open(&global.state)?;
     db.request_cancel(run_id, &chrono::Utc::now().to_rfc3339())?;
     match StateDir::open(&global.state) {
         Err(StoreError::InUse { .. }) => {
