@@ -207,7 +207,7 @@ pub enum Command {
     },
     /// Makes modelled time pass in the simulated datacenter (e.g. 30m, 2h, 1d).
     Advance {
-        #[arg(value_name = "DURATION")]
-        by: String,
+        #[arg(value_name = "DURATION", value_parser = crate::model::parse_duration)]
+        by: std::time::Duration,
     },
 }

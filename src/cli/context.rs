@@ -11,7 +11,7 @@ use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric};
 use crate::model::Inventory;
 use crate::model::site_file::parse_site_bytes;
-use crate::store::StateDir;
+use crate::store::{CLI_KEY_PREFIX, StateDir, text_file};
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
 pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliError> {
@@ -28,7 +28,8 @@ pub fn site_path(global: &Global, plan: Option<&Path>) -> Result<PathBuf, CliErr
 }
 
 pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
-    let bytes = std::fs::read(path).map_err(|source| CliError::Read { path: path.into(), source })?;
+    let bytes = text_file::read_bytes(path, text_file::SITE_FILE)
+        .map_err(|source| CliError::Read { path: path.into(), source })?;
     Ok(parse_site_bytes(&bytes, path)?)
 }
 
@@ -92,5 +93,5 @@ pub fn confirm(global: &Global, question: &str) -> Result<(), CliError> {
 /// fabric's clock.
 pub fn call(fabric: &dyn Fabric, operation: &str, vm: &str) -> Call {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Call::new(format!("cli/{}-{nanos}/{operation}/{vm}", std::process::id()), fabric.now())
+    Call::new(format!("{CLI_KEY_PREFIX}{}-{nanos}/{operation}/{vm}", std::process::id()), fabric.now())
 }

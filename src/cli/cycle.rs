@@ -99,7 +99,7 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.f");
     let mut out = String::new();
     for vm in &vms {
-        let call = Call::new(format!("cli/{stamp}/{operation}/{vm}"), fabric.now());
+        let call = Call::new(format!("{}{stamp}/{operation}/{vm}", crate::store::CLI_KEY_PREFIX), fabric.now());
         let job = runtime.block_on(async {
             match &step {
                 PlanStep::Commit => fabric.commit(&call, vm).await,

@@ -24,9 +24,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub fn updater(plan_path: &Path, kind: FailoverKind) -> Result<Arc<dyn DnsUpdater>, CliError> {
     let folder = plan_path.parent().unwrap_or(Path::new("."));
     let path = folder.join(CONFIG_FILE);
-    let config = match std::fs::read_to_string(&path) {
+    let config = match crate::store::text_file::read(&path, crate::store::text_file::PLAN_CONFIG) {
         Ok(text) => parse_config(&text, &path).map_err(|e| CliError::Usage(e.to_string()))?,
-        Err(_) => return Ok(Arc::new(RecordingDns::default())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Arc::new(RecordingDns::default())),
+        Err(source) => return Err(CliError::Read { path, source }),
     };
     let Some(dns) = config.dns else { return Ok(Arc::new(RecordingDns::default())) };
     let servers = servers(&dns, folder, &path)?;

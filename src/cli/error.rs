@@ -19,14 +19,19 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fabric(#[from] FabricError),
+    /// Bad usage of the command line (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// What was asked cannot be done in the state things are in: no such run, a run
+    /// that is not waiting for it (exit 1).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Script(#[from] crate::script::ScriptError),
     #[error("the plan has {}; see above", Count::numbered("error", *.errors))]
     InvalidPlan { errors: usize },
     #[error("the preflight refused {refused} VM(s), see above; nothing was changed")]
-    Refused { refused: usize },
+    PreflightRefused { refused: usize },
     #[error("the run {0}")]
     RunFailed(&'static str),
     #[error("this changes the recovery site; without a terminal to confirm on, pass --yes")]
@@ -35,6 +40,8 @@ pub enum CliError {
     Declined,
     #[error("{failed} of {total} operations failed")]
     SomeFailed { failed: usize, total: usize },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -5,7 +5,7 @@ use super::args::{Format, Global};
 use super::context::Session;
 use super::error::CliError;
 use crate::fabric::Fabric;
-use crate::model::{Consistency, format_time, parse_duration};
+use crate::model::{Consistency, format_time};
 use crate::plan::validate::validate;
 use crate::report::status::{PlanStanding, StatusReport};
 use crate::report::{self};
@@ -74,8 +74,7 @@ pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
     })
 }
 
-pub fn advance(global: &Global, by: &str) -> Result<String, CliError> {
-    let by = parse_duration(by).map_err(CliError::Usage)?;
+pub fn advance(global: &Global, by: std::time::Duration) -> Result<String, CliError> {
     let session = Session::open(global, None)?;
     let now = session.fabric.advance(by)?;
     Ok(format!("clock {} (+{})\n", format_time(now), crate::model::HumanDuration(by)))

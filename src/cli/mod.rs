@@ -13,6 +13,7 @@ mod progress;
 mod protection;
 mod runs;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -25,14 +26,28 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     match run(&cli) {
-        Ok(output) => {
-            print!("{output}");
-            ExitCode::SUCCESS
-        }
+        Ok(output) => match print_output(&output).map_err(CliError::Output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Err(e) => {
             eprintln!("{}", e.report());
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that stopped reading (`drplan runs |
+/// head -1`) is no failure: it took what it wanted, and the command did its work. (`print!`
+/// would panic there: Rust ignores SIGPIPE, so the write fails with EPIPE instead.)
+pub(crate) fn print_output(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        done => done,
     }
 }
 
@@ -112,7 +127,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Status { vms, format } => block_on(inspect::status(global, vms, *format)),
         Command::Points { vm } => block_on(inspect::points(global, vm)),
         Command::Jobs { format } => block_on(inspect::jobs(global, *format)),
-        Command::Advance { by } => inspect::advance(global, by),
+        Command::Advance { by } => inspect::advance(global, *by),
         Command::Protect { vms, policy, exclude_disks } => {
             block_on(protection::protect(global, vms, policy, exclude_disks))
         }

@@ -137,7 +137,8 @@ pub fn dry_run(
     match status {
         RunStatus::Succeeded => Ok(text),
         _ => {
-            print!("{text}");
+            // The command fails below; an output nobody reads adds no failure to it.
+            let _ = super::print_output(&text);
             Err(CliError::RunFailed("would fail: see the steps above"))
         }
     }

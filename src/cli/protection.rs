@@ -21,7 +21,7 @@ where
             }
         }
     }
-    print!("{out}");
+    super::print_output(&out).map_err(CliError::Output)?;
     if failed > 0 { Err(CliError::SomeFailed { failed, total: vms.len() }) } else { Ok(String::new()) }
 }
 

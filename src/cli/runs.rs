@@ -25,7 +25,7 @@ use crate::plan::Plan;
 use crate::plan::validate::{ResolvedPlan, Severity, validate};
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
-use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord};
+use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord, RunRecordStatus};
 use crate::store::{StateDir, StoreError};
 
 /// What the journal keeps of a run besides its events.
@@ -172,7 +172,7 @@ pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Resul
     }
     match refusals.len() {
         0 => Ok(()),
-        refused => Err(CliError::Refused { refused }),
+        refused => Err(CliError::PreflightRefused { refused }),
     }
 }
 
@@ -223,7 +223,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         plan_path: plan_path.to_path_buf(),
         plan_hash: fingerprint(plan_path)?,
         site_path: site,
-        status: "running".into(),
+        status: RunRecordStatus::Running,
         started_wall: chrono::Utc::now().to_rfc3339(),
         spec: StoredRun { spec, header, notes: Vec::new(), groups: prepared.resolved.clone() },
     };
@@ -255,11 +255,11 @@ pub fn resume(
     let state = StateDir::open(&global.state)?;
     let db = journal::open(state.path())?;
     let record = find_run(&db, run_id)?;
-    match record.status.as_str() {
-        "succeeded" => {
+    match record.status {
+        RunRecordStatus::Succeeded => {
             return Err(CliError::Usage(format!("run {run_id} already succeeded: there is nothing to resume")));
         }
-        "cancelled" => {
+        RunRecordStatus::Cancelled => {
             return Err(CliError::Usage(format!(
                 "run {run_id} was cancelled; its VMs need reprotect (drplan reprotect) before another run"
             )));
@@ -299,7 +299,7 @@ pub fn resume(
     if spec.kind != FailoverKind::Test {
         confirm(global, &format!("Resume the {} run {run_id} of plan {:?}?", kind_of(&spec), prepared.plan.name))?;
     }
-    record.status = "running".into();
+    record.status = RunRecordStatus::Running;
     db.put_run(&record)?;
     eprintln!("run {run_id} resumed as a {}", kind_of(&spec));
     let live = LiveRun { state: &state, runtime, dns, approvals, format, placements: checked.placements };
@@ -328,7 +328,7 @@ pub(super) fn keep_notes(state: &StateDir, plan: &Path, notes: &str) -> Result<O
 
 fn find_run(db: &JournalDb, run_id: &str) -> Result<Record, CliError> {
     db.run(run_id)?
-        .ok_or_else(|| CliError::Usage(format!("no run {run_id:?} in this state directory; see drplan runs")))
+        .ok_or_else(|| CliError::Refused(format!("no run {run_id:?} in this state directory; see drplan runs")))
 }
 
 /// Everything a real run needs besides its plan and journal.
@@ -390,7 +390,7 @@ impl LiveRun<'_> {
         watcher.abort();
         writer.close();
         progress.finish();
-        record.status = status_name(outcome.status).into();
+        record.status = record_status(outcome.status);
         db.put_run(&record)?;
         let events: Vec<Event> = db.events(&run_id)?;
         let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events, Liveness::Ended));
@@ -398,7 +398,8 @@ impl LiveRun<'_> {
         match outcome.status {
             RunStatus::Succeeded => Ok(summary),
             _ => {
-                print!("{summary}");
+                // The command fails below; an output nobody reads adds no failure to it.
+                let _ = super::print_output(&summary);
                 Err(CliError::RunFailed(match outcome.status {
                     RunStatus::Cancelled => "was cancelled: the VMs whose failover was cut off need reprotect (R35)",
                     _ => "failed: fix the cause, then drplan resume it",
@@ -415,6 +416,15 @@ fn status_name(status: RunStatus) -> &'static str {
         RunStatus::Cancelled => "cancelled",
         RunStatus::Running => "running",
         RunStatus::Interrupted => "interrupted",
+    }
+}
+
+/// How a run the engine ran to its end is recorded.
+fn record_status(status: RunStatus) -> RunRecordStatus {
+    match status {
+        RunStatus::Succeeded => RunRecordStatus::Succeeded,
+        RunStatus::Cancelled => RunRecordStatus::Cancelled,
+        RunStatus::Failed | RunStatus::Running | RunStatus::Interrupted => RunRecordStatus::Failed,
     }
 }
 
@@ -441,11 +451,11 @@ fn outcome_of(record: &Record, mut events: Vec<Event>, liveness: Liveness) -> Ru
     crate::engine::sort_events(&mut events, &record.spec.groups);
     let started = events.iter().filter(|e| e.kind == EventKind::RunStarted).map(|e| e.at).min();
     let finished = events.iter().map(|e| e.at).max();
-    let status = match (record.status.as_str(), liveness) {
-        ("succeeded", _) => RunStatus::Succeeded,
-        ("cancelled", _) => RunStatus::Cancelled,
-        ("running", Liveness::Live) => RunStatus::Running,
-        ("running", Liveness::Idle) => RunStatus::Interrupted,
+    let status = match (record.status, liveness) {
+        (RunRecordStatus::Succeeded, _) => RunStatus::Succeeded,
+        (RunRecordStatus::Cancelled, _) => RunStatus::Cancelled,
+        (RunRecordStatus::Running, Liveness::Live) => RunStatus::Running,
+        (RunRecordStatus::Running, Liveness::Idle) => RunStatus::Interrupted,
         _ => RunStatus::Failed,
     };
     let epoch = chrono::DateTime::UNIX_EPOCH;
@@ -470,17 +480,17 @@ fn summary(report: &RunReport) -> String {
 }
 
 pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
-    let db = journal::open(&global.state)?;
+    let db = journal::open_to_look(&global.state)?;
     let records: Vec<Record> = db.runs()?;
     // A "running" run nobody holds the directory for was cut off.
     let liveness = Liveness::of(&global.state);
     let mut rows = Vec::with_capacity(records.len());
     for r in records {
-        let status = match (r.status.as_str(), liveness) {
-            ("running", Liveness::Idle) => "interrupted".to_string(),
+        let status = match (r.status, liveness) {
+            (RunRecordStatus::Running, Liveness::Idle) => "interrupted".to_string(),
             (status, _) => status.to_string(),
         };
-        let left = if status == "succeeded" { String::new() } else { left_of(&r, &db.events(&r.id)?) };
+        let left = if r.status == RunRecordStatus::Succeeded { String::new() } else { left_of(&r, &db.events(&r.id)?) };
         rows.push((r, status, left));
     }
     if format == Format::Json {
@@ -537,7 +547,7 @@ fn left_of(record: &Record, events: &[Event]) -> String {
 }
 
 pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
-    let db = journal::open(&global.state)?;
+    let db = journal::open_to_look(&global.state)?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
     let outcome = outcome_of(&record, events, Liveness::of(&global.state));
@@ -567,13 +577,27 @@ fn waiting_steps(events: &[Event]) -> Vec<(String, String)> {
     waiting
 }
 
+/// Completes the manual steps a live run waits on. Anything else is refused with nothing
+/// stored: an approval kept for a run that is not waiting would pass a step nobody has
+/// seen yet when the run is resumed.
 pub fn approve(global: &Global, run_id: &str) -> Result<String, CliError> {
+    let record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
+    if record.status != RunRecordStatus::Running {
+        return Err(CliError::Refused(format!(
+            "run {run_id} is {}: only a live run waiting on a manual step can be approved",
+            record.status
+        )));
+    }
+    if !StateDir::in_use(&global.state) {
+        return Err(CliError::Refused(format!(
+            "run {run_id} was interrupted (no drplan process is running it): resume it with drplan resume {run_id}, and approve its manual step when it waits again"
+        )));
+    }
     let db = journal::open(&global.state)?;
-    find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
     let waiting = waiting_steps(&events);
     if waiting.is_empty() {
-        return Err(CliError::Usage(format!("run {run_id} has no manual step waiting for approval")));
+        return Err(CliError::Refused(format!("run {run_id} has no manual step waiting for approval")));
     }
     let now = chrono::Utc::now().to_rfc3339();
     let mut out = String::new();
@@ -590,18 +614,18 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
             "cancel stops the failovers under way, and their VMs will not replicate until reprotected (R35): pass --force".into(),
         ));
     }
-    let db = journal::open(&global.state)?;
-    let mut record = find_run(&db, run_id)?;
-    if record.status != "running" && record.status != "failed" {
-        return Err(CliError::Usage(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
+    let mut record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
+    if !matches!(record.status, RunRecordStatus::Running | RunRecordStatus::Failed) {
+        return Err(CliError::Refused(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
     }
+    let db = journal::open(&global.state)?;
     db.request_cancel(run_id, &chrono::Utc::now().to_rfc3339())?;
     match StateDir::open(&global.state) {
         Err(StoreError::InUse { .. }) => {
             // The run is live: it sees the request at its next step and stops.
             for _ in 0..300 {
                 std::thread::sleep(POLL);
-                if find_run(&db, run_id)?.status != "running" {
+                if find_run(&db, run_id)?.status != RunRecordStatus::Running {
                     return Ok(format!("run {run_id} cancelled; see drplan status for the VMs that need reprotect\n"));
                 }
             }
@@ -625,7 +649,7 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
                     out.push_str(&format!("{vm}: failover cancelled; it needs reprotect (R35)\n"));
                 }
             }
-            record.status = "cancelled".into();
+            record.status = RunRecordStatus::Cancelled;
             db.put_run(&record)?;
             out.push_str(&format!("run {run_id} cancelled at {}\n", format_time(sim.now())));
             Ok(out)

@@ -95,8 +95,10 @@ fn retryable(error: &FabricError) -> bool {
     matches!(error, FabricError::OperationFailed { .. } | FabricError::Address { .. } | FabricError::Interrupted { .. })
 }
 
+/// The wait before retry `attempt`: the policy's backoff, doubled each time, never more
+/// than the longest duration (which the fabric's clock can always add).
 fn backoff(policy: &FailurePolicy, attempt: u32) -> Duration {
-    policy.backoff.saturating_mul(1 << attempt.min(16))
+    policy.backoff.saturating_mul(1 << attempt.min(16)).min(crate::model::MAX_DURATION)
 }
 
 /// When a run starts, or goes on after a stop: the fabric's clock, or the journal's last

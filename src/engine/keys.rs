@@ -63,11 +63,6 @@ pub fn script_call(run: &str, step: &str, vm: &str, operation: &str, n: u32) -> 
     format!("{run}/{step}/{vm}/{operation}/{n}")
 }
 
-/// The run a stored idempotency key belongs to, if a run made it (CLI keys start `cli/`).
-pub fn run_of_call(key: &str) -> Option<&str> {
-    key.split_once('/').map(|(run, _)| run).filter(|run| *run != "cli")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,7 +71,6 @@ mod tests {
     fn keys_keep_the_shapes_stored_runs_have() {
         assert_eq!(step(&group_steps("database", "post"), 0), "group/database/post/0");
         assert_eq!(failover_call("20260105-080000-1a2b", "web01", 2), "20260105-080000-1a2b/vm/web01/failover/2");
-        assert_eq!(run_of_call(&vm_call("r1", "web01", "cancel")), Some("r1"));
-        assert_eq!(run_of_call("cli/20260105T080000/commit/web01"), None);
+        assert_eq!(vm_call("r1", "web01", "cancel"), "r1/vm/web01/cancel");
     }
 }

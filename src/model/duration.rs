@@ -1,10 +1,18 @@
 //! Human durations as operators write them in site files and plans: `30s`, `5m`,
 //! `1h30m`, `2d`, `250ms`; and the inverse, for reports.
+//!
+//! No duration is longer than [`MAX_DURATION`], ten years: longer than any wait,
+//! timeout, retention or boot a datacenter has, and short enough that modelled time can
+//! add thousands of them to a date without leaving the calendar's range.
 
 use std::fmt;
 use std::time::Duration;
 
-/// Parses `"90s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"`. A bare `0` is zero.
+/// The longest duration: 3650 days, ten years (see the module's doc).
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses `"90s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"`. A bare `0` is zero. Longer than
+/// [`MAX_DURATION`] is an error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -20,7 +28,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("bad duration {text:?}: expected a number at {rest:?}"));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| format!("bad duration {text:?}: number too large"))?;
+        let number: u64 = rest[..digits].parse().map_err(|_| too_long(text))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit_ms = match &rest[..unit_len] {
@@ -38,9 +46,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total_ms = number
             .checked_mul(unit_ms)
             .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
+            .filter(|&ms| ms <= MAX_DURATION.as_millis() as u64)
+            .ok_or_else(|| too_long(text))?;
     }
     Ok(Duration::from_millis(total_ms))
+}
+
+fn too_long(text: &str) -> String {
+    format!(
+        "bad duration {text:?}: longer than {} (10 years), the longest a duration may be",
+        HumanDuration(MAX_DURATION)
+    )
 }
 
 /// Displays a duration the way [`parse_duration`] reads it, largest units first.
@@ -81,6 +97,15 @@ mod tests {
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("m").unwrap_err().contains("expected a number"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn a_duration_longer_than_ten_years_is_refused_naming_the_limit() {
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        for text in ["3650d1ms", "1000000000d", "99999999999999999999999s", "87601h"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("longer than 3650d (10 years)"), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod snippet;
 pub(crate) mod testing;
 pub mod vm;
 
-pub use duration::{HumanDuration, parse_duration};
+pub use duration::{HumanDuration, MAX_DURATION, parse_duration};
 pub use inventory::{Fault, InitialProtection, Inventory, ReplicationGroup, Simulation};
 pub use job::{Job, JobStatus};
 pub use network::{Addressing, Ipv4Net, Network, NetworkMapping, Subnet};

@@ -75,8 +75,11 @@ pub fn format_time(t: Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A duration as a time delta, at most [`MAX_DURATION`](super::duration::MAX_DURATION):
+/// a date plus a delta then stays in the calendar's range (chrono's `+` panics outside it)
+/// for any date drplan models, even after many such additions.
 pub fn delta(d: Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+    TimeDelta::from_std(d.min(super::duration::MAX_DURATION)).expect("ten years is a time delta")
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -303,5 +306,13 @@ mod tests {
         assert_eq!("latest-app-consistent".parse::<PointChoice>().unwrap(), PointChoice::LatestAppConsistent);
         assert_eq!("2026-01-01T10:00:00Z".parse::<PointChoice>().unwrap(), PointChoice::At(t("2026-01-01T10:00:00Z")));
         assert!("yesterday".parse::<PointChoice>().unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn a_delta_is_at_most_the_longest_duration_so_adding_it_never_overflows() {
+        assert_eq!(delta(Duration::MAX), delta(crate::model::MAX_DURATION));
+        assert_eq!(delta(Duration::from_secs(90)), TimeDelta::seconds(90));
+        let far = t("2026-01-01T00:00:00Z") + delta(Duration::MAX) * 100;
+        assert!(far > t("3000-01-01T00:00:00Z"));
     }
 }

@@ -20,6 +20,7 @@ use super::sandbox::Limits;
 use crate::model::Inventory;
 use crate::plan::config::{CONFIG_FILE, parse_config};
 use crate::plan::{Hook, SourcePos};
+use crate::store::text_file;
 
 /// The global hooks of the folder of `plan_file`, in order; none when the folder has no
 /// `drplan.toml`.
@@ -31,7 +32,7 @@ pub(super) fn load(
 ) -> Result<Vec<Hook>, ScriptError> {
     let dir = plan_file.parent().unwrap_or(Path::new(""));
     let config_path = dir.join(CONFIG_FILE);
-    let text = match std::fs::read_to_string(&config_path) {
+    let text = match text_file::read(&config_path, text_file::PLAN_CONFIG) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
@@ -78,7 +79,7 @@ fn read_script(dir: &Path, relative: &Path, at: &SourcePos, field: &str) -> Resu
     if !canonical.starts_with(&canonical_dir) {
         return Err(outside());
     }
-    let text = std::fs::read_to_string(&canonical)
+    let text = text_file::read(&canonical, text_file::SCRIPT)
         .map_err(|e| fail(ScriptErrorKind::Io, format!("cannot read the hook script {}: {e}", shown.display())))?;
     Ok((shown.display().to_string(), text))
 }

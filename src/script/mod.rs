@@ -32,6 +32,7 @@ use self::resolver::{PlanModules, Resolver, STDLIB};
 use self::sandbox::{Limits, Watch};
 use crate::model::Inventory;
 use crate::plan::{Plan, SourcePos};
+use crate::store::text_file;
 
 pub use self::error::{ScriptError, ScriptErrorKind};
 pub use self::sandbox::{
@@ -60,7 +61,7 @@ impl Default for ScriptOptions {
 pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions) -> Result<Plan, ScriptError> {
     let file: Arc<str> = path.display().to_string().into();
     let whole_file = SourcePos::new(file.clone(), 0, 0);
-    let text = std::fs::read_to_string(path)
+    let text = text_file::read(path, text_file::SCRIPT)
         .map_err(|e| ScriptError::new(whole_file, ScriptErrorKind::Io, format!("cannot read the plan: {e}")))?;
     let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
     let modules = Arc::new(PlanModules::new(path));

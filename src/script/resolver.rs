@@ -91,7 +91,8 @@ impl PlanModules {
         if !canonical.starts_with(dir) {
             return Err(outside());
         }
-        let text = std::fs::read_to_string(&canonical).map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+        let text = crate::store::text_file::read(&canonical, crate::store::text_file::SCRIPT)
+            .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
         Ok((canonical.display().to_string(), shown.display().to_string(), text))
     }
 

@@ -17,7 +17,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{SimStore, StoreError, sqlite};
+
+/// The schema's version, kept in SQLite's `user_version`. Journals written before there
+/// was one have the tables and version 0; opening one to write sets it.
+const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, record TEXT NOT NULL);
@@ -37,17 +41,102 @@ pub const JOURNAL_FILE: &str = "journal.db";
 /// that all came back at once.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(500);
 
-/// Opens the journal database for reading and for the small writes of other commands.
+/// Opens the journal database for reading and for the small writes of other commands,
+/// creating it in a new state directory.
+///
+/// A journal is never repaired: one that is damaged, or that lacks runs the simulation
+/// beside it has seen (emptied, deleted, its write-ahead log lost), is an error before
+/// anything is written to it. A journal from before schema versions is given one.
 pub fn open(dir: &Path) -> Result<JournalDb, StoreError> {
     let path = dir.join(JOURNAL_FILE);
-    let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+    let fail = sqlite::failing(&path);
     std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { dir: dir.into(), source })?;
-    let conn = Connection::open(&path).map_err(fail)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(fail)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
-    conn.execute_batch(SCHEMA).map_err(fail)?;
-    Ok(JournalDb { conn, path })
+    sqlite::check_header(&path)?;
+    let condition = Condition::of(&path);
+    if condition == Condition::Missing {
+        // Checked before the file is created, so that a refusal leaves no trace.
+        JournalDb::check_runs_of_simulation(dir, &path, condition, |_| Ok(false))?;
+    }
+    let conn = Connection::open(&path).map_err(&fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(&fail)?;
+    let found = sqlite::user_version(&conn, &path)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
+    }
+    let fresh = !sqlite::has_table(&conn, &path, "runs")?;
+    let condition = if fresh && condition == Condition::Whole { Condition::NoTables } else { condition };
+    let db = JournalDb { conn, path };
+    db.check_against_simulation(condition, fresh)?;
+    if found < SCHEMA_VERSION {
+        db.conn.execute_batch(SCHEMA).map_err(&fail)?;
+        db.conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&fail)?;
+    }
+    db.conn.pragma_update(None, "journal_mode", "WAL").map_err(&fail)?;
+    db.conn.pragma_update(None, "synchronous", "FULL").map_err(&fail)?;
+    Ok(db)
+}
+
+/// Opens the journal only to read it (`runs`, `show`): nothing is written, not even a
+/// missing journal created, and a read-only state directory will do. Damage is reported
+/// as [`open`] reports it; a state directory without runs reads as an empty journal.
+pub fn open_to_look(dir: &Path) -> Result<JournalDb, StoreError> {
+    let path = dir.join(JOURNAL_FILE);
+    sqlite::check_header(&path)?;
+    let mut condition = Condition::of(&path);
+    let mut conn = None;
+    if condition != Condition::Missing {
+        let reading = sqlite::open_to_read(&path)?;
+        let found = sqlite::user_version(&reading, &path)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
+        }
+        if sqlite::has_table(&reading, &path, "runs")? {
+            conn = Some(reading);
+        } else if condition == Condition::Whole {
+            condition = Condition::NoTables;
+        }
+    }
+    let fresh = conn.is_none();
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            // Nothing to read: an empty journal in memory answers every question.
+            let memory = Connection::open_in_memory().map_err(sqlite::failing(&path))?;
+            memory.execute_batch(SCHEMA).map_err(sqlite::failing(&path))?;
+            memory
+        }
+    };
+    let db = JournalDb { conn, path };
+    db.check_against_simulation(condition, fresh)?;
+    Ok(db)
+}
+
+/// What the journal's file looked like when opened, for the words of a damage report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Missing,
+    Empty,
+    NoTables,
+    Whole,
+}
+
+impl Condition {
+    fn of(path: &Path) -> Condition {
+        match std::fs::metadata(path) {
+            Err(_) => Condition::Missing,
+            Ok(m) if m.len() == 0 => Condition::Empty,
+            Ok(_) => Condition::Whole,
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Condition::Missing => "it does not exist, and ",
+            Condition::Empty => "it is empty (0 bytes), and ",
+            Condition::NoTables => "it holds no tables, and ",
+            Condition::Whole => "",
+        }
+    }
 }
 
 pub struct JournalDb {
@@ -63,16 +152,89 @@ pub struct RunRecord<S> {
     /// The plan file's hash when the run started: resume refuses a changed plan.
     pub plan_hash: String,
     pub site_path: PathBuf,
-    /// "running", "succeeded", "failed", "cancelled".
-    pub status: String,
+    pub status: RunRecordStatus,
     pub started_wall: String,
     /// The run's parameters, as the engine layer defines them.
     pub spec: S,
 }
 
+/// Where a run stands, as its record keeps it (in lowercase, as records always had it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunRecordStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl std::fmt::Display for RunRecordStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunRecordStatus::Running => "running",
+            RunRecordStatus::Succeeded => "succeeded",
+            RunRecordStatus::Failed => "failed",
+            RunRecordStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// At most this many run ids are named in a damage report.
+const NAMED_RUNS: usize = 5;
+
 impl JournalDb {
     fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite { path: self.path.clone(), source }
+        sqlite::failing(&self.path)
+    }
+
+    /// Every run the simulation beside the journal made calls for must be in the journal
+    /// (a run is recorded before its first call): one that is not means the journal was
+    /// emptied, replaced, or lost its write-ahead log. `fresh`: the journal has no tables.
+    fn check_against_simulation(&self, condition: Condition, fresh: bool) -> Result<(), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        Self::check_runs_of_simulation(dir, &self.path, condition, |id| {
+            if fresh {
+                return Ok(false);
+            }
+            self.conn
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(self.fail())
+        })
+    }
+
+    fn check_runs_of_simulation(
+        dir: &Path,
+        path: &Path,
+        condition: Condition,
+        known: impl Fn(&str) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        if !dir.join("sim.db").exists() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for id in SimStore::open_read_only(dir)?.run_ids()? {
+            if !known(&id)? {
+                missing.push(id);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut named = missing.iter().take(NAMED_RUNS).cloned().collect::<Vec<_>>().join(", ");
+        if missing.len() > NAMED_RUNS {
+            named.push_str(&format!(" and {} more", missing.len() - NAMED_RUNS));
+        }
+        let runs = if missing.len() == 1 { "run" } else { "runs" };
+        Err(StoreError::Damaged {
+            path: path.into(),
+            detail: format!(
+                "{}the simulation (sim.db) shows calls of {runs} {named} that {file} does not have: it is damaged or was replaced",
+                condition.words()
+            ),
+        })
     }
 
     fn bad(&self, what: String, e: serde_json::Error) -> StoreError {
@@ -305,12 +467,137 @@ mod tests {
             plan_path: "p.rhai".into(),
             plan_hash: "h".into(),
             site_path: "s.toml".into(),
-            status: "running".into(),
+            status: RunRecordStatus::Running,
             started_wall: "now".into(),
             spec: 7u32,
         };
         db.put_run(&run).unwrap();
         assert_eq!(other.run::<u32>("r1").unwrap(), Some(run.clone()));
         assert_eq!(other.runs::<u32>().unwrap(), vec![run]);
+    }
+
+    #[test]
+    fn a_run_status_is_stored_as_the_lowercase_word_it_always_was() {
+        let text = serde_json::to_string(&RunRecordStatus::Cancelled).unwrap();
+        assert_eq!(text, "\"cancelled\"");
+        let read: RunRecordStatus = serde_json::from_str("\"running\"").unwrap();
+        assert_eq!(read, RunRecordStatus::Running);
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_drplan_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        for err in [open(dir.path()).err().unwrap(), open_to_look(dir.path()).err().unwrap()] {
+            assert!(matches!(err, StoreError::NewerSchema { found: 7, known: 1, .. }), "{err}");
+            assert!(err.to_string().contains("journal.db was written by a newer drplan"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_journal_from_before_schema_versions_is_migrated_when_opened_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute("INSERT INTO runs (id, record) VALUES ('r0', '{}')", []).unwrap();
+        drop(conn);
+        let version =
+            |conn: &Connection| conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap();
+        let look = open_to_look(dir.path()).unwrap();
+        assert_eq!(version(&look.conn), 0, "a look writes nothing");
+        drop(look);
+        let db = open(dir.path()).unwrap();
+        assert_eq!(version(&db.conn), SCHEMA_VERSION);
+        let kept: String = db.conn.query_row("SELECT id FROM runs", [], |r| r.get(0)).unwrap();
+        assert_eq!(kept, "r0");
+    }
+
+    /// A state directory whose simulation has seen calls of runs `ids` (and the CLI's).
+    fn simulation_with_calls_of(ids: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::store::StateDir::open(dir.path()).unwrap();
+        let mut sim = SimStore::open(&state).unwrap();
+        let calls: Vec<crate::store::CallRecord> = ids
+            .iter()
+            .map(|id| format!("{id}/vm/web01/failover/1"))
+            .chain(["cli/1-2/protect/web01".to_string()])
+            .map(|key| crate::store::CallRecord {
+                key,
+                operation: "failover".into(),
+                vm: "web01".into(),
+                outcome: None,
+                count: 1,
+                ended: None,
+            })
+            .collect();
+        let batch = crate::store::SimBatch::<()> {
+            clock: chrono::DateTime::UNIX_EPOCH,
+            vms: vec![],
+            jobs: vec![],
+            calls: calls.iter().collect(),
+        };
+        sim.apply(&batch).unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_emptied_journal_beside_a_simulation_that_saw_runs_is_damage_and_is_left_as_it_is() {
+        let dir = simulation_with_calls_of(&["r1", "r2"]);
+        let path = dir.path().join(JOURNAL_FILE);
+        std::fs::write(&path, b"").unwrap();
+        for err in [open(dir.path()).err().unwrap(), open_to_look(dir.path()).err().unwrap()] {
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Damaged { .. }), "{text}");
+            assert!(text.contains("journal.db: it is empty (0 bytes)"), "{text}");
+            assert!(
+                text.contains(
+                    "shows calls of runs r1, r2 that journal.db does not have: it is damaged or was replaced"
+                ),
+                "{text}"
+            );
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "never repaired");
+        std::fs::remove_file(&path).unwrap();
+        let err = open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("it does not exist, and the simulation"), "{err}");
+        assert!(!path.exists(), "not created");
+    }
+
+    #[test]
+    fn a_journal_without_a_run_the_simulation_saw_is_damage() {
+        let dir = simulation_with_calls_of(&["r1", "r2", "r3"]);
+        let db = open_to_look(dir.path()).err().unwrap();
+        assert!(db.to_string().contains("it does not exist, and the simulation"), "{db}");
+        // A journal that was replaced by one holding only r2.
+        let path = dir.path().join(JOURNAL_FILE);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute("INSERT INTO runs (id, record) VALUES ('r2', '{}')", []).unwrap();
+        drop(conn);
+        let err = open_to_look(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("shows calls of runs r1, r3 that journal.db does not have"), "{err}");
+        assert!(open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_truncated_journal_is_damage_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        for i in 0..200 {
+            db.approve(&format!("r{i}"), &"step".repeat(50), "now").unwrap();
+        }
+        drop(db);
+        let path = dir.path().join(JOURNAL_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+        let err = open_to_look(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("journal.db: the file is damaged"), "{err}");
+        assert!(err.contains("truncated"), "{err}");
+        assert!(open(dir.path()).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len / 2, "never repaired");
     }
 }

@@ -1,11 +1,14 @@
-//! Durable state: the state directory (one drplan command at a time) and the SQLite
-//! database that holds the simulated datacenter's state between commands.
+//! Durable state: the state directory (one drplan command at a time), the SQLite
+//! databases that hold the simulated datacenter's state between commands and the run
+//! journal, and the bounded reading of the text files commands start from.
 
 pub mod journal;
 mod sim_store;
+mod sqlite;
 mod state_dir;
+pub mod text_file;
 
-pub use sim_store::{CallRecord, SimBatch, SimStore};
+pub use sim_store::{CLI_KEY_PREFIX, CallRecord, SimBatch, SimStore};
 pub use state_dir::StateDir;
 
 use std::path::PathBuf;
@@ -24,6 +27,10 @@ pub enum StoreError {
         "state database {path} was written by a newer drplan (schema {found}, this one knows {known}); upgrade drplan"
     )]
     NewerSchema { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "{path}: {detail}; drplan leaves it as it is: restore it from a backup, or move the state directory aside to start afresh"
+    )]
+    Damaged { path: PathBuf, detail: String },
     #[error("state database {path} holds a record this drplan cannot read ({what}): {message}")]
     BadRecord { path: PathBuf, what: String, message: String },
 }

@@ -9,11 +9,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{StateDir, StoreError};
+use super::{StateDir, StoreError, sqlite};
 use crate::model::{Job, Timestamp};
 
 /// 2: calls keep when they ended (`ended`), for causal time.
 const SCHEMA_VERSION: i64 = 2;
+
+/// How the keys of the calls the operator makes from the command line begin; every other
+/// key begins with the id of the run that made the call.
+pub const CLI_KEY_PREFIX: &str = "cli/";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta  (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,19 +60,22 @@ pub struct SimStore {
 impl SimStore {
     pub fn open(dir: &StateDir) -> Result<SimStore, StoreError> {
         let path = dir.file("sim.db");
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        sqlite::check_header(&path)?;
+        let conn = Connection::open(&path).map_err(sqlite::failing(&path))?;
         Self::prepare(conn, path)
     }
 
     /// Reads the state another drplan command holds the lock of: its last committed
-    /// state, without writing anything (WAL lets readers in beside the writer).
+    /// state, without writing anything (WAL lets readers in beside the writer), in a
+    /// read-only state directory too.
     pub fn open_read_only(dir: &Path) -> Result<SimStore, StoreError> {
         let path = dir.join("sim.db");
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|source| StoreError::Sqlite { path: path.clone(), source })?;
+        sqlite::check_header(&path)?;
+        let conn = sqlite::open_to_read(&path)?;
+        let found = sqlite::user_version(&conn, &path)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { path, found, known: SCHEMA_VERSION });
+        }
         Ok(SimStore { conn, path })
     }
 
@@ -80,7 +87,7 @@ impl SimStore {
     }
 
     fn prepare(conn: Connection, path: PathBuf) -> Result<SimStore, StoreError> {
-        let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+        let fail = |source| sqlite::error(&path, source);
         // WAL with synchronous=NORMAL survives any process crash without corruption; only
         // an OS crash could lose the last commits, which a simulation can afford.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
@@ -102,7 +109,7 @@ impl SimStore {
     }
 
     fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite { path: self.path.clone(), source }
+        sqlite::failing(&self.path)
     }
 
     fn decode<T: DeserializeOwned>(&self, what: String, json: &str) -> Result<T, StoreError> {
@@ -169,10 +176,33 @@ impl SimStore {
             .collect()
     }
 
+    /// The runs this simulation has seen calls of: the first part of every call key but
+    /// the operator's (`RUN/vm/NAME/failover/N`, `RUN/...` for actions). One indexed
+    /// look-up per run, however many calls each made.
+    pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut next =
+            self.conn.prepare("SELECT key FROM calls WHERE key >= ?1 ORDER BY key LIMIT 1").map_err(self.fail())?;
+        let mut runs = Vec::new();
+        let mut from = String::new();
+        while let Some(key) = next.query_row([&from], |r| r.get::<_, String>(0)).optional().map_err(self.fail())? {
+            from = match key.split_once('/') {
+                Some((run, _)) => {
+                    if !key.starts_with(CLI_KEY_PREFIX) {
+                        runs.push(run.to_string());
+                    }
+                    // Past every key `run/...`: '0' follows '/'.
+                    format!("{run}0")
+                }
+                None => format!("{key}\0"),
+            };
+        }
+        Ok(runs)
+    }
+
     /// Writes one operation's changes in a single transaction.
     pub fn apply<V: Serialize>(&mut self, batch: &SimBatch<'_, V>) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let fail = |source| StoreError::Sqlite { path: path.clone(), source };
+        let fail = |source| sqlite::error(&path, source);
         let encode = |what: &str, value: &dyn erased::Json| {
             value.to_json().map_err(|e| StoreError::BadRecord {
                 path: path.clone(),
@@ -298,6 +328,28 @@ mod tests {
         assert_eq!((calls[0].key.as_str(), calls[0].ended), ("run/1", None));
         let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn the_runs_of_the_calls_are_their_keys_first_parts_without_the_operators() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let mut store = SimStore::open(&state).unwrap();
+        let keys = ["r-2/vm/a/failover/1", "r/vm/a/failover/1", "r/vm/b/failover/2", "cli/9-1/protect/a", "r-2/x/1"];
+        let calls: Vec<CallRecord> = keys
+            .iter()
+            .map(|key| CallRecord {
+                key: key.to_string(),
+                operation: "o".into(),
+                vm: "a".into(),
+                outcome: None,
+                count: 1,
+                ended: None,
+            })
+            .collect();
+        let t = DateTime::from_timestamp(0, 0).unwrap();
+        store.apply(&SimBatch::<()> { clock: t, vms: vec![], jobs: vec![], calls: calls.iter().collect() }).unwrap();
+        assert_eq!(store.run_ids().unwrap(), ["r-2", "r"], "in key order");
     }
 
     #[test]

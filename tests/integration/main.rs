@@ -20,6 +20,7 @@ mod cli_fabric;
 mod cli_plans;
 mod cli_preflight;
 mod cli_resume;
+mod cli_robustness;
 mod cli_runs;
 mod cli_scale;
 mod cli_site_file;

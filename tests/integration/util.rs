@@ -273,7 +273,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(command: String, output: Output) -> Run {
+    /// How a command that ran ended; `command` names it in messages.
+    pub fn new(command: String, output: Output) -> Run {
         let run = Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into(),

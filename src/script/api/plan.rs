@@ -266,8 +266,15 @@ fn on_failure_of(text: &str) -> RhaiResult<OnFailure> {
     }
 }
 
+/// The most retries a plan or group may ask for: retries serve passing trouble, and each
+/// doubles the wait before the next (up to the longest duration).
+pub(crate) const MAX_RETRIES: u32 = 100;
+
 fn retries_of(retries: INT) -> RhaiResult<u32> {
-    u32::try_from(retries).map_err(|_| format!("retry: the number of retries must be 0 or more, not {retries}").into())
+    match u32::try_from(retries) {
+        Ok(n) if n <= MAX_RETRIES => Ok(n),
+        _ => Err(format!("retry: the number of retries must be 0 to {MAX_RETRIES}, not {retries}").into()),
+    }
 }
 
 fn register_common<B: Builder>(module: &mut Module) {

@@ -164,6 +164,15 @@ fn a_bad_duration_is_an_error_at_its_call() {
 }
 
 #[test]
+fn more_than_100_retries_is_an_error_at_the_call() {
+    let text = "let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\nplan.group(\"g\", [\"sql01\"])\n    .retry(101, \"1s\");\nplan\n";
+    let err = Plans::new().load(text).err().expect("the plan must not load");
+    assert_eq!((err.at.line, err.at.column), (3, 6), "{err}");
+    assert!(err.message.contains("retry: the number of retries must be 0 to 100, not 101"), "{err}");
+    Plans::new().load(&text.replace("101", "100")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn a_script_that_does_not_end_with_its_plan_is_not_a_plan() {
     let err = Plans::new()
         .load("let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\n")
