@@ -9,6 +9,7 @@ mod doc;
 mod error;
 mod faults;
 mod groups;
+mod pieces;
 mod policy;
 mod settings;
 #[cfg(test)]
@@ -45,10 +46,10 @@ pub fn parse_site_bytes(bytes: &[u8], path: &Path) -> Result<Inventory, SiteFile
 /// Parses and validates the text of a site file. `path` is only used in messages.
 pub fn parse_site(text: &str, path: &Path) -> Result<Inventory, SiteFileErrors> {
     let mut checker = Checker::new(text, path);
-    let doc = match toml::from_str::<SiteFileDoc>(text) {
+    let doc = match pieces::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            checker.error(e.span().unwrap_or(0..0), String::new(), e.message().trim_end());
+            checker.error(e.span, String::new(), e.message);
             return Err(checker.into_errors());
         }
     };
