@@ -2,15 +2,10 @@
 //! refuse a VM, for the whole plan, before the first VM is touched, and where each
 //! replica will land. Nothing is changed: a refused plan leaves every VM as it was.
 
-use std::collections::HashMap;
-
 use super::placement::Destination;
 use super::{SimFabric, SimState};
 use crate::fabric::{FabricError, FailoverRequest, Intent, Preflight, PreflightRequest, Replica};
 use crate::model::{FailoverKind, Operation, Side, Timestamp};
-
-/// A record's replicas before the preflight reserved anything, to put back.
-type Kept = (Option<Replica>, Option<Replica>);
 
 impl SimFabric {
     pub(super) fn check_plan(&self, request: &PreflightRequest) -> Preflight {
@@ -18,9 +13,8 @@ impl SimFabric {
         let mut preflight = Preflight::default();
         // Placements are reserved as they are made, so each VM sees the addresses the
         // earlier ones of the plan will take, then given back: the preflight changes nothing.
-        let mut kept: HashMap<String, Kept> = HashMap::new();
         for name in &request.vms {
-            let checked = self.check_vm(&mut state, name, request, &mut kept);
+            let checked = self.check_vm(&mut state, name, request);
             match checked {
                 Ok(Some(replica)) => {
                     preflight.placements.insert(name.clone(), replica);
@@ -29,11 +23,7 @@ impl SimFabric {
                 Err(refusal) => preflight.refusals.push(refusal),
             }
         }
-        for (name, (replica, test_replica)) in kept {
-            let record = state.record(&name);
-            record.replica = replica;
-            record.test_replica = test_replica;
-        }
+        self.address_book(&mut state).release_reserved();
         preflight
     }
 
@@ -43,13 +33,12 @@ impl SimFabric {
         state: &mut SimState,
         name: &str,
         request: &PreflightRequest,
-        kept: &mut HashMap<String, Kept>,
     ) -> Result<Option<Replica>, FabricError> {
         let vm = self.vm(name)?;
         let at = request.at;
         state.record(name).settle(at);
         match &request.intent {
-            Intent::Failover(failover) => self.check_failover(state, vm, failover, at, kept).map(Some),
+            Intent::Failover(failover) => self.check_failover(state, vm, failover, at).map(Some),
             Intent::Failback => {
                 let back = FailoverRequest::new(FailoverKind::Planned, crate::model::PointChoice::Latest);
                 self.failover_refusal(state, vm, &back, true).map(|()| None)
@@ -71,7 +60,6 @@ impl SimFabric {
         vm: &crate::model::Vm,
         request: &FailoverRequest,
         at: Timestamp,
-        kept: &mut HashMap<String, Kept>,
     ) -> Result<Replica, FabricError> {
         let name = vm.name.as_str();
         self.failover_refusal(state, vm, request, false)?;
@@ -85,12 +73,8 @@ impl SimFabric {
         let to = state.record(name).protection.active.other();
         let destination = Destination { side: to, test, test_network: request.test_network.as_deref() };
         let replica = self.place(state, vm, destination)?;
-        let record = state.record(name);
-        kept.entry(name.to_string()).or_insert_with(|| (record.replica.clone(), record.test_replica.clone()));
-        match (test, to) {
-            (true, _) => record.test_replica = Some(replica.clone()),
-            (false, Side::Recovery) => record.replica = Some(replica.clone()),
-            (false, Side::Original) => {}
+        if test || to == Side::Recovery {
+            self.address_book(state).reserve(&self.inventory, &replica);
         }
         Ok(replica)
     }
