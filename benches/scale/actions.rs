@@ -4,10 +4,9 @@
 //!
 //! Measured in a real run: unpaced simulation (operations take no real time), recorded
 //! DNS, no journal, the command line's default `--parallel`, so that nothing differs
-//! between the two runs but the actions. The same pair of dry runs is printed too: there
-//! a script holds the paused clock still while it runs (which keeps dry runs
-//! deterministic), so every call's hand-over to a blocking thread is on the run's
-//! critical path and the difference is larger.
+//! between the two runs but the actions. The same pair of dry runs is printed too: a dry
+//! run's engine runs on one thread, so every call's hand-over to a blocking thread is on
+//! its critical path.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -98,7 +97,7 @@ pub fn measure(fixture: &Fixture, reps: usize, report: &mut Report) {
     report.line(Line::info(
         format!("dry runs with {n} native / Rhai point_vm actions"),
         format!(
-            "{} / {}: {:.1} µs per Rhai call (the paused clock waits for each script)",
+            "{} / {}: {:.1} µs per Rhai call",
             secs(native_dry),
             secs(rhai_dry),
             per_call(rhai_dry, native_dry)

@@ -1,5 +1,6 @@
 //! Figure 1: `drplan check` + `drplan dry-run` of the generated plan — read and parse the
-//! site, compile the plan, open the simulation, validate, dry-run on paused time — wall
+//! site, compile the plan, open the simulation, validate, preflight and dry-run on an
+//! unpaced scratch copy — wall
 //! time and peak memory, against the baseline of reading and parsing the site file alone.
 
 use std::sync::Arc;
@@ -45,15 +46,16 @@ pub fn measure(fixture: &Fixture, reps: usize, report: &mut Report) {
     let (check, dry) = (median(checks), median(dries));
     let total = check + dry;
     let peak = peaks.into_iter().reduce(f64::max);
-    // The targets: 10,000 VMs under 1 s and 300 MB; 100,000 under 10 s.
-    let (target_s, target_mb) = if fixture.vms > 10_000 { (10.0, None) } else { (1.0, Some(300.0)) };
+    // The issues' targets: 10,000 VMs under 1 s and 300 MB; 100,000 under 5 s and 1 GB.
+    let (target_s, target_mb) = if fixture.vms > 10_000 { (5.0, 1000.0) } else { (1.0, 300.0) };
+    let target_mb = Some(target_mb);
 
     report.line(Line::info("baseline: read + parse the site file", format!("{:.1} ms", ms(parse))));
     report.line(
         Line::info("check (read + parse + compile + simulation + validate)", format!("{:.1} ms", ms(check)))
             .ratio(ms(check) / ms(parse), "the site parse"),
     );
-    report.line(Line::info(format!("dry run alone (paused time, --parallel {DRY_RUN_PARALLEL})"), secs(dry)));
+    report.line(Line::info(format!("preflight + dry run alone (--parallel {DRY_RUN_PARALLEL})"), secs(dry)));
     report.line(
         Line::figure("check", "check + dry-run", secs(total))
             .target(format!("< {target_s} s"), total.as_secs_f64() < target_s)
