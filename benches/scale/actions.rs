@@ -96,12 +96,7 @@ pub fn measure(fixture: &Fixture, reps: usize, report: &mut Report) {
     let (rhai_dry, native_dry) = (median(rhai_dry), median(native_dry));
     report.line(Line::info(
         format!("dry runs with {n} native / Rhai point_vm actions"),
-        format!(
-            "{} / {}: {:.1} µs per Rhai call",
-            secs(native_dry),
-            secs(rhai_dry),
-            per_call(rhai_dry, native_dry)
-        ),
+        format!("{} / {}: {:.1} µs per Rhai call", secs(native_dry), secs(rhai_dry), per_call(rhai_dry, native_dry)),
     ));
     let (rhai, native) = (median(rhai), median(native));
     let overhead = per_call(rhai, native);

@@ -12,9 +12,10 @@
 //! tier's subnet. About half the VMs have static target IPs; those are taken from the upper
 //! half of the prod-dr subnet, so replicas addressed by DHCP (from the bottom) never take
 //! one first. About 10% of the VMs are in replication groups of 2-4 VMs of one tier and
-//! one policy. Every VM is protected (gold or silver) since two days before the start;
-//! disks are at most 120 + 2 x 500 GB, so every initial copy has finished by then and each
-//! VM can fail over at once. `faults` adds a boot failure to about 0.1% of the VMs (at
+//! one policy. Every VM is protected (gold or silver) since sixty days before the start;
+//! disks are at most 120 + 2 x 500 GB, and the VMs of a host share its throttled bandwidth
+//! (R15), so even a host's whole first copy has finished by then and each VM can fail over
+//! at once. `faults` adds a boot failure to about 0.1% of the VMs (at
 //! least one).
 //!
 //! The plan: one group per tier, in order, each `vms_tagged("tier", "tierK")` with a per-VM
@@ -366,7 +367,7 @@ max_nics = 4
             line.push_str(" }");
         }
         line.push_str("]\n");
-        writeln!(line, "protection = {{ policy = \"{}\", since = \"-2d\" }}\n", if gold { "gold" } else { "silver" })
+        writeln!(line, "protection = {{ policy = \"{}\", since = \"-60d\" }}\n", if gold { "gold" } else { "silver" })
             .unwrap();
         w.write_all(line.as_bytes())?;
         static_vms += usize::from(draw.static_target);

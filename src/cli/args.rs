@@ -15,9 +15,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The state directory: the simulated datacenter's state and the run journal.
-    #[arg(long, global = true, value_name = "DIR", default_value = ".drplan")]
-    pub state: PathBuf,
+    /// The state directory: the simulated datacenter's state and the run journal
+    /// [default: .drplan beside the site file].
+    #[arg(long = "state", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The site file [default: site.toml beside the plan, or in the current directory].
     #[arg(long, global = true, value_name = "FILE")]
     pub site: Option<PathBuf>,
@@ -210,4 +211,21 @@ pub enum Command {
         #[arg(value_name = "DURATION", value_parser = crate::model::parse_duration)]
         by: std::time::Duration,
     },
+}
+
+impl Global {
+    /// The state directory: `--state`, else `.drplan` beside the site file the command
+    /// reads (`--site`, else `site.toml` beside the plan, else in the current directory),
+    /// so that one plan folder is one datacenter whichever directory drplan runs from.
+    pub fn state(&self, plan: Option<&std::path::Path>) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let site = self.site.clone().or_else(|| {
+            let beside = plan?.parent()?.join("site.toml");
+            beside.exists().then_some(beside)
+        });
+        let folder = site.as_deref().and_then(std::path::Path::parent).filter(|p| !p.as_os_str().is_empty());
+        folder.map_or_else(|| PathBuf::from(".drplan"), |folder| folder.join(".drplan"))
+    }
 }

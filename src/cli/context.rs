@@ -43,9 +43,10 @@ pub struct Session {
 impl Session {
     pub fn open(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
         let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
-        let state = StateDir::open(&global.state)?;
+        let dir = global.state(plan);
+        let state = StateDir::open(&dir)?;
         let fabric = SimFabric::open(inventory, &state)?;
-        tracing::debug!(state = %global.state.display(), "simulation opened");
+        tracing::debug!(state = %dir.display(), "simulation opened");
         Ok(Session { fabric, _state: Some(state) })
     }
 
@@ -53,20 +54,20 @@ impl Session {
     /// instant would find the directory in use), and see the last committed state.
     pub fn open_to_look(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
         let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
-        Ok(Session { fabric: look_at_simulation(global, inventory)?, _state: None })
+        Ok(Session { fabric: look_at_simulation(&global.state(plan), inventory)?, _state: None })
     }
 }
 
 /// The simulation as it stands, read-only and without the lock: the last committed state
 /// in the state directory, or, before there is one, the site file's starting state.
-pub fn look_at_simulation(global: &Global, inventory: Arc<crate::model::Inventory>) -> Result<SimFabric, CliError> {
-    if !global.state.join("sim.db").exists() {
+pub fn look_at_simulation(state: &Path, inventory: Arc<crate::model::Inventory>) -> Result<SimFabric, CliError> {
+    if !state.join("sim.db").exists() {
         return Ok(SimFabric::in_memory(inventory)?);
     }
-    if StateDir::in_use(&global.state) {
+    if StateDir::in_use(state) {
         eprintln!("note: a drplan run is in progress; this is its last saved state");
     }
-    Ok(SimFabric::open_read_only(inventory, &global.state)?)
+    Ok(SimFabric::open_read_only(inventory, state)?)
 }
 
 /// DESIGN.md: commands that change the recovery site ask on a terminal, accept `--yes`,

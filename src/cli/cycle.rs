@@ -80,7 +80,7 @@ pub enum Confirm {
 pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -> Result<String, CliError> {
     let operation = step.operation();
     let site = site_path(global, Some(plan))?;
-    let state = StateDir::open(&global.state)?;
+    let state = StateDir::open(&global.state(Some(plan)))?;
     let prepared: Prepared = prepare(plan, &site, &state, FailoverKind::Planned, Findings::Skip)?;
     let vms: Vec<String> = prepared.resolved.groups.iter().flat_map(|g| g.vms.clone()).collect();
     let fabric: &dyn Fabric = &*prepared.sim;

@@ -29,7 +29,7 @@ struct Loaded {
 fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -> Result<Loaded, CliError> {
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
     let plan = Arc::new(load_plan(path, inventory.clone(), &ScriptOptions::default())?);
-    let sim = super::context::look_at_simulation(global, inventory.clone())?;
+    let sim = super::context::look_at_simulation(&global.state(Some(path)), inventory.clone())?;
     let protection: BTreeMap<String, ProtectionState> = sim.protection();
     let validation = validate(&plan, &inventory, &protection, kind);
     eprint!("{}", super::diagnostics::findings(&validation.findings));

@@ -181,7 +181,7 @@ pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Resul
 pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Result<String, CliError> {
     let RunRequest { kind, point, parallel, format, direction, approvals } = request;
     let site = site_path(global, Some(plan_path))?;
-    let state = StateDir::open(&global.state)?;
+    let state = StateDir::open(&global.state(Some(plan_path)))?;
     let findings = if direction == Direction::Failover { Findings::Enforce } else { Findings::Skip };
     let prepared = prepare(plan_path, &site, &state, kind, findings)?;
     refuse_rehearsal(approvals, kind, &*prepared.sim)?;
@@ -252,7 +252,7 @@ pub fn resume(
     as_kind: Option<FailoverKind>,
     approvals: Approvals,
 ) -> Result<String, CliError> {
-    let state = StateDir::open(&global.state)?;
+    let state = StateDir::open(&global.state(None))?;
     let db = journal::open(state.path())?;
     let record = find_run(&db, run_id)?;
     match record.status {
@@ -480,10 +480,10 @@ fn summary(report: &RunReport) -> String {
 }
 
 pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
-    let db = journal::open_to_look(&global.state)?;
+    let db = journal::open_to_look(&global.state(None))?;
     let records: Vec<Record> = db.runs()?;
     // A "running" run nobody holds the directory for was cut off.
-    let liveness = Liveness::of(&global.state);
+    let liveness = Liveness::of(&global.state(None));
     let mut rows = Vec::with_capacity(records.len());
     for r in records {
         let status = match (r.status, liveness) {
@@ -547,10 +547,10 @@ fn left_of(record: &Record, events: &[Event]) -> String {
 }
 
 pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
-    let db = journal::open_to_look(&global.state)?;
+    let db = journal::open_to_look(&global.state(None))?;
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
-    let outcome = outcome_of(&record, events, Liveness::of(&global.state));
+    let outcome = outcome_of(&record, events, Liveness::of(&global.state(None)));
     let mut report = RunReport::new(record.spec.header.clone(), outcome);
     report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
@@ -581,19 +581,19 @@ fn waiting_steps(events: &[Event]) -> Vec<(String, String)> {
 /// stored: an approval kept for a run that is not waiting would pass a step nobody has
 /// seen yet when the run is resumed.
 pub fn approve(global: &Global, run_id: &str) -> Result<String, CliError> {
-    let record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
+    let record = find_run(&journal::open_to_look(&global.state(None))?, run_id)?;
     if record.status != RunRecordStatus::Running {
         return Err(CliError::Refused(format!(
             "run {run_id} is {}: only a live run waiting on a manual step can be approved",
             record.status
         )));
     }
-    if !StateDir::in_use(&global.state) {
+    if !StateDir::in_use(&global.state(None)) {
         return Err(CliError::Refused(format!(
             "run {run_id} was interrupted (no drplan process is running it): resume it with drplan resume {run_id}, and approve its manual step when it waits again"
         )));
     }
-    let db = journal::open(&global.state)?;
+    let db = journal::open(&global.state(None))?;
     let events: Vec<Event> = db.events(run_id)?;
     let waiting = waiting_steps(&events);
     if waiting.is_empty() {
@@ -614,13 +614,13 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
             "cancel stops the failovers under way, and their VMs will not replicate until reprotected (R35): pass --force".into(),
         ));
     }
-    let mut record = find_run(&journal::open_to_look(&global.state)?, run_id)?;
+    let mut record = find_run(&journal::open_to_look(&global.state(None))?, run_id)?;
     if !matches!(record.status, RunRecordStatus::Running | RunRecordStatus::Failed) {
         return Err(CliError::Refused(format!("run {run_id} is {}: there is nothing to cancel", record.status)));
     }
-    let db = journal::open(&global.state)?;
+    let db = journal::open(&global.state(None))?;
     db.request_cancel(run_id, &chrono::Utc::now().to_rfc3339())?;
-    match StateDir::open(&global.state) {
+    match StateDir::open(&global.state(None)) {
         Err(StoreError::InUse { .. }) => {
             // The run is live: it sees the request at its next step and stops.
             for _ in 0..300 {

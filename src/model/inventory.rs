@@ -110,6 +110,8 @@ struct ByVm {
     groups: HashMap<String, usize>,
     /// Each VM's faults, in file order.
     faults: HashMap<String, Vec<usize>>,
+    /// By site and host: how many VMs the site file protects there.
+    protected_on_host: HashMap<(String, String), u32>,
 }
 
 impl PartialEq for Index {
@@ -126,7 +128,17 @@ impl std::fmt::Debug for Index {
 
 impl ByVm {
     fn of(inventory: &Inventory) -> ByVm {
-        let mut by_vm = ByVm { vms: HashMap::new(), groups: HashMap::new(), faults: HashMap::new() };
+        let mut by_vm = ByVm {
+            vms: HashMap::new(),
+            groups: HashMap::new(),
+            faults: HashMap::new(),
+            protected_on_host: HashMap::new(),
+        };
+        for (vm, protection) in inventory.vms.iter().zip(&inventory.initial_protection) {
+            if protection.is_some() {
+                *by_vm.protected_on_host.entry((vm.site.clone(), vm.host.clone())).or_default() += 1;
+            }
+        }
         for (i, vm) in inventory.vms.iter().enumerate() {
             by_vm.vms.entry(vm.name.clone()).or_insert(i);
         }
@@ -164,6 +176,16 @@ fn by_tag(vms: &[Vm]) -> HashMap<String, HashMap<String, Vec<usize>>> {
 impl Inventory {
     fn by_vm(&self) -> &ByVm {
         self.index.by_vm.get_or_init(|| ByVm::of(self))
+    }
+
+    /// R15 (seed 002: a Hyper-V host's replication traffic passes through its throttle):
+    /// how many VMs share the throttled bandwidth of `vm`'s host: those the site file
+    /// protects there, and `vm` itself if it is not one of them.
+    pub fn host_share(&self, vm: &Vm) -> u32 {
+        let key = (vm.site.clone(), vm.host.clone());
+        let protected = self.by_vm().protected_on_host.get(&key).copied().unwrap_or(0);
+        let counted = self.position(&vm.name).is_some_and(|i| self.initial_protection[i].is_some());
+        protected + u32::from(!counted)
     }
 
     pub fn vm(&self, name: &str) -> Option<&Vm> {

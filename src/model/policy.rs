@@ -88,8 +88,8 @@ impl ReplicationPolicy {
             app_consistent_every: Duration::from_secs(3600),
             initial_replication: InitialReplication::Network,
             initial_replication_delay: Duration::ZERO,
-            compression: true,
-            encryption_at_rest: true,
+            compression: false,
+            encryption_at_rest: false,
             target_storage: StorageTier::Standard,
             rpo_threshold: Duration::from_secs(15 * 60),
         }

@@ -21,7 +21,8 @@ fn r4_protect_starts_initial_replication_that_completes_as_time_passes() {
     assert!(run.stdout.contains("report01: protection enabled"), "{}", run.stdout);
     let status = work.run(&["status", "report01", "--format", "json"]).ok().json();
     assert_eq!(vm(&status, "report01")["health"]["health"], "initial-replication");
-    work.run(&["advance", "6h"]).ok();
+    // 130 GB at a third of hv-p03's bandwidth: it replicates app03 and web03 too (R15).
+    work.run(&["advance", "1d"]).ok();
     let status = work.run(&["status", "report01", "--format", "json"]).ok().json();
     assert_eq!(vm(&status, "report01")["state"], "protected");
     assert_eq!(vm(&status, "report01")["health"]["health"], "healthy");

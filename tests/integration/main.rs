@@ -23,6 +23,7 @@ mod cli_resume;
 mod cli_robustness;
 mod cli_runs;
 mod cli_scale;
+mod cli_seeds;
 mod cli_site_file;
 mod crash;
 mod dns_bind;

@@ -61,10 +61,13 @@ fn site(case: &Case) -> String {
     for (i, vm) in case.extra.iter().enumerate() {
         let target = if vm.dhcp { String::new() } else { format!(", target_ip = \"10.2.2.{}\"", 100 + i) };
         extra.push_str(&format!(
-            "\n[[vms]]\nname = \"x{i:02}\"\nsite = \"primary\"\nhost = \"hv-p01\"\nos = \"linux\"\n\
+            "\n[[vms]]\nname = \"x{i:02}\"\nsite = \"primary\"\nhost = \"hv-p0{}\"\nos = \"linux\"\n\
              boot_time = \"{}s\"\ndisks = [{{ name = \"os\", size_gb = 20, os = true }}]\n\
              nics = [{{ network = \"prod\", subnet = \"app\", ip = \"10.1.2.{}\"{target} }}]\n\
              protection = {{ policy = \"gold\", since = \"-2d\" }}\n",
+            // Spread over the hosts: they share their bandwidth (R15), and contoso's VMs
+            // finished their first copies two days ago only with it shared three ways.
+            1 + i % 3,
             vm.boot_secs,
             100 + i
         ));

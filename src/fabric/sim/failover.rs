@@ -52,6 +52,17 @@ impl SimFabric {
             check_replica_name(vm.replica_name(), vm.os, target.kind)
                 .map_err(|message| FabricError::ReplicaName { vm: name.into(), message })?;
         }
+        // Seed 003: "failback needs an on-premises VMware infrastructure; you cannot fail
+        // back to a physical machine".
+        if failback && target.platform == Platform::Physical {
+            return Err(FabricError::NotOffered {
+                vm: name.into(),
+                message: format!(
+                    "failback to a physical server is not offered: site {:?} is physical, and a physical machine cannot be failed back to, only a VMware VM; fail it back to a VMware VM by hand",
+                    target.name
+                ),
+            });
+        }
         if kind == FailoverKind::Planned && target.kind == SiteKind::Cloud && source.platform != Platform::HyperV {
             return Err(FabricError::NotOffered {
                 vm: name.into(),
@@ -211,7 +222,8 @@ impl SimFabric {
         let changes_stopped = if source_shutdown == SourceShutdown::Done { *t } else { start };
         let point = if kind == FailoverKind::Planned {
             let last_tick = schedule.and_then(|s| s.latest(start)).map_or(start, |p| p.time);
-            let sync = delta_copy_time(&self.inventory, vm, non_negative(*t - last_tick), *t);
+            let compressed = self.effective_policy(&self.lock().vms[&vm.name]).is_some_and(|p| p.compression);
+            let sync = delta_copy_time(&self.inventory, vm, compressed, non_negative(*t - last_tick), *t);
             self.spend(t, sync, Some(cancel), &vm.name, "final sync").await?;
             // A clean shutdown leaves applications consistent.
             RecoveryPoint { time: changes_stopped, consistency: Consistency::App }

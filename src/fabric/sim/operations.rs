@@ -77,6 +77,16 @@ impl SimFabric {
             known: self.inventory.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         })?;
         check_exclusions(&vm.disks, exclude).map_err(|e| FabricError::disk(name, e))?;
+        let target = self.inventory.recovery_site_of(vm);
+        if policy.encryption_at_rest && target.is_some_and(|site| site.kind != crate::model::SiteKind::Cloud) {
+            return Err(FabricError::Refused {
+                vm: Some(name.into()),
+                message: format!(
+                    "cannot protect {name} with policy {}: it encrypts at rest, which applies to replication to a cloud only, and {name} replicates to a datacenter; use a policy with encryption = false",
+                    policy.name
+                ),
+            });
+        }
         let excluded = exclude.to_vec();
         self.checked(
             name,
@@ -168,9 +178,13 @@ impl SimFabric {
                 let policy = this.effective_policy(record).expect("a VM that failed over has a policy");
                 // R31: after a planned failover only the changes since it need copying back.
                 let copy = match record.protection.phase {
-                    Phase::Committed { at, .. } if record.protection.reprotect_is_delta() => {
-                        delta_copy_time(&this.inventory, vm, (t - at).to_std().unwrap_or_default(), t)
-                    }
+                    Phase::Committed { at, .. } if record.protection.reprotect_is_delta() => delta_copy_time(
+                        &this.inventory,
+                        vm,
+                        policy.compression,
+                        (t - at).to_std().unwrap_or_default(),
+                        t,
+                    ),
                     _ => initial_copy_time(&this.inventory, vm, &policy, &record.protection.excluded_disks, t),
                 };
                 let completes = t + delta(copy);

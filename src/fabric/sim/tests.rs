@@ -11,7 +11,9 @@ use tempfile::TempDir;
 use super::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, FailoverOutcome, FailoverRequest, Health, SourceShutdown};
 use crate::model::site_file::parse_site;
-use crate::model::{Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp};
+use crate::model::{
+    Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp, format_time,
+};
 use crate::store::StateDir;
 
 const SITE: &str = r#"
@@ -279,24 +281,48 @@ async fn phase_allows(sim: &Sim, vm: &str) -> Vec<Operation> {
     sim.fabric.replication_status(vm, sim.fabric.now()).await.unwrap().allowed
 }
 
+/// How long fresh01's 200 GiB take at 102,400 Kbps, its host's bandwidth shared by the
+/// VMs the host replicates (R15, per host).
+fn fresh01_full_copy(sim: &Sim) -> u64 {
+    let vm = sim.fabric.inventory().vm("fresh01").unwrap();
+    16_384 * u64::from(sim.fabric.inventory().host_share(vm))
+}
+
 #[tokio::test(start_paused = true)]
 async fn r4_initial_replication_takes_time_from_disk_size_and_bandwidth() {
     let sim = sim("");
-    // 200 GiB at 102,400 Kbps: 16,384 s.
+    let copy = fresh01_full_copy(&sim);
+    let done = t("2026-03-02T09:00:00Z") + chrono::TimeDelta::seconds(copy as i64);
     let job = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap();
-    assert!(job.detail.contains("initial replication until 2026-03-02T13:33:04Z"), "{}", job.detail);
+    assert!(job.detail.contains(&format!("initial replication until {}", format_time(done))), "{}", job.detail);
     let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.health, Health::InitialReplication);
     assert_eq!(status.initial_progress, Some(0));
-    sim.fabric.advance(Duration::from_secs(8192)).unwrap();
+    sim.fabric.advance(Duration::from_secs(copy / 2)).unwrap();
     assert_eq!(sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap().initial_progress, Some(50));
-    sim.fabric.advance(Duration::from_secs(8192)).unwrap();
+    sim.fabric.advance(Duration::from_secs(copy / 2)).unwrap();
     let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
     assert_eq!(status.state, "protected");
     assert_eq!(status.latest_point, None, "the first point comes on the next 5m tick");
-    sim.fabric.advance(Duration::from_secs(120)).unwrap();
+    sim.fabric.advance(Duration::from_secs(300)).unwrap();
     let status = sim.fabric.replication_status("fresh01", sim.fabric.now()).await.unwrap();
-    assert_eq!(status.latest_point.unwrap().time, t("2026-03-02T13:35:00Z"));
+    let point = status.latest_point.unwrap().time;
+    assert!(point > done && point <= done + chrono::TimeDelta::minutes(5), "the first 5m tick after the copy: {point}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_the_vms_of_a_host_share_its_throttled_bandwidth() {
+    let sim = sim("");
+    let inventory = sim.fabric.inventory();
+    let fresh01 = inventory.vm("fresh01").unwrap();
+    // Its host, hv-p01, replicates three VMs already: fresh01 makes four.
+    assert_eq!(inventory.host_share(fresh01), 4);
+    assert_eq!(fresh01_full_copy(&sim), 4 * 16_384, "a quarter of 102,400 Kbps for 200 GiB");
+    // Upload threads per VM (seed 002): with fewer than four, a VM uses less of its share.
+    let one_thread = open_site(&SITE.replace("speed = 1000", "speed = 1000\n\n[throttle]\nthreads = 1"));
+    let job = one_thread.fabric.protect(&call(&one_thread.fabric), "fresh01", "gold", &[]).await.unwrap();
+    let done = t("2026-03-02T09:00:00Z") + chrono::TimeDelta::seconds(4 * 4 * 16_384);
+    assert!(job.detail.contains(&format_time(done)), "{}", job.detail);
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,10 +346,10 @@ async fn r5_failover_refused_while_initial_replication_runs() {
     sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap();
     let err = failover(&sim, "fresh01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap_err();
     assert!(err.to_string().contains("R5"), "{err}");
-    sim.fabric.advance(Duration::from_secs(16_384)).unwrap();
+    sim.fabric.advance(Duration::from_secs(fresh01_full_copy(&sim))).unwrap();
     let err = failover(&sim, "fresh01", FailoverKind::Test, PointChoice::LatestProcessed).await.unwrap_err();
     assert!(err.to_string().contains("the first comes on the first 5m tick"), "{err}");
-    sim.fabric.advance(Duration::from_secs(120)).unwrap();
+    sim.fabric.advance(Duration::from_secs(300)).unwrap();
     failover(&sim, "fresh01", FailoverKind::Test, PointChoice::LatestProcessed).await.unwrap();
 }
 
@@ -335,7 +361,8 @@ async fn r6_excluded_data_disks_are_not_copied_and_the_os_disk_cannot_be_exclude
     assert!(err.to_string().contains("OS disk"), "{err}");
     // Half the bytes: half the time.
     let job = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &["data".into()]).await.unwrap();
-    assert!(job.detail.contains("until 2026-03-02T11:16:32Z"), "{}", job.detail);
+    let done = t("2026-03-02T09:00:00Z") + chrono::TimeDelta::seconds(fresh01_full_copy(&sim) as i64 / 2);
+    assert!(job.detail.contains(&format!("until {}", format_time(done))), "{}", job.detail);
     // The disk set is fixed while protected.
     let err = sim.fabric.protect(&call(&sim.fabric), "fresh01", "gold", &[]).await.unwrap_err();
     assert!(err.to_string().contains("cannot protect fresh01"), "{err}");
@@ -500,9 +527,10 @@ async fn r32_unplanned_failover_goes_on_when_source_shutdown_fails_and_loses_cha
     assert_eq!(out.data_loss, Duration::from_secs(180));
     sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
     // Not protected after an unplanned failover: reprotect is a full copy (30 GiB, 2,457.6 s
-    // after the 45 s boot and 10 s commit).
+    // at the whole bandwidth, three times that on hv-p01, which replicates three VMs: R15)
+    // after the 45 s boot and 10 s commit.
     let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
-    assert!(job.detail.contains("copy done at 2026-03-02T09:44:52Z"), "{}", job.detail);
+    assert!(job.detail.contains("copy done at 2026-03-02T11:06:47Z"), "{}", job.detail);
 }
 
 #[tokio::test(start_paused = true)]

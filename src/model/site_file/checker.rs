@@ -54,7 +54,7 @@ impl<'d, T: Named> Catalog<'d, T> {
         Catalog { items, positions }
     }
 
-    fn get(&self, name: &str) -> Option<&'d T> {
+    pub(super) fn get(&self, name: &str) -> Option<&'d T> {
         self.positions.get(name).map(|&i| &self.items[i])
     }
 }

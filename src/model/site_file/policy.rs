@@ -95,7 +95,7 @@ impl Checker<'_> {
             app_consistent_every,
             initial_replication,
             initial_replication_delay,
-            compression: doc.compression.unwrap_or(true),
+            compression: doc.compression.unwrap_or(false),
             encryption_at_rest: doc.encryption.unwrap_or(false),
             target_storage,
             rpo_threshold,

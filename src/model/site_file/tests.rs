@@ -76,7 +76,7 @@ fn the_minimal_site_parses_with_defaults() {
     let gold = &inv.policies[0];
     assert_eq!(gold.copy_frequency, CopyFrequency::Minutes5);
     assert_eq!(gold.rpo_threshold, Duration::from_secs(1800));
-    assert!(gold.compression && !gold.encryption_at_rest);
+    assert!(!gold.compression && !gold.encryption_at_rest);
     let vm = &inv.vms[0];
     assert_eq!(vm.boot_time, Duration::from_secs(60));
     assert_eq!(vm.change_rate_bytes_per_sec, 256 * 1024 / 8);

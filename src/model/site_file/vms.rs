@@ -93,7 +93,24 @@ impl Checker<'_> {
 
         let protection = vm.protection.as_ref().map(|p| {
             let field = |f: &'static str| move || format!("vms.{name:?}.protection.{f}");
-            self.lookup(&names.policies, &p.policy, field("policy"), POLICY, "");
+            let policy = self.lookup(&names.policies, &p.policy, field("policy"), POLICY, "");
+            let target = site.and_then(|SiteNames { site, .. }| {
+                let pairing = pairings.iter().find(|pairing| &pairing.source == site.name.get_ref())?;
+                names.sites.get(&pairing.target)
+            });
+            // Seed 000: encryption at rest "is used when replicating Hyper-V VMs to Azure;
+            // it is not used when replicating to a secondary site": refused, not ignored.
+            if let (Some(policy), Some(target)) = (policy, target)
+                && policy.encryption == Some(true)
+                && target.kind.get_ref() != "cloud"
+            {
+                let message = format!(
+                    "policy {:?} sets encryption = true, which applies to replication to a cloud only; VM {name:?} replicates to site {:?}, a datacenter, where it would not be used: set encryption = false, or protect it with another policy",
+                    policy.name.get_ref(),
+                    target.name.get_ref()
+                );
+                self.error(p.policy.span(), field("policy"), message);
+            }
             if let Some(SiteNames { site, .. }) = site
                 && !pairings.iter().any(|pairing| &pairing.source == site.name.get_ref())
             {
