@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod config;
+mod narrow;
 pub mod source;
 pub mod validate;
 
