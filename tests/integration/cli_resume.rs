@@ -18,21 +18,6 @@ plan
 
 const BOOT_FAILURE: &str = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
 
-/// Waits until the last run's journal shows an event of `kind`.
-fn wait_for(work: &Workdir, kind: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(id) = work.last_run() {
-            let show = work.run(&["show", &id, "--format", "json"]);
-            if show.code == 0 && show.json()["steps"].as_array().unwrap().iter().any(|e| e["kind"] == kind) {
-                return id;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {kind} event within 30 s");
-}
-
 fn without(work: &Workdir, text: &str) {
     let site = std::fs::read_to_string(&work.site).unwrap().replace(text, "");
     std::fs::write(&work.site, site).unwrap();
@@ -47,7 +32,7 @@ fn show_of_a_live_run_says_it_is_running() {
     let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"2h\" });\nplan.group(\"app\"");
     let work = Workdir::contoso().plan(&plan);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting");
+    let id = work.wait_for_event("manual.waiting");
     let show = work.run(&["show", &id, "--format", "json"]).ok().json();
     assert_eq!(show["status"], "running");
     let human = work.run(&["show", &id]).ok();
@@ -133,7 +118,7 @@ fn r35_cancel_force_stops_a_run_promptly_while_an_action_waits() {
     );
     let work = Workdir::contoso().plan(&plan);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "action.started");
+    let id = work.wait_for_event("action.started");
     let asked = Instant::now();
     let cancelled = work.run(&["cancel", &id, "--force"]).ok();
     assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
@@ -151,7 +136,7 @@ fn r21_a_manual_step_waits_for_a_person_in_real_time_not_modelled_time() {
     let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"30m\" });\nplan.group(\"app\"");
     let work = Workdir::contoso().plan(&plan);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting");
+    let id = work.wait_for_event("manual.waiting");
     std::thread::sleep(Duration::from_secs(4));
     work.run(&["approve", &id]).ok();
     child.wait().ok();

@@ -2,8 +2,6 @@
 //! step is approved from a second process, `cancel` stops a live run (R35), `resume`
 //! continues a failed run without redoing finished steps.
 
-use std::time::{Duration, Instant};
-
 use crate::util::Workdir;
 
 /// The three contoso tiers without manual steps, DNS for the web tier.
@@ -15,28 +13,6 @@ plan.group("app", vms_tagged("tier", "app"));
 plan.group("web", vms_tagged("tier", "web")).post_each(|vm, ctx| dns::point_vm(vm));
 plan
 "#;
-
-/// Waits until the last run's journal shows an event of `kind` (for `vm`, if given).
-fn wait_for(work: &Workdir, kind: &str, vm: Option<&str>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(id) = work.last_run() {
-            let show = work.run(&["show", &id, "--format", "json"]);
-            if show.code == 0 {
-                let seen = show.json()["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|e| e["kind"] == kind && vm.is_none_or(|vm| e["vm"] == vm));
-                if seen {
-                    return id;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {kind} event within 30 s");
-}
 
 fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
     let status = work.run(&["status", vm, "--format", "json"]).ok().json();
@@ -79,7 +55,7 @@ fn r21_a_manual_step_is_approved_from_a_second_process() {
     );
     let work = Workdir::contoso().plan(&plan);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting", None);
+    let id = work.wait_for_event("manual.waiting");
     assert_eq!(status_of(&work, "app01")["state"], "protected", "the plan is paused before the app tier");
     let approved = work.run(&["approve", &id]).ok();
     assert!(approved.stdout.contains("approved: Confirm the SQL listener"), "{}", approved.stdout);
@@ -97,7 +73,7 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
     let plan = "let plan = recovery_plan(\"one\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"web\", [\"web01\"]);\nplan\n";
     let work = Workdir::contoso().site_edit(slow).plan(plan);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "vm.attempt", Some("web01"));
+    let id = work.wait_for_vm_event("vm.attempt", "web01");
     let cancelled = work.run(&["cancel", &id, "--force"]).ok();
     assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
     let run = child.wait().fails(1);

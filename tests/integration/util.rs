@@ -147,6 +147,11 @@ impl Workdir {
         self.wait_for(kind, |event| event["kind"] == kind)
     }
 
+    /// Waits until the last run's journal shows an event of `kind` for `vm`; that run's id.
+    pub fn wait_for_vm_event(&self, kind: &str, vm: &str) -> String {
+        self.wait_for(&format!("{kind} of {vm}"), |event| event["kind"] == kind && event["vm"] == vm)
+    }
+
     /// Waits until the last run's journal shows an event that is `wanted`, named `what`
     /// in the message of a test that waits in vain.
     fn wait_for(&self, what: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> String {
