@@ -16,7 +16,7 @@ use super::progress::{Progress, ProgressMode};
 use crate::engine::operator::{JournalGate, POLL, RehearsalGate, watch_for_cancel};
 use crate::engine::{
     Deps, Event, EventBus, EventKind, History, JournalLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop, execute,
-    keys,
+    fingerprint, keys,
 };
 use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, Replica};
@@ -43,30 +43,6 @@ pub struct StoredRun {
 }
 
 type Record = RunRecord<StoredRun>;
-
-/// FNV-1a over what makes the plan's behaviour: the plan file, its folder's
-/// `drplan.toml` and the global hook scripts it names. `resume` refuses to continue a run
-/// whose plan changed under it. The site file may change (fixing the cause of a failure
-/// often means editing it); it is read and checked again.
-fn fingerprint(plan: &Path) -> Result<String, CliError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source });
-    let mut files = vec![read(plan)?];
-    let folder = plan.parent().unwrap_or(Path::new("."));
-    let config = folder.join(crate::plan::config::CONFIG_FILE);
-    if config.exists() {
-        let text = read(&config)?;
-        let parsed = crate::plan::config::parse_config(&String::from_utf8_lossy(&text), &config);
-        for hook in parsed.map(|c| c.hooks).unwrap_or_default() {
-            files.push(read(&folder.join(hook)).unwrap_or_default());
-        }
-        files.push(text);
-    }
-    let hash = files
-        .iter()
-        .flat_map(|f| f.iter().chain(&[0u8]))
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    Ok(format!("{hash:016x}"))
-}
 
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
@@ -221,7 +197,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
     let record = Record {
         id: spec.run_id.clone(),
         plan_path: plan_path.to_path_buf(),
-        plan_hash: fingerprint(plan_path)?,
+        plan_hash: fingerprint(plan_path).map_err(|e| CliError::Read { path: e.path, source: e.source })?,
         site_path: site,
         status: RunRecordStatus::Running,
         started_wall: chrono::Utc::now().to_rfc3339(),
@@ -266,7 +242,9 @@ pub fn resume(
         }
         _ => {}
     }
-    if fingerprint(&record.plan_path)? != record.plan_hash {
+    if fingerprint(&record.plan_path).map_err(|e| CliError::Read { path: e.path, source: e.source })?
+        != record.plan_hash
+    {
         return Err(CliError::Usage(format!(
             "the plan {} (or its folder's drplan.toml and hook scripts) changed since run {run_id} started; a resumed run must run the same plan: restore it, or start a new run",
             record.plan_path.display()

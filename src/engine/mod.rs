@@ -5,6 +5,7 @@
 mod auto_dns;
 mod event;
 mod executor;
+mod fingerprint;
 mod history;
 mod journal_log;
 pub mod keys;
@@ -22,6 +23,7 @@ use tokio::sync::Notify;
 
 pub use event::{Draft, Event, EventBus, EventData, EventKind, Scope};
 pub use executor::{Deps, execute, preflight, sort_events, start_time};
+pub use fingerprint::{Unreadable, fingerprint};
 pub use history::History;
 pub use journal_log::JournalLog;
 

@@ -16,22 +16,16 @@ plan.group("web", vms_tagged("tier", "web"));
 plan
 "#;
 
-const BOOT_FAILURE: &str = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
+/// A planned failover of the folder's plan, as every run here starts.
+const PLANNED: [&str; 5] = ["failover", "plan.rhai", "--kind", "planned", "--yes"];
 
-/// Waits until the last run's journal shows an event of `kind`.
-fn wait_for(work: &Workdir, kind: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(id) = work.last_run() {
-            let show = work.run(&["show", &id, "--format", "json"]);
-            if show.code == 0 && show.json()["steps"].as_array().unwrap().iter().any(|e| e["kind"] == kind) {
-                return id;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {kind} event within 30 s");
+/// `PLAN` with a manual step "Check" between the database and app tiers; `options` is its
+/// Rhai map.
+fn with_check(options: &str) -> String {
+    PLAN.replace("plan.group(\"app\"", &format!("plan.manual(\"Check\", {options});\nplan.group(\"app\""))
 }
+
+const BOOT_FAILURE: &str = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
 
 fn without(work: &Workdir, text: &str) {
     let site = std::fs::read_to_string(&work.site).unwrap().replace(text, "");
@@ -44,10 +38,9 @@ fn at(event: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
 
 #[test]
 fn show_of_a_live_run_says_it_is_running() {
-    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"2h\" });\nplan.group(\"app\"");
-    let work = Workdir::contoso().plan(&plan);
-    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting");
+    let work = Workdir::contoso().plan(&with_check(r#"#{ timeout: "2h" }"#));
+    let child = work.drplan(PLANNED).spawn();
+    let id = work.wait_for_event("manual.waiting");
     let show = work.run(&["show", &id, "--format", "json"]).ok().json();
     assert_eq!(show["status"], "running");
     let human = work.run(&["show", &id]).ok();
@@ -61,7 +54,7 @@ fn show_of_a_live_run_says_it_is_running() {
 #[test]
 fn a_resumed_run_is_one_timeline_from_its_first_start_with_each_attempt_listed() {
     let work = Workdir::contoso().site_edit(|s| s + BOOT_FAILURE).plan(PLAN);
-    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    work.run(&PLANNED).fails(1);
     let id = work.last_run().unwrap();
     let first = work.run(&["show", &id, "--format", "json"]).ok().json();
     let failed_at = first["steps"].as_array().unwrap().iter().map(at).max().unwrap();
@@ -99,7 +92,7 @@ fn a_resumed_run_is_one_timeline_from_its_first_start_with_each_attempt_listed()
 fn r37_a_resumed_failback_commits_and_reprotects_and_runs_says_what_is_left() {
     // A copy of the site: the test edits it.
     let work = Workdir::contoso().site_edit(|site| site).plan(PLAN);
-    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    work.run(&PLANNED).ok();
     work.run(&["commit", "plan.rhai", "--yes"]).ok();
     work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
     work.run(&["advance", "6h"]).ok();
@@ -132,8 +125,8 @@ fn r35_cancel_force_stops_a_run_promptly_while_an_action_waits() {
         "plan.group(\"web\", vms_tagged(\"tier\", \"web\")).post(|ctx| wait(\"3650d\"));",
     );
     let work = Workdir::contoso().plan(&plan);
-    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "action.started");
+    let child = work.drplan(PLANNED).spawn();
+    let id = work.wait_for_event("action.started");
     let asked = Instant::now();
     let cancelled = work.run(&["cancel", &id, "--force"]).ok();
     assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
@@ -148,10 +141,9 @@ fn r35_cancel_force_stops_a_run_promptly_while_an_action_waits() {
 fn r21_a_manual_step_waits_for_a_person_in_real_time_not_modelled_time() {
     // Thirty modelled minutes pass in three real seconds at speed 600: the step's
     // timeout must be the operator's half hour, not the simulation's.
-    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"30m\" });\nplan.group(\"app\"");
-    let work = Workdir::contoso().plan(&plan);
-    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting");
+    let work = Workdir::contoso().plan(&with_check(r#"#{ timeout: "30m" }"#));
+    let child = work.drplan(PLANNED).spawn();
+    let id = work.wait_for_event("manual.waiting");
     std::thread::sleep(Duration::from_secs(4));
     work.run(&["approve", &id]).ok();
     child.wait().ok();
@@ -162,19 +154,14 @@ fn r21_a_manual_step_waits_for_a_person_in_real_time_not_modelled_time() {
 
 #[test]
 fn r21_a_manual_step_times_out_on_the_wall_clock() {
-    let plan = PLAN.replace("plan.group(\"app\"", "plan.manual(\"Check\", #{ timeout: \"1s\" });\nplan.group(\"app\"");
-    let work = Workdir::contoso().plan(&plan);
-    let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    let work = Workdir::contoso().plan(&with_check(r#"#{ timeout: "1s" }"#));
+    let run = work.run(&PLANNED).fails(1);
     assert!(run.stderr.contains("was not approved within 1s") || run.stdout.contains("was not approved within 1s"));
 }
 
 #[test]
 fn approve_manual_rehearses_a_run_with_the_dry_runs_timeline_and_says_so() {
-    let plan = PLAN.replace(
-        "plan.group(\"app\"",
-        "plan.manual(\"Check\", #{ timeout: \"2h\", estimate: \"5m\" });\nplan.group(\"app\"",
-    );
-    let work = Workdir::contoso().plan(&plan);
+    let work = Workdir::contoso().plan(&with_check(r#"#{ timeout: "2h", estimate: "5m" }"#));
     let dry = work.run(&["dry-run", "plan.rhai", "--kind", "planned", "--format", "json"]).ok().json();
     work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes", "--approve-manual"]).ok();
     let id = work.last_run().unwrap();
@@ -188,7 +175,7 @@ fn approve_manual_rehearses_a_run_with_the_dry_runs_timeline_and_says_so() {
 fn r32_a_planned_run_stuck_on_a_source_that_will_not_shut_down_goes_on_as_unplanned() {
     let stuck = "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web02\"\n";
     let work = Workdir::contoso().site_edit(|s| s + stuck).plan(PLAN);
-    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    work.run(&PLANNED).fails(1);
     let id = work.last_run().unwrap();
     let other = work.run(&["resume", &id, "--kind", "test", "--yes"]).fails(2);
     assert!(other.stderr.contains("the only change of kind"), "{}", other.stderr);

@@ -2,8 +2,6 @@
 //! step is approved from a second process, `cancel` stops a live run (R35), `resume`
 //! continues a failed run without redoing finished steps.
 
-use std::time::{Duration, Instant};
-
 use crate::util::Workdir;
 
 /// The three contoso tiers without manual steps, DNS for the web tier.
@@ -16,27 +14,8 @@ plan.group("web", vms_tagged("tier", "web")).post_each(|vm, ctx| dns::point_vm(v
 plan
 "#;
 
-/// Waits until the last run's journal shows an event of `kind` (for `vm`, if given).
-fn wait_for(work: &Workdir, kind: &str, vm: Option<&str>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(id) = work.last_run() {
-            let show = work.run(&["show", &id, "--format", "json"]);
-            if show.code == 0 {
-                let seen = show.json()["steps"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|e| e["kind"] == kind && vm.is_none_or(|vm| e["vm"] == vm));
-                if seen {
-                    return id;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no {kind} event within 30 s");
-}
+/// A planned failover of the folder's plan, as every run here starts.
+const PLANNED: [&str; 5] = ["failover", "plan.rhai", "--kind", "planned", "--yes"];
 
 fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
     let status = work.run(&["status", vm, "--format", "json"]).ok().json();
@@ -46,7 +25,7 @@ fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
 #[test]
 fn r31_a_planned_failover_through_the_binary_moves_every_vm_to_the_recovery_site() {
     let work = Workdir::contoso().plan(PLAN);
-    let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    let run = work.run(&PLANNED).ok();
     assert!(run.stdout.contains("succeeded: RTO"), "{}", run.stdout);
     for vm in ["sql01", "sql02", "app01", "app02", "app03", "web01", "web02", "web03"] {
         let status = status_of(&work, vm);
@@ -78,8 +57,8 @@ fn r21_a_manual_step_is_approved_from_a_second_process() {
         "plan.manual(\"Confirm the SQL listener\", #{ timeout: \"2h\" });\nplan.group(\"app\"",
     );
     let work = Workdir::contoso().plan(&plan);
-    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "manual.waiting", None);
+    let child = work.drplan(PLANNED).spawn();
+    let id = work.wait_for_event("manual.waiting");
     assert_eq!(status_of(&work, "app01")["state"], "protected", "the plan is paused before the app tier");
     let approved = work.run(&["approve", &id]).ok();
     assert!(approved.stdout.contains("approved: Confirm the SQL listener"), "{}", approved.stdout);
@@ -96,8 +75,8 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
         |s: String| s.replace("speed = 600", "speed = 10") + "\n[[faults]]\nkind = \"shutdown-hang\"\nvm = \"web01\"\n";
     let plan = "let plan = recovery_plan(\"one\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"web\", [\"web01\"]);\nplan\n";
     let work = Workdir::contoso().site_edit(slow).plan(plan);
-    let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
-    let id = wait_for(&work, "vm.attempt", Some("web01"));
+    let child = work.drplan(PLANNED).spawn();
+    let id = work.wait_for_vm_event("vm.attempt", "web01");
     let cancelled = work.run(&["cancel", &id, "--force"]).ok();
     assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
     let run = child.wait().fails(1);
@@ -114,7 +93,7 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
 fn a_failed_run_resumes_after_the_cause_is_fixed_without_redoing_finished_steps() {
     let fault = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
     let work = Workdir::contoso().site_edit(|s| s + fault).plan(PLAN);
-    let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    let run = work.run(&PLANNED).fails(1);
     assert!(run.stderr.contains("drplan resume"), "{}", run.stderr);
     assert_eq!(status_of(&work, "sql01")["active_site"], "secondary");
     assert_eq!(status_of(&work, "web01")["active_site"], "primary", "the plan stopped at the app tier");

@@ -13,10 +13,12 @@
 //! directory `state/`, a site file, plans and whatever else a test writes there. Every
 //! command runs in it (so `plan.rhai` names the folder's plan) with `--state` and `--site`.
 //! `Workdir::drplan` makes one command (`Drplan`, with its own environment or site file if
-//! need be), run to its end (`run`, `fails`) or in the background (`spawn`: a `Running`,
-//! waited for at most `WAIT` and killed if dropped). A `Run` holds the exit code and what
-//! was printed; `ok` and `fails` check the code and show both streams when it is wrong, and
-//! any run whose stderr says "panicked" fails the test.
+//! need be, its stdout sent elsewhere, or run through a wrapper such as `unshare`), run to
+//! its end (`run`, `fails`) or in the background (`spawn`: a `Running`, waited for at most
+//! `WAIT` and killed if dropped). `Workdir::last_run` and `wait_for_event` find the run a
+//! command started. A `Run` holds the exit code and what was printed; `ok` and `fails`
+//! check the code and show both streams when it is wrong, and any run whose stderr says
+//! "panicked" fails the test.
 //!
 //! `Workdir::contoso`, `with_site`, `run`, `state`, `path` and the `site` field, `Run` (its
 //! fields `code`, `stdout`, `stderr`; `ok`, `fails`, `json`) and `CONTOSO_SITE` keep the
@@ -39,6 +41,9 @@ pub const CONTOSO_SITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/conto
 
 /// How long `Running::wait` waits for a background run before failing the test.
 const WAIT: Duration = Duration::from_secs(120);
+
+/// How long `Workdir::wait_for_event` waits for a run to reach an event.
+const EVENT_WAIT: Duration = Duration::from_secs(30);
 
 /// A temporary state directory and a site file, as an operator's working folder.
 pub struct Workdir {
@@ -118,6 +123,8 @@ impl Workdir {
             args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
             env: Vec::new(),
             site: Some(self.site.clone()),
+            stdout: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -134,6 +141,32 @@ impl Workdir {
         }
         runs.json().as_array()?.last()?["id"].as_str().map(String::from)
     }
+
+    /// Waits until the last run's journal shows an event of `kind`; that run's id.
+    pub fn wait_for_event(&self, kind: &str) -> String {
+        self.wait_for(kind, |event| event["kind"] == kind)
+    }
+
+    /// Waits until the last run's journal shows an event of `kind` for `vm`; that run's id.
+    pub fn wait_for_vm_event(&self, kind: &str, vm: &str) -> String {
+        self.wait_for(&format!("{kind} of {vm}"), |event| event["kind"] == kind && event["vm"] == vm)
+    }
+
+    /// Waits until the last run's journal shows an event that is `wanted`, named `what`
+    /// in the message of a test that waits in vain.
+    fn wait_for(&self, what: &str, wanted: impl Fn(&serde_json::Value) -> bool) -> String {
+        let deadline = Instant::now() + EVENT_WAIT;
+        while Instant::now() < deadline {
+            if let Some(id) = self.last_run() {
+                let show = self.run(&["show", &id, "--format", "json"]);
+                if show.code == 0 && show.json()["steps"].as_array().unwrap().iter().any(&wanted) {
+                    return id;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no {what} event within {EVENT_WAIT:?}");
+    }
 }
 
 /// One `drplan` command in a `Workdir`.
@@ -142,6 +175,11 @@ pub struct Drplan<'a> {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     site: Option<PathBuf>,
+    /// Where stdout goes instead of into the `Run`.
+    stdout: Option<Stdio>,
+    /// A program and its arguments that run `drplan` (the binary's path and arguments
+    /// come after them), or nothing.
+    wrapper: Vec<OsString>,
 }
 
 impl Drplan<'_> {
@@ -163,9 +201,31 @@ impl Drplan<'_> {
         self
     }
 
+    /// Stdout goes to `stdout` (a file, a pipe) instead of into the `Run`, whose `stdout`
+    /// is then empty.
+    pub fn stdout(mut self, stdout: impl Into<Stdio>) -> Self {
+        self.stdout = Some(stdout.into());
+        self
+    }
+
+    /// Runs `drplan` through `wrapper`, a program and its first arguments, such as
+    /// `["unshare", "--mount", …]`: the binary's path and its arguments follow them.
+    pub fn wrapped<I, S>(mut self, wrapper: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrapper = wrapper.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self
+    }
+
     /// Runs to the end, whatever the exit code.
-    pub fn run(self) -> Run {
-        let output = self.command().output().unwrap_or_else(|e| panic!("cannot run drplan: {e}"));
+    pub fn run(mut self) -> Run {
+        let mut command = self.command();
+        if let Some(stdout) = self.stdout.take() {
+            command.stdout(stdout);
+        }
+        let output = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.describe()));
         Run::new(self.describe(), output)
     }
 
@@ -175,21 +235,30 @@ impl Drplan<'_> {
     }
 
     /// Starts the command in the background.
-    pub fn spawn(self) -> Running {
+    pub fn spawn(mut self) -> Running {
+        let stdout = self.stdout.take().unwrap_or_else(Stdio::piped);
         let mut child = self
             .command()
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run drplan: {e}"));
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.describe()));
         // Read both pipes all along, so that a chatty run never blocks on a full one.
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
         Running { child, command: self.describe(), output: Some((stdout, stderr)) }
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_drplan"));
+        let drplan = OsStr::new(env!("CARGO_BIN_EXE_drplan"));
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(drplan);
+                command
+            }
+            None => Command::new(drplan),
+        };
         command.current_dir(self.work.path()).arg("--state").arg(self.work.state());
         if let Some(site) = &self.site {
             command.arg("--site").arg(site);
@@ -201,9 +270,13 @@ impl Drplan<'_> {
         command
     }
 
-    /// `drplan ARGS`, for messages.
+    /// `drplan ARGS` (after the wrapper's program, if any), for messages.
     fn describe(&self) -> String {
-        self.args.iter().fold("drplan".to_string(), |line, arg| format!("{line} {}", arg.to_string_lossy()))
+        let start = match self.wrapper.first() {
+            Some(program) => format!("{} … drplan", program.to_string_lossy()),
+            None => "drplan".to_string(),
+        };
+        self.args.iter().fold(start, |line, arg| format!("{line} {}", arg.to_string_lossy()))
     }
 }
 
@@ -274,7 +347,7 @@ pub struct Run {
 
 impl Run {
     /// How a command that ran ended; `command` names it in messages.
-    pub fn new(command: String, output: Output) -> Run {
+    fn new(command: String, output: Output) -> Run {
         let run = Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into(),
@@ -330,10 +403,13 @@ fn copy_folder(from: &Path, to: &Path) {
 /// A thread reading a pipe to its end.
 type Drain = JoinHandle<Vec<u8>>;
 
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Drain {
+/// Reads `pipe` to its end; no pipe (the stream went elsewhere) reads as nothing.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> Drain {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
         bytes
     })
 }

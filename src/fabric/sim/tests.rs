@@ -11,62 +11,27 @@ use tempfile::TempDir;
 use super::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, FailoverOutcome, FailoverRequest, Health, SourceShutdown};
 use crate::model::site_file::parse_site;
+use crate::model::testing::two_sites;
 use crate::model::{
     Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp, format_time,
 };
 use crate::store::StateDir;
 
-const SITE: &str = r#"
+/// What these tests add to the shared two sites ([`crate::model::testing::TWO_SITES`]): a
+/// clock that starts at 09:00 and runs at speed 1000, so that a modelled minute is 60 ms
+/// of paused tokio time.
+const SIMULATION: &str = r#"
 [simulation]
 start = "2026-03-02T09:00:00Z"
 speed = 1000
+"#;
 
-[[sites]]
-name = "primary"
-kind = "onprem"
-hosts = ["hv-p01", "hv-p02"]
-  [[sites.networks]]
-  name = "prod"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.1.1.0/24"
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.1.3.0/24"
-  [[sites.networks]]
-  name = "backup"
-    [[sites.networks.subnets]]
-    name = "bk"
-    cidr = "10.1.9.0/24"
-
-[[sites]]
-name = "secondary"
-kind = "onprem"
-hosts = ["hv-s01", "hv-s02"]
-  [[sites.networks]]
-  name = "prod-dr"
-    [[sites.networks.subnets]]
-    name = "db"
-    cidr = "10.2.1.0/24"
-    reserved = ["10.2.1.99"]
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "10.2.3.0/24"
-  [[sites.networks]]
-  name = "test-bubble"
-  isolated = true
-    [[sites.networks.subnets]]
-    name = "web"
-    cidr = "192.168.103.0/24"
-
-[[pairings]]
-source = "primary"
-target = "secondary"
-
-[[network_mappings]]
-source = "primary/prod"
-target = "secondary/prod-dr"
-
+/// Then gold storage mapped to dr-gold (R11), the one-nic size (R8), and the gold policy
+/// of these tests: 5m copies, app-consistent points every 4h and a 30m RPO threshold, which
+/// the times asserted below follow. (The shared [`crate::model::testing::SQL_CLUSTER`]
+/// defines gold with its defaults, and SQL VMs without the storage, data disks and 2m
+/// boots these tests time.)
+const POLICIES: &str = r#"
 [[storage_mappings]]
 source = "gold"
 target = "dr-gold"
@@ -85,99 +50,92 @@ max_nics = 1
 [[replication_groups]]
 name = "sql"
 vms = ["sql01", "sql02"]
-
-[[vms]]
-name = "sql01"
-site = "primary"
-host = "hv-p01"
-os = "windows"
-storage = "gold"
-boot_time = "2m"
-disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 400 }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.10", target_ip = "10.2.1.10" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "sql02"
-site = "primary"
-host = "hv-p02"
-os = "windows"
-storage = "gold"
-boot_time = "2m"
-disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 400 }]
-nics = [{ network = "prod", subnet = "db", ip = "10.1.1.11", target_ip = "10.2.1.11" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "web01"
-site = "primary"
-host = "hv-p01"
-os = "linux"
-size = "one-nic"
-boot_time = "45s"
-disks = [{ name = "os", size_gb = 30, os = true }]
-nics = [{ network = "prod", subnet = "web", ip = "10.1.3.21", target_ip = "10.2.3.21" },
-        { network = "prod", subnet = "db", ip = "10.1.1.21" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "app01"
-site = "primary"
-host = "hv-p02"
-os = "linux"
-disks = [{ name = "os", size_gb = 30, os = true }]
-nics = [{ network = "prod", subnet = "web", ip = "10.1.3.31" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "app02"
-site = "primary"
-host = "hv-p02"
-os = "linux"
-disks = [{ name = "os", size_gb = 30, os = true }]
-nics = [{ network = "prod", subnet = "web", ip = "10.1.3.32" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "bk01"
-site = "primary"
-host = "hv-p01"
-os = "linux"
-disks = [{ name = "os", size_gb = 30, os = true }]
-nics = [{ network = "backup", subnet = "bk", ip = "10.1.9.5" }]
-protection = { policy = "gold", since = "-2d" }
-
-[[vms]]
-name = "fresh01"
-site = "primary"
-host = "hv-p01"
-os = "linux"
-disks = [{ name = "os", size_gb = 100, os = true }, { name = "data", size_gb = 100 }]
-nics = [{ network = "prod", subnet = "web" }]
 "#;
 
-/// A VMware site protected to a cloud region (R7, R31).
-const CLOUD_SITE: &str = r#"
+/// A `[[vms]]` entry: `name` on `host` of `site`, then `details`, a key a line.
+fn vm_entry(name: &str, site: &str, host: &str, details: &str) -> String {
+    format!("\n[[vms]]\nname = \"{name}\"\nsite = \"{site}\"\nhost = \"{host}\"\n{details}")
+}
+
+/// A VM on primary protected with gold since two days before the start.
+fn protected_vm(name: &str, host: &str, os: &str, details: &str) -> String {
+    let protection = "protection = { policy = \"gold\", since = \"-2d\" }\n";
+    vm_entry(name, "primary", host, &format!("os = \"{os}\"\n{details}{protection}"))
+}
+
+/// A SQL server of replication group sql: Windows on gold storage, booting in 2m, with a
+/// 400 GiB data disk and a static target IP in prod-dr/db.
+fn sql_vm(name: &str, host: &str, ip: &str, target_ip: &str) -> String {
+    let details = format!(
+        "storage = \"gold\"\nboot_time = \"2m\"\n\
+         disks = [{{ name = \"os\", size_gb = 100, os = true }}, {{ name = \"data\", size_gb = 400 }}]\n\
+         nics = [{{ network = \"prod\", subnet = \"db\", ip = \"{ip}\", target_ip = \"{target_ip}\" }}]\n"
+    );
+    protected_vm(name, host, "windows", &details)
+}
+
+/// A Linux VM with a 30 GiB OS disk (booting in the default 60 s) and `nics`.
+fn linux_vm(name: &str, host: &str, nics: &str) -> String {
+    protected_vm(
+        name,
+        host,
+        "linux",
+        &format!("disks = [{{ name = \"os\", size_gb = 30, os = true }}]\nnics = [{nics}]\n"),
+    )
+}
+
+/// The VMs, all on primary, in this order (which places their replicas on hosts):
+/// - sql01 (hv-p01), sql02 (hv-p02): see [`sql_vm`];
+/// - web01: two NICs that the one-nic size caps at one, a target IP in prod-dr/web, a 45 s
+///   boot;
+/// - app01, app02: no target IPs, so their replicas get addresses in prod-dr/web (R9);
+/// - bk01: on the backup network, which is mapped nowhere (R10);
+/// - fresh01: not protected yet, 200 GiB to copy (R4, R6).
+fn vms() -> String {
+    let web01 = "size = \"one-nic\"\nboot_time = \"45s\"\n\
+                 disks = [{ name = \"os\", size_gb = 30, os = true }]\n\
+                 nics = [{ network = \"prod\", subnet = \"web\", ip = \"10.1.3.21\", target_ip = \"10.2.3.21\" },\n\
+                 { network = \"prod\", subnet = \"db\", ip = \"10.1.1.21\" }]\n";
+    [
+        sql_vm("sql01", "hv-p01", "10.1.1.10", "10.2.1.10"),
+        sql_vm("sql02", "hv-p02", "10.1.1.11", "10.2.1.11"),
+        protected_vm("web01", "hv-p01", "linux", web01),
+        linux_vm("app01", "hv-p02", r#"{ network = "prod", subnet = "web", ip = "10.1.3.31" }"#),
+        linux_vm("app02", "hv-p02", r#"{ network = "prod", subnet = "web", ip = "10.1.3.32" }"#),
+        linux_vm("bk01", "hv-p01", r#"{ network = "backup", subnet = "backup", ip = "10.1.9.5" }"#),
+        vm_entry(
+            "fresh01",
+            "primary",
+            "hv-p01",
+            "os = \"linux\"\n\
+             disks = [{ name = \"os\", size_gb = 100, os = true }, { name = \"data\", size_gb = 100 }]\n\
+             nics = [{ network = \"prod\", subnet = \"web\" }]\n",
+        ),
+    ]
+    .concat()
+}
+
+/// The site file of these tests, `simulation` first and `extra` (faults, usually) last.
+fn site_with(simulation: &str, extra: &str) -> String {
+    two_sites(&format!("{simulation}{POLICIES}{}{extra}", vms()))
+}
+
+/// A VMware site protected to a cloud region (R7, R31): other sites than the shared two.
+/// Its two Windows VMs differ in name only: reporting-server01 breaks the cloud's rules.
+fn cloud_site() -> String {
+    let sites = r#"
 [[sites]]
 name = "branch"
 kind = "onprem"
 platform = "vmware"
 hosts = ["esx01"]
-  [[sites.networks]]
-  name = "lan"
-    [[sites.networks.subnets]]
-    name = "default"
-    cidr = "10.5.0.0/24"
+networks = [{ name = "lan", subnets = [{ name = "default", cidr = "10.5.0.0/24" }] }]
 
 [[sites]]
 name = "cloud-east"
 kind = "cloud"
 hosts = ["region"]
-  [[sites.networks]]
-  name = "vnet"
-    [[sites.networks.subnets]]
-    name = "default"
-    cidr = "10.6.0.0/24"
+networks = [{ name = "vnet", subnets = [{ name = "default", cidr = "10.6.0.0/24" }] }]
 
 [[pairings]]
 source = "branch"
@@ -190,25 +148,14 @@ target = "cloud-east/vnet"
 [[policies]]
 name = "std"
 retention = "24h"
-
-[[vms]]
-name = "reporting-server01"
-site = "branch"
-host = "esx01"
-os = "windows"
-disks = [{ name = "os", size_gb = 10, os = true }]
-nics = [{ network = "lan", subnet = "default" }]
-protection = { policy = "std", since = "-1d" }
-
-[[vms]]
-name = "files01"
-site = "branch"
-host = "esx01"
-os = "windows"
-disks = [{ name = "os", size_gb = 10, os = true }]
-nics = [{ network = "lan", subnet = "default" }]
-protection = { policy = "std", since = "-1d" }
 "#;
+    let windows = "os = \"windows\"\n\
+                   disks = [{ name = \"os\", size_gb = 10, os = true }]\n\
+                   nics = [{ network = \"lan\", subnet = \"default\" }]\n\
+                   protection = { policy = \"std\", since = \"-1d\" }\n";
+    let vm = |name| vm_entry(name, "branch", "esx01", windows);
+    format!("{sites}{}{}", vm("reporting-server01"), vm("files01"))
+}
 
 struct Sim {
     fabric: Arc<SimFabric>,
@@ -227,7 +174,7 @@ fn open_site(site: &str) -> Sim {
 
 /// The test site plus extra TOML (faults, usually).
 fn sim(extra: &str) -> Sim {
-    open_site(&format!("{SITE}{extra}"))
+    open_site(&site_with(SIMULATION, extra))
 }
 
 impl Sim {
@@ -312,6 +259,7 @@ async fn r4_initial_replication_takes_time_from_disk_size_and_bandwidth() {
 
 #[tokio::test(start_paused = true)]
 async fn r15_the_vms_of_a_host_share_its_throttled_bandwidth() {
+    let one_thread = sim("\n[throttle]\nthreads = 1\n");
     let sim = sim("");
     let inventory = sim.fabric.inventory();
     let fresh01 = inventory.vm("fresh01").unwrap();
@@ -319,7 +267,6 @@ async fn r15_the_vms_of_a_host_share_its_throttled_bandwidth() {
     assert_eq!(inventory.host_share(fresh01), 4);
     assert_eq!(fresh01_full_copy(&sim), 4 * 16_384, "a quarter of 102,400 Kbps for 200 GiB");
     // Upload threads per VM (seed 002): with fewer than four, a VM uses less of its share.
-    let one_thread = open_site(&SITE.replace("speed = 1000", "speed = 1000\n\n[throttle]\nthreads = 1"));
     let job = one_thread.fabric.protect(&call(&one_thread.fabric), "fresh01", "gold", &[]).await.unwrap();
     let done = t("2026-03-02T09:00:00Z") + chrono::TimeDelta::seconds(4 * 4 * 16_384);
     assert!(job.detail.contains(&format_time(done)), "{}", job.detail);
@@ -502,7 +449,7 @@ async fn r31_planned_failover_shuts_source_down_first_and_loses_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn r31_planned_failover_to_cloud_not_offered_for_vmware_sources() {
-    let sim = open_site(CLOUD_SITE);
+    let sim = open_site(&cloud_site());
     let err = failover(&sim, "files01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
     assert!(matches!(err, FabricError::NotOffered { .. }), "{err}");
     failover(&sim, "files01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
@@ -510,7 +457,7 @@ async fn r31_planned_failover_to_cloud_not_offered_for_vmware_sources() {
 
 #[tokio::test(start_paused = true)]
 async fn r7_replica_name_breaking_cloud_rules_is_refused_before_failover() {
-    let sim = open_site(CLOUD_SITE);
+    let sim = open_site(&cloud_site());
     let err = failover(&sim, "reporting-server01", FailoverKind::Test, PointChoice::Latest).await.unwrap_err();
     assert!(matches!(err, FabricError::ReplicaName { .. }), "{err}");
     assert!(err.to_string().contains("1 to 15"), "{err}");
@@ -770,7 +717,14 @@ async fn r9_concurrent_dhcp_replicas_get_distinct_addresses() {
 
 #[tokio::test(start_paused = true)]
 async fn r9_an_address_given_back_is_handed_out_again_lowest_first() {
-    let sim = sim("[[faults]]\nkind = \"boot-failure\"\nvm = \"app01\"\n");
+    // The drill takes web VMs: in the shared sites' test network, sql01 and sql02 would
+    // keep their target IPs (its db subnet has prod-dr's range, R9).
+    let sim = sim(&[
+        linux_vm("web02", "hv-p01", r#"{ network = "prod", subnet = "web", ip = "10.1.3.22" }"#),
+        linux_vm("web03", "hv-p02", r#"{ network = "prod", subnet = "web", ip = "10.1.3.23" }"#),
+        "[[faults]]\nkind = \"boot-failure\"\nvm = \"app01\"\n".to_string(),
+    ]
+    .concat());
     // app01's replica does not boot: the address it was given is free again at once.
     failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap_err();
     let app02 = failover(&sim, "app02", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
@@ -778,13 +732,13 @@ async fn r9_an_address_given_back_is_handed_out_again_lowest_first() {
     let mut drill = request(FailoverKind::Test, PointChoice::LatestProcessed);
     drill.test_network = Some("test-bubble".into());
     let mut ips = Vec::new();
-    for vm in ["web01", "sql01", "sql02"] {
+    for vm in ["web01", "web02", "web03"] {
         ips.push(sim.fabric.failover(&call(&sim.fabric), vm, &drill).await.unwrap().replica.ip().unwrap().to_string());
     }
     assert_eq!(ips, ["192.168.103.2", "192.168.103.3", "192.168.103.4"]);
-    sim.fabric.cleanup_test(&call(&sim.fabric), "sql01", "").await.unwrap();
+    sim.fabric.cleanup_test(&call(&sim.fabric), "web02", "").await.unwrap();
     sim.fabric.cleanup_test(&call(&sim.fabric), "web01", "").await.unwrap();
-    let again = sim.fabric.failover(&call(&sim.fabric), "sql01", &drill).await.unwrap();
+    let again = sim.fabric.failover(&call(&sim.fabric), "web02", &drill).await.unwrap();
     assert_eq!(again.replica.ip(), Some("192.168.103.2".parse().unwrap()), "the lowest one given back");
     let sim = sim.reopen();
     let web01 = sim.fabric.failover(&call(&sim.fabric), "web01", &drill).await.unwrap();
@@ -793,8 +747,11 @@ async fn r9_an_address_given_back_is_handed_out_again_lowest_first() {
 
 #[tokio::test(start_paused = true)]
 async fn r9_static_ip_not_available_fails_that_vms_failover() {
-    let site = SITE.replace(r#"reserved = ["10.2.1.99"]"#, r#"reserved = ["10.2.1.10"]"#);
-    let sim = open_site(&site);
+    // sql01's target IP reserved in prod-dr/db, instead of the one the shared sites reserve.
+    let (shared, reserved) = (r#"reserved = ["10.2.1.5"]"#, r#"reserved = ["10.2.1.10"]"#);
+    let site = site_with(SIMULATION, "");
+    assert!(site.contains(shared), "the shared sites reserve 10.2.1.5");
+    let sim = open_site(&site.replace(shared, reserved));
     let err = failover(&sim, "sql01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
     assert!(err.to_string().contains("10.2.1.10 is not available"), "{err}");
     let status = sim.fabric.replication_status("sql01", sim.fabric.now()).await.unwrap();
@@ -902,7 +859,7 @@ async fn wait_lets_modelled_time_pass_paced_by_the_speed() {
 #[tokio::test(start_paused = true)]
 async fn an_unpaced_simulation_spends_no_real_time_but_all_the_modelled_time() {
     let paced = sim("");
-    let unpaced = open_site(&SITE.replace("speed = 1000", "speed = 1000\npace = false"));
+    let unpaced = open_site(&site_with(&format!("{SIMULATION}pace = false\n"), ""));
     let mut took = Vec::new();
     for sim in [&paced, &unpaced] {
         let real = tokio::time::Instant::now();
