@@ -71,6 +71,28 @@ pub struct RunOptions {
     /// human: a report (dry run) or live progress; json: the report, or events as JSON lines.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// R22: fail over only this VM of the plan, with its own steps (repeat for several).
+    #[arg(long = "vm", value_name = "VM")]
+    pub vms: Vec<String>,
+    /// R30: a drill's isolated network, instead of the plan's `test_network`.
+    #[arg(long, value_name = "NETWORK")]
+    pub test_network: Option<String>,
+    /// R32: an unplanned failover that does not try to shut the source down first.
+    #[arg(long)]
+    pub no_shutdown: bool,
+}
+
+impl RunOptions {
+    /// What these options change of the plan, checked against the kind of failover.
+    pub fn overrides(&self, kind: Kind) -> Result<crate::cli::context::Overrides, String> {
+        if self.test_network.is_some() && kind != Kind::Test {
+            return Err("--test-network chooses a drill's isolated network: it goes with --kind test (R30)".into());
+        }
+        if self.no_shutdown && kind != Kind::Unplanned {
+            return Err("--no-shutdown goes with --kind unplanned: a planned failover always shuts the source down first (R31), a drill never does (R30)".into());
+        }
+        Ok(crate::cli::context::Overrides { vms: self.vms.clone(), test_network: self.test_network.clone() })
+    }
 }
 
 #[derive(Debug, Subcommand)]

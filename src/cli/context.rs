@@ -9,8 +9,13 @@ use super::args::Global;
 use super::error::CliError;
 use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric};
-use crate::model::Inventory;
+use std::collections::BTreeMap;
+
 use crate::model::site_file::parse_site_bytes;
+use crate::model::{FailoverKind, Inventory, ProtectionState};
+use crate::plan::Plan;
+use crate::plan::validate::{Severity, Validation, validate};
+use crate::script::{ScriptOptions, load_plan};
 use crate::store::{CLI_KEY_PREFIX, StateDir, text_file};
 
 /// DESIGN.md: `--site`, else `site.toml` beside the plan, else in the current directory.
@@ -95,4 +100,59 @@ pub fn confirm(global: &Global, question: &str) -> Result<(), CliError> {
 pub fn call(fabric: &dyn Fabric, operation: &str, vm: &str) -> Call {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     Call::new(format!("{CLI_KEY_PREFIX}{}-{nanos}/{operation}/{vm}", std::process::id()), fabric.now())
+}
+
+/// What a run changes of its plan from the command line. Kept with the run, so that a
+/// resume runs what the run ran.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Overrides {
+    /// R22: only these VMs, each with its own steps; empty: the whole plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<String>,
+    /// R30: the isolated network a drill runs in, instead of the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_network: Option<String>,
+}
+
+/// Whether a plan's static findings stop the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Findings {
+    /// Printed, and any error refuses: a new failover, a dry run, a check.
+    Enforce,
+    /// Not checked: a resumed run's or a failback's VMs are (partly) failed over, so the
+    /// failover checks do not apply; the preflight checks what does.
+    Skip,
+}
+
+/// A plan loaded and validated against `protection` as the command line asks: its test
+/// network chosen (R30), narrowed to some of its VMs (R22). Findings about VMs left out
+/// do not count.
+pub fn load_plan_for_run(
+    path: &Path,
+    inventory: &Arc<Inventory>,
+    protection: &BTreeMap<String, ProtectionState>,
+    kind: Option<FailoverKind>,
+    overrides: &Overrides,
+    findings: Findings,
+) -> Result<(Arc<Plan>, Validation), CliError> {
+    let mut plan = load_plan(path, inventory.clone(), &ScriptOptions::default())?;
+    if let Some(network) = &overrides.test_network {
+        plan.test_network = Some(network.clone());
+    }
+    let mut validation = validate(&plan, inventory, protection, kind);
+    if !overrides.vms.is_empty() {
+        let (narrowed, resolved) = plan.narrowed(&validation.resolved, &overrides.vms).map_err(CliError::Usage)?;
+        let others: Vec<&String> = validation.resolved.groups.iter().flat_map(|g| &g.vms).collect();
+        validation.findings.retain(|f| overrides.vms.contains(&f.subject) || !others.contains(&&f.subject));
+        validation.resolved = resolved;
+        plan = narrowed;
+    }
+    if findings == Findings::Enforce {
+        eprint!("{}", super::diagnostics::findings(&validation.findings));
+        let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
+        if errors > 0 {
+            return Err(CliError::InvalidPlan { errors });
+        }
+    }
+    Ok((Arc::new(plan), validation))
 }

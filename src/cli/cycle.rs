@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::args::{Format, Global};
-use super::context::{confirm, site_path};
+use super::context::{Findings, Overrides, confirm, site_path};
 use super::error::CliError;
-use super::runs::{Approvals, Direction, Findings, Prepared, RunRequest, failover, prepare, refuse, runtime};
+use super::runs::{Approvals, Direction, Prepared, RunRequest, failover, prepare, refuse, runtime};
 use crate::fabric::{Call, Fabric, Intent, PreflightRequest};
 use crate::model::{FailoverKind, Operation, Phase, PointChoice, format_time};
 use crate::store::StateDir;
@@ -32,6 +32,8 @@ pub fn failback(
         format,
         direction: Direction::Failback,
         approvals,
+        shut_down_source: true,
+        overrides: Overrides::default(),
     };
     failover(global, plan, request)
 }
@@ -81,7 +83,8 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
     let operation = step.operation();
     let site = site_path(global, Some(plan))?;
     let state = StateDir::open(&global.state(Some(plan)))?;
-    let prepared: Prepared = prepare(plan, &site, &state, FailoverKind::Planned, Findings::Skip)?;
+    let prepared: Prepared =
+        prepare(plan, &site, &state, FailoverKind::Planned, &Overrides::default(), Findings::Skip)?;
     let vms: Vec<String> = prepared.resolved.groups.iter().flat_map(|g| g.vms.clone()).collect();
     let fabric: &dyn Fabric = &*prepared.sim;
     let runtime = runtime()?;

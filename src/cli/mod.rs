@@ -92,7 +92,8 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Check { plan, kind, point } => plans::check(global, plan, *kind, *point),
         Command::DryRun { plan, kind, run } => {
             let point = point_for(*kind, run.point)?;
-            plans::dry_run(global, plan, *kind, point, run.parallel, run.format)
+            let overrides = run.overrides(*kind).map_err(CliError::Usage)?;
+            plans::dry_run(global, plan, *kind, point, run, &overrides)
         }
         Command::Defs => Ok(plans::defs()),
         Command::Failover { plan, kind, run, approve_manual } => {
@@ -103,6 +104,8 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 format: run.format,
                 direction: runs::Direction::Failover,
                 approvals: approvals(*approve_manual),
+                shut_down_source: !run.no_shutdown,
+                overrides: run.overrides(*kind).map_err(CliError::Usage)?,
             };
             runs::failover(global, plan, request)
         }

@@ -1,22 +1,21 @@
 //! Commands on plans that change nothing: `check` (compile and validate) and `dry-run`
 //! (run against a scratch copy of the simulation on a virtual clock), and `defs`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::args::{Format, Global, Kind};
-use super::context::{load_inventory, site_path};
+use super::args::{Format, Global, Kind, RunOptions};
+use super::context::{Findings, Overrides, load_inventory, load_plan_for_run, site_path};
 use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
 use crate::model::names::Count;
-use crate::model::{FailoverKind, Inventory, PointChoice, ProtectionState};
+use crate::model::{FailoverKind, Inventory, PointChoice};
 use crate::plan::Plan;
-use crate::plan::validate::{Severity, Validation, validate};
+use crate::plan::validate::Validation;
 use crate::report::run::{RunHeader, RunReport};
-use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
+use crate::script::SCRIPT_STACK_SIZE;
 
 struct Loaded {
     inventory: Arc<Inventory>,
@@ -26,17 +25,16 @@ struct Loaded {
 }
 
 /// Compiles and validates a plan; prints the findings to stderr; fails on errors.
-fn load_and_validate(global: &Global, path: &Path, kind: Option<FailoverKind>) -> Result<Loaded, CliError> {
+fn load_and_validate(
+    global: &Global,
+    path: &Path,
+    kind: Option<FailoverKind>,
+    overrides: &Overrides,
+) -> Result<Loaded, CliError> {
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
-    let plan = Arc::new(load_plan(path, inventory.clone(), &ScriptOptions::default())?);
     let sim = super::context::look_at_simulation(&global.state(Some(path)), inventory.clone())?;
-    let protection: BTreeMap<String, ProtectionState> = sim.protection();
-    let validation = validate(&plan, &inventory, &protection, kind);
-    eprint!("{}", super::diagnostics::findings(&validation.findings));
-    let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    if errors > 0 {
-        return Err(CliError::InvalidPlan { errors });
-    }
+    let (plan, validation) =
+        load_plan_for_run(path, &inventory, &sim.protection(), kind, overrides, Findings::Enforce)?;
     Ok(Loaded { inventory, plan, sim, validation })
 }
 
@@ -57,7 +55,7 @@ fn looking_runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<PointChoice>) -> Result<String, CliError> {
-    let loaded = load_and_validate(global, path, None)?;
+    let loaded = load_and_validate(global, path, None, &Overrides::default())?;
     // With a kind or a point, every VM is checked as that failover would check it.
     if kind.is_some() || point.is_some() {
         let kind = kind.map_or(FailoverKind::Unplanned, FailoverKind::from);
@@ -89,14 +87,15 @@ pub fn dry_run(
     path: &Path,
     kind: Kind,
     point: PointChoice,
-    parallel: usize,
-    format: Format,
+    run: &RunOptions,
+    overrides: &Overrides,
 ) -> Result<String, CliError> {
     let kind = FailoverKind::from(kind);
-    let loaded = load_and_validate(global, path, Some(kind))?;
+    let format = run.format;
+    let loaded = load_and_validate(global, path, Some(kind), overrides)?;
     let scratch = Arc::new(loaded.sim.scratch_copy()?);
     drop(loaded.sim); // releases the state directory: nothing below touches it
-    let spec = looking_spec(kind, point, parallel);
+    let spec = RunSpec { shut_down_source: !run.no_shutdown, ..looking_spec(kind, point, run.parallel) };
     let runtime = looking_runtime()?;
     let checked = runtime.block_on(crate::engine::preflight(
         &*scratch,

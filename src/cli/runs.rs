@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::args::{Format, Global};
-use super::context::{confirm, load_inventory, site_path};
+use super::context::{Findings, Overrides, confirm, load_inventory, load_plan_for_run, site_path};
 use super::error::CliError;
 use super::progress::{Progress, ProgressMode};
 use crate::engine::operator::{JournalGate, POLL, RehearsalGate, watch_for_cancel};
@@ -22,9 +22,9 @@ use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, Replica};
 use crate::model::{FailoverKind, PointChoice, format_time};
 use crate::plan::Plan;
-use crate::plan::validate::{ResolvedPlan, Severity, validate};
+use crate::plan::validate::ResolvedPlan;
 use crate::report::run::{RunHeader, RunReport};
-use crate::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
+use crate::script::SCRIPT_STACK_SIZE;
 use crate::store::journal::{self, JournalDb, JournalWriter, RunRecord, RunRecordStatus};
 use crate::store::{StateDir, StoreError};
 
@@ -40,6 +40,9 @@ pub struct StoredRun {
     /// plan order its report lists VMs in.
     #[serde(default)]
     pub groups: ResolvedPlan,
+    /// What the command line changed of the plan; a resume runs the same.
+    #[serde(default)]
+    pub overrides: Overrides,
 }
 
 type Record = RunRecord<StoredRun>;
@@ -69,7 +72,7 @@ pub enum Approvals {
 }
 
 /// What a real run is asked to do, besides its plan.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunRequest {
     pub kind: FailoverKind,
     pub point: PointChoice,
@@ -77,6 +80,9 @@ pub struct RunRequest {
     pub format: Format,
     pub direction: Direction,
     pub approvals: Approvals,
+    /// R32: an unplanned failover first tries to shut the source down, unless told not to.
+    pub shut_down_source: bool,
+    pub overrides: Overrides,
 }
 
 /// A plan ready to run: loaded, validated, resolved against the live simulation.
@@ -87,34 +93,18 @@ pub(super) struct Prepared {
     pub(super) sim: Arc<SimFabric>,
 }
 
-/// Whether a plan's static findings stop the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Findings {
-    /// Printed, and any error refuses: a new failover.
-    Enforce,
-    /// Not checked: a resumed run's or a failback's VMs are (partly) failed over, so the
-    /// failover checks do not apply; the preflight checks what does.
-    Skip,
-}
-
 pub(super) fn prepare(
     plan_path: &Path,
     site: &Path,
     state: &StateDir,
     kind: FailoverKind,
+    overrides: &Overrides,
     findings: Findings,
 ) -> Result<Prepared, CliError> {
     let inventory = Arc::new(load_inventory(site)?);
-    let plan = Arc::new(load_plan(plan_path, inventory.clone(), &ScriptOptions::default())?);
     let sim = Arc::new(SimFabric::open(inventory.clone(), state)?);
-    let validation = validate(&plan, &inventory, &sim.protection(), Some(kind));
-    let errors = validation.findings.iter().filter(|f| f.severity == Severity::Error).count();
-    if findings == Findings::Enforce {
-        eprint!("{}", super::diagnostics::findings(&validation.findings));
-        if errors > 0 {
-            return Err(CliError::InvalidPlan { errors });
-        }
-    }
+    let (plan, validation) =
+        load_plan_for_run(plan_path, &inventory, &sim.protection(), Some(kind), overrides, findings)?;
     Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
 }
 
@@ -155,18 +145,17 @@ pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Resul
 /// Runs a plan: a failover, or (R37, R38) a failback of VMs reprotected on the recovery
 /// site, which a planned failover back is, then commit and reprotect forward.
 pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Result<String, CliError> {
-    let RunRequest { kind, point, parallel, format, direction, approvals } = request;
+    let RunRequest { kind, point, parallel, format, direction, approvals, shut_down_source, overrides } = request;
     let site = site_path(global, Some(plan_path))?;
     let state = StateDir::open(&global.state(Some(plan_path)))?;
     let findings = if direction == Direction::Failover { Findings::Enforce } else { Findings::Skip };
-    let prepared = prepare(plan_path, &site, &state, kind, findings)?;
+    let prepared = prepare(plan_path, &site, &state, kind, &overrides, findings)?;
     refuse_rehearsal(approvals, kind, &*prepared.sim)?;
     // Everything that can refuse the run does so before it exists: DNS settings, then the
     // preflight of every VM. A refused run changes nothing and leaves no record.
     let dns = super::dns::updater(plan_path, kind)?;
     let failback = direction == Direction::Failback;
-    let spec =
-        RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source: true, failback };
+    let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source, failback };
     let runtime = runtime()?;
     let fabric: &dyn Fabric = &*prepared.sim;
     let checked = runtime.block_on(crate::engine::preflight(
@@ -201,7 +190,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         site_path: site,
         status: RunRecordStatus::Running,
         started_wall: chrono::Utc::now().to_rfc3339(),
-        spec: StoredRun { spec, header, notes: Vec::new(), groups: prepared.resolved.clone() },
+        spec: StoredRun { spec, header, notes: Vec::new(), groups: prepared.resolved.clone(), overrides },
     };
     let db = journal::open(state.path())?;
     db.put_run(&record)?;
@@ -264,7 +253,8 @@ pub fn resume(
         record.spec.header.kind = kind;
     }
     let spec = record.spec.spec.clone();
-    let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, Findings::Skip)?;
+    let overrides = record.spec.overrides.clone();
+    let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, &overrides, Findings::Skip)?;
     refuse_rehearsal(approvals, spec.kind, &*prepared.sim)?;
     let dns = super::dns::updater(&record.plan_path, spec.kind)?;
     let events: Vec<Event> = db.events(run_id)?;

@@ -56,3 +56,54 @@ fn r37_failback_to_a_physical_server_is_refused_with_the_reason() {
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert_eq!(work.run(&["runs", "--format", "json"]).ok().json().as_array().unwrap().len(), 1, "no failback run");
 }
+
+#[test]
+fn r22_a_single_vm_fails_over_from_the_command_line_with_its_own_steps_only() {
+    let work = Workdir::contoso_plans();
+    let run = work.run(&["failover", "failover.rhai", "--kind", "planned", "--vm", "web02", "--yes"]).ok();
+    assert!(run.stdout.contains("succeeded"), "{}", run.stdout);
+    let status = work.run(&["status", "--format", "json"]).ok().json();
+    for vm in status["vms"].as_array().unwrap() {
+        let active = if vm["vm"] == "web02" { "secondary" } else { "primary" };
+        assert_eq!(vm["active_site"], active, "{vm}");
+    }
+    let id = work.last_run().unwrap();
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let kinds: Vec<&str> = show["steps"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(!kinds.contains(&"manual.waiting"), "the plan's manual step is about whole groups: {kinds:?}");
+    let calls: Vec<&str> = show["steps"].as_array().unwrap().iter().filter_map(|e| e["step"].as_str()).collect();
+    assert!(calls.iter().any(|c| c.starts_with("dns.point web02")), "web02's own DNS step runs: {calls:?}");
+    // A VM the plan does not have is bad usage.
+    let run = work.run(&["failover", "failover.rhai", "--kind", "planned", "--vm", "web09", "--yes"]).fails(2);
+    assert!(run.stderr.contains("web09 is not in plan"), "{}", run.stderr);
+}
+
+#[test]
+fn r32_an_unplanned_failover_can_be_told_not_to_try_shutting_the_source_down() {
+    let work = Workdir::contoso_plans();
+    let args = ["failover", "failover.rhai", "--kind", "unplanned", "--vm", "app01", "--no-shutdown", "--yes"];
+    work.run(&args).ok();
+    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    assert!(show.contains("no shutdown was tried") && show.contains("OPEN-ENDED"), "{show}");
+    let jobs = work.run(&["jobs", "--format", "json"]).ok().json();
+    assert!(!jobs.as_array().unwrap().iter().any(|j| j["operation"] == "shutdown"), "{jobs}");
+    let planned = work.run(&["failover", "failover.rhai", "--kind", "planned", "--no-shutdown", "--yes"]).fails(2);
+    assert!(planned.stderr.contains("--no-shutdown goes with --kind unplanned"), "{}", planned.stderr);
+}
+
+#[test]
+fn r30_a_drill_runs_in_the_isolated_network_chosen_when_it_is_run() {
+    let second = "\n  [[sites.networks]]\n  name = \"bubble-2\"\n  isolated = true\n\n    [[sites.networks.subnets]]\n    name = \"web\"\n    cidr = \"192.168.203.0/24\"\n";
+    // The new network goes last into the secondary site's networks.
+    let work = Workdir::contoso_plans().site_edit(|site| {
+        let at = site.find("# ------------------------------------------------------------ pairing").unwrap();
+        format!("{}{second}\n{}", &site[..at], &site[at..])
+    });
+    let args = ["failover", "drill.rhai", "--kind", "test", "--vm", "web01", "--test-network", "bubble-2"];
+    work.run(&args).ok();
+    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    assert!(show.contains("192.168.203."), "the replica is in bubble-2: {show}");
+    let unknown = ["failover", "drill.rhai", "--kind", "test", "--vm", "web02", "--test-network", "nowhere"];
+    let run = work.run(&unknown).fails(1);
+    assert!(run.stderr.contains("nowhere"), "{}", run.stderr);
+}
