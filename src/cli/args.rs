@@ -116,6 +116,9 @@ pub enum Command {
         kind: Kind,
         #[command(flatten)]
         run: RunOptions,
+        /// Also draw the predicted timeline as an SVG Gantt chart, as `show --svg` does.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Prints Rhai definitions of the host API, for editor completion.
     Defs,

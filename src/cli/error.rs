@@ -13,6 +13,8 @@ pub enum CliError {
     SiteFile(#[from] SiteFileErrors),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("no site file: {0}")]
     NoSiteFile(String),
     #[error(transparent)]

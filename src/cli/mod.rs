@@ -90,10 +90,10 @@ fn run(cli: &Cli) -> Result<String, CliError> {
     let global = &cli.global;
     match &cli.command {
         Command::Check { plan, kind, point } => plans::check(global, plan, *kind, *point),
-        Command::DryRun { plan, kind, run } => {
+        Command::DryRun { plan, kind, run, svg } => {
             let point = point_for(*kind, run.point)?;
             let overrides = run.overrides(*kind).map_err(CliError::Usage)?;
-            plans::dry_run(global, plan, *kind, point, run, &overrides)
+            plans::dry_run(global, plan, (*kind, point), run, &overrides, svg.as_deref())
         }
         Command::Defs => Ok(plans::defs()),
         Command::Failover { plan, kind, run, approve_manual } => {

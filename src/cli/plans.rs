@@ -85,10 +85,10 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
 pub fn dry_run(
     global: &Global,
     path: &Path,
-    kind: Kind,
-    point: PointChoice,
+    (kind, point): (Kind, PointChoice),
     run: &RunOptions,
     overrides: &Overrides,
+    svg: Option<&Path>,
 ) -> Result<String, CliError> {
     let kind = FailoverKind::from(kind);
     let format = run.format;
@@ -129,6 +129,10 @@ pub fn dry_run(
     };
     let status = outcome.status;
     let report = RunReport::new(header, outcome);
+    if let Some(path) = svg {
+        std::fs::write(path, crate::report::svg::gantt(&report))
+            .map_err(|source| CliError::Write { path: path.to_path_buf(), source })?;
+    }
     let text = match format {
         Format::Human => report.human(),
         Format::Json => report.json(),

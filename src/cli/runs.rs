@@ -523,7 +523,7 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
     report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
         std::fs::write(path, crate::report::svg::gantt(&report))
-            .map_err(|source| CliError::Read { path: path.clone(), source })?;
+            .map_err(|source| CliError::Write { path: path.clone(), source })?;
     }
     Ok(match format {
         Format::Human => report.human(),

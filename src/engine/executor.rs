@@ -206,6 +206,7 @@ fn initial_views(deps: &Deps, resolved: &ResolvedPlan) -> BTreeMap<String, VmVie
                 network: None,
                 dns: vm.dns.clone(),
                 tags: vm.tags.clone(),
+                services: vm.services.clone(),
                 state: "pending".into(),
             };
             if let Some(outcome) = deps.history.outcome(name) {
@@ -322,8 +323,10 @@ impl RunState {
         self.plan.test_network.clone()
     }
 
-    pub(super) fn is_running_replica(&self, ip: Ipv4Addr) -> bool {
-        self.vms.is_up_at(ip)
+    /// Whether a VM this run brought up at `ip` serves `port`: what a dry run and a real
+    /// run on the simulated fabric both take for an answer, so they agree.
+    pub(super) fn is_served(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.vms.serves(ip, port)
     }
 
     /// Calls an action once, from `t`; `t` moves to where the action got. An action cut

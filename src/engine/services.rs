@@ -138,12 +138,18 @@ impl Services for StepServices {
 
     async fn wait_port(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String> {
         self.call(format!("wait_port {ip}:{port} (up to {})", HumanDuration(timeout)));
-        // A replica of this run answers once it is up; the simulated fabric has no
-        // sockets, so that is what answering means here.
-        if self.run.spec.dry_run || self.run.is_running_replica(ip) {
-            Ok(())
-        } else {
-            Err(format!("nothing of this run answers at {ip}:{port}"))
+        // The simulated fabric has no sockets: a port answers once a VM of this run is up
+        // at the address and the site file says it serves the port; otherwise the whole
+        // timeout passes first, as it would waiting on a real one. A dry run and a run
+        // answer alike.
+        if self.run.is_served(ip, port) {
+            return Ok(());
         }
+        let end = self.run.fabric.wait(self.now(), timeout).await;
+        self.reached(end);
+        Err(format!(
+            "nothing answered at {ip}:{port} within {}: no VM of this run that is up there serves port {port} (the site file's services)",
+            HumanDuration(timeout)
+        ))
     }
 }

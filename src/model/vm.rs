@@ -65,6 +65,8 @@ pub struct Vm {
     pub storage: Option<String>,
     /// The replica's name when it differs from the VM's (R7).
     pub replica_name: Option<String>,
+    /// The TCP ports the VM serves once it runs: what `wait_port` finds answering.
+    pub services: Vec<u16>,
 }
 
 impl Vm {

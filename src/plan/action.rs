@@ -30,6 +30,8 @@ pub struct VmView {
     pub network: Option<String>,
     pub dns: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// The TCP ports it serves once it runs (the site file's `services`).
+    pub services: Vec<u16>,
     /// "pending", "running", "succeeded", "failed", "skipped".
     pub state: String,
 }
@@ -45,18 +47,22 @@ pub struct VmBoard {
 #[derive(Debug, Default)]
 struct Board {
     views: BTreeMap<String, Arc<VmView>>,
-    /// How many VMs that came up hold each address: a service asks whether an address is
-    /// a replica of the run once per call, and scanning every VM for it would make a
-    /// plan's worth of such calls cost the square of its size.
-    up: HashMap<Ipv4Addr, usize>,
+    /// The VMs that came up at each address: a service asks what answers at an address
+    /// once per call, and scanning every VM for it would make a plan's worth of such
+    /// calls cost the square of its size.
+    up: HashMap<Ipv4Addr, Vec<String>>,
 }
 
 /// Counts `view` in or out of the addresses VMs came up at.
-fn count_up(up: &mut HashMap<Ipv4Addr, usize>, view: &VmView, by: isize) {
+fn count_up(up: &mut HashMap<Ipv4Addr, Vec<String>>, view: &VmView, by: isize) {
     if let (Some(ip), "succeeded") = (view.ip, view.state.as_str()) {
         let held = up.entry(ip).or_default();
-        *held = held.saturating_add_signed(by);
-        if *held == 0 {
+        if by > 0 {
+            held.push(view.name.clone());
+        } else if let Some(i) = held.iter().position(|name| *name == view.name) {
+            held.swap_remove(i);
+        }
+        if held.is_empty() {
             up.remove(&ip);
         }
     }
@@ -98,6 +104,14 @@ impl VmBoard {
     /// Whether a VM of the run came up at `ip`.
     pub fn is_up_at(&self, ip: Ipv4Addr) -> bool {
         self.board().up.contains_key(&ip)
+    }
+
+    /// Whether a VM of the run that came up at `ip` serves TCP `port`.
+    pub fn serves(&self, ip: Ipv4Addr, port: u16) -> bool {
+        let board = self.board();
+        board.up.get(&ip).is_some_and(|names| {
+            names.iter().any(|name| board.views.get(name).is_some_and(|vm| vm.services.contains(&port)))
+        })
     }
 
     pub fn update(&self, name: &str, change: impl FnOnce(&mut VmView)) {
@@ -233,6 +247,7 @@ mod tests {
             network: None,
             dns: vec![],
             tags: BTreeMap::new(),
+            services: vec![443],
             state: state.into(),
         }
     }
@@ -254,6 +269,7 @@ mod tests {
             v.state = "succeeded".into();
         });
         assert!(board.is_up_at(ip));
+        assert!(board.serves(ip, 443) && !board.serves(ip, 22), "what web02 serves, up at that address");
         assert!(!board.is_up_at("10.2.3.22".parse().unwrap()));
         assert_eq!(board.names_where(|v| v.state == "succeeded"), ["web02"]);
     }

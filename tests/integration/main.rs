@@ -16,6 +16,7 @@ mod util;
 
 mod cli_cycle;
 mod cli_diagnostics;
+mod cli_dry_run;
 mod cli_fabric;
 mod cli_plans;
 mod cli_preflight;

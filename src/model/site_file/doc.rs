@@ -143,6 +143,9 @@ pub(super) struct VmDoc {
     #[serde(default)]
     pub(super) nics: Vec<NicDoc>,
     pub(super) protection: Option<ProtectionDoc>,
+    /// TCP ports the VM serves.
+    #[serde(default)]
+    pub(super) services: Vec<u16>,
 }
 
 #[derive(Deserialize)]

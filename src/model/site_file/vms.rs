@@ -147,6 +147,7 @@ impl Checker<'_> {
             change_rate_bytes_per_sec: vm.change_rate_kbps.unwrap_or(DEFAULT_CHANGE_RATE_KBPS) * 1024 / 8,
             storage: vm.storage.clone(),
             replica_name: vm.replica_name.clone(),
+            services: vm.services.clone(),
         };
         (vm, protection)
     }

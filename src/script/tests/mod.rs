@@ -201,6 +201,7 @@ fn vm_view(name: &str, group: &str, ip: Option<&str>, dns: &[&str]) -> VmView {
         network: Some("prod-dr".into()),
         dns: dns.iter().map(|d| d.to_string()).collect(),
         tags: BTreeMap::from([("tier".to_string(), "web".to_string())]),
+        services: vec![443],
         state: "succeeded".into(),
     }
 }
