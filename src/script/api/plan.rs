@@ -211,6 +211,7 @@ fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult
         hooks: Vec::new(),
         policy: FailurePolicy::default(),
         update_dns: false,
+        written: Default::default(),
     };
     Ok(PlanBuilder(Arc::new(Mutex::new(Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() }))))
 }
