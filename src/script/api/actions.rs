@@ -60,7 +60,7 @@ struct Closure {
 }
 
 /// Makes an action of `f`, checking now that it can take the shape's arguments.
-pub(crate) fn make(ctx: &NativeCallContext, f: FnPtr, shape: Shape, label: String) -> RhaiResult<Arc<dyn Action>> {
+pub(crate) fn make(ctx: &NativeCallContext, f: &FnPtr, shape: Shape, label: String) -> RhaiResult<Arc<dyn Action>> {
     let host = host(ctx)?;
     let plan = host.plan.clone();
     let name = f.fn_name().to_string();
@@ -95,7 +95,7 @@ pub(crate) fn make(ctx: &NativeCallContext, f: FnPtr, shape: Shape, label: Strin
         }
     }
     let at = position(ctx, &host);
-    Ok(Arc::new(ScriptAction(Arc::new(Closure { f, lib, imports, plan, at, label, shape, declared }))))
+    Ok(Arc::new(ScriptAction(Arc::new(Closure { f: f.clone(), lib, imports, plan, at, label, shape, declared }))))
 }
 
 #[async_trait]
