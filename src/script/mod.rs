@@ -137,7 +137,11 @@ fn run_script(
     let host = Host { plan: script.clone(), run: None, hooks };
     let mut engine = sandbox::engine(limits, watch, Dynamic::from(Arc::new(host)));
     engine.set_module_resolver(Resolver(modules));
-    let value = engine.eval_ast::<Dynamic>(&script.main).map_err(|e| ScriptError::from_rhai(&e, &file, limits))?;
+    let value = engine.eval_ast::<Dynamic>(&script.main).map_err(|e| {
+        let mut error = ScriptError::from_rhai(&e, &file, limits);
+        error.explain_data_race(&e, &reading);
+        error
+    })?;
     let type_name = engine.map_type_name(value.type_name()).to_string();
     Ok((value, type_name, reading))
 }

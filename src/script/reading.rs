@@ -1,5 +1,6 @@
 //! Reading a compiled script for what it shows as written, before it runs: where each
-//! member of a `plan.group(...)` call is written, and, for the plan's checks (`plan::Written`), the literal arguments of calls inside
+//! member of a `plan.group(...)` call is written, which closures capture which variables,
+//! and, for the plan's checks (`plan::Written`), the literal arguments of calls inside
 //! actions: waits, DNS names, uses of a replica's address. Only what is written as a
 //! literal can be seen; a value computed while the plan runs is not checked.
 //!
@@ -30,6 +31,8 @@ pub(crate) struct Reading {
     file: Arc<str>,
     /// By the position of a `group(...)` call: where its members are written.
     members: HashMap<Position, Members>,
+    /// Calls given a closure that captures variables, in the order written.
+    captures: Vec<Capture>,
     pub waits: Vec<WrittenWait>,
     pub dns_names: Vec<WrittenName>,
     /// By function name (closures included): its parameters and what it does with
@@ -46,6 +49,17 @@ enum Members {
     All(Position),
     /// Anything else (a variable): where the group is added, the call.
     Unseen,
+}
+
+/// A call given a closure that captures variables: `plan.pre(|ctx| plan.name)`.
+#[derive(Debug)]
+struct Capture {
+    /// The function called (`pre`).
+    call: String,
+    /// The variable the call is made on, when it is one (`plan`).
+    receiver: Option<String>,
+    /// The captured variables, each where the closure first uses it.
+    captured: Vec<(String, Position)>,
 }
 
 #[derive(Debug, Default)]
@@ -81,7 +95,7 @@ impl Reading {
         let mut uses: Vec<(Position, Use)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             if let Some(ASTNode::Expr(expr)) = path.last() {
-                reading.expr(expr, &dns_aliases, &mut uses);
+                reading.expr(expr, path, &dns_aliases, &mut uses);
             }
             true
         });
@@ -112,15 +126,23 @@ impl Reading {
         pos_in(&self.file, pos)
     }
 
-    fn expr(&mut self, expr: &Expr, dns: &[String], uses: &mut Vec<(Position, Use)>) {
+    fn expr(&mut self, expr: &Expr, path: &[ASTNode], dns: &[String], uses: &mut Vec<(Position, Use)>) {
         match expr {
-            Expr::MethodCall(call, pos) if call.name == "group" && call.args.len() == 2 => {
-                self.members.insert(*pos, members(&call.args[1]));
+            Expr::MethodCall(call, pos) => {
+                if call.name == "group" && call.args.len() == 2 {
+                    self.members.insert(*pos, members(&call.args[1]));
+                }
+                self.capture(call, receiver(path));
             }
             Expr::FnCall(call, pos) => {
                 if call.namespace.is_empty() && call.name == "group" && call.args.len() == 3 {
                     self.members.insert(*pos, members(&call.args[2]));
                 }
+                let receiver = match call.args.first() {
+                    Some(Expr::Variable(v, ..)) => Some(v.1.to_string()),
+                    _ => None,
+                };
+                self.capture(call, receiver);
                 self.call(call, dns, uses);
             }
             Expr::Dot(binary, ..) => {
@@ -129,6 +151,16 @@ impl Reading {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `f(.., |x| uses(v), ..)`: a closure argument capturing variables.
+    fn capture(&mut self, call: &FnCallExpr, receiver: Option<String>) {
+        for arg in &call.args {
+            let Expr::Stmt(block) = arg else { continue };
+            let Some(Stmt::Share(shared)) = block.statements().first() else { continue };
+            let captured = shared.iter().map(|(ident, _)| (ident.name.to_string(), ident.pos)).collect();
+            self.captures.push(Capture { call: call.name.to_string(), receiver: receiver.clone(), captured });
         }
     }
 
@@ -210,6 +242,19 @@ impl Reading {
     pub fn uses_of(&self, name: &str) -> Option<(&[String], &[Use])> {
         self.functions.get(name).map(|f| (f.params.as_slice(), f.uses.as_slice()))
     }
+
+    /// Where a closure given to `call` captures the variable the call is made on (the
+    /// data race Rhai reports as "argument #1 of function 'pre'"), or else any variable:
+    /// the variable and where the closure uses it.
+    pub fn captured_in(&self, call: &str) -> Option<(&str, SourcePos)> {
+        let of_call = || self.captures.iter().filter(|c| c.call == call);
+        let receiver = of_call().find_map(|c| {
+            let receiver = c.receiver.as_deref()?;
+            c.captured.iter().find(|(name, _)| name == receiver)
+        });
+        let (name, pos) = receiver.or_else(|| of_call().find_map(|c| c.captured.first()))?;
+        Some((name.as_str(), self.at(*pos)))
+    }
 }
 
 /// The aliases the script imports the stdlib's `dns` module as.
@@ -231,6 +276,18 @@ fn members(arg: &Expr) -> Members {
         Expr::Array(items, _) => Members::Each(items.iter().map(Expr::start_position).collect()),
         Expr::FnCall(..) | Expr::MethodCall(..) => Members::All(arg.start_position()),
         _ => Members::Unseen,
+    }
+}
+
+/// The variable a method call's chain starts from: `plan` in `plan.group(..).post(..)`.
+fn receiver(path: &[ASTNode]) -> Option<String> {
+    let chain = path.iter().rev().skip(1).take_while(|node| matches!(node, ASTNode::Expr(Expr::Dot(..))));
+    match chain.last()? {
+        ASTNode::Expr(Expr::Dot(binary, ..)) => match &binary.lhs {
+            Expr::Variable(v, ..) => Some(v.1.to_string()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

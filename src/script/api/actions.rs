@@ -142,7 +142,13 @@ impl Closure {
             .map(drop)
             .map_err(|err| {
                 let source: Arc<str> = self.lib.source().map_or_else(|| self.plan.file.clone(), Arc::from);
-                ScriptError::from_rhai(&err, &source, ACTION_LIMITS).into()
+                let mut error = ScriptError::from_rhai(&err, &source, ACTION_LIMITS);
+                // A limit (operations, call depth, time) stops the script between
+                // statements, where Rhai has no position: the action's own is the place.
+                if error.at.line == 0 {
+                    error.at = self.at.clone();
+                }
+                error.into()
             })
     }
 

@@ -366,6 +366,21 @@ fn definitions_cover_the_host_api_and_the_stdlib() {
 }
 
 #[test]
+fn a_closure_that_captures_the_plan_is_explained_where_it_uses_it() {
+    let err = Plans::new()
+        .load("let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\nplan.group(\"g\", [\"sql01\"]);\nplan.post(|ctx| log(plan.name));\nplan\n")
+        .err()
+        .expect("the plan must not load");
+    assert_eq!((err.at.line, err.at.column), (3, 21), "{err}");
+    assert!(
+        err.message.starts_with("the closure given to post(...) captures `plan`, which the call itself is using"),
+        "{err}"
+    );
+    assert!(err.message.contains("read what it needs from its `ctx` (ctx.plan is the plan's name"), "{err}");
+    assert!(!err.message.contains("Data race"), "{err}");
+}
+
+#[test]
 fn what_actions_write_as_literals_is_read_for_the_checks() {
     let text = r#"import "dns" as d;
 let plan = recovery_plan("p", #{ source: "primary", target: "secondary" });
