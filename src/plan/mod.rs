@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::{Action, ActionContext, ActionError, EventView, Services, VmBoard, VmOperation, VmView};
-pub use source::SourcePos;
+pub use source::{AddressUse, Mistake, SourcePos, UsedVms, Written, WrittenName, WrittenWait};
 pub use validate::{Finding, ResolvedGroup, ResolvedPlan, Severity, Validation, validate};
 
 /// A recovery plan.
@@ -39,6 +39,8 @@ pub struct Plan {
     pub policy: FailurePolicy,
     /// R50: point every VM's DNS names at its replica as soon as it is up, and verify.
     pub update_dns: bool,
+    /// What the plan's files show beyond this data, for its checks.
+    pub written: Written,
 }
 
 #[derive(Clone)]

@@ -3,28 +3,40 @@
 //! `drplan check`, and by dry runs and real runs, which refuse to start on an error.
 //!
 //! Each check is a small function that reports at the script position of what causes
-//! it (the member, group, step or plan), so the operator is pointed at
-//! file:line:column. Whether a problem is an error depends on the failover about to
-//! run: one that only the other kind would hit (an unmapped production network during
-//! a drill, a broken test network during a real failover) is a warning; a plain check
-//! (`kind` = `None`) holds the plan to both.
+//! it, so the operator is pointed at file:line:column: a finding about a VM at what
+//! named it (its name's literal, or the selector), one about a group at the group, one
+//! about a step or a call at the call. Whether a problem is an error depends on the
+//! failover about to run: one that only the other kind would hit (an unmapped production
+//! network during a drill, a broken test network during a real failover) is a warning; a
+//! plain check (`kind` = `None`) holds the plan to both.
+//!
+//! Besides the plan's data, checks read what its files show (`Plan::written`): the
+//! literal arguments of calls inside actions (waits, DNS names, uses of a replica's
+//! address), the zones of the folder's DNS servers, and the mistakes the script made in
+//! calls that built the plan, which are reported here with the rest, all at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Group, Member, Plan, Selector, SourcePos, Step};
+use super::config::in_zone;
+use super::{Group, Member, Plan, Selector, SourcePos, Step, UsedVms};
 use crate::model::names::{did_you_mean, list};
 use crate::model::network::mapped_network;
 pub use crate::model::snippet::Severity;
 use crate::model::snippet::{Diagnostic, Source};
 use crate::model::vm::{check_replica_name, replica_nic_count};
 use crate::model::{
-    FailoverKind, Inventory, Network, Nic, Operation, Phase, Platform, ProtectionState, Side, Site, SiteKind, Subnet,
-    Vm,
+    FailoverKind, HumanDuration, Inventory, MAX_DURATION, Network, Nic, Operation, Phase, Platform, ProtectionState,
+    Side, Site, SiteKind, Subnet, Vm, parse_duration,
 };
+
+/// What a wait or the retries of a plan with no `rto` are held to: longer than this, a
+/// run would sit still for an unreasonable time.
+pub const LONGEST_REASONABLE_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// A group of the plan with its selectors expanded to VM names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -113,6 +125,10 @@ pub fn validate(
     }
     v.target_addresses(&placed);
     v.replication_groups(&placed);
+    v.dns_zones(&placed);
+    v.long_waits();
+    v.retries();
+    v.mistakes();
     let mut findings = v.findings;
     findings.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message.cmp(&b.message)));
     Validation { resolved, findings }
@@ -139,6 +155,8 @@ struct Placed<'a> {
     vm: &'a Vm,
     at: &'a SourcePos,
     group: &'a str,
+    /// The index of `group` in the plan.
+    group_index: usize,
 }
 
 /// A static target IP a replica NIC asks for in the network it joins (R9).
@@ -329,7 +347,7 @@ impl<'a> Validator<'a> {
         let mut placed: Vec<Placed<'a>> = Vec::new();
         let mut index: HashMap<&'a str, usize> = HashMap::new();
         let mut groups = Vec::with_capacity(plan.groups.len());
-        for group in &plan.groups {
+        for (group_index, group) in plan.groups.iter().enumerate() {
             let mut vms = Vec::new();
             for member in &group.members {
                 for vm in self.expand(member) {
@@ -338,7 +356,7 @@ impl<'a> Validator<'a> {
                         continue;
                     }
                     index.insert(&vm.name, placed.len());
-                    placed.push(Placed { vm, at: &member.at, group: &group.name });
+                    placed.push(Placed { vm, at: &member.at, group: &group.name, group_index });
                     vms.push(vm.name.clone());
                 }
             }
@@ -437,11 +455,15 @@ impl<'a> Validator<'a> {
     }
 
     /// R12: a replication group fails over to one common point, so a plan should take
-    /// all of it.
+    /// all of it, into one of its groups.
     fn replication_groups(&mut self, placed: &[Placed]) {
-        let in_plan: HashMap<&str, &Placed> = placed.iter().map(|p| (p.vm.name.as_str(), p)).collect();
+        let in_plan: HashMap<&str, usize> = placed.iter().enumerate().map(|(i, p)| (p.vm.name.as_str(), i)).collect();
         for group in &self.inventory.replication_groups {
-            let Some(first) = group.vms.iter().find_map(|vm| in_plan.get(vm.as_str())) else { continue };
+            // In plan order: the first member placed fails over first.
+            let mut order: Vec<usize> = group.vms.iter().filter_map(|vm| in_plan.get(vm.as_str()).copied()).collect();
+            order.sort_unstable();
+            let members: Vec<&Placed> = order.into_iter().map(|i| &placed[i]).collect();
+            let Some(&first) = members.first() else { continue };
             let missing: Vec<&str> =
                 group.vms.iter().map(String::as_str).filter(|vm| !in_plan.contains_key(vm)).collect();
             if !missing.is_empty() {
@@ -452,7 +474,40 @@ impl<'a> Validator<'a> {
                 );
                 self.warn(first.at, &group.name, Some("R12"), message);
             }
+            let mut reported = BTreeSet::new();
+            for later in members.iter().filter(|p| p.group_index != first.group_index) {
+                if reported.insert(later.group_index) {
+                    self.split_replication_group(&group.name, first, later);
+                }
+            }
         }
+    }
+
+    /// R12: members of one replication group in two groups of the plan fail over at
+    /// different times. A planned failover shuts each member down and syncs it when its
+    /// turn comes, so they would not share a recovery point: an error. The other kinds
+    /// choose the later member's point as of when the first began, so they share one, but
+    /// the first runs on the target while the later one still waits: a warning.
+    fn split_replication_group(&mut self, name: &str, first: &Placed, later: &Placed) {
+        let (target, vm, first_vm) = (&self.plan.target, &later.vm.name, &first.vm.name);
+        let planned = matches!(self.kind, None | Some(FailoverKind::Planned));
+        let consequence = if planned {
+            format!(
+                "a planned failover shuts each member down and syncs it when its group's turn comes, so {vm} \
+                 and {first_vm} would not share a common recovery point"
+            )
+        } else {
+            format!(
+                "{vm} fails over to the point chosen when {first_vm} began, but later: until then {first_vm} runs on {target} without it"
+            )
+        };
+        let message = format!(
+            "replication group {name} is split across plan groups {} ({first_vm}) and {} ({vm}): {consequence}; \
+             put all of it in one group: replication_group({name:?})",
+            first.group, later.group
+        );
+        let severity = if planned { Severity::Error } else { Severity::Warning };
+        self.report(severity, later.at, name, Some("R12"), message);
     }
 
     // -------------------------------------------------------------- per VM
@@ -534,11 +589,22 @@ impl<'a> Validator<'a> {
         let (vm, Some(target)) = (p.vm, self.target) else { return };
         let Some((first, others)) = self.kept_nics(vm).split_first() else { return };
         let Some(joined) = self.mapped(vm, first, target) else {
-            let message = format!(
-                "{}'s NIC 1 on network {} has no network mapping to {}: the replica would not be connected",
-                vm.name, first.network, target.name
-            );
-            self.report(self.severity(Replicas::Production), p.at, &vm.name, Some("R10"), message);
+            let unmapped =
+                format!("{}'s NIC 1 on network {} has no network mapping to {}", vm.name, first.network, target.name);
+            match self.address_need(p) {
+                Some(need) => {
+                    let message = format!("{unmapped}: its replica would not be connected to any network, but {need}");
+                    self.report(self.severity(Replicas::Production), p.at, &vm.name, Some("R10"), message);
+                }
+                None => {
+                    let message = format!(
+                        "{unmapped}: its replica will fail over not connected to any network, with no address; \
+                         map {} to a network of {} if it needs one",
+                        first.network, target.name
+                    );
+                    self.warn(p.at, &vm.name, Some("R10"), message);
+                }
+            }
             return;
         };
         for (i, nic) in others.iter().enumerate() {
@@ -554,6 +620,29 @@ impl<'a> Validator<'a> {
                 nic.network
             );
             self.warn(p.at, &vm.name, Some("R8"), message);
+        }
+    }
+
+    /// Why the plan needs a replica's address, if it does: its DNS names, an action that
+    /// uses it, or a static target IP the replica is to take (R10: a replica that is not
+    /// connected has none).
+    fn address_need(&self, p: &Placed) -> Option<String> {
+        let (plan, vm) = (self.plan, p.vm);
+        if plan.update_dns && !vm.dns.is_empty() {
+            return Some(format!("plan.update_dns() points its DNS names ({}) at it", list(vm.dns.iter())));
+        }
+        if let Some(usage) = plan.written.address_uses.iter().find(|u| self.covers(&u.vms, p)) {
+            return Some(format!("{} at {} needs its address", usage.what, usage.at));
+        }
+        let (i, ip) = self.kept_nics(vm).iter().enumerate().find_map(|(i, nic)| Some((i, nic.target_ip?)))?;
+        Some(format!("its NIC {} is to take the static target IP {ip}", i + 1))
+    }
+
+    /// Whether the VMs an action uses include `p`.
+    fn covers(&self, vms: &UsedVms, p: &Placed) -> bool {
+        match vms {
+            UsedVms::EachOfGroup(group) => *group == p.group_index,
+            UsedVms::Named(name) => *name == p.vm.name,
         }
     }
 
@@ -600,6 +689,124 @@ impl<'a> Validator<'a> {
                 );
                 self.report(self.severity(replicas), p.at, &p.vm.name, Some("R9"), message);
             }
+        }
+    }
+
+    // -------------------------------------------------------- what the files show
+
+    /// R50: every DNS name the plan updates lies in a zone one of the folder's `[dns]`
+    /// servers serves; an update of any other fails. The names: each VM's (from the site
+    /// file) when the plan updates them (`plan.update_dns()`, `dns::point_vm(vm)`), and
+    /// those written as literals (`dns::point("www.contoso.test", ip)`). Without `[dns]`,
+    /// updates are only recorded, and nothing is checked.
+    fn dns_zones(&mut self, placed: &[Placed]) {
+        let (plan, written) = (self.plan, &self.plan.written);
+        let Some(zones) = &written.dns_zones else { return };
+        let served = |name: &str| {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            zones.iter().any(|zone| in_zone(&name, zone))
+        };
+        let zones_named = if zones.is_empty() {
+            "drplan.toml's [dns] names no server".to_string()
+        } else {
+            format!("no [[dns.servers]] of drplan.toml serves its zone (zones: {})", list(zones.iter()))
+        };
+        for p in placed {
+            let via = if plan.update_dns {
+                Some("plan.update_dns()".to_string())
+            } else {
+                written
+                    .address_uses
+                    .iter()
+                    .find(|u| u.updates_dns && self.covers(&u.vms, p))
+                    .map(|u| format!("{} at {}", u.what, u.at))
+            };
+            let Some(via) = via else { continue };
+            for name in p.vm.dns.iter().filter(|name| !served(name)) {
+                let message = format!(
+                    "{}'s DNS name {name} (from the site file) cannot be updated: {zones_named}, so {via} would fail",
+                    p.vm.name
+                );
+                self.error(p.at, &p.vm.name, Some("R50"), message);
+            }
+        }
+        for written in written.dns_names.iter().filter(|w| !served(&w.name)) {
+            let message =
+                format!("DNS name {} cannot be updated: {zones_named}, so {} would fail", written.name, written.call);
+            self.error(&written.at, &written.name, Some("R50"), message);
+        }
+    }
+
+    /// What a wait is held to: the plan's RTO target, or a day.
+    fn wait_bound(&self) -> (Duration, String) {
+        match self.plan.rto {
+            Some(rto) => (rto, format!("the plan's RTO target of {}", HumanDuration(rto))),
+            None => (
+                LONGEST_REASONABLE_WAIT,
+                format!("{}, the bound of a plan that sets no rto", HumanDuration(LONGEST_REASONABLE_WAIT)),
+            ),
+        }
+    }
+
+    /// A wait written in an action that would block the run for longer than the plan can
+    /// afford; a duration that does not parse fails the action, so it is an error now.
+    fn long_waits(&mut self) {
+        let (bound, bound_named) = self.wait_bound();
+        for wait in &self.plan.written.waits {
+            let written = &wait.duration;
+            match parse_duration(written) {
+                Err(e) => self.error(&wait.at, &wait.call, None, format!("{}: {e}", wait.call)),
+                Ok(duration) if duration > bound => {
+                    let (call, duration) = (&wait.call, HumanDuration(duration));
+                    let holds = match call.as_str() {
+                        "wait" => format!("{call}({written:?}) holds the run for {duration}"),
+                        _ => format!("{call} with a timeout of {written:?} may hold the run for up to {duration}"),
+                    };
+                    self.warn(&wait.at, call, None, format!("{holds}, longer than {bound_named}"));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Retries whose backoffs alone, doubling, add up to longer than the plan can afford:
+    /// one VM or action retried that often holds its group that long.
+    fn retries(&mut self) {
+        let plan = self.plan;
+        let (bound, bound_named) = self.wait_bound();
+        // The last call on the plan or a group is the one that counts.
+        let mut last: BTreeMap<Option<usize>, &SourcePos> = BTreeMap::new();
+        for (group, at) in &plan.written.retries {
+            last.insert(*group, at);
+        }
+        for (group, at) in last {
+            let policy = match group {
+                None => plan.policy,
+                Some(i) => match plan.groups.get(i) {
+                    Some(group) => plan.policy_of(group),
+                    None => continue,
+                },
+            };
+            let total = (0..policy.retries).fold(Duration::ZERO, |total, attempt| {
+                total.saturating_add(policy.backoff.saturating_mul(1 << attempt.min(16)).min(MAX_DURATION))
+            });
+            if total > bound {
+                let message = format!(
+                    "retry({}, {:?}) waits {} in all between attempts ({} first, doubling each time), longer than {bound_named}",
+                    policy.retries,
+                    HumanDuration(policy.backoff).to_string(),
+                    HumanDuration(total),
+                    HumanDuration(policy.backoff)
+                );
+                self.warn(at, "retry", None, message);
+            }
+        }
+    }
+
+    /// Mistakes in calls that built the plan: the script went on, the plan is wrong.
+    fn mistakes(&mut self) {
+        for mistake in &self.plan.written.mistakes {
+            self.error(&mistake.at, &mistake.subject, None, mistake.message.clone());
         }
     }
 }

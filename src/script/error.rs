@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rhai::{EvalAltResult, ParseError, Position};
 
+use super::reading::Reading;
 use super::resolver::STDLIB_PREFIX;
 use super::sandbox::{self, Limits, STOPPED_CANCELLED, STOPPED_DEADLINE};
 use crate::model::HumanDuration;
@@ -89,6 +90,28 @@ impl ScriptError {
 }
 
 impl ScriptError {
+    /// Rhai reports a closure that captures the variable its call is made on
+    /// (`plan.pre(|ctx| log(plan.name))`) as a bare "Data race detected on argument #1 of
+    /// function 'pre'" with no position: this says what the author did, where, and what
+    /// to write instead. `err` is the Rhai error this one was made from.
+    pub(crate) fn explain_data_race(&mut self, err: &EvalAltResult, reading: &Reading) {
+        let EvalAltResult::ErrorDataRace(what, _) = innermost(err) else { return };
+        let call = what.split('\'').nth(1).unwrap_or_default();
+        let (variable, at) = match reading.captured_in(call) {
+            Some((variable, at)) => (format!("`{variable}`"), Some(at)),
+            None => ("a variable".to_string(), None),
+        };
+        self.message = format!(
+            "the closure given to {call}(...) captures {variable}, which the call itself is using: a closure \
+             cannot hold the plan (or group) it is added to. Inside an action, read what it needs from its `ctx` \
+             (ctx.plan is the plan's name, ctx.vms its VMs, ctx.vm(\"sql01\") one of them), or copy a value into a \
+             variable of its own before the call (`let name = \"contoso\";`) and use that"
+        );
+        if let Some(at) = at {
+            self.at = at;
+        }
+    }
+
     /// The error as the operator reads it: `error: file:line:column: message`, then the
     /// line of `source` it points at (`source` is the text of `at.file`, when it could be
     /// read).
@@ -102,6 +125,16 @@ impl ScriptError {
 impl From<ScriptError> for ActionError {
     fn from(err: ScriptError) -> Self {
         ActionError { message: err.message, at: Some(err.at) }
+    }
+}
+
+/// The error where it happened, through the calls and modules it passed.
+fn innermost(err: &EvalAltResult) -> &EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            innermost(inner)
+        }
+        leaf => leaf,
     }
 }
 

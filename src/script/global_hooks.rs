@@ -7,6 +7,9 @@
 //! hook exactly as `plan.on(...)` does; its value is ignored, and `recovery_plan(...)`
 //! is an error in it. Its hooks come after the plan's own, script by script in the order
 //! listed, each pointing at where it was written in its hook file.
+//!
+//! The folder's `drplan.toml` also names the zones its DNS servers serve, which the
+//! plan's checks hold its DNS names to (R50); they are read here with the hooks.
 
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
@@ -14,6 +17,7 @@ use std::sync::{Arc, PoisonError};
 
 use super::error::{ScriptError, ScriptErrorKind};
 use super::host::HookSink;
+use super::reading::Reading;
 use super::resolver::PlanModules;
 use super::run_script;
 use super::sandbox::Limits;
@@ -22,19 +26,30 @@ use crate::plan::config::{CONFIG_FILE, parse_config};
 use crate::plan::{Hook, SourcePos};
 use crate::store::text_file;
 
-/// The global hooks of the folder of `plan_file`, in order; none when the folder has no
-/// `drplan.toml`.
+/// What a plan gets from its folder's `drplan.toml`.
+#[derive(Default)]
+pub(super) struct Folder {
+    /// The global hooks, in order.
+    pub hooks: Vec<Hook>,
+    /// What each hook script shows as written.
+    pub readings: Vec<Arc<Reading>>,
+    /// The zones of `[dns]`'s servers; `None` without `[dns]`.
+    pub dns_zones: Option<Vec<String>>,
+}
+
+/// The global hooks of the folder of `plan_file`, in order, and its DNS zones; none when
+/// the folder has no `drplan.toml`.
 pub(super) fn load(
     plan_file: &Path,
     inventory: Arc<Inventory>,
     modules: Arc<PlanModules>,
     limits: Limits,
-) -> Result<Vec<Hook>, ScriptError> {
+) -> Result<Folder, ScriptError> {
     let dir = plan_file.parent().unwrap_or(Path::new(""));
     let config_path = dir.join(CONFIG_FILE);
     let text = match text_file::read(&config_path, text_file::PLAN_CONFIG) {
         Ok(text) => text,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Folder::default()),
         Err(e) => {
             let at = SourcePos::new(config_path.display().to_string(), 0, 0);
             return Err(ScriptError::new(
@@ -46,15 +61,20 @@ pub(super) fn load(
     };
     let config =
         parse_config(&text, &config_path).map_err(|e| ScriptError::new(e.at, ScriptErrorKind::Config, e.message))?;
-    let mut hooks = Vec::new();
+    let mut folder = Folder {
+        dns_zones: config.dns.map(|dns| dns.servers.into_iter().map(|server| server.zone).collect()),
+        ..Folder::default()
+    };
     for (i, (relative, at)) in config.hooks.iter().zip(&config.hooks_at).enumerate() {
         let (file, text) = read_script(dir, relative, at, &format!("hooks.scripts[{i}]"))?;
         let sink = HookSink::default();
         // The script's value is ignored: what counts is what its `on(...)` calls registered.
-        let _value = run_script(file.into(), &text, inventory.clone(), modules.clone(), limits, Some(sink.clone()))?;
-        hooks.append(&mut sink.lock().unwrap_or_else(PoisonError::into_inner));
+        let (_value, _type, reading) =
+            run_script(file.into(), &text, inventory.clone(), modules.clone(), limits, Some(sink.clone()))?;
+        folder.hooks.append(&mut sink.lock().unwrap_or_else(PoisonError::into_inner));
+        folder.readings.push(reading);
     }
-    Ok(hooks)
+    Ok(folder)
 }
 
 /// Reads a hook script the config lists at `at`: (its name for positions, its text).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rhai::{AST, Dynamic, EvalAltResult, FuncRegistration, NativeCallContext};
 use tokio::sync::Notify;
 
+use super::reading::Reading;
 use super::resolver::PlanModules;
 use super::sandbox::{STOPPED_CANCELLED, Watch};
 use crate::model::{Inventory, parse_duration};
@@ -28,6 +29,8 @@ pub(crate) struct PlanShared {
     pub main: Arc<AST>,
     pub modules: Arc<PlanModules>,
     pub inventory: Arc<Inventory>,
+    /// What `main` shows as written.
+    pub reading: Arc<Reading>,
 }
 
 /// The engine's tag.

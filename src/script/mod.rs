@@ -3,12 +3,15 @@
 //! closures become plan actions. Modules come from the embedded stdlib (`stdlib/`) or the
 //! plan's own folder (`resolver`). The folder's `drplan.toml` may list hook scripts whose
 //! hooks every plan of the folder gets (`global_hooks`). Every error points at the
-//! script's file:line:column.
+//! script's file:line:column. Each script is also read for what it shows as written
+//! (`reading`): where a group's members are named, and what the plan's checks need to
+//! see inside its actions.
 
 mod api;
 mod error;
 mod global_hooks;
 mod host;
+mod reading;
 mod resolver;
 mod sandbox;
 mod threads;
@@ -24,10 +27,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use rhai::Dynamic;
+use rhai::{Dynamic, OptimizationLevel, Scope};
 
 use self::api::plan::PlanBuilder;
 use self::host::{HookSink, Host, PlanShared};
+use self::reading::Reading;
 use self::resolver::{PlanModules, Resolver, STDLIB};
 use self::sandbox::{Limits, Watch};
 use crate::model::Inventory;
@@ -57,7 +61,8 @@ impl Default for ScriptOptions {
 /// Reads, compiles and evaluates a plan file. Its value must be the plan built with
 /// `recovery_plan(...)`; the plan's closures become actions the engine can run later.
 /// Then the global hooks of the plan's folder (its `drplan.toml`, see `global_hooks`)
-/// are loaded and appended after the plan's own hooks.
+/// are loaded and appended after the plan's own hooks. What the scripts show as written
+/// and the zones of the folder's DNS servers go to `plan.written`, for the checks.
 pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions) -> Result<Plan, ScriptError> {
     let file: Arc<str> = path.display().to_string().into();
     let whole_file = SourcePos::new(file.clone(), 0, 0);
@@ -66,8 +71,14 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
     let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
     let modules = Arc::new(PlanModules::new(path));
     threads::with_deep_stack(|| {
-        let mut plan = evaluate(file, &text, inventory.clone(), modules.clone(), limits)?;
-        plan.hooks.extend(global_hooks::load(path, inventory, modules, limits)?);
+        let (mut plan, reading) = evaluate(file, &text, inventory.clone(), modules.clone(), limits)?;
+        let folder = global_hooks::load(path, inventory, modules, limits)?;
+        plan.hooks.extend(folder.hooks);
+        for reading in std::iter::once(&reading).chain(&folder.readings) {
+            plan.written.waits.extend_from_slice(&reading.waits);
+            plan.written.dns_names.extend_from_slice(&reading.dns_names);
+        }
+        plan.written.dns_zones = folder.dns_zones;
         Ok(plan)
     })
 }
@@ -78,10 +89,10 @@ fn evaluate(
     inventory: Arc<Inventory>,
     modules: Arc<PlanModules>,
     limits: Limits,
-) -> Result<Plan, ScriptError> {
-    let (value, type_name) = run_script(file.clone(), text, inventory, modules, limits, None)?;
+) -> Result<(Plan, Arc<Reading>), ScriptError> {
+    let (value, type_name, reading) = run_script(file.clone(), text, inventory, modules, limits, None)?;
     match value.try_cast::<PlanBuilder>() {
-        Some(builder) => Ok(builder.finish()),
+        Some(builder) => Ok((builder.finish(), reading)),
         None => {
             let last_line = text.lines().count();
             Err(ScriptError::new(
@@ -97,7 +108,8 @@ fn evaluate(
 
 /// Compiles and evaluates one script of a plan — the plan file, or a hook script when
 /// `hooks` collects what its `on(...)` calls register — in its own sandboxed engine with
-/// its own deadline. Returns its value and the script's name of the value's type.
+/// its own deadline. Returns its value, the script's name of the value's type, and what
+/// the script shows as written.
 fn run_script(
     file: Arc<str>,
     text: &str,
@@ -105,19 +117,33 @@ fn run_script(
     modules: Arc<PlanModules>,
     limits: Limits,
     hooks: Option<HookSink>,
-) -> Result<(Dynamic, String), ScriptError> {
+) -> Result<(Dynamic, String, Arc<Reading>), ScriptError> {
     let watch = Watch::new(limits.deadline, Arc::new(AtomicBool::new(false)));
-    let mut ast = sandbox::engine(limits, watch.clone(), Dynamic::UNIT)
-        .compile(text)
-        .map_err(|e| ScriptError::syntax(&e, &file))?;
+    let mut compiler = sandbox::engine(limits, watch.clone(), Dynamic::UNIT);
+    // Read as parsed, then optimized as usual: the optimizer folds `["sql01", "sql02"]`
+    // into one constant, and the positions of its items with it.
+    compiler.set_optimization_level(OptimizationLevel::None);
+    let parsed = compiler.compile(text).map_err(|e| ScriptError::syntax(&e, &file))?;
+    let reading = Arc::new(Reading::new(file.clone(), &parsed));
+    let mut ast = compiler.optimize_ast(&Scope::new(), parsed, OptimizationLevel::Simple);
     ast.set_source(file.as_ref());
-    let script = Arc::new(PlanShared { file: file.clone(), main: Arc::new(ast), modules: modules.clone(), inventory });
+    let script = Arc::new(PlanShared {
+        file: file.clone(),
+        main: Arc::new(ast),
+        modules: modules.clone(),
+        inventory,
+        reading: reading.clone(),
+    });
     let host = Host { plan: script.clone(), run: None, hooks };
     let mut engine = sandbox::engine(limits, watch, Dynamic::from(Arc::new(host)));
     engine.set_module_resolver(Resolver(modules));
-    let value = engine.eval_ast::<Dynamic>(&script.main).map_err(|e| ScriptError::from_rhai(&e, &file, limits))?;
+    let value = engine.eval_ast::<Dynamic>(&script.main).map_err(|e| {
+        let mut error = ScriptError::from_rhai(&e, &file, limits);
+        error.explain_data_race(&e, &reading);
+        error
+    })?;
     let type_name = engine.map_type_name(value.type_name()).to_string();
-    Ok((value, type_name))
+    Ok((value, type_name, reading))
 }
 
 /// The `.d.rhai` definitions of the whole host API and the stdlib modules, for editor

@@ -106,19 +106,6 @@ fn r20_a_vm_in_two_groups_is_reported_at_the_second() {
 }
 
 #[test]
-fn r10_a_vm_on_an_unmapped_network_is_an_error() {
-    let add_backup_network = |site: String| {
-        site.replacen(
-            "hosts = [\"hv-p01\", \"hv-p02\", \"hv-p03\"]",
-            "hosts = [\"hv-p01\", \"hv-p02\", \"hv-p03\"]\n\n  [[sites.networks]]\n  name = \"backup\"\n    [[sites.networks.subnets]]\n    name = \"bk\"\n    cidr = \"10.1.9.0/24\"\n",
-            1,
-        ) + "\n[[vms]]\nname = \"bk01\"\nsite = \"primary\"\nhost = \"hv-p01\"\nos = \"linux\"\ndisks = [{ name = \"os\", size_gb = 30, os = true }]\nnics = [{ network = \"backup\", subnet = \"bk\", ip = \"10.1.9.5\" }]\nprotection = { policy = \"gold\", since = \"-2d\" }\n"
-    };
-    let plan = "let plan = recovery_plan(\"t\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"backup\", [\"bk01\"]);\nplan\n";
-    fails_at(Workdir::contoso().site_edit(add_backup_network).plan(plan), 2, "backup");
-}
-
-#[test]
 fn r9_two_vms_with_the_same_target_ip_conflict() {
     let clash = |site: String| site.replacen("target_ip = \"10.2.3.22\"", "target_ip = \"10.2.3.21\"", 1);
     let plan = "let plan = recovery_plan(\"t\", #{ source: \"primary\", target: \"secondary\" });\nplan.group(\"web\", [\"web01\"]);\nplan.group(\"web2\", [\"web02\"]);\nplan\n";

@@ -14,6 +14,7 @@
 mod bind;
 mod util;
 
+mod cli_check;
 mod cli_cycle;
 mod cli_diagnostics;
 mod cli_dry_run;

@@ -113,6 +113,7 @@ fn plan(groups: Vec<Group>) -> Plan {
         hooks: vec![],
         policy: FailurePolicy::default(),
         update_dns: false,
+        written: Default::default(),
     }
 }
 

@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::Severity::{Error, Warning};
 use super::*;
+use crate::model::MAX_DURATION;
 use crate::model::testing::{SQL_CLUSTER, two_sites};
 use crate::model::{Timestamp, parse_site};
-use crate::plan::{FailurePolicy, Manual};
+use crate::plan::{AddressUse, FailurePolicy, Manual, Mistake, UsedVms, WrittenName, WrittenWait};
 
 /// After the shared two sites (primary/backup unmapped; test-bubble, whose db subnet
 /// reuses prod-dr's range, and prod-dr's reserved 10.2.1.5 are what R9 and R10 tests need)
@@ -119,6 +120,7 @@ fn plan(groups: Vec<Group>) -> Plan {
         hooks: vec![],
         policy: FailurePolicy::default(),
         update_dns: false,
+        written: Default::default(),
     }
 }
 
@@ -222,6 +224,34 @@ fn r12_part_of_a_replication_group_is_a_warning() {
         "sql-cluster fails over to one common recovery point, but the plan leaves out sql01",
     );
     assert!(!v.has_errors());
+}
+
+#[test]
+fn r12_a_replication_group_split_across_plan_groups_is_an_error_where_a_planned_failover_would_break_it() {
+    let plan = plan(vec![
+        group("db", 3, vec![vm("sql01", 3)]),
+        group("web", 4, vec![vm("web01", 4)]),
+        group("late", 5, vec![vm("web02", 5), vm("sql02", 6)]),
+    ]);
+    let world = World::new();
+    for kind in [None, Some(FailoverKind::Planned)] {
+        let v = world.check(&plan, kind);
+        assert_finding(
+            only(&v),
+            (Error, 6, Some("R12")),
+            "replication group sql-cluster is split across plan groups db (sql01) and late (sql02): a planned \
+             failover shuts each member down and syncs it when its group's turn comes, so sql02 and sql01 would not \
+             share a common recovery point; put all of it in one group: replication_group(\"sql-cluster\")",
+        );
+    }
+    for kind in [FailoverKind::Unplanned, FailoverKind::Test] {
+        let v = world.check(&plan, Some(kind));
+        assert_finding(
+            only(&v),
+            (Warning, 6, Some("R12")),
+            "sql02 fails over to the point chosen when sql01 began, but later: until then sql01 runs on secondary without it",
+        );
+    }
 }
 
 #[test]
@@ -369,18 +399,59 @@ fn r20_vm_failed_over_already_cannot_fail_over_again() {
 }
 
 #[test]
-fn r10_unmapped_network_is_an_error() {
+fn r10_an_unmapped_network_is_a_warning_when_nothing_needs_the_address() {
     let plan = plan(vec![group("backup", 3, vec![vm("backup01", 3)])]);
     let world = World::new();
     let v = world.check(&plan, None);
     assert_finding(
         only(&v),
-        (Error, 3, Some("R10")),
-        "backup01's NIC 1 on network backup has no network mapping to secondary: the replica would not be connected (R10)",
+        (Warning, 3, Some("R10")),
+        "backup01's NIC 1 on network backup has no network mapping to secondary: its replica will fail over not \
+         connected to any network, with no address; map backup to a network of secondary if it needs one (R10)",
     );
-    // A drill puts its replicas in the test network, mapped or not.
-    let v = world.check(&plan, Some(FailoverKind::Test));
-    assert_eq!(only(&v).severity, Warning);
+    assert!(!v.has_errors());
+}
+
+#[test]
+fn r10_an_unmapped_network_is_an_error_where_the_plan_needs_the_address() {
+    let mut world = World::new();
+    let check = |world: &World, plan: &Plan, kind| {
+        let v = world.check(plan, kind);
+        let f = only(&v);
+        assert_eq!((f.at.line, f.rule), (3, Some("R10")), "{f}");
+        (f.severity, f.message.clone())
+    };
+    let base = plan(vec![group("backup", 3, vec![vm("backup01", 3)])]);
+    // An action that uses the address of each VM of the group, or of this one by name.
+    for (vms, what) in
+        [(UsedVms::EachOfGroup(0), "vm.ip"), (UsedVms::Named("backup01".into()), "ctx.vm(\"backup01\").ip")]
+    {
+        let mut plan = base.clone();
+        let at = SourcePos::new("plan.rhai", 7, 9);
+        plan.written.address_uses.push(AddressUse { vms, what: what.into(), at, updates_dns: false });
+        let (severity, message) = check(&world, &plan, None);
+        assert_eq!(severity, Error);
+        assert!(
+            message.ends_with(&format!(
+                "would not be connected to any network, but {what} at plan.rhai:7:9 needs its address"
+            )),
+            "{message}"
+        );
+        // A drill puts its replicas in the test network, mapped or not.
+        assert_eq!(check(&world, &plan, Some(FailoverKind::Test)).0, Warning);
+    }
+    // Its DNS names, updated by the plan.
+    world.vm("backup01").dns = vec!["backup01.contoso.test".into()];
+    let mut plan = base.clone();
+    plan.update_dns = true;
+    let (severity, message) = check(&world, &plan, None);
+    assert_eq!(severity, Error);
+    assert!(message.ends_with("but plan.update_dns() points its DNS names (backup01.contoso.test) at it"), "{message}");
+    // A static target IP.
+    world.vm("backup01").nics[0].target_ip = Some(ip("10.2.9.10"));
+    let (severity, message) = check(&world, &base, Some(FailoverKind::Planned));
+    assert_eq!(severity, Error);
+    assert!(message.ends_with("but its NIC 1 is to take the static target IP 10.2.9.10"), "{message}");
 }
 
 #[test]
@@ -607,4 +678,135 @@ fn a_finding_renders_as_severity_file_line_column_message() {
     assert_eq!(json["severity"], "error");
     assert_eq!(json["at"], "plan.rhai:3:5");
     assert!(v.has_errors());
+}
+
+/// A plan of the SQL cluster with `edit` applied, checked for a planned failover.
+fn written(edit: impl FnOnce(&mut Plan)) -> Validation {
+    let mut plan = plan(vec![group("db", 3, vec![member(Selector::ReplicationGroup("sql-cluster".into()), 3)])]);
+    edit(&mut plan);
+    World::new().check(&plan, Some(FailoverKind::Planned))
+}
+
+fn pos(line: usize, column: usize) -> SourcePos {
+    SourcePos::new("plan.rhai", line, column)
+}
+
+#[test]
+fn r50_dns_names_the_folders_dns_servers_do_not_serve_are_errors() {
+    let zones = Some(vec!["example.org".to_string(), "contoso.test".to_string()]);
+    // Without [dns], updates are only recorded: nothing to hold them to.
+    let v = written(|plan| plan.update_dns = true);
+    assert!(v.findings.is_empty(), "{:#?}", rendered(&v));
+    // The VMs' names, from the site file (sql01 has two, sql02 none): served, then not.
+    let v = written(|plan| {
+        plan.update_dns = true;
+        plan.written.dns_zones = Some(vec!["contoso.test".into()]);
+    });
+    assert!(v.findings.is_empty(), "{:#?}", rendered(&v));
+    let v = written(|plan| {
+        plan.update_dns = true;
+        plan.written.dns_zones = Some(vec!["example.org".into()]);
+    });
+    assert_eq!(v.findings.len(), 2, "sql01's two names: {:#?}", rendered(&v));
+    assert_finding(
+        &v.findings[1],
+        (Error, 3, Some("R50")),
+        "sql01's DNS name sql01.contoso.test (from the site file) cannot be updated: no [[dns.servers]] of \
+         drplan.toml serves its zone (zones: example.org), so plan.update_dns() would fail",
+    );
+    // Those of a VM an action points at its replica.
+    let v = written(|plan| {
+        plan.written.dns_zones = Some(vec!["example.org".into()]);
+        let what = "dns::point_vm(vm)".into();
+        let usage = AddressUse { vms: UsedVms::Named("sql01".into()), what, at: pos(9, 4), updates_dns: true };
+        plan.written.address_uses.push(usage);
+    });
+    assert_eq!(v.findings.len(), 2, "{:#?}", rendered(&v));
+    assert_finding(&v.findings[0], (Error, 3, Some("R50")), "so dns::point_vm(vm) at plan.rhai:9:4 would fail");
+    // Names written as literals, at the literal.
+    let v = written(|plan| {
+        plan.written.dns_zones = zones.clone();
+        for (name, line) in [("www.contoso.test", 7), ("WWW.Example.Org.", 8), ("www.contoso.org", 9)] {
+            plan.written.dns_names.push(WrittenName {
+                call: "dns::point".into(),
+                name: name.into(),
+                at: pos(line, 12),
+            });
+        }
+    });
+    assert_finding(
+        only(&v),
+        (Error, 9, Some("R50")),
+        "DNS name www.contoso.org cannot be updated: no [[dns.servers]] of drplan.toml serves its zone \
+         (zones: example.org, contoso.test), so dns::point would fail",
+    );
+}
+
+#[test]
+fn waits_longer_than_the_rto_or_a_day_are_warnings_at_the_duration() {
+    let wait = |call: &str, duration: &str, line| WrittenWait {
+        call: call.into(),
+        duration: duration.into(),
+        at: pos(line, 10),
+    };
+    let v = written(|plan| {
+        plan.written.waits = vec![wait("wait", "1000d", 5), wait("wait", "23h", 6), wait("wait_port", "2d", 7)];
+    });
+    assert_eq!(v.findings.len(), 2, "{:#?}", rendered(&v));
+    assert_finding(
+        &v.findings[0],
+        (Warning, 5, None),
+        "wait(\"1000d\") holds the run for 1000d, longer than 1d, the bound of a plan that sets no rto",
+    );
+    assert_finding(
+        &v.findings[1],
+        (Warning, 7, None),
+        "wait_port with a timeout of \"2d\" may hold the run for up to 2d",
+    );
+    let v = written(|plan| {
+        plan.rto = Some(Duration::from_secs(1800));
+        plan.written.waits = vec![wait("wait", "31m", 5), wait("wait", "30m", 6)];
+    });
+    assert_finding(only(&v), (Warning, 5, None), "holds the run for 31m, longer than the plan's RTO target of 30m");
+    // A duration that does not parse fails the action: an error now.
+    let v = written(|plan| plan.written.waits = vec![wait("wait", "1000000000d", 5)]);
+    assert_finding(only(&v), (Error, 5, None), "wait: bad duration \"1000000000d\": longer than 3650d (10 years)");
+}
+
+#[test]
+fn retries_whose_doubling_backoffs_add_up_past_the_rto_are_warnings_at_the_retry() {
+    let v = written(|plan| {
+        plan.rto = Some(Duration::from_secs(3600));
+        plan.groups[0].policy =
+            Some(FailurePolicy { retries: 4, backoff: Duration::from_secs(300), ..FailurePolicy::default() });
+        plan.written.retries = vec![(Some(0), pos(4, 6))];
+        // The plan's own retries: 3 x 10s, doubling: 70s.
+        plan.policy = FailurePolicy { retries: 3, backoff: Duration::from_secs(10), ..FailurePolicy::default() };
+        plan.written.retries.push((None, pos(8, 6)));
+    });
+    assert_finding(
+        only(&v),
+        (Warning, 4, None),
+        "retry(4, \"5m\") waits 1h15m in all between attempts (5m first, doubling each time), longer than the \
+         plan's RTO target of 1h",
+    );
+    // Without rto, a day; a hundred doublings do not overflow.
+    let v = written(|plan| {
+        plan.policy = FailurePolicy { retries: 100, backoff: MAX_DURATION, ..FailurePolicy::default() };
+        plan.written.retries = vec![(None, pos(8, 6))];
+    });
+    assert_finding(only(&v), (Warning, 8, None), "longer than 1d, the bound of a plan that sets no rto");
+}
+
+#[test]
+fn mistakes_of_the_calls_that_built_the_plan_are_errors_with_the_rest() {
+    let v = written(|plan| {
+        plan.groups[0].members.push(vm("sql99", 4));
+        let mistake =
+            |line, message: &str| Mistake { at: pos(line, 6), subject: "retry".into(), message: message.into() };
+        plan.written.mistakes =
+            vec![mistake(5, "retry: bad duration \"1x\""), mistake(2, "recovery_plan: unknown option \"rpo\"")];
+    });
+    let lines: Vec<(usize, Severity)> = v.findings.iter().map(|f| (f.at.line, f.severity)).collect();
+    assert_eq!(lines, [(2, Error), (4, Error), (5, Error)], "{:#?}", rendered(&v));
 }

@@ -60,7 +60,7 @@ struct Closure {
 }
 
 /// Makes an action of `f`, checking now that it can take the shape's arguments.
-pub(crate) fn make(ctx: &NativeCallContext, f: FnPtr, shape: Shape, label: String) -> RhaiResult<Arc<dyn Action>> {
+pub(crate) fn make(ctx: &NativeCallContext, f: &FnPtr, shape: Shape, label: String) -> RhaiResult<Arc<dyn Action>> {
     let host = host(ctx)?;
     let plan = host.plan.clone();
     let name = f.fn_name().to_string();
@@ -95,7 +95,7 @@ pub(crate) fn make(ctx: &NativeCallContext, f: FnPtr, shape: Shape, label: Strin
         }
     }
     let at = position(ctx, &host);
-    Ok(Arc::new(ScriptAction(Arc::new(Closure { f, lib, imports, plan, at, label, shape, declared }))))
+    Ok(Arc::new(ScriptAction(Arc::new(Closure { f: f.clone(), lib, imports, plan, at, label, shape, declared }))))
 }
 
 #[async_trait]
@@ -142,7 +142,13 @@ impl Closure {
             .map(drop)
             .map_err(|err| {
                 let source: Arc<str> = self.lib.source().map_or_else(|| self.plan.file.clone(), Arc::from);
-                ScriptError::from_rhai(&err, &source, ACTION_LIMITS).into()
+                let mut error = ScriptError::from_rhai(&err, &source, ACTION_LIMITS);
+                // A limit (operations, call depth, time) stops the script between
+                // statements, where Rhai has no position: the action's own is the place.
+                if error.at.line == 0 {
+                    error.at = self.at.clone();
+                }
+                error.into()
             })
     }
 

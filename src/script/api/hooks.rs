@@ -15,7 +15,7 @@ pub(crate) fn make(ctx: &NativeCallContext, event: &str, f: FnPtr, label: String
     if event.trim().is_empty() {
         return Err(format!("{}: the event is empty; write e.g. \"vm.failed\" or \"vm.*\"", ctx.fn_name()).into());
     }
-    let action = actions::make(ctx, f, Shape::Hook, label)?;
+    let action = actions::make(ctx, &f, Shape::Hook, label)?;
     Ok(Hook { event: event.to_string(), action })
 }
 

@@ -1,16 +1,26 @@
 //! Building the plan: `recovery_plan(...)`, groups and their members, pre/post
 //! actions, manual steps, hooks and failure policies. Pure data collection: builders are
 //! handles on one shared draft, so method chains and variables all edit the same plan,
-//! and each call records where it was written.
+//! and each call records where it was written: a member where its VM's name or selector
+//! is written, an action with where it uses replicas' addresses (`reading`).
+//!
+//! A call given a bad argument (an unknown option, a bad duration, a member that is not a
+//! VM) is not the end of the script: the call notes the mistake in the plan and goes on
+//! without what it asked for, so that `check` reports every mistake at once, with the
+//! rest of the plan's findings. Only a plan without its sites cannot go on.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rhai::{Array, Dynamic, FnPtr, INT, Map, Module, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, INT, Map, Module, NativeCallContext};
 
 use super::actions::{self, Shape};
-use crate::plan::{FailurePolicy, Group, Manual, Member, OnFailure, Plan, Selector, Step};
-use crate::script::host::{RhaiResult, doc_fn, duration_arg, host, position};
+use crate::model::parse_duration;
+use crate::plan::{
+    AddressUse, FailurePolicy, Group, Manual, Member, Mistake, OnFailure, Plan, Selector, SourcePos, Step, UsedVms,
+};
+use crate::script::host::{RhaiResult, doc_fn, host, position};
+use crate::script::reading::UsedVm;
 
 /// How long a manual step waits for the operator by default.
 const MANUAL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -73,6 +83,42 @@ fn lock(draft: &Mutex<Draft>) -> MutexGuard<'_, Draft> {
     draft.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl Draft {
+    /// A mistake of the call at `at`: reported with the plan's findings.
+    fn mistake(&mut self, at: &SourcePos, subject: &str, message: impl Into<String>) {
+        let mistake = Mistake { at: at.clone(), subject: subject.to_string(), message: message.into() };
+        self.plan.written.mistakes.push(mistake);
+    }
+}
+
+/// The text of an error a host function raised.
+fn message_of(err: &EvalAltResult) -> String {
+    match err {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Where `f`, an action of the group `group` (or of the plan) of `shape`, uses replicas'
+/// addresses, as its script shows it: `vm.ip` and `dns::point_vm(vm)` in `post_each`
+/// (each VM of the group), `ctx.vm("sql01").ip` anywhere (that VM).
+fn address_uses(ctx: &NativeCallContext, f: &FnPtr, shape: Shape, group: Option<usize>) -> Vec<AddressUse> {
+    let Ok(host) = host(ctx) else { return Vec::new() };
+    let Some((params, uses)) = host.plan.reading.uses_of(f.fn_name()) else { return Vec::new() };
+    // Captured variables come first, then the offered arguments: `vm` of `|vm, ctx|`.
+    let each_vm = params.get(f.curry().len()).filter(|_| shape == Shape::EachVm);
+    uses.iter()
+        .filter_map(|usage| {
+            let vms = match (&usage.vm, group) {
+                (UsedVm::Named(name), _) => UsedVms::Named(name.clone()),
+                (UsedVm::Variable(v), Some(group)) if Some(v) == each_vm => UsedVms::EachOfGroup(group),
+                (UsedVm::Variable(_), _) => return None,
+            };
+            Some(AddressUse { vms, what: usage.what.clone(), at: usage.at.clone(), updates_dns: usage.updates_dns })
+        })
+        .collect()
+}
+
 /// What the plan and a group have in common: pre/post actions, manual steps, a policy.
 trait Builder: Clone + Send + Sync + 'static {
     const TYPE: &'static str;
@@ -90,8 +136,16 @@ trait Builder: Clone + Send + Sync + 'static {
     fn add_action(&self, ctx: &NativeCallContext, f: FnPtr, post: bool) -> RhaiResult<Self> {
         let which = if post { "post" } else { "pre" };
         let label = format!("{which} action of {}", self.describe(&lock(self.draft())));
-        let step = Step::Action(actions::make(ctx, f, Shape::Step, label)?);
+        let made = actions::make(ctx, &f, Shape::Step, label);
         let mut draft = lock(self.draft());
+        let step = match made {
+            Ok(action) => Step::Action(action),
+            Err(e) => {
+                draft.mistake(&position(ctx, &*host(ctx)?), which, message_of(&e));
+                return Ok(self.clone());
+            }
+        };
+        draft.plan.written.address_uses.extend(address_uses(ctx, &f, Shape::Step, self.group()));
         let steps = match (self.group(), post) {
             (Some(i), false) => &mut draft.plan.groups[i].pre,
             (Some(i), true) => &mut draft.plan.groups[i].post,
@@ -103,14 +157,17 @@ trait Builder: Clone + Send + Sync + 'static {
     }
 
     fn add_manual(&self, ctx: &NativeCallContext, text: &str, options: Map) -> RhaiResult<Self> {
-        let options = Options::new("manual", options, &["timeout", "estimate"])?;
+        let mut options = Options::new("manual", options, &["timeout", "estimate"]);
         let manual = Manual {
             text: text.to_string(),
-            timeout: options.duration("timeout")?.unwrap_or(MANUAL_TIMEOUT),
-            estimate: options.duration("estimate")?.unwrap_or(Duration::ZERO),
+            timeout: options.duration("timeout").unwrap_or(MANUAL_TIMEOUT),
+            estimate: options.duration("estimate").unwrap_or(Duration::ZERO),
             at: position(ctx, &*host(ctx)?),
         };
         let mut draft = lock(self.draft());
+        for problem in options.problems {
+            draft.mistake(&manual.at, "manual", problem);
+        }
         let group = self.group().or_else(|| draft.plan.groups.len().checked_sub(1));
         // The plan's manual steps pause after the groups added so far.
         let steps = match group {
@@ -121,13 +178,30 @@ trait Builder: Clone + Send + Sync + 'static {
         Ok(self.clone())
     }
 
-    fn edit_policy(&self, edit: impl FnOnce(&mut PolicyDraft)) -> Self {
+    /// Applies `edit`, what the call at `ctx` asked for, to the plan's or the group's
+    /// policy; or notes the mistake that stands in its way.
+    fn edit_policy(
+        &self,
+        ctx: &NativeCallContext,
+        edit: Result<impl FnOnce(&mut PolicyDraft), String>,
+    ) -> RhaiResult<Self> {
+        let at = position(ctx, &*host(ctx)?);
         let mut draft = lock(self.draft());
+        let edit = match edit {
+            Ok(edit) => edit,
+            Err(problem) => {
+                draft.mistake(&at, ctx.fn_name(), problem);
+                return Ok(self.clone());
+            }
+        };
         match self.group() {
             Some(i) => edit(&mut draft.group_policies[i]),
             None => edit(&mut draft.policy),
         }
-        self.clone()
+        if ctx.fn_name() == "retry" {
+            draft.plan.written.retries.push((self.group(), at));
+        }
+        Ok(self.clone())
     }
 }
 
@@ -151,39 +225,46 @@ impl Builder for GroupBuilder {
     }
 }
 
-/// An options map (`#{ timeout: "30m" }`): unknown keys are errors, so typos are found.
+/// An options map (`#{ timeout: "30m" }`): unknown keys are mistakes, so typos are found.
 struct Options {
     what: &'static str,
     map: Map,
+    /// What is wrong with the options, each a mistake of the call: it goes on without them.
+    problems: Vec<String>,
 }
 
 impl Options {
-    fn new(what: &'static str, map: Map, allowed: &[&str]) -> RhaiResult<Self> {
-        if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(
-                format!("{what}: unknown option {:?} (the options are: {})", key.as_str(), allowed.join(", ")).into()
-            );
+    fn new(what: &'static str, map: Map, allowed: &[&str]) -> Self {
+        let problems = map
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .map(|key| format!("{what}: unknown option {:?} (the options are: {})", key.as_str(), allowed.join(", ")))
+            .collect();
+        Options { what, map, problems }
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        let value = self.map.get(key)?.clone();
+        value
+            .into_string()
+            .map_err(|t| self.problems.push(format!("{}: option {key} must be a string, not {t}", self.what)))
+            .ok()
+    }
+
+    /// An option the call cannot go on without.
+    fn required(&mut self, key: &str) -> RhaiResult<String> {
+        let noted = self.problems.len();
+        match self.string(key) {
+            Some(value) => Ok(value),
+            // Not a string: what `string` noted; else missing.
+            None if self.problems.len() > noted => Err(self.problems.remove(noted).into()),
+            None => Err(format!("{}: option {key} is required", self.what).into()),
         }
-        Ok(Options { what, map })
     }
 
-    fn string(&self, key: &str) -> RhaiResult<Option<String>> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(value) => value
-                .clone()
-                .into_string()
-                .map(Some)
-                .map_err(|t| format!("{}: option {key} must be a string, not {t}", self.what).into()),
-        }
-    }
-
-    fn required(&self, key: &str) -> RhaiResult<String> {
-        self.string(key)?.ok_or_else(|| format!("{}: option {key} is required", self.what).into())
-    }
-
-    fn duration(&self, key: &str) -> RhaiResult<Option<Duration>> {
-        self.string(key)?.map(|text| duration_arg(&format!("{} {key}", self.what), &text)).transpose()
+    fn duration(&mut self, key: &str) -> Option<Duration> {
+        let text = self.string(key)?;
+        parse_duration(&text).map_err(|e| self.problems.push(format!("{} {key}: {e}", self.what))).ok()
     }
 }
 
@@ -197,32 +278,49 @@ fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult
         )
         .into());
     }
-    let options = Options::new("recovery_plan", options, &["source", "target", "rto", "test_network"])?;
+    let mut options = Options::new("recovery_plan", options, &["source", "target", "rto", "test_network"]);
+    let at = position(&ctx, &host);
     let plan = Plan {
         name: name.to_string(),
         source: options.required("source")?,
         target: options.required("target")?,
-        rto: options.duration("rto")?,
-        test_network: options.string("test_network")?,
-        at: position(&ctx, &host),
+        rto: options.duration("rto"),
+        test_network: options.string("test_network"),
+        at: at.clone(),
         pre: Vec::new(),
         post: Vec::new(),
         groups: Vec::new(),
         hooks: Vec::new(),
         policy: FailurePolicy::default(),
         update_dns: false,
+        written: Default::default(),
     };
-    Ok(PlanBuilder(Arc::new(Mutex::new(Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() }))))
+    let mut draft = Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() };
+    for problem in options.problems {
+        draft.mistake(&at, "recovery_plan", problem);
+    }
+    Ok(PlanBuilder(Arc::new(Mutex::new(draft))))
 }
 
+/// A group, each member at its VM's name or selector as written in the script when it
+/// can be seen there, else at the call.
 fn add_group(ctx: NativeCallContext, plan: &mut PlanBuilder, name: &str, members: Dynamic) -> RhaiResult<GroupBuilder> {
-    let at = position(&ctx, &*host(&ctx)?);
+    let host = host(&ctx)?;
+    let at = position(&ctx, &host);
     let items: Array = if members.is_array() { members.into_array()? } else { vec![members] };
-    let members = items
-        .into_iter()
-        .map(|item| Ok(Member { selector: selector_of("group", item)?, at: at.clone() }))
-        .collect::<RhaiResult<Vec<_>>>()?;
+    let count = items.len();
+    let in_script = at.file == host.plan.file;
     let mut draft = lock(&plan.0);
+    let mut written = Vec::with_capacity(count);
+    for (i, item) in items.into_iter().enumerate() {
+        let member_at = in_script.then(|| host.plan.reading.member_at(ctx.call_position(), i, count)).flatten();
+        let member_at = member_at.unwrap_or_else(|| at.clone());
+        match selector_of("group", item) {
+            Ok(selector) => written.push(Member { selector, at: member_at }),
+            Err(problem) => draft.mistake(&member_at, name, problem),
+        }
+    }
+    let members = written;
     draft.plan.groups.push(Group {
         name: name.to_string(),
         at,
@@ -237,32 +335,36 @@ fn add_group(ctx: NativeCallContext, plan: &mut PlanBuilder, name: &str, members
     Ok(GroupBuilder { draft: plan.0.clone(), index: draft.plan.groups.len() - 1 })
 }
 
-fn selector_of(what: &str, item: Dynamic) -> RhaiResult<Selector> {
-    if item.is_string() {
-        return Ok(Selector::Vm(item.into_string()?));
-    }
+fn selector_of(what: &str, item: Dynamic) -> Result<Selector, String> {
     let type_name = item.type_name();
+    if item.is_string() {
+        return item.into_string().map(Selector::Vm).map_err(|t| format!("{what}: a VM name, not {t}"));
+    }
     item.try_cast::<SelectorValue>().map(|s| s.0).ok_or_else(|| {
         format!(
             "{what}: a member is a VM name (a string) or a selector (vms_tagged(..), replication_group(..)), not {type_name}"
         )
-        .into()
     })
 }
 
-fn names_of(what: &str, value: Dynamic) -> RhaiResult<Vec<String>> {
-    let items: Array = if value.is_array() { value.into_array()? } else { vec![value] };
-    items
-        .into_iter()
-        .map(|item| item.into_string().map_err(|t| format!("{what}: expected VM names (strings), not {t}").into()))
-        .collect()
+/// VM names (a name or an array of names), and what is not one.
+fn names_of(what: &str, value: Dynamic) -> (Vec<String>, Vec<String>) {
+    let items: Array = if value.is_array() { value.into_array().unwrap_or_default() } else { vec![value] };
+    let (mut names, mut problems) = (Vec::new(), Vec::new());
+    for item in items {
+        match item.into_string() {
+            Ok(name) => names.push(name),
+            Err(t) => problems.push(format!("{what}: expected VM names (strings), not {t}")),
+        }
+    }
+    (names, problems)
 }
 
-fn on_failure_of(text: &str) -> RhaiResult<OnFailure> {
+fn on_failure_of(text: &str) -> Result<OnFailure, String> {
     match text {
         "stop" => Ok(OnFailure::Stop),
         "continue" => Ok(OnFailure::Continue),
-        other => Err(format!("on_failure: expected \"stop\" or \"continue\", not {other:?}").into()),
+        other => Err(format!("on_failure: expected \"stop\" or \"continue\", not {other:?}")),
     }
 }
 
@@ -270,10 +372,10 @@ fn on_failure_of(text: &str) -> RhaiResult<OnFailure> {
 /// doubles the wait before the next (up to the longest duration).
 pub(crate) const MAX_RETRIES: u32 = 100;
 
-fn retries_of(retries: INT) -> RhaiResult<u32> {
+fn retries_of(retries: INT) -> Result<u32, String> {
     match u32::try_from(retries) {
         Ok(n) if n <= MAX_RETRIES => Ok(n),
-        _ => Err(format!("retry: the number of retries must be 0 to {MAX_RETRIES}, not {retries}").into()),
+        _ => Err(format!("retry: the number of retries must be 0 to {MAX_RETRIES}, not {retries}")),
     }
 }
 
@@ -305,18 +407,19 @@ fn register_common<B: Builder>(module: &mut Module) {
         "Retries a failed VM failover or action `retries` times, waiting `backoff` (\"30s\") before the\n\
          first retry and twice as long before each next one.",
     )
-    .set_into_module(module, |b: &mut B, retries: INT, backoff: &str| -> RhaiResult<B> {
-        let retry = (retries_of(retries)?, duration_arg("retry", backoff)?);
-        Ok(b.edit_policy(|p| p.retry = Some(retry)))
+    .set_into_module(module, |ctx: NativeCallContext, b: &mut B, retries: INT, backoff: &str| -> RhaiResult<B> {
+        let backoff = parse_duration(backoff).map_err(|e| format!("retry: {e}"));
+        let retry = retries_of(retries).and_then(|retries| Ok((retries, backoff?)));
+        b.edit_policy(&ctx, retry.map(|retry| move |p: &mut PolicyDraft| p.retry = Some(retry)))
     });
     doc_fn(
         "on_failure",
         &[&this, "what: String", t],
         "What a failure does once retries are spent: \"stop\" the plan after this group, or \"continue\".",
     )
-    .set_into_module(module, |b: &mut B, what: &str| -> RhaiResult<B> {
-        let on_failure = on_failure_of(what)?;
-        Ok(b.edit_policy(|p| p.on_failure = Some(on_failure)))
+    .set_into_module(module, |ctx: NativeCallContext, b: &mut B, what: &str| -> RhaiResult<B> {
+        let on_failure = on_failure_of(what);
+        b.edit_policy(&ctx, on_failure.map(|on_failure| move |p: &mut PolicyDraft| p.on_failure = Some(on_failure)))
     });
 }
 
@@ -354,8 +457,12 @@ pub(super) fn register(module: &mut Module) {
     .set_into_module(
         module,
         |ctx: NativeCallContext, plan: &mut PlanBuilder, event: &str, f: FnPtr| -> RhaiResult<PlanBuilder> {
-            let hook = super::hooks::make(&ctx, event, f, format!("hook on {event}"))?;
-            lock(&plan.0).plan.hooks.push(hook);
+            let hook = super::hooks::make(&ctx, event, f, format!("hook on {event}"));
+            let mut draft = lock(&plan.0);
+            match hook {
+                Ok(hook) => draft.plan.hooks.push(hook),
+                Err(e) => draft.mistake(&position(&ctx, &*host(&ctx)?), "on", message_of(&e)),
+            }
             Ok(plan.clone())
         },
     );
@@ -379,8 +486,16 @@ pub(super) fn register(module: &mut Module) {
         module,
         |ctx: NativeCallContext, group: &mut GroupBuilder, f: FnPtr| -> RhaiResult<GroupBuilder> {
             let label = format!("post_each action of {}", group.describe(&lock(&group.draft)));
-            let action = actions::make(&ctx, f, Shape::EachVm, label)?;
-            lock(&group.draft).plan.groups[group.index].post_each.push(action);
+            let made = actions::make(&ctx, &f, Shape::EachVm, label);
+            let mut draft = lock(&group.draft);
+            match made {
+                Ok(action) => {
+                    draft.plan.groups[group.index].post_each.push(action);
+                    let uses = address_uses(&ctx, &f, Shape::EachVm, Some(group.index));
+                    draft.plan.written.address_uses.extend(uses);
+                }
+                Err(e) => draft.mistake(&position(&ctx, &*host(&ctx)?), "post_each", message_of(&e)),
+            }
             Ok(group.clone())
         },
     );
@@ -389,9 +504,16 @@ pub(super) fn register(module: &mut Module) {
         &["self: Group", "vms: ?", "Group"],
         "VMs (a name or an array of names) whose failure does not stop the plan.",
     )
-    .set_into_module(module, |group: &mut GroupBuilder, vms: Dynamic| -> RhaiResult<GroupBuilder> {
-        let names = names_of("optional", vms)?;
-        lock(&group.draft).plan.groups[group.index].optional.extend(names);
-        Ok(group.clone())
-    });
+    .set_into_module(
+        module,
+        |ctx: NativeCallContext, group: &mut GroupBuilder, vms: Dynamic| -> RhaiResult<GroupBuilder> {
+            let (names, problems) = names_of("optional", vms);
+            let mut draft = lock(&group.draft);
+            for problem in problems {
+                draft.mistake(&position(&ctx, &*host(&ctx)?), "optional", problem);
+            }
+            draft.plan.groups[group.index].optional.extend(names);
+            Ok(group.clone())
+        },
+    );
 }

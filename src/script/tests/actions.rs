@@ -88,6 +88,17 @@ async fn an_action_that_throws_fails_at_the_line_that_threw() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_limit_hit_inside_an_action_points_at_the_action() {
+    let plan = plan_with("fn deeper(n) { deeper(n + 1) }\nplan.pre(|ctx| deeper(0));");
+    let services = Arc::new(FakeServices::default());
+    let err = first_pre(&plan).run(action_ctx(services, None, None)).await.unwrap_err();
+    assert!(err.message.contains("call stack too deep"), "{}", err.message);
+    let at = err.at.expect("a position");
+    assert!(at.file.ends_with("plan.rhai"), "{at}");
+    assert_eq!((at.line, at.column), (4, 6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_error_inside_the_stdlib_points_at_the_plan_line_that_called_it() {
     let plan =
         plan_with("plan.group(\"web\", [\"web02\"])\n    .post_each(|vm, ctx| {\n        dns::point_vm(vm);\n    });");

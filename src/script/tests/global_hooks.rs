@@ -261,3 +261,22 @@ fn a_broken_plan_is_reported_before_the_config_is_read() {
     assert_eq!(err.kind, ScriptErrorKind::NotAPlan);
     assert!(Path::new(err.at.file.as_ref()).ends_with("plan.rhai"), "{err}");
 }
+
+#[test]
+fn r50_the_zones_of_the_folders_dns_servers_and_what_hook_scripts_write_go_to_the_checks() {
+    let plans = folder();
+    assert_eq!(loaded(&plans).written.dns_zones, None, "no [dns]: updates are only recorded");
+    plans.put(
+        "drplan.toml",
+        &format!("{CONFIG}\n[dns]\n[[dns.servers]]\nzone = \"Contoso.Test.\"\naddress = \"127.0.0.1:53\"\n"),
+    );
+    let status = "on(\"run.failed\", |ev| { dns::point(\"status.example.org\", \"10.0.0.9\"); wait(\"2d\"); });\n";
+    plans.put("hooks/notify.rhai", &format!("import \"dns\" as dns;\n{NOTIFY}{status}"));
+    let written = loaded(&plans).written;
+    assert_eq!(written.dns_zones, Some(vec!["contoso.test".to_string()]));
+    // In the hook script, where they are written.
+    let names: Vec<(&str, usize)> = written.dns_names.iter().map(|n| (n.name.as_str(), n.at.line)).collect();
+    assert_eq!(names, [("status.example.org", 5)]);
+    assert!(written.dns_names[0].at.file.ends_with("hooks/notify.rhai"), "{}", written.dns_names[0].at);
+    assert_eq!(written.waits.iter().map(|w| (w.duration.as_str(), w.at.line)).collect::<Vec<_>>(), [("2d", 5)]);
+}

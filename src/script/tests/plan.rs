@@ -1,10 +1,11 @@
 //! Plan files become the plan IR: groups in order with their members, steps, hooks and
-//! policies, each with the position it was written at; mistakes are errors at their line.
+//! policies, each with the position it was written at; mistakes in the calls that build
+//! it are noted in the plan at their call, all of them, and the script goes on.
 
 use std::time::Duration;
 
 use super::{Plans, inventory};
-use crate::plan::{FailurePolicy, OnFailure, Plan, Selector, Step};
+use crate::plan::{AddressUse, FailurePolicy, Mistake, OnFailure, Plan, Selector, Step, UsedVms};
 use crate::script::{ScriptErrorKind, ScriptOptions, load_plan};
 
 const FULL_PLAN: &str = r#"import "dns" as dns;
@@ -43,6 +44,19 @@ fn full_plan() -> Plan {
     Plans::new().load(FULL_PLAN).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The mistakes of a plan that loads: (line, column, message).
+fn mistakes(text: &str) -> Vec<(usize, usize, String)> {
+    let plan = Plans::new().load(text).unwrap_or_else(|e| panic!("{e}"));
+    plan.written.mistakes.iter().map(|Mistake { at, message, .. }| (at.line, at.column, message.clone())).collect()
+}
+
+/// The one mistake of a plan that loads.
+fn mistake(text: &str) -> (usize, usize, String) {
+    let mut all = mistakes(text);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.remove(0)
+}
+
 #[test]
 fn the_plan_has_its_name_sites_rto_and_test_network() {
     let plan = full_plan();
@@ -69,7 +83,10 @@ fn r20_groups_keep_their_order_members_and_positions() {
             vec![Selector::Vm("web01".into()), Selector::Tag { key: "tier".into(), value: "web".into() }],
         ]
     );
-    assert!(plan.groups[2].members.iter().all(|m| m.at == plan.groups[2].at), "members point at their group call");
+    // Each member where its VM's name or selector is written.
+    let at: Vec<Vec<(usize, usize)>> =
+        plan.groups.iter().map(|g| g.members.iter().map(|m| (m.at.line, m.at.column)).collect()).collect();
+    assert_eq!(at, [vec![(6, 33)], vec![(9, 19)], vec![(10, 20), (10, 29)]]);
     assert_eq!(plan.groups[2].optional, ["web01"]);
 }
 
@@ -132,44 +149,80 @@ fn a_syntax_error_points_at_its_line_and_column() {
 }
 
 #[test]
-fn an_unknown_option_of_recovery_plan_is_an_error_at_its_line() {
-    let err = Plans::new()
-        .load("// the plan\nlet plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\", rpo: \"5m\" });\nplan\n")
-        .err()
-        .expect("the plan must not load");
-    assert_eq!(err.kind, ScriptErrorKind::Runtime);
-    assert_eq!(err.at.line, 2, "{err}");
-    assert!(
-        err.message
-            .contains("recovery_plan: unknown option \"rpo\" (the options are: source, target, rto, test_network)"),
-        "{err}"
+fn an_unknown_option_of_recovery_plan_is_a_mistake_at_its_line() {
+    let (line, _, message) = mistake(
+        "// the plan\nlet plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\", rpo: \"5m\" });\nplan\n",
     );
+    assert_eq!(line, 2);
+    assert_eq!(message, "recovery_plan: unknown option \"rpo\" (the options are: source, target, rto, test_network)");
 }
 
 #[test]
 fn source_and_target_are_required() {
     let err = Plans::new().load("recovery_plan(\"p\", #{ source: \"a\" })").err().expect("the plan must not load");
     assert!(err.message.contains("recovery_plan: option target is required"), "{err}");
+    // Whatever else is wrong with the options.
+    let err =
+        Plans::new().load("recovery_plan(\"p\", #{ sorce: \"a\", target: 1 })").err().expect("the plan must not load");
+    assert_eq!(err.message, "recovery_plan: option source is required");
+    let err = Plans::new().load("recovery_plan(\"p\", #{ rpo: 1, source: 2 })").err().expect("the plan must not load");
+    assert_eq!(err.message, "recovery_plan: option source must be a string, not i64");
 }
 
 #[test]
-fn a_bad_duration_is_an_error_at_its_call() {
+fn a_bad_duration_is_a_mistake_at_its_call() {
     let text = "let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\nplan.group(\"g\", [\"sql01\"])\n    .retry(2, \"30 seconds\");\nplan\n";
-    let err = Plans::new().load(text).err().expect("the plan must not load");
-    assert_eq!((err.at.line, err.at.column), (3, 6), "{err}");
-    assert!(err.message.contains("retry: bad duration \"30 seconds\""), "{err}");
-    let err = Plans::new().load("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.manual(\"x\", #{ timeout: \"soon\" });\np").err().expect("the plan must not load");
-    assert_eq!(err.at.line, 2, "{err}");
-    assert!(err.message.contains("manual timeout: bad duration \"soon\""), "{err}");
+    let (line, column, message) = mistake(text);
+    assert_eq!((line, column), (3, 6));
+    assert!(message.contains("retry: bad duration \"30 seconds\""), "{message}");
+    let (line, _, message) = mistake(
+        "let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.manual(\"x\", #{ timeout: \"soon\" });\np",
+    );
+    assert_eq!(line, 2);
+    assert!(message.contains("manual timeout: bad duration \"soon\""), "{message}");
 }
 
 #[test]
-fn more_than_100_retries_is_an_error_at_the_call() {
+fn more_than_100_retries_is_a_mistake_at_the_call() {
     let text = "let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\nplan.group(\"g\", [\"sql01\"])\n    .retry(101, \"1s\");\nplan\n";
-    let err = Plans::new().load(text).err().expect("the plan must not load");
-    assert_eq!((err.at.line, err.at.column), (3, 6), "{err}");
-    assert!(err.message.contains("retry: the number of retries must be 0 to 100, not 101"), "{err}");
-    Plans::new().load(&text.replace("101", "100")).unwrap_or_else(|e| panic!("{e}"));
+    let (line, column, message) = mistake(text);
+    assert_eq!((line, column), (3, 6));
+    assert_eq!(message, "retry: the number of retries must be 0 to 100, not 101");
+    assert_eq!(mistakes(&text.replace("101", "100")), []);
+}
+
+#[test]
+fn every_mistake_is_noted_and_the_script_goes_on_without_what_it_asked_for() {
+    let text = r#"let plan = recovery_plan("p", #{ source: "a", target: "b", rto: "half an hour", rpo: "5m" });
+plan.group("g", ["sql01", 42, "sql02"]).retry(1, "1x").on_failure("maybe").optional([7]);
+plan.manual("m", #{ timout: "1h" });
+plan.pre(|a, b| 1);
+plan.group("h", ["app01"]).post_each(|vm, ctx, more| 1);
+plan.on("", |ev| 1);
+plan
+"#;
+    let plan = Plans::new().load(text).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<(usize, &str)> = plan.written.mistakes.iter().map(|m| (m.at.line, m.subject.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (1, "recovery_plan"),
+            (1, "recovery_plan"),
+            (2, "g"),
+            (2, "retry"),
+            (2, "on_failure"),
+            (2, "optional"),
+            (3, "manual"),
+            (4, "pre"),
+            (5, "post_each"),
+            (6, "on")
+        ]
+    );
+    // What the bad calls asked for is left out; the rest is there.
+    assert_eq!(plan.rto, None);
+    assert_eq!(plan.groups[0].members.len(), 2);
+    assert_eq!(plan.groups[0].policy, None);
+    assert!(plan.pre.is_empty() && plan.hooks.is_empty() && plan.groups[1].post_each.is_empty());
 }
 
 #[test]
@@ -195,31 +248,26 @@ fn a_missing_plan_file_is_an_io_error() {
 
 #[test]
 fn members_must_be_vm_names_or_selectors() {
-    let err = Plans::new()
-        .load("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.group(\"g\", [\"sql01\", 42]);\np")
-        .err()
-        .expect("the plan must not load");
-    assert_eq!(err.at.line, 2);
-    assert!(err.message.contains("a member is a VM name (a string) or a selector"), "{err}");
+    let (line, column, message) = mistake(
+        "let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.group(\"g\", [\"sql01\", 42]);\np",
+    );
+    assert_eq!((line, column), (2, 24), "at the member");
+    assert!(message.contains("a member is a VM name (a string) or a selector"), "{message}");
 }
 
 #[test]
 fn a_closure_with_more_parameters_than_offered_is_refused() {
-    let err = Plans::new()
-        .load("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.pre(|a, b| 1);\np")
-        .err()
-        .expect("the plan must not load");
-    assert_eq!((err.at.line, err.at.column), (2, 3), "{err}");
-    assert!(err.message.contains("the closure is called with (ctx) but takes 2 parameters"), "{err}");
+    let (line, column, message) =
+        mistake("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.pre(|a, b| 1);\np");
+    assert_eq!((line, column), (2, 3));
+    assert!(message.contains("the closure is called with (ctx) but takes 2 parameters"), "{message}");
 }
 
 #[test]
 fn on_failure_is_stop_or_continue() {
-    let err = Plans::new()
-        .load("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.on_failure(\"ignore\");\np")
-        .err()
-        .expect("the plan must not load");
-    assert!(err.message.contains("on_failure: expected \"stop\" or \"continue\", not \"ignore\""), "{err}");
+    let (_, _, message) =
+        mistake("let p = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\np.on_failure(\"ignore\");\np");
+    assert_eq!(message, "on_failure: expected \"stop\" or \"continue\", not \"ignore\"");
 }
 
 #[test]
@@ -315,4 +363,58 @@ fn definitions_cover_the_host_api_and_the_stdlib() {
     ] {
         assert!(defs.contains(expected), "missing {expected:?} in:\n{defs}");
     }
+}
+
+#[test]
+fn a_closure_that_captures_the_plan_is_explained_where_it_uses_it() {
+    let err = Plans::new()
+        .load("let plan = recovery_plan(\"p\", #{ source: \"a\", target: \"b\" });\nplan.group(\"g\", [\"sql01\"]);\nplan.post(|ctx| log(plan.name));\nplan\n")
+        .err()
+        .expect("the plan must not load");
+    assert_eq!((err.at.line, err.at.column), (3, 21), "{err}");
+    assert!(
+        err.message.starts_with("the closure given to post(...) captures `plan`, which the call itself is using"),
+        "{err}"
+    );
+    assert!(err.message.contains("read what it needs from its `ctx` (ctx.plan is the plan's name"), "{err}");
+    assert!(!err.message.contains("Data race"), "{err}");
+}
+
+#[test]
+fn what_actions_write_as_literals_is_read_for_the_checks() {
+    let text = r#"import "dns" as d;
+let plan = recovery_plan("p", #{ source: "primary", target: "secondary" });
+plan.group("db", ["sql01"]).retry(2, "1m").post(|ctx| wait_port(ctx.vm("sql01").ip, 1433, "5m"));
+plan.group("web", vms_tagged("tier", "web")).post_each(|vm, ctx| { d::point_vm(vm); wait("1000d"); log(vm.ip); });
+plan.pre(|ctx| { d::point("www.contoso.test", "10.0.0.1"); dns_cname("lb.contoso.test", "x"); wait(ctx.plan); });
+plan.retry(1, "10s");
+plan
+"#;
+    let plan = Plans::new().load(text).unwrap_or_else(|e| panic!("{e}"));
+    let written = &plan.written;
+    let mut waits: Vec<(&str, &str, usize, usize)> =
+        written.waits.iter().map(|w| (w.call.as_str(), w.duration.as_str(), w.at.line, w.at.column)).collect();
+    waits.sort();
+    assert_eq!(waits, [("wait", "1000d", 4, 90), ("wait_port", "5m", 3, 91)]);
+    let mut names: Vec<(&str, &str, usize)> =
+        written.dns_names.iter().map(|n| (n.call.as_str(), n.name.as_str(), n.at.line)).collect();
+    names.sort();
+    assert_eq!(names, [("d::point", "www.contoso.test", 5), ("dns_cname", "lb.contoso.test", 5)]);
+    let mut uses: Vec<(UsedVms, &str, usize, bool)> = written
+        .address_uses
+        .iter()
+        .map(|AddressUse { vms, what, at, updates_dns }| (vms.clone(), what.as_str(), at.line, *updates_dns))
+        .collect();
+    uses.sort_by_key(|u| (u.2, u.1.to_string()));
+    assert_eq!(
+        uses,
+        [
+            (UsedVms::Named("sql01".into()), "ctx.vm(\"sql01\").ip", 3, false),
+            (UsedVms::EachOfGroup(1), "d::point_vm(vm)", 4, true),
+            (UsedVms::EachOfGroup(1), "vm.ip", 4, false),
+        ]
+    );
+    let retries: Vec<(Option<usize>, usize)> = written.retries.iter().map(|(g, at)| (*g, at.line)).collect();
+    assert_eq!(retries, [(Some(0), 3), (None, 6)]);
+    assert_eq!(written.dns_zones, None, "no drplan.toml");
 }
