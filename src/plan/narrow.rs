@@ -71,6 +71,7 @@ mod tests {
             hooks: vec![],
             policy: FailurePolicy::default(),
             update_dns: true,
+            written: Default::default(),
         };
         let g = |name: &str, vms: &[&str]| ResolvedGroup {
             name: name.into(),
