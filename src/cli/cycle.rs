@@ -10,9 +10,10 @@ use std::path::Path;
 use super::args::{Format, Global};
 use super::context::{Findings, Overrides, confirm, site_path};
 use super::error::CliError;
-use super::runs::{Approvals, Direction, Prepared, RunRequest, failover, prepare, refuse, runtime};
+use super::runs::{Approvals, Prepared, RunRequest, failover, prepare, refuse, runtime};
 use crate::fabric::{Call, Fabric, Intent, PreflightRequest};
 use crate::model::{FailoverKind, Operation, Phase, PointChoice, format_time};
+use crate::plan::Direction;
 use crate::store::StateDir;
 
 /// R37, R38: the plan's groups come back in order (downtime: each VM is shut down on the

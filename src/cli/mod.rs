@@ -102,7 +102,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 point: point_for(*kind, run.point)?,
                 parallel: run.parallel,
                 format: run.format,
-                direction: runs::Direction::Failover,
+                direction: crate::plan::Direction::Failover,
                 approvals: approvals(*approve_manual),
                 shut_down_source: !run.no_shutdown,
                 overrides: run.overrides(*kind).map_err(CliError::Usage)?,

@@ -21,6 +21,7 @@ use crate::engine::{
 use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, Replica};
 use crate::model::{FailoverKind, PointChoice, format_time};
+use crate::plan::Direction;
 use crate::plan::Plan;
 use crate::plan::validate::ResolvedPlan;
 use crate::report::run::{RunHeader, RunReport};
@@ -50,15 +51,6 @@ type Record = RunRecord<StoredRun>;
 fn new_run_id() -> String {
     let now = chrono::Utc::now();
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), std::process::id() & 0xffff)
-}
-
-/// Which way a run moves the plan's VMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the plan's source to its target (R30-R33).
-    Failover,
-    /// R37, R38: back from the recovery site, then commit and reprotect forward.
-    Failback,
 }
 
 /// How manual steps are approved in a real run.

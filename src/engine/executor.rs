@@ -37,8 +37,8 @@ use crate::model::recovery::delta;
 use crate::model::{FailoverKind, HumanDuration, Inventory, Timestamp, format_time};
 use crate::plan::validate::ResolvedPlan;
 use crate::plan::{
-    Action, ActionContext, ActionError, EventView, FailurePolicy, Group, Hook, Manual, OnFailure, Plan, Services, Step,
-    VmBoard, VmView,
+    Action, ActionContext, ActionError, Direction, EventView, FailurePolicy, Group, Hook, Manual, OnFailure, Plan,
+    Services, Step, VmBoard, VmView,
 };
 
 /// What the run needs, shared by its tasks.
@@ -341,10 +341,17 @@ impl RunState {
         cut: Cut,
     ) -> Result<(), ActionError> {
         let services = Arc::new(StepServices::new(self.clone(), scope.clone(), step.into(), *t));
+        let (direction, source, target) = match self.spec.failback {
+            false => (Direction::Failover, &self.plan.source, &self.plan.target),
+            true => (Direction::Failback, &self.plan.target, &self.plan.source),
+        };
         let ctx = ActionContext {
             run_id: self.spec.run_id.clone(),
             plan: self.plan.name.clone(),
             kind: self.spec.kind,
+            source: source.clone(),
+            target: target.clone(),
+            direction,
             dry_run: self.spec.dry_run,
             group: scope.group.clone(),
             vm: scope.vm.clone(),

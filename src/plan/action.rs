@@ -135,12 +135,36 @@ pub struct EventView {
     pub error: Option<String>,
 }
 
+/// Which way a run moves a plan's VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the plan's source to its target (R30-R33).
+    Failover,
+    /// R37, R38: back from the recovery site to the original one.
+    Failback,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Failover => "failover",
+            Direction::Failback => "failback",
+        }
+    }
+}
+
 /// What an action sees when it runs.
 #[derive(Clone)]
 pub struct ActionContext {
     pub run_id: String,
     pub plan: String,
     pub kind: FailoverKind,
+    /// Where the run moves the VMs from and to: the plan's source and target, swapped
+    /// on the way back (a failback).
+    pub source: String,
+    pub target: String,
+    pub direction: Direction,
     pub dry_run: bool,
     /// The group whose action this is, if any.
     pub group: Option<String>,

@@ -12,7 +12,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use action::{Action, ActionContext, ActionError, EventView, Services, VmBoard, VmOperation, VmView};
+pub use action::{Action, ActionContext, ActionError, Direction, EventView, Services, VmBoard, VmOperation, VmView};
 pub use source::{AddressUse, Mistake, SourcePos, UsedVms, Written, WrittenName, WrittenWait};
 pub use validate::{Finding, ResolvedGroup, ResolvedPlan, Severity, Validation, validate};
 

@@ -107,3 +107,18 @@ fn r30_a_drill_runs_in_the_isolated_network_chosen_when_it_is_run() {
     let run = work.run(&unknown).fails(1);
     assert!(run.stderr.contains("nowhere"), "{}", run.stderr);
 }
+
+#[test]
+fn r37_actions_know_which_way_the_run_goes() {
+    // The example's hook says where a run went: on the way home, a failback from the
+    // recovery site, not a "failover".
+    let work = Workdir::contoso_plans();
+    work.run(&["failover", "failover.rhai", "--kind", "planned", "--yes", "--approve-manual"]).ok();
+    work.run(&["commit", "failover.rhai", "--yes"]).ok();
+    work.run(&["reprotect", "failover.rhai", "--yes"]).ok();
+    work.run(&["advance", "1d"]).ok();
+    work.run(&["failback", "failover.rhai", "--yes", "--approve-manual"]).ok();
+    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    assert!(show.contains("planned failback of contoso-crm from secondary to primary starting"), "{show}");
+    assert!(show.contains("NOTIFY: planned failback of contoso-crm (secondary to primary) succeeded"), "{show}");
+}

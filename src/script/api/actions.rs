@@ -210,8 +210,20 @@ type Getter = (&'static str, &'static str, &'static str, fn(&ActionContext) -> D
 
 pub(super) fn register(module: &mut Module) {
     module.set_custom_type_with_comments::<ScriptCtx>("Ctx", &["/// What an action sees when it runs."]);
-    let getters: [Getter; 9] = [
+    let getters: [Getter; 12] = [
         ("kind", "String", "The failover kind: \"test\", \"planned\" or \"unplanned\".", |c| c.kind.to_string().into()),
+        (
+            "direction",
+            "String",
+            "\"failover\" on the way to the recovery site, \"failback\" on the way home (R37).",
+            |c| c.direction.name().into(),
+        ),
+        ("source", "String", "The site the run moves the VMs from (the plan's target in a failback).", |c| {
+            c.source.clone().into()
+        }),
+        ("target", "String", "The site the run moves the VMs to (the plan's source in a failback).", |c| {
+            c.target.clone().into()
+        }),
         ("dry_run", "bool", "True in a dry run, where services record calls instead of acting.", |c| c.dry_run.into()),
         ("plan", "String", "The plan's name.", |c| c.plan.clone().into()),
         ("group", "?", "The group whose action this is, or () for plan actions and hooks.", |c| {
