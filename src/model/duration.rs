@@ -1,5 +1,6 @@
 //! Human durations as operators write them in site files and plans: `30s`, `5m`,
-//! `1h30m`, `2d`, `250ms`; and the inverse, for reports.
+//! `1h30m`, `2d`, `250ms`, `4m0.5s`; and the inverse, for reports, where seconds carry
+//! their milliseconds as a fraction (`4m0.938s`, read as easily as it is written).
 //!
 //! No duration is longer than [`MAX_DURATION`], ten years: longer than any wait,
 //! timeout, retention or boot a datacenter has, and short enough that modelled time can
@@ -11,8 +12,8 @@ use std::time::Duration;
 /// The longest duration: 3650 days, ten years (see the module's doc).
 pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
-/// Parses `"90s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"`. A bare `0` is zero. Longer than
-/// [`MAX_DURATION`] is an error.
+/// Parses `"90s"`, `"5m"`, `"1h30m"`, `"2d"`, `"250ms"`, `"1.5s"` (seconds may have up to
+/// three decimals). A bare `0` is zero. Longer than [`MAX_DURATION`] is an error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -30,6 +31,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let number: u64 = rest[..digits].parse().map_err(|_| too_long(text))?;
         rest = &rest[digits..];
+        // Seconds may carry milliseconds as a fraction, as reports show them.
+        let mut fraction_ms = 0;
+        if let Some(after) = rest.strip_prefix('.') {
+            let decimals = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+            if decimals == 0
+                || decimals > 3
+                || !after[decimals..].starts_with('s')
+                || after[decimals..].starts_with("ms")
+            {
+                return Err(format!(
+                    "bad duration {text:?}: only seconds take a fraction, of up to 3 decimals (e.g. 1.5s)"
+                ));
+            }
+            fraction_ms = after[..decimals].parse::<u64>().expect("digits") * 10u64.pow(3 - decimals as u32);
+            rest = &after[decimals..];
+        }
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit_ms = match &rest[..unit_len] {
             "ms" => 1,
@@ -45,6 +62,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
         total_ms = number
             .checked_mul(unit_ms)
+            .and_then(|ms| ms.checked_add(fraction_ms))
             .and_then(|ms| total_ms.checked_add(ms))
             .filter(|&ms| ms <= MAX_DURATION.as_millis() as u64)
             .ok_or_else(|| too_long(text))?;
@@ -59,7 +77,8 @@ fn too_long(text: &str) -> String {
     )
 }
 
-/// Displays a duration the way [`parse_duration`] reads it, largest units first.
+/// Displays a duration the way [`parse_duration`] reads it, largest units first, the
+/// milliseconds as a fraction of a second: `1h2m`, `4m0.938s`, `0.25s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -69,13 +88,21 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
             }
         }
-        Ok(())
+        let (seconds, millis) = (ms / 1000, ms % 1000);
+        match (seconds, millis) {
+            (0, 0) => Ok(()),
+            (seconds, 0) => write!(f, "{seconds}s"),
+            (seconds, millis) => {
+                let fraction = format!("{millis:03}");
+                write!(f, "{seconds}.{}s", fraction.trim_end_matches('0'))
+            }
+        }
     }
 }
 
@@ -110,10 +137,20 @@ mod tests {
 
     #[test]
     fn displays_what_it_parses() {
-        for text in ["1h30m", "250ms", "2d", "5m", "1d2h3m4s5ms"] {
+        for text in ["1h30m", "0.25s", "2d", "5m", "1d2h3m4.005s", "4m0.938s", "13m52.46s"] {
             let parsed = parse_duration(text).unwrap();
             assert_eq!(HumanDuration(parsed).to_string(), text);
         }
         assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        assert_eq!(parse_duration("250ms").unwrap(), parse_duration("0.25s").unwrap(), "both read");
+    }
+
+    #[test]
+    fn only_seconds_take_a_fraction_of_up_to_three_decimals() {
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for text in ["1.5m", "1.2345s", "1.s", "2.5ms"] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("only seconds take a fraction"), "{text}: {err}");
+        }
     }
 }

@@ -154,10 +154,16 @@ pub(crate) fn duration_arg(what: &str, text: &str) -> RhaiResult<Duration> {
 /// An IPv4 address argument, as text; `()` means the VM has no address yet.
 pub(crate) fn ipv4_arg(what: &str, ip: &Dynamic) -> RhaiResult<Ipv4Addr> {
     if ip.is_unit() {
-        return Err(format!("{what}: the address is () — the VM has no address yet (is it up and connected?)").into());
+        return Err(format!("{what}: the VM has no address yet (is it up, and connected to a network? R10)").into());
     }
-    let text = ip.clone().into_string().map_err(|t| format!("{what}: the address must be a string, not {t}"))?;
+    let text =
+        ip.clone().into_string().map_err(|t| format!("{what}: the address must be a string, not {}", kind_of(t)))?;
     text.parse().map_err(|_| format!("{what}: {text:?} is not an IPv4 address (e.g. \"10.2.1.10\")").into())
+}
+
+/// A Rhai value's type as messages name it: `()`, Rhai's unit, reads "nothing".
+pub(crate) fn kind_of(type_name: &str) -> &str {
+    if type_name == "()" { "nothing (no value)" } else { type_name }
 }
 
 /// `Some(value)` as its text, `None` as `()`: how scripts see optional fields.

@@ -99,7 +99,8 @@ fn evaluate(
                 SourcePos::new(file, last_line, 0),
                 ScriptErrorKind::NotAPlan,
                 format!(
-                    "the script's value is {type_name}, not a plan: the script must end with the plan value, e.g. `plan`"
+                    "the script's value is {}, not a plan: the script must end with the plan value, e.g. `plan`",
+                    host::kind_of(&type_name)
                 ),
             ))
         }

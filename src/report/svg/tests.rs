@@ -248,7 +248,7 @@ fn the_same_contoso_run_gives_the_same_bytes() {
     let svg = gantt(&contoso());
     check_xml(&svg).unwrap();
     assert_eq!(svg, gantt(&contoso()));
-    assert!(svg.contains("predicted RTO 12m20s748ms</text>"));
+    assert!(svg.contains("predicted RTO 12m20.748s</text>"));
     // Set DRPLAN_SVG_OUT to a directory to look at the charts.
     if let Some(dir) = std::env::var_os("DRPLAN_SVG_OUT") {
         let dir = std::path::PathBuf::from(dir);

@@ -19,7 +19,7 @@ use crate::model::parse_duration;
 use crate::plan::{
     AddressUse, FailurePolicy, Group, Manual, Member, Mistake, OnFailure, Plan, Selector, SourcePos, Step, UsedVms,
 };
-use crate::script::host::{RhaiResult, doc_fn, host, position};
+use crate::script::host::{RhaiResult, doc_fn, host, kind_of, position};
 use crate::script::reading::UsedVm;
 
 /// How long a manual step waits for the operator by default.
@@ -247,7 +247,9 @@ impl Options {
         let value = self.map.get(key)?.clone();
         value
             .into_string()
-            .map_err(|t| self.problems.push(format!("{}: option {key} must be a string, not {t}", self.what)))
+            .map_err(|t| {
+                self.problems.push(format!("{}: option {key} must be a string, not {}", self.what, kind_of(t)))
+            })
             .ok()
     }
 
@@ -338,11 +340,12 @@ fn add_group(ctx: NativeCallContext, plan: &mut PlanBuilder, name: &str, members
 fn selector_of(what: &str, item: Dynamic) -> Result<Selector, String> {
     let type_name = item.type_name();
     if item.is_string() {
-        return item.into_string().map(Selector::Vm).map_err(|t| format!("{what}: a VM name, not {t}"));
+        return item.into_string().map(Selector::Vm).map_err(|t| format!("{what}: a VM name, not {}", kind_of(t)));
     }
     item.try_cast::<SelectorValue>().map(|s| s.0).ok_or_else(|| {
         format!(
-            "{what}: a member is a VM name (a string) or a selector (vms_tagged(..), replication_group(..)), not {type_name}"
+            "{what}: a member is a VM name (a string) or a selector (vms_tagged(..), replication_group(..)), not {}",
+            kind_of(type_name)
         )
     })
 }
@@ -354,7 +357,7 @@ fn names_of(what: &str, value: Dynamic) -> (Vec<String>, Vec<String>) {
     for item in items {
         match item.into_string() {
             Ok(name) => names.push(name),
-            Err(t) => problems.push(format!("{what}: expected VM names (strings), not {t}")),
+            Err(t) => problems.push(format!("{what}: expected VM names (strings), not {}", kind_of(t))),
         }
     }
     (names, problems)

@@ -233,6 +233,8 @@ fn a_script_that_does_not_end_with_its_plan_is_not_a_plan() {
         .expect("the plan must not load");
     assert_eq!(err.kind, ScriptErrorKind::NotAPlan);
     assert!(err.message.contains("the script must end with the plan value, e.g. `plan`"), "{err}");
+    // Rhai's unit, `()`, is named as what it is, not shown.
+    assert!(err.message.contains("the script's value is nothing (no value), not a plan"), "{err}");
     let err = Plans::new().load("42").err().expect("the plan must not load");
     assert!(err.message.contains("the script's value is i64"), "{err}");
 }
