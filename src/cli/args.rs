@@ -25,6 +25,9 @@ pub struct Global {
     /// Answer yes to confirmations (required without a terminal).
     #[arg(long, global = true)]
     pub yes: bool,
+    /// Tables as wide as their cells; without it they fit the terminal, or 120 columns.
+    #[arg(long, global = true)]
+    pub wide: bool,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -238,7 +241,22 @@ pub enum Command {
     },
 }
 
+/// How wide reports may be when neither a terminal nor `--wide` says.
+const DEFAULT_WIDTH: usize = 120;
+
 impl Global {
+    /// How wide a human report's tables may be: `--wide`: as wide as their cells; on a
+    /// terminal, its width; otherwise 120 columns.
+    pub fn width(&self) -> crate::report::table::Width {
+        use crate::report::table::Width;
+        if self.wide {
+            return Width::Full;
+        }
+        let term = console::Term::stdout();
+        let columns = if term.is_term() { usize::from(term.size().1) } else { DEFAULT_WIDTH };
+        Width::Fit(columns.max(40))
+    }
+
     /// The state directory: `--state`, else `.drplan` beside the site file the command
     /// reads (`--site`, else `site.toml` beside the plan, else in the current directory),
     /// so that one plan folder is one datacenter whichever directory drplan runs from.

@@ -43,7 +43,7 @@ pub async fn status(global: &Global, targets: &[String], format: Format) -> Resu
     let plan = plan.map(|name| PlanStanding::of(name, &statuses));
     let report = StatusReport { clock: fabric.now(), plan, vms: statuses };
     Ok(match format {
-        Format::Human => report::status::human(&report),
+        Format::Human => report::status::human(&report, global.width()),
         Format::Json => json(&report),
     })
 }
@@ -69,7 +69,7 @@ pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
     let session = Session::open_to_look(global, None)?;
     let jobs = session.fabric.jobs().await?;
     Ok(match format {
-        Format::Human => report::jobs::human(&jobs),
+        Format::Human => report::jobs::human(&jobs, global.width()),
         Format::Json => json(&jobs),
     })
 }

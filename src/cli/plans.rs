@@ -134,7 +134,7 @@ pub fn dry_run(
             .map_err(|source| CliError::Write { path: path.to_path_buf(), source })?;
     }
     let text = match format {
-        Format::Human => report.human(),
+        Format::Human => report.human(global.width()),
         Format::Json => report.json(),
     };
     match status {

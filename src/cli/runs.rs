@@ -480,7 +480,11 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
             ]
         })
         .collect();
-    Ok(crate::report::table::render(&["RUN", "PLAN", "KIND", "STATUS", "LEFT", "PLAN FILE"], &table))
+    Ok({
+        use crate::report::table::{keep, wrap};
+        let header = [keep("RUN"), keep("PLAN"), keep("KIND"), keep("STATUS"), keep("LEFT"), wrap("PLAN FILE")];
+        crate::report::table::render(&header, &table, global.width())
+    })
 }
 
 /// What a run that did not succeed has left to do, in a few words.
@@ -518,7 +522,7 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
             .map_err(|source| CliError::Write { path: path.clone(), source })?;
     }
     Ok(match format {
-        Format::Human => report.human(),
+        Format::Human => report.human(global.width()),
         Format::Json => report.json(),
     })
 }

@@ -3,7 +3,7 @@
 use super::table;
 use crate::model::{HumanDuration, Job, JobStatus, format_time};
 
-pub fn human(jobs: &[Job]) -> String {
+pub fn human(jobs: &[Job], width: table::Width) -> String {
     if jobs.is_empty() {
         return "no jobs yet\n".into();
     }
@@ -28,5 +28,10 @@ pub fn human(jobs: &[Job]) -> String {
             ]
         })
         .collect();
-    table::render(&["ID", "OPERATION", "VM", "STATUS", "STARTED", "TOOK", "DETAIL"], &rows)
+    {
+        use table::{keep, wrap};
+        let header =
+            [keep("ID"), keep("OPERATION"), keep("VM"), keep("STATUS"), keep("STARTED"), keep("TOOK"), wrap("DETAIL")];
+        table::render(&header, &rows, width)
+    }
 }

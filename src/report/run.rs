@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::outcome::Status;
-use super::table;
+use super::table::{self, keep, wrap};
 use crate::engine::{Event, EventKind, RunOutcome, RunStatus};
 use crate::fabric::FailoverOutcome;
 use crate::model::{FailoverKind, HumanDuration, PointChoice, Timestamp, format_time};
@@ -271,7 +271,7 @@ impl RunReport {
         serde_json::to_string_pretty(self).expect("reports serialize") + "\n"
     }
 
-    pub fn human(&self) -> String {
+    pub fn human(&self, width: table::Width) -> String {
         let h = &self.header;
         let what = if h.dry_run { "Dry run" } else { "Run" };
         let mut out = format!(
@@ -282,8 +282,11 @@ impl RunReport {
             out.push_str("Nothing was changed: the fabric, DNS and the clock were simulated.\n");
         }
         out.push_str(&format!("\nSteps (modelled time from {}):\n", format_time(self.started)));
+        // Tables here are indented, which the width must leave room for.
+        let width = width.less(INDENT.len());
         let rows: Vec<Vec<String>> = self.steps.iter().map(|e| step_row(self.started, e)).collect();
-        out.push_str(&indent(&table::render(&["AT", "EVENT", "GROUP", "VM", "STEP", "DETAIL"], &rows)));
+        let header = [keep("AT"), keep("EVENT"), keep("GROUP"), keep("VM"), wrap("STEP — DETAIL")];
+        out.push_str(&indent(&table::render(&header, &rows, width)));
         out.push_str("\nTimeline:\n");
         let mut rows = Vec::new();
         for group in &self.groups {
@@ -292,7 +295,11 @@ impl RunReport {
                 rows.push(span_row(vm, "  "));
             }
         }
-        out.push_str(&indent(&table::render(&["GROUP / VM", "START", "END", "TOOK", "STATUS", "DETAIL"], &rows)));
+        out.push_str(&indent(&table::render(
+            &[keep("GROUP / VM"), keep("START"), keep("END"), keep("TOOK"), keep("STATUS"), wrap("DETAIL")],
+            &rows,
+            width,
+        )));
         if self.attempts.len() > 1 {
             out.push_str("\nAttempts (the RTO counts from the first):\n");
             let rows: Vec<Vec<String>> = self
@@ -311,7 +318,11 @@ impl RunReport {
                     ]
                 })
                 .collect();
-            out.push_str(&indent(&table::render(&["#", "", "FROM", "TO", "ENDED", "DETAIL"], &rows)));
+            out.push_str(&indent(&table::render(
+                &[keep("#"), keep(""), keep("FROM"), keep("TO"), keep("ENDED"), wrap("DETAIL")],
+                &rows,
+                width,
+            )));
         }
         let verdict = format!(" ({})", self.verdict());
         let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
@@ -387,8 +398,11 @@ fn step_row(start: Timestamp, e: &Event) -> Vec<String> {
         e.kind.name().into(),
         e.group.clone().unwrap_or_default(),
         e.vm.clone().unwrap_or_default(),
-        e.step.clone().unwrap_or_default(),
-        e.detail.clone().unwrap_or_default(),
+        // Few events have both, so one column serves them and leaves room for the text.
+        match (&e.step, &e.detail) {
+            (Some(step), Some(detail)) => format!("{step} — {detail}"),
+            (step, detail) => step.clone().or_else(|| detail.clone()).unwrap_or_default(),
+        },
     ]
 }
 
@@ -403,8 +417,10 @@ fn span_row(span: &Span, prefix: &str) -> Vec<String> {
     ]
 }
 
+const INDENT: &str = "  ";
+
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}\n")).collect()
+    text.lines().map(|l| format!("{INDENT}{l}\n")).collect()
 }
 
 /// Durations as whole milliseconds in JSON.

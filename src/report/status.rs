@@ -66,7 +66,7 @@ fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
-pub fn human(report: &StatusReport) -> String {
+pub fn human(report: &StatusReport, width: table::Width) -> String {
     let rows: Vec<Vec<String>> = report
         .vms
         .iter()
@@ -86,18 +86,20 @@ pub fn human(report: &StatusReport) -> String {
             ]
         })
         .collect();
+    use table::{keep, spare, wrap};
+    // ACTIVE tells where a VM runs, which is what REPLICATION's direction follows from.
     let header = [
-        "VM",
-        "STATE",
-        "ACTIVE",
-        "REPLICATION",
-        "POLICY",
-        "LATEST POINT",
-        "LATEST APP-CONSISTENT",
-        "POINTS",
-        "RPO",
-        "HEALTH",
-        "NEXT",
+        keep("VM"),
+        keep("STATE"),
+        keep("ACTIVE"),
+        spare("REPLICATION", 2),
+        keep("POLICY"),
+        keep("LATEST POINT"),
+        spare("LATEST APP-CONSISTENT", 0),
+        spare("POINTS", 1),
+        keep("RPO"),
+        keep("HEALTH"),
+        wrap("NEXT"),
     ];
     let mut out = format!("clock {}\n", format_time(report.clock));
     if let Some(plan) = &report.plan {
@@ -115,5 +117,5 @@ pub fn human(report: &StatusReport) -> String {
             list(&plan.active)
         ));
     }
-    format!("{out}\n{}", table::render(&header, &rows))
+    format!("{out}\n{}", table::render(&header, &rows, width))
 }

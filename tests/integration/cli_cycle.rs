@@ -123,6 +123,6 @@ fn r22_a_plan_action_commits_and_reprotects_each_vm_through_the_fabric() {
     assert_eq!(status["vms"][0]["direction"], serde_json::json!(["secondary", "primary"]));
     // ...and committing a VM that never failed over is refused with what to do instead.
     let id = work.last_run().unwrap();
-    let show = work.run(&["show", &id]).ok();
+    let show = work.run(&["show", &id, "--wide"]).ok();
     assert!(show.stdout.contains("cannot commit app01: it is protected"), "{}\n{}", show.stdout, run.stderr);
 }

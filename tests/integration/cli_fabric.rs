@@ -15,6 +15,21 @@ fn status_of_the_example_site() {
 }
 
 #[test]
+fn status_fits_120_columns_and_wide_shows_every_column() {
+    let work = Workdir::contoso();
+    let fitted = work.run(&["status"]).ok().stdout;
+    for line in fitted.lines() {
+        assert!(line.chars().count() <= 120, "{line:?} is wider than 120 columns");
+    }
+    assert!(!fitted.contains("LATEST APP-CONSISTENT  POINTS"), "{fitted}");
+    assert!(fitted.contains("--wide shows every column"), "{fitted}");
+    let wide = work.run(&["status", "--wide"]).ok().stdout;
+    assert!(wide.contains("LATEST APP-CONSISTENT  POINTS"), "{wide}");
+    assert!(wide.contains("test failover, planned failover, unplanned failover, unprotect"), "{wide}");
+    assert!(!wide.contains("hidden"), "{wide}");
+}
+
+#[test]
 fn r4_protect_starts_initial_replication_that_completes_as_time_passes() {
     let work = Workdir::contoso();
     let run = work.run(&["protect", "report01", "--policy", "silver", "--yes"]).ok();

@@ -83,7 +83,7 @@ fn r32_an_unplanned_failover_can_be_told_not_to_try_shutting_the_source_down() {
     let work = Workdir::contoso_plans();
     let args = ["failover", "failover.rhai", "--kind", "unplanned", "--vm", "app01", "--no-shutdown", "--yes"];
     work.run(&args).ok();
-    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    let show = work.run(&["show", &work.last_run().unwrap(), "--wide"]).ok().stdout;
     assert!(show.contains("no shutdown was tried") && show.contains("OPEN-ENDED"), "{show}");
     let jobs = work.run(&["jobs", "--format", "json"]).ok().json();
     assert!(!jobs.as_array().unwrap().iter().any(|j| j["operation"] == "shutdown"), "{jobs}");
@@ -101,7 +101,7 @@ fn r30_a_drill_runs_in_the_isolated_network_chosen_when_it_is_run() {
     });
     let args = ["failover", "drill.rhai", "--kind", "test", "--vm", "web01", "--test-network", "bubble-2"];
     work.run(&args).ok();
-    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    let show = work.run(&["show", &work.last_run().unwrap(), "--wide"]).ok().stdout;
     assert!(show.contains("192.168.203."), "the replica is in bubble-2: {show}");
     let unknown = ["failover", "drill.rhai", "--kind", "test", "--vm", "web02", "--test-network", "nowhere"];
     let run = work.run(&unknown).fails(1);
@@ -118,7 +118,7 @@ fn r37_actions_know_which_way_the_run_goes() {
     work.run(&["reprotect", "failover.rhai", "--yes"]).ok();
     work.run(&["advance", "1d"]).ok();
     work.run(&["failback", "failover.rhai", "--yes", "--approve-manual"]).ok();
-    let show = work.run(&["show", &work.last_run().unwrap()]).ok().stdout;
+    let show = work.run(&["show", &work.last_run().unwrap(), "--wide"]).ok().stdout;
     assert!(show.contains("planned failback of contoso-crm from secondary to primary starting"), "{show}");
     assert!(show.contains("NOTIFY: planned failback of contoso-crm (secondary to primary) succeeded"), "{show}");
 }
