@@ -2,6 +2,7 @@
 //! serves dry runs and tests (records in memory, nothing sent), and `Rfc2136`, which sends
 //! TSIG-signed dynamic updates to the zone's authoritative server.
 
+mod connection;
 pub mod rfc2136;
 
 use std::collections::BTreeMap;
