@@ -11,10 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::error::CliError;
-use crate::fabric::dns::rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
-use crate::fabric::dns::{DnsError, DnsUpdater, RecordingDns};
+use crate::fabric::dns::rfc2136::{DnsServer, Rfc2136, TsigKey};
+use crate::fabric::dns::{DnsError, DnsUpdater, RecordingDns, key_secret};
 use crate::model::FailoverKind;
-use crate::plan::config::{CONFIG_FILE, DnsConfig, SecretSource, in_zone, parse_config};
+use crate::plan::config::{CONFIG_FILE, DnsConfig, DnsKeyConfig, SecretSource, in_zone, parse_config};
 
 /// How long one DNS exchange may take before it counts as a timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,15 +48,7 @@ fn servers(dns: &DnsConfig, folder: &Path, config: &Path) -> Result<Vec<DnsServe
                 None => None,
                 Some(name) => {
                     let key = dns.keys.iter().find(|k| &k.name == name).expect("the config checks key names");
-                    let algorithm: TsigAlgorithm = key.algorithm.parse().unwrap_or(TsigAlgorithm::HmacSha256);
-                    let (text, from) = secret_text(&key.name, &key.secret, folder, config)?;
-                    let parsed = TsigKey::from_base64(&key.name, algorithm, &text).map_err(|_| {
-                        CliError::Usage(format!(
-                            "the secret of TSIG key {} (from {from}) is not valid base64",
-                            key.name
-                        ))
-                    })?;
-                    Some(parsed)
+                    Some(tsig_key(key, folder, config).map_err(CliError::Refused)?)
                 }
             };
             Ok(DnsServer {
@@ -70,41 +62,33 @@ fn servers(dns: &DnsConfig, folder: &Path, config: &Path) -> Result<Vec<DnsServe
         .collect()
 }
 
-/// Reads a TSIG secret's base64 text, and says where it came from; errors say where it was
-/// looked for, never what it is.
-fn secret_text(key: &str, source: &SecretSource, folder: &Path, config: &Path) -> Result<(String, String), CliError> {
-    let (text, from) = match source {
+/// The TSIG key `key` of the configuration, its secret read from its file or variable;
+/// or why it cannot be used. Errors say where the secret was looked for, never what it is.
+fn tsig_key(key: &DnsKeyConfig, folder: &Path, config: &Path) -> Result<TsigKey, String> {
+    let name = &key.name;
+    let (text, from) = match &key.secret {
         SecretSource::File(file) => {
             let path = folder.join(file);
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                CliError::Usage(format!(
-                    "{}: the secret of TSIG key {key} cannot be read from {}: {e}",
+                format!(
+                    "{}: the secret of TSIG key {name} cannot be read from {}: {e}",
                     config.display(),
                     path.display()
-                ))
+                )
             })?;
             (text, path.display().to_string())
         }
         SecretSource::Env(var) => {
             let text = std::env::var(var).map_err(|_| {
-                CliError::Usage(format!(
-                    "{}: the secret of TSIG key {key} is to come from ${var}, which is not set",
-                    config.display()
-                ))
+                format!("{}: the secret of TSIG key {name} is to come from ${var}, which is not set", config.display())
             })?;
             (text, format!("${var}"))
         }
     };
-    Ok((bare_secret(&text), from))
-}
-
-/// The base64 of a secret file: the file itself, or, for a key file written by
-/// tsig-keygen (`key "name" { algorithm …; secret "…"; };`), what `secret` quotes.
-fn bare_secret(text: &str) -> String {
-    match text.split_once("secret") {
-        Some((_, rest)) => rest.split('"').nth(1).unwrap_or(rest).trim().to_string(),
-        None => text.trim().to_string(),
-    }
+    let secret = key_secret(&text, name, key.algorithm)
+        .map_err(|e| format!("{}: the secret of TSIG key {name} cannot be used: {from}: {e}", config.display()))?;
+    TsigKey::from_base64(name, secret.algorithm, &secret.base64)
+        .map_err(|_| format!("{}: the secret of TSIG key {name} (from {from}) is not valid base64", config.display()))
 }
 
 /// R30: a test failover's DNS names move under the test zone: `web01.contoso.test`
@@ -224,6 +208,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::fabric::dns::TsigAlgorithm;
 
     #[tokio::test]
     async fn r30_a_test_failover_updates_only_the_test_zone() {
@@ -302,25 +287,54 @@ mod tests {
         }
     }
 
+    fn key_config(name: &str, algorithm: Option<TsigAlgorithm>, secret: SecretSource) -> DnsKeyConfig {
+        DnsKeyConfig { name: name.into(), algorithm, secret }
+    }
+
     #[test]
     fn secrets_come_from_files_or_the_environment_and_are_never_shown() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("k.secret"),
-            "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0LWJ5dGVz\"; };\n",
+            "key \"k\" { algorithm hmac-sha512; secret \"c2VjcmV0LWJ5dGVz\"; };\n",
         )
         .unwrap();
-        let (from_file, _) =
-            secret_text("k", &SecretSource::File("k.secret".into()), dir.path(), Path::new("drplan.toml")).unwrap();
-        assert_eq!(from_file, "c2VjcmV0LWJ5dGVz", "tsig-keygen's file: the quoted secret, not the key's name");
-        assert_eq!(bare_secret("  c2VjcmV0LWJ5dGVz\n"), "c2VjcmV0LWJ5dGVz");
-        let err = secret_text(
-            "k",
-            &SecretSource::Env("DRPLAN_TEST_UNSET_SECRET".into()),
-            dir.path(),
-            Path::new("drplan.toml"),
+        std::fs::write(dir.path().join("bare.secret"), "  c2VjcmV0LWJ5dGVz\n").unwrap();
+        let config = Path::new("drplan.toml");
+        let from_file = tsig_key(&key_config("k", None, SecretSource::File("k.secret".into())), dir.path(), config);
+        assert_eq!(
+            from_file.unwrap(),
+            TsigKey::new("k", TsigAlgorithm::HmacSha512, b"secret-bytes".to_vec()),
+            "tsig-keygen's file: its secret and algorithm"
+        );
+        let bare = tsig_key(&key_config("k", None, SecretSource::File("bare.secret".into())), dir.path(), config);
+        assert_eq!(bare.unwrap().algorithm, TsigAlgorithm::HmacSha256);
+        let unset = key_config("k", None, SecretSource::Env("DRPLAN_TEST_UNSET_SECRET".into()));
+        let err = tsig_key(&unset, dir.path(), config).unwrap_err();
+        assert!(err.contains("$DRPLAN_TEST_UNSET_SECRET, which is not set"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_for_another_key_or_algorithm_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("dr.key"),
+            "key \"dr-secret\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0LWJ5dGVz\";\n};\n",
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("$DRPLAN_TEST_UNSET_SECRET, which is not set"), "{err}");
+        .unwrap();
+        let config = Path::new("plans/drplan.toml");
+        let file = || SecretSource::File("dr.key".into());
+        let named = tsig_key(&key_config("dr-secret", None, file()), dir.path(), config).unwrap();
+        assert_eq!(named.secret, b"secret-bytes", "a key named dr-secret is read by the grammar");
+
+        let other = tsig_key(&key_config("drplan", None, file()), dir.path(), config).unwrap_err();
+        assert!(other.starts_with("plans/drplan.toml: the secret of TSIG key drplan cannot be used: "), "{other}");
+        assert!(other.ends_with("dr.key: it holds the key \"dr-secret\", not \"drplan\": the key name in drplan.toml and in the key file must be the same (the server knows the key by it)"), "{other}");
+        let algorithm = tsig_key(&key_config("dr-secret", Some(TsigAlgorithm::HmacSha512), file()), dir.path(), config)
+            .unwrap_err();
+        assert!(algorithm.contains("is hmac-sha256 in the key file but hmac-sha512 in drplan.toml"), "{algorithm}");
+        for error in [other, algorithm] {
+            assert!(!error.contains("c2VjcmV0"), "the secret leaks: {error}");
+        }
     }
 }

@@ -22,8 +22,8 @@
 //! key = "drplan"
 //! [[dns.keys]]
 //! name = "drplan"
-//! algorithm = "hmac-sha256"
-//! secret_env = "DRPLAN_TSIG_SECRET"      # or secret_file = "keys/drplan.secret"
+//! algorithm = "hmac-sha256"             # optional with a key file: it names the algorithm
+//! secret_env = "DRPLAN_TSIG_SECRET"      # or secret_file = "keys/drplan.key" (tsig-keygen's)
 //! ```
 //!
 //! Pure parsing, no I/O: the script layer reads the file (a missing one means the
@@ -37,6 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::SourcePos;
+use crate::fabric::dns::TsigAlgorithm;
 use crate::model::snippet::Source;
 
 /// The config file's name, in a plan's folder.
@@ -68,14 +69,16 @@ pub struct DnsServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsKeyConfig {
     pub name: String,
-    /// `hmac-sha256` (the default) or `hmac-sha512`.
-    pub algorithm: String,
+    /// `hmac-sha256`, `hmac-sha384` or `hmac-sha512`; when not given, the key file's, or
+    /// `hmac-sha256` for a bare secret.
+    pub algorithm: Option<TsigAlgorithm>,
     pub secret: SecretSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// A file (relative to the plan's folder) holding the base64 secret.
+    /// A file (relative to the plan's folder) holding the base64 secret, or a key file
+    /// as `tsig-keygen` writes it.
     File(PathBuf),
     /// An environment variable holding the base64 secret.
     Env(String),
@@ -204,14 +207,15 @@ fn dns_config(doc: DnsDoc, error: &dyn Fn(Range<usize>, String) -> ConfigError) 
     let mut keys: Vec<DnsKeyConfig> = Vec::new();
     for (i, key) in doc.keys.iter().enumerate() {
         let field = format!("dns.keys[{i}]");
-        let algorithm = key.algorithm.as_ref().map_or("hmac-sha256".to_string(), |a| a.get_ref().to_ascii_lowercase());
-        if !["hmac-sha256", "hmac-sha512"].contains(&algorithm.as_str()) {
-            let span = key.algorithm.as_ref().map_or(key.name.span(), |a| a.span());
-            return Err(error(
-                span,
-                format!("{field}.algorithm: {algorithm:?} is not offered; use hmac-sha256 or hmac-sha512"),
-            ));
-        }
+        let algorithm = match &key.algorithm {
+            None => None,
+            Some(written) => Some(
+                written
+                    .get_ref()
+                    .parse::<TsigAlgorithm>()
+                    .map_err(|e| error(written.span(), format!("{field}.algorithm: {e}")))?,
+            ),
+        };
         let secret = match (&key.secret_file, &key.secret_env) {
             (Some(file), None) => SecretSource::File(PathBuf::from(file.get_ref())),
             (None, Some(env)) => SecretSource::Env(env.get_ref().clone()),
@@ -401,7 +405,7 @@ mod dns_tests {
         assert_eq!(dns.ttl, 60);
         assert_eq!(dns.servers[0].zone, "contoso.test");
         assert_eq!(dns.servers[0].key.as_deref(), Some("k"));
-        assert_eq!(dns.keys[0].algorithm, "hmac-sha256");
+        assert_eq!(dns.keys[0].algorithm, None, "the key file's, or HMAC-SHA256");
         assert_eq!(dns.keys[0].secret, SecretSource::Env("DRPLAN_TSIG_SECRET".into()));
         assert_eq!(dns.test_zone.as_deref(), Some("drill.contoso.test"));
     }

@@ -25,6 +25,9 @@ pub const KEY_NAME: &str = "drplan-key";
 pub const SHA512_KEY_NAME: &str = "drplan-sha512";
 /// A key the server knows but that may not update the zone: its updates are REFUSED.
 pub const READONLY_KEY_NAME: &str = "readonly-key";
+/// Allowed to update; made by `tsig-keygen`, whose file names it (a name with "secret" in
+/// it, which a reader that looks for the word would take for the secret).
+pub const DR_SECRET_KEY_NAME: &str = "dr-secret";
 /// The address web01 has in the zone before any test touches it (the source site's).
 pub const WEB01_SOURCE_IP: &str = "10.1.3.21";
 /// `www` is a CNAME to the source site's load balancer; `lb-dr` is the other site's.
@@ -54,6 +57,8 @@ pub struct Bind {
     pub secret: String,
     pub sha512_secret: String,
     pub readonly_secret: String,
+    /// `tsig-keygen -a hmac-sha256 dr-secret`'s output: a key file, as named.conf includes it.
+    pub dr_secret_key_file: String,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -71,7 +76,14 @@ impl Bind {
             let secret = random_secret();
             let sha512_secret = random_secret();
             let readonly_secret = random_secret();
-            let conf = named_conf(dir.path(), port, &secret, &sha512_secret, &readonly_secret);
+            let dr_secret_key_file = tsig_keygen(DR_SECRET_KEY_NAME);
+            let secrets = Secrets {
+                secret: &secret,
+                sha512: &sha512_secret,
+                readonly: &readonly_secret,
+                dr_secret_key_file: &dr_secret_key_file,
+            };
+            let conf = named_conf(dir.path(), port, &secrets);
             fs::write(dir.path().join("contoso.test.zone"), ZONE_FILE).expect("write the zone file");
             fs::write(dir.path().join("named.conf"), conf).expect("write named.conf");
             let log = fs::File::create(dir.path().join("named.log")).expect("create named.log");
@@ -85,7 +97,7 @@ impl Bind {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", named.display()));
-            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, child, dir };
+            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, dr_secret_key_file, child, dir };
             match bind.wait_until_serving(Duration::from_secs(5)) {
                 Ok(()) => return bind,
                 Err(failure) => last_failure = failure,
@@ -188,8 +200,17 @@ impl Drop for Bind {
     }
 }
 
-fn named_conf(dir: &Path, port: u16, secret: &str, sha512_secret: &str, readonly_secret: &str) -> String {
+/// The keys named.conf defines.
+struct Secrets<'a> {
+    secret: &'a str,
+    sha512: &'a str,
+    readonly: &'a str,
+    dr_secret_key_file: &'a str,
+}
+
+fn named_conf(dir: &Path, port: u16, secrets: &Secrets) -> String {
     let dir = dir.display();
+    let Secrets { secret, sha512: sha512_secret, readonly: readonly_secret, dr_secret_key_file } = secrets;
     format!(
         r#"options {{
     directory "{dir}";
@@ -206,10 +227,11 @@ controls {{ }};
 key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 key "{SHA512_KEY_NAME}" {{ algorithm hmac-sha512; secret "{sha512_secret}"; }};
 key "{READONLY_KEY_NAME}" {{ algorithm hmac-sha256; secret "{readonly_secret}"; }};
+{dr_secret_key_file}
 zone "contoso.test" {{
     type primary;
     file "contoso.test.zone";
-    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; }};
+    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; key "{DR_SECRET_KEY_NAME}"; }};
 }};
 "#
     )
@@ -231,6 +253,17 @@ pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
     data_encoding::BASE64.encode(&bytes)
+}
+
+/// A new key file for `name` (HMAC-SHA256), as BIND's own `tsig-keygen` writes it.
+pub fn tsig_keygen(name: &str) -> String {
+    let program = find_program("tsig-keygen");
+    let output = Command::new(&program)
+        .args(["-a", "hmac-sha256", name])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", program.display()));
+    assert!(output.status.success(), "tsig-keygen failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("tsig-keygen prints UTF-8")
 }
 
 /// `name` in PATH or in the sbin directories (not in a normal user's PATH on Debian).

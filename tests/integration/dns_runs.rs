@@ -176,3 +176,49 @@ fn r50_the_example_plan_fails_over_and_back_with_dns_against_bind() {
     assert_eq!(dig("web01.contoso.test"), "10.1.3.21", "back at the original address");
     assert_eq!(dig("web03.contoso.test"), "10.1.3.23");
 }
+
+/// A drplan.toml for the lab's server whose key `key_name` reads its secret from
+/// `tsig.key` (plus `extra` lines for the key, e.g. an algorithm).
+fn key_file_config(bind: &Bind, key_name: &str, extra: &str) -> String {
+    format!(
+        "[dns]\n[[dns.servers]]\nzone = \"contoso.test\"\naddress = \"{}\"\nkey = \"{key_name}\"\n\n[[dns.keys]]\nname = \"{key_name}\"\nsecret_file = \"tsig.key\"\n{extra}",
+        bind.address()
+    )
+}
+
+#[test]
+fn a_tsig_keygen_file_of_a_key_named_dr_secret_signs_the_updates() {
+    let bind = Bind::start();
+    let config = key_file_config(&bind, bind::DR_SECRET_KEY_NAME, "");
+    let work = Workdir::contoso().plan(PLAN).file("drplan.toml", &config).file("tsig.key", &bind.dr_secret_key_file);
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    assert_eq!(bind.dig(&["+short", "web01.contoso.test", "A"]).trim(), "10.2.3.21");
+}
+
+#[test]
+fn a_key_file_of_another_key_or_algorithm_refuses_the_run_before_anything_changes() {
+    let bind = Bind::start();
+    let serial = bind.soa_serial();
+    let cases = [
+        (KEY_NAME, "", "it holds the key \"dr-secret\", not \"drplan-key\""),
+        (
+            bind::DR_SECRET_KEY_NAME,
+            "algorithm = \"hmac-sha512\"\n",
+            "the key \"dr-secret\" is hmac-sha256 in the key file but hmac-sha512 in drplan.toml",
+        ),
+    ];
+    for (key_name, extra, phrase) in cases {
+        let work = Workdir::contoso()
+            .plan(PLAN)
+            .file("drplan.toml", &key_file_config(&bind, key_name, extra))
+            .file("tsig.key", &bind.dr_secret_key_file);
+        let run = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+        assert!(run.stderr.contains(phrase), "{phrase:?} in:\n{}", run.stderr);
+        assert!(run.stderr.contains("tsig.key"), "names the file: {}", run.stderr);
+        assert!(!run.stderr.contains("secret \""), "{}", run.stderr);
+        assert_eq!(work.last_run(), None, "refused before the run exists");
+        let status = work.run(&["status", "--format", "json"]).ok().json();
+        assert!(status["vms"].as_array().unwrap().iter().all(|vm| vm["active_site"] != "secondary"), "{status}");
+    }
+    assert_eq!(bind.soa_serial(), serial, "nothing was sent");
+}

@@ -3,6 +3,7 @@
 //! TSIG-signed dynamic updates to the zone's authoritative server.
 
 mod connection;
+pub mod key_file;
 pub mod rfc2136;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use key_file::{KeySecret, key_secret};
 pub use rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
