@@ -1,8 +1,9 @@
 //! A real BIND 9 for the DNS tests and the DNS benchmark: `named -g` on a free loopback
-//! port, in a temporary directory holding a fresh copy of the zone `contoso.test.` (BIND
-//! writes its journal back into the zone file at shutdown), with a TSIG key allowed to
-//! update the zone and one that is not. Killed on drop. Nothing here talks to an address
-//! outside 127.0.0.0/8.
+//! port, in a temporary directory holding fresh copies of the production zone
+//! `contoso.test.` and of the drills' test zone `drill.contoso.test.` (BIND writes its
+//! journal back into the zone file at shutdown), with TSIG keys allowed to update both
+//! and one that is not. Killed on drop. Nothing here talks to an address outside
+//! 127.0.0.0/8.
 //!
 //! Used by the integration tests (`dns_bind`, `dns_runs`) and by `benches/dns.rs`
 //! (`#[path = "../tests/integration/bind.rs"] mod bind;`).
@@ -19,6 +20,8 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 pub const ZONE: &str = "contoso.test.";
+/// The test zone drills update (R30): a zone of its own on the same server.
+pub const TEST_ZONE: &str = "drill.contoso.test.";
 /// The key `allow-update` names.
 pub const KEY_NAME: &str = "drplan-key";
 /// Also allowed to update, with HMAC-SHA512.
@@ -48,6 +51,12 @@ db01    IN A    10.1.2.10
 www     IN CNAME lb-primary.contoso.test.
 lb-primary IN A 10.1.3.100
 lb-dr   IN A    10.2.3.100
+";
+
+const TEST_ZONE_FILE: &str = "\
+$TTL 3600
+@       IN SOA  ns1.contoso.test. hostmaster.contoso.test. ( 2026010501 3600 600 86400 60 )
+        IN NS   ns1.contoso.test.
 ";
 
 /// A running `named`; stops when dropped.
@@ -85,6 +94,7 @@ impl Bind {
             };
             let conf = named_conf(dir.path(), port, &secrets);
             fs::write(dir.path().join("contoso.test.zone"), ZONE_FILE).expect("write the zone file");
+            fs::write(dir.path().join("drill.contoso.test.zone"), TEST_ZONE_FILE).expect("write the test zone file");
             fs::write(dir.path().join("named.conf"), conf).expect("write named.conf");
             let log = fs::File::create(dir.path().join("named.log")).expect("create named.log");
             let child = Command::new(&named)
@@ -145,6 +155,22 @@ impl Bind {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", dig.display()));
         assert!(output.status.success(), "dig {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("dig prints UTF-8")
+    }
+
+    /// The whole of `zone` as a zone transfer (AXFR, with `dig`) reads it: one record per
+    /// line, sorted, comments left out. Two transfers are equal when the zone is.
+    pub fn axfr(&self, zone: &str) -> Vec<String> {
+        let transfer = self.dig(&["+nocmd", "+nostats", "+nocomments", zone, "AXFR"]);
+        let mut records: Vec<String> = transfer
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with(';'))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // A transfer starts and ends with the SOA: keep it once.
+        records.sort();
+        records.dedup();
+        assert!(records.iter().any(|r| r.contains(" SOA ")), "the transfer of {zone} failed:\n{transfer}");
+        records
     }
 
     /// The zone's SOA serial, asked over UDP by hand (not through drplan's client).
@@ -232,6 +258,13 @@ zone "contoso.test" {{
     type primary;
     file "contoso.test.zone";
     allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; key "{DR_SECRET_KEY_NAME}"; }};
+    allow-transfer {{ 127.0.0.1; }};
+}};
+zone "drill.contoso.test" {{
+    type primary;
+    file "drill.contoso.test.zone";
+    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; key "{DR_SECRET_KEY_NAME}"; }};
+    allow-transfer {{ 127.0.0.1; }};
 }};
 "#
     )

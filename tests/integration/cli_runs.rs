@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::Workdir;
+use crate::util::{RECORD_DNS, Workdir};
 
 /// The three contoso tiers without manual steps, DNS for the web tier.
 const PLAN: &str = r#"
@@ -45,7 +45,7 @@ fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
 
 #[test]
 fn r31_a_planned_failover_through_the_binary_moves_every_vm_to_the_recovery_site() {
-    let work = Workdir::contoso().plan(PLAN);
+    let work = Workdir::contoso().plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
     assert!(run.stdout.contains("succeeded: RTO"), "{}", run.stdout);
     for vm in ["sql01", "sql02", "app01", "app02", "app03", "web01", "web02", "web03"] {
@@ -65,7 +65,7 @@ fn r31_a_planned_failover_through_the_binary_moves_every_vm_to_the_recovery_site
 
 #[test]
 fn a_real_failover_asks_for_confirmation_without_yes() {
-    let work = Workdir::contoso().plan(PLAN);
+    let work = Workdir::contoso().plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&["failover", "plan.rhai", "--kind", "unplanned"]).fails(1);
     assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
     assert_eq!(status_of(&work, "sql01")["state"], "protected", "nothing happened");
@@ -77,7 +77,7 @@ fn r21_a_manual_step_is_approved_from_a_second_process() {
         "plan.group(\"app\"",
         "plan.manual(\"Confirm the SQL listener\", #{ timeout: \"2h\" });\nplan.group(\"app\"",
     );
-    let work = Workdir::contoso().plan(&plan);
+    let work = Workdir::contoso().plan(&plan).file("drplan.toml", RECORD_DNS);
     let child = work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]).spawn();
     let id = wait_for(&work, "manual.waiting", None);
     assert_eq!(status_of(&work, "app01")["state"], "protected", "the plan is paused before the app tier");
@@ -113,7 +113,7 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
 #[test]
 fn a_failed_run_resumes_after_the_cause_is_fixed_without_redoing_finished_steps() {
     let fault = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
-    let work = Workdir::contoso().site_edit(|s| s + fault).plan(PLAN);
+    let work = Workdir::contoso().site_edit(|s| s + fault).plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
     assert!(run.stderr.contains("drplan resume"), "{}", run.stderr);
     assert_eq!(status_of(&work, "sql01")["active_site"], "secondary");
@@ -147,8 +147,10 @@ fn a_failed_run_resumes_after_the_cause_is_fixed_without_redoing_finished_steps(
 
 #[test]
 fn resume_refuses_a_plan_that_changed() {
-    let work =
-        Workdir::contoso().site_edit(|s| s + "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"sql01\"\n").plan(PLAN);
+    let work = Workdir::contoso()
+        .site_edit(|s| s + "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"sql01\"\n")
+        .plan(PLAN)
+        .file("drplan.toml", RECORD_DNS);
     work.run(&["failover", "plan.rhai", "--kind", "unplanned", "--yes"]).fails(1);
     let id = work.last_run().unwrap();
     std::fs::write(work.path().join("plan.rhai"), PLAN.replace("\"tiers\"", "\"renamed\"")).unwrap();

@@ -181,7 +181,7 @@ impl Zone {
 }
 
 /// The signer of `server`'s key, if it has one.
-fn signer(server: &DnsServer) -> Result<Option<TSigner>, String> {
+pub(super) fn signer(server: &DnsServer) -> Result<Option<TSigner>, String> {
     let Some(key) = &server.key else { return Ok(None) };
     fqdn(&key.name)
         .and_then(|name| {
@@ -443,7 +443,7 @@ impl DnsUpdater for Rfc2136 {
     }
 }
 
-fn fqdn(name: &str) -> Result<Name, String> {
+pub(super) fn fqdn(name: &str) -> Result<Name, String> {
     if name.trim_end_matches('.').is_empty() {
         return Err("the name is empty".into());
     }
@@ -603,7 +603,7 @@ fn tsig_failure(text: &str) -> Option<&'static str> {
 }
 
 /// The mnemonic of a response code, as dig and nsupdate print it.
-fn rcode_name(rcode: ResponseCode) -> String {
+pub(super) fn rcode_name(rcode: ResponseCode) -> String {
     match rcode {
         ResponseCode::NoError => "NOERROR".into(),
         ResponseCode::FormErr => "FORMERR".into(),
