@@ -145,6 +145,23 @@ fn r30_a_test_zone_its_server_does_not_serve_fails_the_step_and_writes_nowhere_e
     assert_eq!(lab.bind.axfr(bind::ZONE), production);
 }
 
+/// Verifies a record the drill never wrote: db01 is in the production zone only.
+const VERIFY_PLAN: &str = r#"
+import "dns" as dns;
+let plan = recovery_plan("verify", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
+plan.group("web", vms_tagged("tier", "web")).post(|ctx| dns::verify("db01.contoso.test", ctx.vm("web01").ip));
+plan
+"#;
+
+#[test]
+fn a_drills_verify_names_the_test_zones_record_it_queried() {
+    let lab = Lab::new();
+    std::fs::write(lab.work.path().join("verify.rhai"), VERIFY_PLAN).unwrap();
+    lab.work.drplan(["failover", "verify.rhai", "--kind", "test"]).fails(1);
+    let show = lab.work.run(&["show", &lab.work.last_run().unwrap()]).ok();
+    assert!(show.stdout.contains("db01.drill.contoso.test resolves to nothing, not 192.168.103."), "{}", show.stdout);
+}
+
 #[test]
 fn a_real_run_of_a_plan_that_updates_dns_without_a_dns_section_is_refused() {
     let work = Workdir::contoso().plan(PLAN);

@@ -25,8 +25,13 @@ pub use test_zone::TestZone;
 pub enum DnsError {
     #[error("DNS update of {name} failed: {message}")]
     Update { name: String, message: String },
+    /// Verifying found other addresses: `name` is the record actually queried (in a
+    /// drill, the test zone's), `found` the addresses joined, or "nothing".
     #[error("{name} resolves to {found}, not {expected}")]
     Mismatch { name: String, expected: Ipv4Addr, found: String },
+    /// Verifying a CNAME found another target, or none.
+    #[error("{}", cname_mismatch(name, expected, found.as_deref()))]
+    CnameMismatch { name: String, expected: String, found: Option<String> },
     /// No configured server's zone contains the name.
     #[error("no DNS server is configured for {name}: it is in none of the zones {zones}; add a server for its zone")]
     UnknownZone { name: String, zones: String },
@@ -63,6 +68,13 @@ pub enum DnsError {
     Protocol { server: SocketAddr, name: String, detail: String },
 }
 
+fn cname_mismatch(name: &str, expected: &str, found: Option<&str>) -> String {
+    match found {
+        Some(found) => format!("{name} is a CNAME to {found}, not {expected}"),
+        None => format!("{name} has no CNAME (expected one to {expected})"),
+    }
+}
+
 /// How a real run's DNS changes are made: `drplan.toml`'s `[dns] mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +108,30 @@ pub trait DnsUpdater: Send + Sync {
     /// The target of `name`'s CNAME as the authoritative server answers now; `None` when it
     /// has none.
     async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError>;
+
+    /// Checks that `name` resolves to `ip` alone. The error names the record queried,
+    /// which an updater that renames (a drill's test zone) knows and its caller does not.
+    async fn verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError> {
+        let found = self.lookup(name).await?;
+        if found == [ip] {
+            return Ok(());
+        }
+        let found = if found.is_empty() {
+            "nothing".to_string()
+        } else {
+            found.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+        };
+        Err(DnsError::Mismatch { name: name.into(), expected: ip, found })
+    }
+
+    /// Checks that `name` is a CNAME to `target` (case and final dot aside); the error
+    /// names the record queried.
+    async fn verify_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        match self.lookup_cname(name).await? {
+            Some(found) if same_name(&found, target) => Ok(()),
+            found => Err(DnsError::CnameMismatch { name: name.into(), expected: target.into(), found }),
+        }
+    }
 
     /// Whether the changes are sent, or only recorded (record mode, and dry runs).
     fn mode(&self) -> DnsMode {
@@ -243,12 +279,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn verifying_names_the_record_and_what_it_holds() {
+        let dns = RecordingDns::default();
+        let ip = Ipv4Addr::new(10, 2, 3, 21);
+        let nothing = dns.verify("web01.contoso.test", ip).await.unwrap_err();
+        assert_eq!(nothing.to_string(), "web01.contoso.test resolves to nothing, not 10.2.3.21");
+        dns.point("web01.contoso.test", Ipv4Addr::new(10, 1, 3, 21)).await.unwrap();
+        let other = dns.verify("web01.contoso.test", ip).await.unwrap_err();
+        assert_eq!(other.to_string(), "web01.contoso.test resolves to 10.1.3.21, not 10.2.3.21");
+        dns.point("web01.contoso.test", ip).await.unwrap();
+        dns.verify("WEB01.contoso.test.", ip).await.unwrap();
+
+        let none = dns.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+        assert_eq!(none.to_string(), "www.contoso.test has no CNAME (expected one to lb-dr.contoso.test)");
+        dns.point_cname("www.contoso.test", "lb-primary.contoso.test.").await.unwrap();
+        let other = dns.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+        assert_eq!(
+            other.to_string(),
+            "www.contoso.test is a CNAME to lb-primary.contoso.test., not lb-dr.contoso.test"
+        );
+        dns.verify_cname("www.contoso.test", "LB-PRIMARY.contoso.test").await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_refusing_updater_refuses_every_call_naming_the_record() {
         let dns = Refusing::new("no [dns] section");
         let ip = Ipv4Addr::new(10, 2, 3, 21);
         for error in [
             dns.point("web01.contoso.test", ip).await.unwrap_err(),
             dns.lookup("web01.contoso.test").await.unwrap_err(),
+            dns.verify("web01.contoso.test", ip).await.unwrap_err(),
             dns.point_cname("web01.contoso.test", "lb.contoso.test").await.unwrap_err(),
             dns.lookup_cname("web01.contoso.test").await.unwrap_err(),
         ] {

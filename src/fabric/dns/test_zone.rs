@@ -103,6 +103,15 @@ impl DnsUpdater for TestZone {
         Ok(found.map(|target| self.unrename_target(name, target)))
     }
 
+    /// Verifies the test zone's record, and names it when it does not hold `ip`.
+    async fn verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError> {
+        self.inner.verify(&self.rename(name)?, ip).await
+    }
+
+    async fn verify_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        self.inner.verify_cname(&self.rename(name)?, &self.rename_target(target)).await
+    }
+
     fn mode(&self) -> DnsMode {
         self.inner.mode()
     }
@@ -169,5 +178,21 @@ mod tests {
             Err(DnsError::UnknownZone { .. })
         ));
         assert!(recorder.cnames().keys().all(|name| name.ends_with(".drill.contoso.test")), "{:?}", recorder.cnames());
+    }
+
+    #[tokio::test]
+    async fn r30_a_drills_verify_error_names_the_test_zones_record() {
+        let recorder = Arc::new(RecordingDns::default());
+        let test = drill(recorder.clone());
+        let ip: Ipv4Addr = "192.168.103.12".parse().unwrap();
+        let error = test.verify("db00012.contoso.test", ip).await.unwrap_err();
+        assert_eq!(error.to_string(), "db00012.drill.contoso.test resolves to nothing, not 192.168.103.12");
+        test.point("db00012.contoso.test", ip).await.unwrap();
+        test.verify("db00012.contoso.test", ip).await.unwrap();
+
+        let error = test.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+        assert_eq!(error.to_string(), "www.drill.contoso.test has no CNAME (expected one to lb-dr.drill.contoso.test)");
+        test.point_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap();
+        test.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap();
     }
 }
