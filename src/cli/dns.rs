@@ -1,5 +1,6 @@
 //! The DNS of a real run, from the plan folder's `drplan.toml` `[dns]` (R50): which
-//! updater a run gets, and what refuses a run before it starts. The TSIG secrets are read here, from their file or environment
+//! updater a run gets, what refuses a run before it starts, and the read-only readiness
+//! checks of a preflight. The TSIG secrets are read here, from their file or environment
 //! variable, and never shown.
 //!
 //! What a run of each kind gets:
@@ -19,14 +20,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
+
 use super::error::CliError;
+use crate::fabric::dns::readiness::check_server;
 use crate::fabric::dns::rfc2136::{DnsServer, Rfc2136, TsigKey};
-use crate::fabric::dns::{DnsMode, DnsUpdater, RecordingDns, Refusing, TestZone, key_secret};
+use crate::fabric::dns::{DnsMode, DnsUpdater, ReadinessCheck, RecordingDns, Refusing, TestZone, in_zone, key_secret};
+use crate::model::names::Count;
 use crate::model::{FailoverKind, Inventory};
 use crate::plan::config::{CONFIG_FILE, DnsConfig, DnsKeyConfig, DnsServerConfig, SecretSource, parse_config};
 use crate::plan::{Plan, ResolvedPlan};
 
-/// How long one DNS exchange may take before it counts as a timeout.
+/// How long one DNS exchange may take before it counts as a timeout; also the bound on
+/// each server's readiness check.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a plan changes DNS, as far as can be known before it runs: `plan.update_dns()`
@@ -77,6 +83,163 @@ pub fn updater(plan_path: &Path, kind: FailoverKind, dns_use: DnsUse) -> Result<
             }
         }
     })
+}
+
+/// The read-only DNS checks of a preflight for a run of kind `kind` of the plan at
+/// `plan_path`, which updates `names` (and, if `dns_use` says so, names its scripts
+/// compute). One line for the configuration, one per key and one per server the run
+/// would use: each server is asked for its zone's SOA, signed with its key (only
+/// queries, at most 5 s per server, all servers at once). For a drill, the test zone's
+/// server alone, and whether it serves the test zone.
+pub async fn readiness(plan_path: &Path, kind: FailoverKind, dns_use: DnsUse, names: &[String]) -> Vec<ReadinessCheck> {
+    let folder = match Folder::load(plan_path) {
+        Ok(folder) => folder,
+        Err(error) => return vec![ReadinessCheck::problem("DNS configuration", error.to_string())],
+    };
+    let subject = format!("DNS configuration ({})", folder.config.display());
+    let (servers, drill) = match folder.decide(kind, dns_use) {
+        Decision::Refuse(why) => return vec![ReadinessCheck::problem(subject, why)],
+        Decision::FailEachCall(_) => {
+            return vec![ReadinessCheck::ok(subject, "the plan changes no DNS records: nothing to check")];
+        }
+        Decision::Record => {
+            let message = "record mode ([dns] mode = \"record\"): the run records its DNS changes and sends none";
+            return vec![ReadinessCheck::ok(subject, message)];
+        }
+        Decision::Send { .. } if dns_use == DnsUse::NoUpdates => {
+            return vec![ReadinessCheck::ok(subject, "the plan changes no DNS records: nothing to check")];
+        }
+        Decision::Send { servers, drill } => (servers, drill),
+    };
+    let dns = folder.dns.as_ref().expect("servers come from [dns]");
+    let mut checks = Vec::new();
+    let servers = match &drill {
+        Some(drill) => {
+            checks.push(names_in_test_zone(drill, names));
+            servers
+        }
+        None => {
+            let (used, check) = servers_of_names(&servers, names);
+            checks.push(check);
+            used
+        }
+    };
+    let mut keys_checked: Vec<&str> = Vec::new();
+    let mut probes = Vec::new();
+    for server in servers {
+        let resolved = folder.server(dns, server);
+        if let Some(key) = &server.key
+            && !keys_checked.contains(&key.as_str())
+        {
+            keys_checked.push(key);
+            checks.push(key_check(dns, key, &resolved));
+        }
+        let zone = if drill.is_some() { "test zone" } else { "zone" };
+        let subject = format!("server {} for {zone} {}", server.address, server.zone);
+        probes.push(async move {
+            match resolved {
+                Ok(resolved) => ReadinessCheck { subject, ..check_server(&resolved).await },
+                Err(_) => {
+                    ReadinessCheck::problem(subject, "not asked: its TSIG key cannot be used (see the key's line)")
+                }
+            }
+        });
+    }
+    checks.extend(join_all(probes).await);
+    checks
+}
+
+/// The line of key `name`: its secret present and usable, or why not.
+fn key_check(dns: &DnsConfig, name: &str, resolved: &Result<DnsServer, String>) -> ReadinessCheck {
+    let subject = format!("TSIG key {name}");
+    match resolved.as_ref().map(|server| server.key.as_ref()) {
+        Ok(Some(key)) => {
+            let from = dns.keys.iter().find(|k| k.name == name).map(|k| secret_from(&k.secret)).unwrap_or_default();
+            ReadinessCheck::ok(subject, format!("the secret is present ({from}); {}", key.algorithm))
+        }
+        Ok(None) => ReadinessCheck::ok(subject, "unused"),
+        Err(why) => ReadinessCheck::problem(subject, why.clone()),
+    }
+}
+
+/// Where a secret comes from, in words: "$DRPLAN_TSIG_SECRET", "file keys/drplan.key".
+fn secret_from(source: &SecretSource) -> String {
+    match source {
+        SecretSource::File(path) => format!("file {}", path.display()),
+        SecretSource::Env(var) => format!("${var}"),
+    }
+}
+
+/// The line about a drill's names: each must move into the test zone.
+fn names_in_test_zone(drill: &Drill, names: &[String]) -> ReadinessCheck {
+    let subject = format!("DNS names in test zone {}", drill.test_zone);
+    if names.is_empty() {
+        let message = "computed by the plan's scripts: each must be in a production zone to move under the test zone";
+        return ReadinessCheck::ok(subject, message);
+    }
+    let test = TestZone::new(Arc::new(RecordingDns::default()), drill.production.clone(), drill.test_zone.clone());
+    let outside: Vec<&str> = names.iter().filter(|name| test.rename(name).is_err()).map(String::as_str).collect();
+    if outside.is_empty() {
+        let count = Count::numbered("name", names.len());
+        return ReadinessCheck::ok(subject, format!("{count} of the plan move under the test zone"));
+    }
+    ReadinessCheck::problem(
+        subject,
+        format!(
+            "{} in no production zone ({}), so a drill cannot move them under the test zone: add a [[dns.servers]] entry for their zone",
+            listed(&outside),
+            drill.production.join(", ")
+        ),
+    )
+}
+
+/// The servers whose zones hold `names` (all of them when no name is known), and the line
+/// about names in no configured zone.
+fn servers_of_names<'c>(
+    servers: &[&'c DnsServerConfig],
+    names: &[String],
+) -> (Vec<&'c DnsServerConfig>, ReadinessCheck) {
+    let subject = "DNS names of the plan";
+    if names.is_empty() {
+        let message = "computed by the plan's scripts: every configured zone's server is checked";
+        return (servers.to_vec(), ReadinessCheck::ok(subject, message));
+    }
+    let mut used: Vec<&DnsServerConfig> = Vec::new();
+    let mut outside: Vec<&str> = Vec::new();
+    for name in names {
+        let bare = name.trim_end_matches('.').to_ascii_lowercase();
+        let zone = servers.iter().filter(|s| in_zone(&bare, &s.zone)).max_by_key(|s| s.zone.len());
+        match zone {
+            Some(server) if !used.iter().any(|u| std::ptr::eq(*u, *server)) => used.push(server),
+            Some(_) => {}
+            None => outside.push(name),
+        }
+    }
+    let check = if outside.is_empty() {
+        let zones: Vec<&str> = used.iter().map(|s| s.zone.as_str()).collect();
+        ReadinessCheck::ok(subject, format!("{}, in {}", Count::numbered("name", names.len()), zones.join(", ")))
+    } else {
+        let zones: Vec<&str> = servers.iter().map(|s| s.zone.as_str()).collect();
+        let zones = if zones.is_empty() { "none".to_string() } else { zones.join(", ") };
+        ReadinessCheck::problem(
+            subject,
+            format!(
+                "{} in none of the configured zones ({zones}): add a [[dns.servers]] entry for their zone",
+                listed(&outside)
+            ),
+        )
+    };
+    (used, check)
+}
+
+/// "a.contoso.test is", "a and b are", "a, b and 3 more are".
+fn listed(names: &[&str]) -> String {
+    match names {
+        [] => "no name is".into(),
+        [one] => format!("{one} is"),
+        [first, second] => format!("{first} and {second} are"),
+        [first, second, rest @ ..] => format!("{first}, {second} and {} more are", rest.len()),
+    }
 }
 
 /// The plan folder's configuration file and its `[dns]`.

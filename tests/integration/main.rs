@@ -26,4 +26,5 @@ mod cli_scale;
 mod cli_site_file;
 mod crash;
 mod dns_bind;
+mod dns_readiness;
 mod dns_runs;

@@ -3,10 +3,12 @@
 //! `Rfc2136`, which sends TSIG-signed dynamic updates to the zone's authoritative server
 //! over one kept connection per server (`connection.rs`).
 //!
-//! Also: reading TSIG key files (`key_file.rs`).
+//! Also: reading TSIG key files (`key_file.rs`), and the read-only readiness checks a
+//! preflight runs against the servers (`readiness.rs`).
 
 mod connection;
 pub mod key_file;
+pub mod readiness;
 pub mod rfc2136;
 pub mod test_zone;
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use key_file::{KeySecret, key_secret};
+pub use readiness::{CheckStatus, ReadinessCheck};
 pub use rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
 pub use test_zone::TestZone;
 
