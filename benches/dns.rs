@@ -216,6 +216,11 @@ fn job_section(server: &bind::Bind, runtime: &tokio::runtime::Runtime, dns: &Arc
             total / baseline
         );
     }
+    println!(
+        "  TCP connections drplan opened for all {} jobs: {}",
+        JOB_ROUNDS * cases.len() + 1,
+        dns.connections_opened()
+    );
 }
 
 fn check(runtime: &tokio::runtime::Runtime, dns: &Rfc2136, round: usize) {
