@@ -1,7 +1,14 @@
-//! DNS updates (R50) against a real BIND 9 on loopback: 500 replaces of distinct names
-//! through `Rfc2136` (awaited one after the other, then from 16 concurrent tasks), against
-//! a baseline measured in the same run: ONE `nsupdate` session making the same 500
-//! replaces. Also the time from `point` to a `lookup` that reads the new address back.
+//! DNS updates (R50) against a real BIND 9 on loopback, each figure against a baseline
+//! measured in the same run: ONE `nsupdate` session making the same updates.
+//!
+//! - The 90-VM three-tier DNS job: 30 database, 30 application and 30 web VMs, each
+//!   pointed at its replica's address and verified with a query, as `plan.update_dns()`
+//!   does. The tiers run in order, each with at most `--parallel` VMs at a time (8, 30,
+//!   100), and also as one group of 90, where `--parallel 100` means 90 at once. The job
+//!   must not get slower as `--parallel` grows; the slowest single call shows a stall.
+//! - 500 replaces of distinct names through `Rfc2136` (awaited one after the other, then
+//!   from 16 concurrent tasks), and the time from `point` to a `lookup` that reads the new
+//!   address back.
 //!
 //! `cargo bench --bench dns` (needs `named` and `nsupdate`: apt-get install bind9 bind9-dnsutils)
 
@@ -17,8 +24,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drplan::fabric::dns::{DnsUpdater, Rfc2136};
+use tokio::sync::Semaphore;
 
 const UPDATES: usize = 500;
+/// The job's tiers, in plan order, and how many VMs each has.
+const TIERS: [&str; 3] = ["db", "app", "web"];
+const PER_TIER: usize = 30;
+const PARALLEL: [usize; 3] = [8, 30, 100];
+const JOB_ROUNDS: usize = 5;
 const TASKS: usize = 16;
 const ROUNDS: usize = 3;
 const TTL: u32 = 300;
@@ -63,14 +76,151 @@ fn nsupdate(server: &bind::Bind, round: usize, with_zone: bool) -> f64 {
         let (name, ip) = (name(i), ip(round, i));
         script.push_str(&format!("update delete {name} A\nupdate add {name} {TTL} A {ip}\nsend\n"));
     }
-    let program = bind::find_program("nsupdate");
     let started = Instant::now();
+    run_nsupdate(&script);
+    UPDATES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The DNS name of the job's `i`th VM of `tier` (counted from 0).
+fn vm_name(tier: usize, i: usize) -> String {
+    format!("{}{:05}.contoso.test", TIERS[tier], i + 1)
+}
+
+/// The address of that VM's replica in `round`: every round changes every record.
+fn vm_ip(round: usize, tier: usize, i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 200 + (round % 50) as u8, tier as u8, i as u8 + 1)
+}
+
+/// How the job's VMs are grouped: the three tiers in order, or one group of all 90.
+#[derive(Clone, Copy)]
+enum Grouping {
+    Tiers,
+    OneGroup,
+}
+
+/// What one run of the job took: the whole job, and its slowest single call.
+struct JobTime {
+    total: Duration,
+    slowest_call: Duration,
+}
+
+/// The DNS job of a 90-VM failover: each VM's name pointed at its replica's address and
+/// verified by a query, at most `parallel` VMs at a time within a group, groups in order.
+fn job(
+    runtime: &tokio::runtime::Runtime,
+    dns: &Arc<Rfc2136>,
+    round: usize,
+    parallel: usize,
+    grouping: Grouping,
+) -> JobTime {
+    let groups: Vec<Vec<(usize, usize)>> = match grouping {
+        Grouping::Tiers => (0..TIERS.len()).map(|tier| (0..PER_TIER).map(|i| (tier, i)).collect()).collect(),
+        Grouping::OneGroup => vec![(0..TIERS.len()).flat_map(|tier| (0..PER_TIER).map(move |i| (tier, i))).collect()],
+    };
+    let started = Instant::now();
+    let slowest = runtime.block_on(async {
+        let mut slowest = Duration::ZERO;
+        for group in groups {
+            let slots = Arc::new(Semaphore::new(parallel));
+            let mut vms = tokio::task::JoinSet::new();
+            for (tier, i) in group {
+                let (dns, slots) = (dns.clone(), slots.clone());
+                vms.spawn(async move {
+                    let _slot = slots.acquire_owned().await.unwrap();
+                    let (name, ip) = (vm_name(tier, i), vm_ip(round, tier, i));
+                    let mut slowest = Duration::ZERO;
+                    let call = Instant::now();
+                    dns.point(&name, ip).await.unwrap();
+                    slowest = slowest.max(call.elapsed());
+                    let call = Instant::now();
+                    assert_eq!(dns.lookup(&name).await.unwrap(), vec![ip], "{name} verified");
+                    slowest.max(call.elapsed())
+                });
+            }
+            while let Some(done) = vms.join_next().await {
+                slowest = slowest.max(done.unwrap());
+            }
+        }
+        slowest
+    });
+    JobTime { total: started.elapsed(), slowest_call: slowest }
+}
+
+/// The job's 90 updates as one nsupdate session (one process, a `zone` line, one `send`
+/// per name: nsupdate sends them one at a time over one connection), and how long it took.
+fn nsupdate_job(server: &bind::Bind, round: usize) -> Duration {
+    let mut script = format!(
+        "server 127.0.0.1 {}\nkey hmac-sha256:{} {}\nzone contoso.test.\n",
+        server.port,
+        bind::KEY_NAME,
+        server.secret
+    );
+    for tier in 0..TIERS.len() {
+        for i in 0..PER_TIER {
+            let (name, ip) = (vm_name(tier, i), vm_ip(round, tier, i));
+            script.push_str(&format!("update delete {name} A\nupdate add {name} {TTL} A {ip}\nsend\n"));
+        }
+    }
+    let started = Instant::now();
+    run_nsupdate(&script);
+    started.elapsed()
+}
+
+fn run_nsupdate(script: &str) {
+    let program = bind::find_program("nsupdate");
     let mut child = Command::new(program).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("run nsupdate");
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let status = child.wait().unwrap();
-    let rate = UPDATES as f64 / started.elapsed().as_secs_f64();
     assert!(status.success(), "nsupdate failed: {status}");
-    rate
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The 90-VM job at each `--parallel`, against one nsupdate session, medians of rounds
+/// that alternate between them.
+fn job_section(server: &bind::Bind, runtime: &tokio::runtime::Runtime, dns: &Arc<Rfc2136>) {
+    let mut round = 0;
+    // Create the names first, so every timed round replaces existing records.
+    job(runtime, dns, round, 30, Grouping::OneGroup);
+    let cases: Vec<(Grouping, usize)> = [Grouping::Tiers, Grouping::OneGroup]
+        .into_iter()
+        .flat_map(|grouping| PARALLEL.map(|parallel| (grouping, parallel)))
+        .collect();
+    let mut baseline = vec![];
+    let mut times: Vec<Vec<JobTime>> = cases.iter().map(|_| vec![]).collect();
+    for _ in 0..JOB_ROUNDS {
+        round += 1;
+        baseline.push(ms(nsupdate_job(server, round)));
+        for (case, &(grouping, parallel)) in cases.iter().enumerate() {
+            round += 1;
+            times[case].push(job(runtime, dns, round, parallel, grouping));
+        }
+    }
+    let baseline = median(baseline);
+    println!(
+        "dns job: {} VMs in three tiers of {PER_TIER}, each `point` + a verifying `lookup` (TSIG hmac-sha256), BIND 9 on loopback; medians of {JOB_ROUNDS} rounds",
+        TIERS.len() * PER_TIER
+    );
+    println!("  baseline, one nsupdate session making the 90 updates (no verifying queries): {baseline:>7.1} ms");
+    for (case, &(grouping, parallel)) in cases.iter().enumerate() {
+        let grouped = match grouping {
+            Grouping::Tiers => "tiers in order",
+            Grouping::OneGroup => "one group of 90",
+        };
+        let total = median(times[case].iter().map(|t| ms(t.total)).collect());
+        let slowest = times[case].iter().map(|t| ms(t.slowest_call)).fold(0.0, f64::max);
+        println!(
+            "  drplan, {grouped:<15} --parallel {parallel:<3}: {total:>7.1} ms (drplan/nsupdate {:.2}x; slowest call of all rounds {slowest:.1} ms)",
+            total / baseline
+        );
+    }
+    println!(
+        "  TCP connections drplan opened for all {} jobs: {}",
+        JOB_ROUNDS * cases.len() + 1,
+        dns.connections_opened()
+    );
 }
 
 fn check(runtime: &tokio::runtime::Runtime, dns: &Rfc2136, round: usize) {
@@ -93,6 +243,9 @@ fn main() {
     let server = bind::Bind::start();
     let dns = Arc::new(Rfc2136::new(vec![server.server(TTL)]));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    job_section(&server, &runtime, &dns);
+    println!();
 
     // Create the names first, so every timed phase replaces existing records.
     drplan(&runtime, &dns, 0, TASKS);

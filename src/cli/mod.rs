@@ -5,7 +5,7 @@ mod args;
 mod context;
 mod cycle;
 mod diagnostics;
-mod dns;
+pub mod dns;
 mod error;
 mod inspect;
 mod plans;

@@ -85,6 +85,15 @@ pub(super) struct Prepared {
     pub(super) sim: Arc<SimFabric>,
 }
 
+impl Prepared {
+    /// Whether the plan changes DNS, as far as is known before it runs.
+    // TODO(cli): also when the plan's scripts import "dns" (the script layer can tell).
+    fn dns_use(&self) -> super::dns::DnsUse {
+        let names = super::dns::update_dns_names(&self.plan, &self.resolved, &self.inventory);
+        super::dns::DnsUse::when(!names.is_empty())
+    }
+}
+
 pub(super) fn prepare(
     plan_path: &Path,
     site: &Path,
@@ -145,7 +154,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
     refuse_rehearsal(approvals, kind, &*prepared.sim)?;
     // Everything that can refuse the run does so before it exists: DNS settings, then the
     // preflight of every VM. A refused run changes nothing and leaves no record.
-    let dns = super::dns::updater(plan_path, kind)?;
+    let dns = super::dns::updater(plan_path, kind, prepared.dns_use())?;
     let failback = direction == Direction::Failback;
     let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source, failback };
     let runtime = runtime()?;
@@ -248,7 +257,7 @@ pub fn resume(
     let overrides = record.spec.overrides.clone();
     let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, &overrides, Findings::Skip)?;
     refuse_rehearsal(approvals, spec.kind, &*prepared.sim)?;
-    let dns = super::dns::updater(&record.plan_path, spec.kind)?;
+    let dns = super::dns::updater(&record.plan_path, spec.kind, prepared.dns_use())?;
     let events: Vec<Event> = db.events(run_id)?;
     let history = History::from_events(&events);
     let runtime = runtime()?;

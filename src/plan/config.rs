@@ -10,7 +10,8 @@
 //!
 //! `[dns]` names the DNS servers the folder's plans update after failover (R50), their
 //! TSIG keys (the secrets are read from a file or an environment variable, never written
-//! here) and the zone test failovers use instead of production's:
+//! here) and the zone test failovers use instead of production's, which has a server
+//! entry of its own (R30):
 //!
 //! ```toml
 //! [dns]
@@ -20,11 +21,19 @@
 //! zone = "contoso.test"
 //! address = "192.0.2.53:53"
 //! key = "drplan"
+//! [[dns.servers]]
+//! zone = "drill.contoso.test"            # drills update this server only
+//! address = "192.0.2.53:53"
+//! key = "drplan"
 //! [[dns.keys]]
 //! name = "drplan"
-//! algorithm = "hmac-sha256"
-//! secret_env = "DRPLAN_TSIG_SECRET"      # or secret_file = "keys/drplan.secret"
+//! algorithm = "hmac-sha256"             # optional with a key file: it names the algorithm
+//! secret_env = "DRPLAN_TSIG_SECRET"      # or secret_file = "keys/drplan.key" (tsig-keygen's)
 //! ```
+//!
+//! `[dns] mode = "record"` (and no servers) makes real runs record their DNS changes
+//! without sending them; without a `[dns]` section, a real run whose plan changes DNS
+//! is refused.
 //!
 //! Pure parsing, no I/O: the script layer reads the file (a missing one means the
 //! default, no hooks) and loads the scripts. Unknown sections and keys are errors, so a
@@ -37,6 +46,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::SourcePos;
+use crate::fabric::dns::{DnsMode, TsigAlgorithm};
 use crate::model::snippet::Source;
 
 /// The config file's name, in a plan's folder.
@@ -45,13 +55,25 @@ pub const CONFIG_FILE: &str = "drplan.toml";
 /// `[dns]`: the authoritative servers the folder's plans update after failover (R50).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsConfig {
+    /// Whether real runs send their DNS changes (`mode = "update"`, the default) or only
+    /// record them (`mode = "record"`).
+    pub mode: DnsMode,
     /// TTL of the records drplan writes, in seconds.
     pub ttl: u32,
     pub servers: Vec<DnsServerConfig>,
     pub keys: Vec<DnsKeyConfig>,
     /// R30: test failovers update this zone only, never production's: a name of a
-    /// production zone is moved under it (`web01.contoso.test` → `web01.drill.contoso.test`).
+    /// production zone is moved under it (`web01.contoso.test` → `web01.drill.contoso.test`)
+    /// and sent to the test zone's own entry of `servers`, which the parser requires.
     pub test_zone: Option<String>,
+}
+
+impl DnsConfig {
+    /// The server entry of the test zone, if there is a test zone.
+    pub fn test_zone_server(&self) -> Option<&DnsServerConfig> {
+        let test_zone = self.test_zone.as_ref()?;
+        self.servers.iter().find(|s| &s.zone == test_zone)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +90,16 @@ pub struct DnsServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsKeyConfig {
     pub name: String,
-    /// `hmac-sha256` (the default) or `hmac-sha512`.
-    pub algorithm: String,
+    /// `hmac-sha256`, `hmac-sha384` or `hmac-sha512`; when not given, the key file's, or
+    /// `hmac-sha256` for a bare secret.
+    pub algorithm: Option<TsigAlgorithm>,
     pub secret: SecretSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
-    /// A file (relative to the plan's folder) holding the base64 secret.
+    /// A file (relative to the plan's folder) holding the base64 secret, or a key file
+    /// as `tsig-keygen` writes it.
     File(PathBuf),
     /// An environment variable holding the base64 secret.
     Env(String),
@@ -108,12 +132,13 @@ pub struct ConfigError {
 struct ConfigDoc {
     #[serde(default)]
     hooks: HooksDoc,
-    dns: Option<DnsDoc>,
+    dns: Option<Spanned<DnsDoc>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DnsDoc {
+    mode: Option<Spanned<String>>,
     ttl: Option<u32>,
     test_zone: Option<Spanned<String>>,
     #[serde(default)]
@@ -142,11 +167,6 @@ struct DnsKeyDoc {
 /// A zone written with or without its final dot, compared without it.
 fn zone_name(text: &str) -> String {
     text.trim().trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Whether `name` lies in `zone` (both without final dots).
-pub fn in_zone(name: &str, zone: &str) -> bool {
-    name == zone || name.ends_with(&format!(".{zone}"))
 }
 
 #[derive(Deserialize, Default)]
@@ -195,23 +215,44 @@ pub fn parse_config(text: &str, path: &Path) -> Result<PlanConfig, ConfigError> 
         config.hooks_at.push(at(script.span().start));
     }
     if let Some(dns) = doc.dns {
-        config.dns = Some(dns_config(dns, &error)?);
+        let span = dns.span();
+        config.dns = Some(dns_config(dns.into_inner(), span, &error)?);
     }
     Ok(config)
 }
 
-fn dns_config(doc: DnsDoc, error: &dyn Fn(Range<usize>, String) -> ConfigError) -> Result<DnsConfig, ConfigError> {
+fn dns_config(
+    doc: DnsDoc,
+    section: Range<usize>,
+    error: &dyn Fn(Range<usize>, String) -> ConfigError,
+) -> Result<DnsConfig, ConfigError> {
+    let mode = match &doc.mode {
+        None => DnsMode::Update,
+        Some(mode) => match mode.get_ref().as_str() {
+            "update" => DnsMode::Update,
+            "record" => DnsMode::Record,
+            other => {
+                return Err(error(
+                    mode.span(),
+                    format!(
+                        "dns.mode: {other:?} is not a mode: \"update\" sends the changes to the servers, \"record\" only records them"
+                    ),
+                ));
+            }
+        },
+    };
     let mut keys: Vec<DnsKeyConfig> = Vec::new();
     for (i, key) in doc.keys.iter().enumerate() {
         let field = format!("dns.keys[{i}]");
-        let algorithm = key.algorithm.as_ref().map_or("hmac-sha256".to_string(), |a| a.get_ref().to_ascii_lowercase());
-        if !["hmac-sha256", "hmac-sha512"].contains(&algorithm.as_str()) {
-            let span = key.algorithm.as_ref().map_or(key.name.span(), |a| a.span());
-            return Err(error(
-                span,
-                format!("{field}.algorithm: {algorithm:?} is not offered; use hmac-sha256 or hmac-sha512"),
-            ));
-        }
+        let algorithm = match &key.algorithm {
+            None => None,
+            Some(written) => Some(
+                written
+                    .get_ref()
+                    .parse::<TsigAlgorithm>()
+                    .map_err(|e| error(written.span(), format!("{field}.algorithm: {e}")))?,
+            ),
+        };
         let secret = match (&key.secret_file, &key.secret_env) {
             (Some(file), None) => SecretSource::File(PathBuf::from(file.get_ref())),
             (None, Some(env)) => SecretSource::Env(env.get_ref().clone()),
@@ -252,17 +293,31 @@ fn dns_config(doc: DnsDoc, error: &dyn Fn(Range<usize>, String) -> ConfigError) 
         }
         servers.push(DnsServerConfig { zone, address, key: server.key.as_ref().map(|k| k.get_ref().clone()) });
     }
+    if mode == DnsMode::Update && servers.is_empty() {
+        let span = doc.mode.as_ref().map_or(section, |m| m.span());
+        return Err(error(
+            span,
+            "[dns] names no server: add a [[dns.servers]] entry for each zone the plans update, or set mode = \"record\" to record the changes without sending them".into(),
+        ));
+    }
     let test_zone = match &doc.test_zone {
         Some(test) => {
             let zone = zone_name(test.get_ref());
-            if !servers.iter().any(|s| in_zone(&zone, &s.zone)) {
-                return Err(error(test.span(), format!("dns.test_zone: no [[dns.servers]] entry serves {zone:?}")));
+            // R30: a drill's changes go to the test zone's own server entry only. Were it
+            // served through a production zone's entry, they would land in that zone.
+            if !servers.iter().any(|s| s.zone == zone) {
+                return Err(error(
+                    test.span(),
+                    format!(
+                        "dns.test_zone: {zone:?} has no [[dns.servers]] entry of its own; drills send their changes only to the test zone's server, so add one with zone = {zone:?} (its address may be a production zone's server that also serves the test zone)"
+                    ),
+                ));
             }
             Some(zone)
         }
         None => None,
     };
-    Ok(DnsConfig { ttl: doc.ttl.unwrap_or(60), servers, keys, test_zone })
+    Ok(DnsConfig { mode, ttl: doc.ttl.unwrap_or(60), servers, keys, test_zone })
 }
 
 /// Whether two relative paths name the same file, `./` aside.
@@ -393,35 +448,89 @@ mod tests {
 mod dns_tests {
     use super::*;
 
-    const DNS: &str = "[dns]\ntest_zone = \"drill.contoso.test\"\n[[dns.servers]]\nzone = \"contoso.test.\"\naddress = \"127.0.0.1:5353\"\nkey = \"k\"\n[[dns.keys]]\nname = \"k\"\nsecret_env = \"DRPLAN_TSIG_SECRET\"\n";
+    /// The README's layout: production's server, and the test zone's own entry.
+    const DNS: &str = "[dns]\ntest_zone = \"drill.contoso.test\"\n[[dns.servers]]\nzone = \"contoso.test.\"\naddress = \"127.0.0.1:5353\"\nkey = \"k\"\n[[dns.servers]]\nzone = \"drill.contoso.test\"\naddress = \"127.0.0.1:5353\"\nkey = \"k\"\n[[dns.keys]]\nname = \"k\"\nsecret_env = \"DRPLAN_TSIG_SECRET\"\n";
+
+    fn parse(text: &str) -> Result<PlanConfig, ConfigError> {
+        parse_config(text, Path::new("drplan.toml"))
+    }
 
     #[test]
     fn r50_dns_servers_keys_and_a_test_zone() {
-        let dns = parse_config(DNS, Path::new("drplan.toml")).unwrap().dns.unwrap();
+        let dns = parse(DNS).unwrap().dns.unwrap();
+        assert_eq!(dns.mode, DnsMode::Update);
         assert_eq!(dns.ttl, 60);
         assert_eq!(dns.servers[0].zone, "contoso.test");
         assert_eq!(dns.servers[0].key.as_deref(), Some("k"));
-        assert_eq!(dns.keys[0].algorithm, "hmac-sha256");
+        assert_eq!(dns.keys[0].algorithm, None, "the key file's, or HMAC-SHA256");
         assert_eq!(dns.keys[0].secret, SecretSource::Env("DRPLAN_TSIG_SECRET".into()));
         assert_eq!(dns.test_zone.as_deref(), Some("drill.contoso.test"));
+        assert_eq!(dns.test_zone_server().map(|s| s.zone.as_str()), Some("drill.contoso.test"));
+        let sha384 = parse(&DNS.replace("name = \"k\"\n", "name = \"k\"\nalgorithm = \"HMAC-SHA384\"\n")).unwrap();
+        assert_eq!(sha384.dns.unwrap().keys[0].algorithm, Some(TsigAlgorithm::HmacSha384));
+    }
+
+    #[test]
+    fn r30_a_test_zone_without_a_server_entry_of_its_own_is_refused() {
+        // The layout that wrote a drill's records into the production zone: the test zone
+        // lies in contoso.test, whose entry would have received its updates.
+        let readme = DNS
+            .replace("[[dns.servers]]\nzone = \"drill.contoso.test\"\naddress = \"127.0.0.1:5353\"\nkey = \"k\"\n", "");
+        let err = parse(&readme).unwrap_err();
+        assert_eq!(err.at.line, 2, "{err}");
+        assert_eq!(
+            err.message,
+            "dns.test_zone: \"drill.contoso.test\" has no [[dns.servers]] entry of its own; drills send their changes only to the test zone's server, so add one with zone = \"drill.contoso.test\" (its address may be a production zone's server that also serves the test zone)"
+        );
+    }
+
+    #[test]
+    fn record_mode_needs_no_server_and_update_mode_does() {
+        let record = parse("[dns]\nmode = \"record\"\n").unwrap().dns.unwrap();
+        assert_eq!((record.mode, record.servers.len()), (DnsMode::Record, 0));
+        let none = parse("# DNS\n[dns]\nttl = 30\n").unwrap_err();
+        assert_eq!(none.at.line, 2, "{none}");
+        assert!(none.message.starts_with("[dns] names no server: add a [[dns.servers]] entry"), "{none}");
+        assert!(none.message.ends_with("or set mode = \"record\" to record the changes without sending them"));
+        let explicit = parse("[dns]\nttl = 30\nmode = \"update\"\n").unwrap_err();
+        assert_eq!(explicit.at.line, 3, "at the mode: {explicit}");
+        let typo = parse("[dns]\nmode = \"recorded\"\n").unwrap_err();
+        assert_eq!(typo.at.line, 2, "{typo}");
+        assert!(typo.message.starts_with("dns.mode: \"recorded\" is not a mode"), "{typo}");
     }
 
     #[test]
     fn dns_mistakes_are_located() {
         let cases = [
-            (DNS.replace("127.0.0.1:5353", "nowhere"), "not an address:port", 5),
-            (DNS.replace("key = \"k\"", "key = \"other\""), "no [[dns.keys]] entry", 6),
-            (DNS.replace("secret_env", "secret"), "unknown field", 9),
-            (DNS.replace("drill.contoso.test", "drill.example.org"), "no [[dns.servers]] entry serves", 2),
+            (
+                DNS.replace(
+                    "127.0.0.1:5353\"\nkey = \"k\"\n[[dns.servers]]",
+                    "nowhere\"\nkey = \"k\"\n[[dns.servers]]",
+                ),
+                "not an address:port",
+                5,
+            ),
+            (DNS.replacen("key = \"k\"", "key = \"other\"", 1), "no [[dns.keys]] entry", 6),
+            (DNS.replace("secret_env", "secret"), "unknown field", 13),
+            (
+                DNS.replace("test_zone = \"drill.contoso.test\"", "test_zone = \"drill.example.org\""),
+                "has no [[dns.servers]] entry of its own",
+                2,
+            ),
+            (
+                DNS.replace("name = \"k\"\n", "name = \"k\"\nalgorithm = \"hmac-md5\"\n"),
+                "dns.keys[0].algorithm: unsupported TSIG algorithm",
+                13,
+            ),
             (
                 DNS.replace("name = \"k\"\n", "name = \"k\"\nsecret_file = \"x\"\n"),
                 "exactly one of secret_file or secret_env",
-                8,
+                12,
             ),
         ];
         for (text, phrase, line) in cases {
-            let err = parse_config(&text, Path::new("drplan.toml")).unwrap_err();
-            assert!(err.message.contains(phrase), "{err}");
+            let err = parse(&text).unwrap_err();
+            assert!(err.message.contains(phrase), "{phrase:?}: {err}");
             assert_eq!(err.at.line, line, "{err}");
         }
     }

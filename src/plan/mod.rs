@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::{Action, ActionContext, ActionError, Direction, EventView, Services, VmBoard, VmOperation, VmView};
-pub use source::{AddressUse, Mistake, SourcePos, UsedVms, Written, WrittenName, WrittenWait};
+pub use source::{AddressUse, DnsSetting, Mistake, SourcePos, UsedVms, Written, WrittenName, WrittenWait};
 pub use validate::{Finding, ResolvedGroup, ResolvedPlan, Severity, Validation, validate};
 
 /// A recovery plan.

@@ -57,9 +57,9 @@ pub struct Written {
     pub address_uses: Vec<AddressUse>,
     /// Where `retry(...)` was called: on the plan (`None`) or on a group (its index).
     pub retries: Vec<(Option<usize>, SourcePos)>,
-    /// The zones the `[dns]` servers of the folder's `drplan.toml` serve (R50); `None`
-    /// when it has no `[dns]`, and DNS updates are only recorded.
-    pub dns_zones: Option<Vec<String>>,
+    /// What the folder's `drplan.toml` says about DNS, which R50's check holds the
+    /// plan's DNS names to.
+    pub dns: DnsSetting,
     /// Mistakes in calls that built the plan (a bad option, a bad duration): the script
     /// went on without what the call asked for, and they are errors of the plan, reported
     /// with validation's findings so that the operator sees every one at once.
@@ -113,4 +113,16 @@ pub struct Mistake {
     /// What it is about: the function called (`retry`), or what the call names.
     pub subject: String,
     pub message: String,
+}
+
+/// What the folder's `drplan.toml` says about DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DnsSetting {
+    /// No `[dns]`: a real run that changes DNS is refused.
+    #[default]
+    Missing,
+    /// `mode = "record"`: changes are recorded and nothing is sent, so no zone needs a server.
+    Recorded,
+    /// The zones the `[dns]` servers serve (lowercase, without final dots).
+    Served(Vec<String>),
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::config::in_zone;
-use super::{Group, Member, Plan, Selector, SourcePos, Step, UsedVms};
+use super::{DnsSetting, Group, Member, Plan, Selector, SourcePos, Step, UsedVms};
+use crate::fabric::dns::in_zone;
 use crate::model::names::{did_you_mean, list};
 use crate::model::network::mapped_network;
 pub use crate::model::snippet::Severity;
@@ -697,11 +697,42 @@ impl<'a> Validator<'a> {
     /// R50: every DNS name the plan updates lies in a zone one of the folder's `[dns]`
     /// servers serves; an update of any other fails. The names: each VM's (from the site
     /// file) when the plan updates them (`plan.update_dns()`, `dns::point_vm(vm)`), and
-    /// those written as literals (`dns::point("www.contoso.test", ip)`). Without `[dns]`,
-    /// updates are only recorded, and nothing is checked.
+    /// those written as literals (`dns::point("www.contoso.test", ip)`). In record mode
+    /// nothing is sent, so nothing is held to a zone; without `[dns]`, a real run that
+    /// changes DNS is refused, which the check warns of once.
     fn dns_zones(&mut self, placed: &[Placed]) {
         let (plan, written) = (self.plan, &self.plan.written);
-        let Some(zones) = &written.dns_zones else { return };
+        // Which call updates each placed VM's names, if any does.
+        let updates: Vec<Option<String>> = placed
+            .iter()
+            .map(|p| {
+                if plan.update_dns {
+                    Some("plan.update_dns()".to_string())
+                } else {
+                    written
+                        .address_uses
+                        .iter()
+                        .find(|u| u.updates_dns && self.covers(&u.vms, p))
+                        .map(|u| format!("{} at {}", u.what, u.at))
+                }
+            })
+            .collect();
+        let zones = match &written.dns {
+            DnsSetting::Recorded => return,
+            DnsSetting::Served(zones) => zones,
+            DnsSetting::Missing => {
+                let first_vm = placed.iter().zip(&updates).find_map(|(p, via)| via.clone().map(|via| (p.at, via)));
+                let first_name = written.dns_names.first().map(|w| (&w.at, w.call.clone()));
+                if let Some((at, via)) = first_vm.or(first_name) {
+                    let message = format!(
+                        "the plan changes DNS ({via}) but the folder's drplan.toml has no [dns] section: real runs \
+                         are refused until it names each zone's server, or sets mode = \"record\""
+                    );
+                    self.report(Severity::Warning, at, "dns", Some("R50"), message);
+                }
+                return;
+            }
+        };
         let served = |name: &str| {
             let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
             zones.iter().any(|zone| in_zone(&name, zone))
@@ -711,16 +742,7 @@ impl<'a> Validator<'a> {
         } else {
             format!("no [[dns.servers]] of drplan.toml serves its zone (zones: {})", list(zones.iter()))
         };
-        for p in placed {
-            let via = if plan.update_dns {
-                Some("plan.update_dns()".to_string())
-            } else {
-                written
-                    .address_uses
-                    .iter()
-                    .find(|u| u.updates_dns && self.covers(&u.vms, p))
-                    .map(|u| format!("{} at {}", u.what, u.at))
-            };
+        for (p, via) in placed.iter().zip(updates) {
             let Some(via) = via else { continue };
             for name in p.vm.dns.iter().filter(|name| !served(name)) {
                 let message = format!(

@@ -21,9 +21,10 @@ use super::reading::Reading;
 use super::resolver::PlanModules;
 use super::run_script;
 use super::sandbox::Limits;
+use crate::fabric::dns::DnsMode;
 use crate::model::Inventory;
 use crate::plan::config::{CONFIG_FILE, parse_config};
-use crate::plan::{Hook, SourcePos};
+use crate::plan::{DnsSetting, Hook, SourcePos};
 use crate::store::text_file;
 
 /// What a plan gets from its folder's `drplan.toml`.
@@ -33,8 +34,8 @@ pub(super) struct Folder {
     pub hooks: Vec<Hook>,
     /// What each hook script shows as written.
     pub readings: Vec<Arc<Reading>>,
-    /// The zones of `[dns]`'s servers; `None` without `[dns]`.
-    pub dns_zones: Option<Vec<String>>,
+    /// What `[dns]` says.
+    pub dns: DnsSetting,
 }
 
 /// The global hooks of the folder of `plan_file`, in order, and its DNS zones; none when
@@ -62,7 +63,11 @@ pub(super) fn load(
     let config =
         parse_config(&text, &config_path).map_err(|e| ScriptError::new(e.at, ScriptErrorKind::Config, e.message))?;
     let mut folder = Folder {
-        dns_zones: config.dns.map(|dns| dns.servers.into_iter().map(|server| server.zone).collect()),
+        dns: match config.dns {
+            None => DnsSetting::Missing,
+            Some(dns) if dns.mode == DnsMode::Record => DnsSetting::Recorded,
+            Some(dns) => DnsSetting::Served(dns.servers.into_iter().map(|server| server.zone).collect()),
+        },
         ..Folder::default()
     };
     for (i, (relative, at)) in config.hooks.iter().zip(&config.hooks_at).enumerate() {

@@ -78,7 +78,7 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
             plan.written.waits.extend_from_slice(&reading.waits);
             plan.written.dns_names.extend_from_slice(&reading.dns_names);
         }
-        plan.written.dns_zones = folder.dns_zones;
+        plan.written.dns = folder.dns;
         Ok(plan)
     })
 }

@@ -1,8 +1,9 @@
 //! A real BIND 9 for the DNS tests and the DNS benchmark: `named -g` on a free loopback
-//! port, in a temporary directory holding a fresh copy of the zone `contoso.test.` (BIND
-//! writes its journal back into the zone file at shutdown), with a TSIG key allowed to
-//! update the zone and one that is not. Killed on drop. Nothing here talks to an address
-//! outside 127.0.0.0/8.
+//! port, in a temporary directory holding fresh copies of the production zone
+//! `contoso.test.` and of the drills' test zone `drill.contoso.test.` (BIND writes its
+//! journal back into the zone file at shutdown), with TSIG keys allowed to update both
+//! and one that is not. Killed on drop. Nothing here talks to an address outside
+//! 127.0.0.0/8.
 //!
 //! Used by the integration tests (`dns_bind`, `dns_runs`) and by `benches/dns.rs`
 //! (`#[path = "../tests/integration/bind.rs"] mod bind;`).
@@ -19,12 +20,17 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 pub const ZONE: &str = "contoso.test.";
+/// The test zone drills update (R30): a zone of its own on the same server.
+pub const TEST_ZONE: &str = "drill.contoso.test.";
 /// The key `allow-update` names.
 pub const KEY_NAME: &str = "drplan-key";
 /// Also allowed to update, with HMAC-SHA512.
 pub const SHA512_KEY_NAME: &str = "drplan-sha512";
 /// A key the server knows but that may not update the zone: its updates are REFUSED.
 pub const READONLY_KEY_NAME: &str = "readonly-key";
+/// Allowed to update; made by `tsig-keygen`, whose file names it (a name with "secret" in
+/// it, which a reader that looks for the word would take for the secret).
+pub const DR_SECRET_KEY_NAME: &str = "dr-secret";
 /// The address web01 has in the zone before any test touches it (the source site's).
 pub const WEB01_SOURCE_IP: &str = "10.1.3.21";
 /// `www` is a CNAME to the source site's load balancer; `lb-dr` is the other site's.
@@ -47,6 +53,12 @@ lb-primary IN A 10.1.3.100
 lb-dr   IN A    10.2.3.100
 ";
 
+const TEST_ZONE_FILE: &str = "\
+$TTL 3600
+@       IN SOA  ns1.contoso.test. hostmaster.contoso.test. ( 2026010501 3600 600 86400 60 )
+        IN NS   ns1.contoso.test.
+";
+
 /// A running `named`; stops when dropped.
 pub struct Bind {
     pub port: u16,
@@ -54,6 +66,8 @@ pub struct Bind {
     pub secret: String,
     pub sha512_secret: String,
     pub readonly_secret: String,
+    /// `tsig-keygen -a hmac-sha256 dr-secret`'s output: a key file, as named.conf includes it.
+    pub dr_secret_key_file: String,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -71,8 +85,16 @@ impl Bind {
             let secret = random_secret();
             let sha512_secret = random_secret();
             let readonly_secret = random_secret();
-            let conf = named_conf(dir.path(), port, &secret, &sha512_secret, &readonly_secret);
+            let dr_secret_key_file = tsig_keygen(DR_SECRET_KEY_NAME);
+            let secrets = Secrets {
+                secret: &secret,
+                sha512: &sha512_secret,
+                readonly: &readonly_secret,
+                dr_secret_key_file: &dr_secret_key_file,
+            };
+            let conf = named_conf(dir.path(), port, &secrets);
             fs::write(dir.path().join("contoso.test.zone"), ZONE_FILE).expect("write the zone file");
+            fs::write(dir.path().join("drill.contoso.test.zone"), TEST_ZONE_FILE).expect("write the test zone file");
             fs::write(dir.path().join("named.conf"), conf).expect("write named.conf");
             let log = fs::File::create(dir.path().join("named.log")).expect("create named.log");
             let child = Command::new(&named)
@@ -85,7 +107,7 @@ impl Bind {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", named.display()));
-            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, child, dir };
+            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, dr_secret_key_file, child, dir };
             match bind.wait_until_serving(Duration::from_secs(5)) {
                 Ok(()) => return bind,
                 Err(failure) => last_failure = failure,
@@ -133,6 +155,22 @@ impl Bind {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", dig.display()));
         assert!(output.status.success(), "dig {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("dig prints UTF-8")
+    }
+
+    /// The whole of `zone` as a zone transfer (AXFR, with `dig`) reads it: one record per
+    /// line, sorted, comments left out. Two transfers are equal when the zone is.
+    pub fn axfr(&self, zone: &str) -> Vec<String> {
+        let transfer = self.dig(&["+nocmd", "+nostats", "+nocomments", zone, "AXFR"]);
+        let mut records: Vec<String> = transfer
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with(';'))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // A transfer starts and ends with the SOA: keep it once.
+        records.sort();
+        records.dedup();
+        assert!(records.iter().any(|r| r.contains(" SOA ")), "the transfer of {zone} failed:\n{transfer}");
+        records
     }
 
     /// The zone's SOA serial, asked over UDP by hand (not through drplan's client).
@@ -188,8 +226,17 @@ impl Drop for Bind {
     }
 }
 
-fn named_conf(dir: &Path, port: u16, secret: &str, sha512_secret: &str, readonly_secret: &str) -> String {
+/// The keys named.conf defines.
+struct Secrets<'a> {
+    secret: &'a str,
+    sha512: &'a str,
+    readonly: &'a str,
+    dr_secret_key_file: &'a str,
+}
+
+fn named_conf(dir: &Path, port: u16, secrets: &Secrets) -> String {
     let dir = dir.display();
+    let Secrets { secret, sha512: sha512_secret, readonly: readonly_secret, dr_secret_key_file } = secrets;
     format!(
         r#"options {{
     directory "{dir}";
@@ -206,10 +253,18 @@ controls {{ }};
 key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{secret}"; }};
 key "{SHA512_KEY_NAME}" {{ algorithm hmac-sha512; secret "{sha512_secret}"; }};
 key "{READONLY_KEY_NAME}" {{ algorithm hmac-sha256; secret "{readonly_secret}"; }};
+{dr_secret_key_file}
 zone "contoso.test" {{
     type primary;
     file "contoso.test.zone";
-    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; }};
+    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; key "{DR_SECRET_KEY_NAME}"; }};
+    allow-transfer {{ 127.0.0.1; }};
+}};
+zone "drill.contoso.test" {{
+    type primary;
+    file "drill.contoso.test.zone";
+    allow-update {{ key "{KEY_NAME}"; key "{SHA512_KEY_NAME}"; key "{DR_SECRET_KEY_NAME}"; }};
+    allow-transfer {{ 127.0.0.1; }};
 }};
 "#
     )
@@ -231,6 +286,17 @@ pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
     data_encoding::BASE64.encode(&bytes)
+}
+
+/// A new key file for `name` (HMAC-SHA256), as BIND's own `tsig-keygen` writes it.
+pub fn tsig_keygen(name: &str) -> String {
+    let program = find_program("tsig-keygen");
+    let output = Command::new(&program)
+        .args(["-a", "hmac-sha256", name])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", program.display()));
+    assert!(output.status.success(), "tsig-keygen failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("tsig-keygen prints UTF-8")
 }
 
 /// `name` in PATH or in the sbin directories (not in a normal user's PATH on Debian).

@@ -2,7 +2,7 @@
 //! step is approved from a second process, `cancel` stops a live run (R35), `resume`
 //! continues a failed run without redoing finished steps.
 
-use crate::util::Workdir;
+use crate::util::{RECORD_DNS, Workdir};
 
 /// The three contoso tiers without manual steps, DNS for the web tier.
 const PLAN: &str = r#"
@@ -24,7 +24,7 @@ fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
 
 #[test]
 fn r31_a_planned_failover_through_the_binary_moves_every_vm_to_the_recovery_site() {
-    let work = Workdir::contoso().plan(PLAN);
+    let work = Workdir::contoso().plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&PLANNED).ok();
     assert!(run.stdout.contains("succeeded: RTO"), "{}", run.stdout);
     for vm in ["sql01", "sql02", "app01", "app02", "app03", "web01", "web02", "web03"] {
@@ -44,7 +44,7 @@ fn r31_a_planned_failover_through_the_binary_moves_every_vm_to_the_recovery_site
 
 #[test]
 fn a_real_failover_asks_for_confirmation_without_yes() {
-    let work = Workdir::contoso().plan(PLAN);
+    let work = Workdir::contoso().plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&["failover", "plan.rhai", "--kind", "unplanned"]).fails(1);
     assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
     assert_eq!(status_of(&work, "sql01")["state"], "protected", "nothing happened");
@@ -56,7 +56,7 @@ fn r21_a_manual_step_is_approved_from_a_second_process() {
         "plan.group(\"app\"",
         "plan.manual(\"Confirm the SQL listener\", #{ timeout: \"2h\" });\nplan.group(\"app\"",
     );
-    let work = Workdir::contoso().plan(&plan);
+    let work = Workdir::contoso().plan(&plan).file("drplan.toml", RECORD_DNS);
     let child = work.drplan(PLANNED).spawn();
     let id = work.wait_for_event("manual.waiting");
     assert_eq!(status_of(&work, "app01")["state"], "protected", "the plan is paused before the app tier");
@@ -92,7 +92,7 @@ fn r35_cancel_stops_a_live_run_and_leaves_the_cut_off_vm_needing_reprotect() {
 #[test]
 fn a_failed_run_resumes_after_the_cause_is_fixed_without_redoing_finished_steps() {
     let fault = "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"app02\"\n";
-    let work = Workdir::contoso().site_edit(|s| s + fault).plan(PLAN);
+    let work = Workdir::contoso().site_edit(|s| s + fault).plan(PLAN).file("drplan.toml", RECORD_DNS);
     let run = work.run(&PLANNED).fails(1);
     assert!(run.stderr.contains("drplan resume"), "{}", run.stderr);
     assert_eq!(status_of(&work, "sql01")["active_site"], "secondary");
@@ -126,8 +126,10 @@ fn a_failed_run_resumes_after_the_cause_is_fixed_without_redoing_finished_steps(
 
 #[test]
 fn resume_refuses_a_plan_that_changed() {
-    let work =
-        Workdir::contoso().site_edit(|s| s + "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"sql01\"\n").plan(PLAN);
+    let work = Workdir::contoso()
+        .site_edit(|s| s + "\n[[faults]]\nkind = \"boot-failure\"\nvm = \"sql01\"\n")
+        .plan(PLAN)
+        .file("drplan.toml", RECORD_DNS);
     work.run(&["failover", "plan.rhai", "--kind", "unplanned", "--yes"]).fails(1);
     let id = work.last_run().unwrap();
     std::fs::write(work.path().join("plan.rhai"), PLAN.replace("\"tiers\"", "\"renamed\"")).unwrap();

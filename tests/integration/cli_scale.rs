@@ -9,15 +9,15 @@
 #[path = "../../examples/generate/generator.rs"]
 mod generator;
 
-use crate::util::Workdir;
+use crate::util::{RECORD_DNS, Workdir};
 
 /// A working folder with a generated site of `vms` VMs and its plan, `extra` prepended
-/// to the site file.
+/// to the site file; its DNS changes are recorded, not sent.
 fn generated(vms: usize, groups: usize, extra: &str) -> Workdir {
     let work = Workdir::empty();
     let spec = generator::Spec { vms, groups, out: work.path().into(), seed: 3, faults: false };
     generator::write(&spec).unwrap_or_else(|e| panic!("generator: {e}"));
-    work.site_edit(|text| format!("{extra}{text}"))
+    work.site_edit(|text| format!("{extra}{text}")).file("drplan.toml", RECORD_DNS)
 }
 
 #[test]

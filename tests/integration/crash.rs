@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::util::Workdir;
+use crate::util::{RECORD_DNS, Workdir};
 use drplan::engine::{Event, EventKind};
 use drplan::fabric::Fabric;
 use drplan::fabric::sim::SimFabric;
@@ -113,7 +113,10 @@ fn check_exactly_once(work: &Workdir, run: &str, kind: &str) {
 
 /// The contoso site at speed 100 (see `kill_and_resume`) and the three tiers' plan.
 fn tiers() -> Workdir {
-    Workdir::contoso().site_edit(|site| site.replace("speed = 600", "speed = 100")).plan(PLAN)
+    Workdir::contoso()
+        .site_edit(|site| site.replace("speed = 600", "speed = 100"))
+        .plan(PLAN)
+        .file("drplan.toml", RECORD_DNS)
 }
 
 #[test]

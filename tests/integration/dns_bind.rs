@@ -4,6 +4,8 @@
 //! skip, when BIND is not installed.
 
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bind::{self, Bind, LB_DR, LB_PRIMARY, WEB01_SOURCE_IP, WWW};
@@ -314,4 +316,106 @@ async fn a_cname_the_server_ignores_beside_other_data_is_an_error() {
 fn a_missing_bind_fails_the_tests_with_what_to_install() {
     // What `Bind::start` and `dig` do when BIND is not installed: fail, never skip.
     bind::find_program("drplan-no-such-named");
+}
+
+/// A TCP relay to BIND on loopback that counts the connections made through it, and can
+/// cut them all (as a server closing idle connections does).
+struct Relay {
+    address: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    live: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(bind: &Bind) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (accepted, live) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
+        let server = bind.address();
+        let (count, connections) = (accepted.clone(), live.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let relay = tokio::spawn(async move {
+                    let mut upstream = tokio::net::TcpStream::connect(server).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+                connections.lock().unwrap().push(relay);
+            }
+        });
+        Relay { address, accepted, live, _accepting: accepting }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Closes every connection relayed so far, on both sides.
+    fn cut(&self) {
+        for relay in self.live.lock().unwrap().drain(..) {
+            relay.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_a_runs_updates_and_queries_at_any_parallelism() {
+    let bind = Bind::start();
+    let relay = Relay::to(&bind).await;
+    let dns = Arc::new(Rfc2136::new(vec![DnsServer { address: relay.address, ..bind.server(300) }]));
+    // 90 VMs, `parallel` at a time, each pointed and verified: 180 exchanges a round. At
+    // 90, more calls wait than the connection carries at once (32).
+    for (round, parallel) in [30, 90, 8, 90, 90, 90].into_iter().enumerate() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(parallel));
+        let mut vms = tokio::task::JoinSet::new();
+        for i in 0..90u8 {
+            let (dns, slots) = (dns.clone(), slots.clone());
+            vms.spawn(async move {
+                let _slot = slots.acquire_owned().await.unwrap();
+                let (name, ip) = (format!("vm{i:02}.contoso.test"), Ipv4Addr::new(10, 2, round as u8, i + 1));
+                dns.point(&name, ip).await.unwrap();
+                assert_eq!(dns.lookup(&name).await.unwrap(), vec![ip], "{name}");
+            });
+        }
+        while let Some(done) = vms.join_next().await {
+            done.unwrap();
+        }
+    }
+    assert_eq!(relay.accepted(), 1, "one TCP connection for all the jobs");
+    assert_eq!(dns.connections_opened(), 1);
+    assert_eq!(dig_short(&bind, "vm89.contoso.test", "A"), vec!["10.2.5.90"]);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_opened_again_at_the_next_call() {
+    let bind = Bind::start();
+    let relay = Relay::to(&bind).await;
+    let dns = Rfc2136::new(vec![DnsServer { address: relay.address, ..bind.server(300) }]);
+    dns.point(WEB01, FAILOVER_IP).await.unwrap();
+    relay.cut();
+    // Let the client see the close, as it would after a server's idle timeout.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    dns.point(WEB01, Ipv4Addr::new(10, 2, 3, 22)).await.unwrap();
+    assert_eq!(dns.lookup(WEB01).await.unwrap(), vec![Ipv4Addr::new(10, 2, 3, 22)]);
+    assert_eq!(relay.accepted(), 2, "one new connection after the close, then reused");
+
+    // Closed just as the next message goes: a replace without a condition on the old
+    // data is harmless to send again, so it goes again on a new connection.
+    relay.cut();
+    dns.point(WEB01, Ipv4Addr::new(10, 2, 3, 23)).await.unwrap();
+    assert_eq!(dig_short(&bind, WEB01, "A"), vec!["10.2.3.23"]);
+    assert_eq!(relay.accepted(), 3);
+}
+
+#[tokio::test]
+async fn zones_of_one_server_and_key_share_its_connection() {
+    let bind = Bind::start();
+    let relay = Relay::to(&bind).await;
+    let server = DnsServer { address: relay.address, ..bind.server(300) };
+    let dns = Rfc2136::new(vec![server.clone(), DnsServer { zone: "other.test.".into(), ..server }]);
+    dns.point(WEB01, FAILOVER_IP).await.unwrap();
+    // The other zone is not served: the answer does not matter, the connection does.
+    let _ = dns.lookup("www.other.test").await;
+    assert_eq!(relay.accepted(), 1);
 }

@@ -29,4 +29,5 @@ mod cli_seeds;
 mod cli_site_file;
 mod crash;
 mod dns_bind;
+mod dns_readiness;
 mod dns_runs;

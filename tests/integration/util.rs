@@ -39,6 +39,11 @@ use tempfile::TempDir;
 pub const CONTOSO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/contoso");
 pub const CONTOSO_SITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/contoso/site.toml");
 
+/// A `drplan.toml` whose real runs record their DNS changes without sending them: what a
+/// plan that changes DNS needs in a folder with no DNS servers (without `[dns]`, such a
+/// run is refused, or its DNS steps fail).
+pub const RECORD_DNS: &str = "[dns]\nmode = \"record\"\n";
+
 /// How long `Running::wait` waits for a background run before failing the test.
 const WAIT: Duration = Duration::from_secs(120);
 

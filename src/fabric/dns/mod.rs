@@ -1,8 +1,16 @@
 //! DNS updates after failover (R50): the `DnsUpdater` trait, a recording updater that
-//! serves dry runs and tests (records in memory, nothing sent), and `Rfc2136`, which sends
-//! TSIG-signed dynamic updates to the zone's authoritative server.
+//! serves dry runs, record mode and tests (records in memory, nothing sent), and
+//! `Rfc2136`, which sends TSIG-signed dynamic updates to the zone's authoritative server
+//! over one kept connection per server (`connection.rs`).
+//!
+//! Also: reading TSIG key files (`key_file.rs`), and the read-only readiness checks a
+//! preflight runs against the servers (`readiness.rs`).
 
+mod connection;
+pub mod key_file;
+pub mod readiness;
 pub mod rfc2136;
+pub mod test_zone;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,14 +19,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use key_file::{KeySecret, key_secret};
+pub use readiness::{CheckStatus, ReadinessCheck};
 pub use rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
+pub use test_zone::TestZone;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DnsError {
     #[error("DNS update of {name} failed: {message}")]
     Update { name: String, message: String },
+    /// Verifying found other addresses: `name` is the record actually queried (in a
+    /// drill, the test zone's), `found` the addresses joined, or "nothing".
     #[error("{name} resolves to {found}, not {expected}")]
     Mismatch { name: String, expected: Ipv4Addr, found: String },
+    /// Verifying a CNAME found another target, or none.
+    #[error("{}", cname_mismatch(name, expected, found.as_deref()))]
+    CnameMismatch { name: String, expected: String, found: Option<String> },
     /// No configured server's zone contains the name.
     #[error("no DNS server is configured for {name}: it is in none of the zones {zones}; add a server for its zone")]
     UnknownZone { name: String, zones: String },
@@ -55,6 +71,33 @@ pub enum DnsError {
     Protocol { server: SocketAddr, name: String, detail: String },
 }
 
+fn cname_mismatch(name: &str, expected: &str, found: Option<&str>) -> String {
+    match found {
+        Some(found) => format!("{name} is a CNAME to {found}, not {expected}"),
+        None => format!("{name} has no CNAME (expected one to {expected})"),
+    }
+}
+
+/// How a real run's DNS changes are made: `drplan.toml`'s `[dns] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    /// Sent to the zones' servers, and verified by asking them.
+    #[default]
+    Update,
+    /// Recorded in the run only: nothing is sent, and verifying reads the records back.
+    Record,
+}
+
+impl std::fmt::Display for DnsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DnsMode::Update => "update",
+            DnsMode::Record => "record",
+        })
+    }
+}
+
 #[async_trait]
 pub trait DnsUpdater: Send + Sync {
     /// Replaces the A record set of `name` with `ip`.
@@ -68,6 +111,77 @@ pub trait DnsUpdater: Send + Sync {
     /// The target of `name`'s CNAME as the authoritative server answers now; `None` when it
     /// has none.
     async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError>;
+
+    /// Checks that `name` resolves to `ip` alone. The error names the record queried,
+    /// which an updater that renames (a drill's test zone) knows and its caller does not.
+    async fn verify(&self, name: &str, ip: Ipv4Addr) -> Result<(), DnsError> {
+        let found = self.lookup(name).await?;
+        if found == [ip] {
+            return Ok(());
+        }
+        let found = if found.is_empty() {
+            "nothing".to_string()
+        } else {
+            found.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(", ")
+        };
+        Err(DnsError::Mismatch { name: name.into(), expected: ip, found })
+    }
+
+    /// Checks that `name` is a CNAME to `target` (case and final dot aside); the error
+    /// names the record queried.
+    async fn verify_cname(&self, name: &str, target: &str) -> Result<(), DnsError> {
+        match self.lookup_cname(name).await? {
+            Some(found) if same_name(&found, target) => Ok(()),
+            found => Err(DnsError::CnameMismatch { name: name.into(), expected: target.into(), found }),
+        }
+    }
+
+    /// Whether the changes are sent, or only recorded (record mode, and dry runs).
+    fn mode(&self) -> DnsMode {
+        DnsMode::Update
+    }
+}
+
+/// Whether `name` lies in `zone`: is it or is below it (both lowercase, without final dots).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || name.ends_with(&format!(".{zone}"))
+}
+
+/// An updater that refuses every call, saying why: what a real run gets when its DNS
+/// cannot be changed as configured (no `[dns]` section; a drill with no test zone, R30),
+/// so that a change nobody foresaw fails its step instead of being recorded as done.
+#[derive(Debug, Clone)]
+pub struct Refusing {
+    why: String,
+}
+
+impl Refusing {
+    pub fn new(why: impl Into<String>) -> Self {
+        Refusing { why: why.into() }
+    }
+
+    fn refuse(&self, name: &str) -> DnsError {
+        DnsError::Invalid { name: name.into(), detail: self.why.clone() }
+    }
+}
+
+#[async_trait]
+impl DnsUpdater for Refusing {
+    async fn point(&self, name: &str, _ip: Ipv4Addr) -> Result<(), DnsError> {
+        Err(self.refuse(name))
+    }
+
+    async fn lookup(&self, name: &str) -> Result<Vec<Ipv4Addr>, DnsError> {
+        Err(self.refuse(name))
+    }
+
+    async fn point_cname(&self, name: &str, _target: &str) -> Result<(), DnsError> {
+        Err(self.refuse(name))
+    }
+
+    async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        Err(self.refuse(name))
+    }
 }
 
 /// Whether two DNS names are the same: case aside, and whether written fully qualified
@@ -118,6 +232,10 @@ impl DnsUpdater for RecordingDns {
     async fn lookup_cname(&self, name: &str) -> Result<Option<String>, DnsError> {
         Ok(self.cnames.lock().expect("dns lock").get(&key(name)).cloned())
     }
+
+    fn mode(&self) -> DnsMode {
+        DnsMode::Record
+    }
 }
 
 /// How the recorder files a name: lowercase, without the final dot (as a server, it holds
@@ -161,6 +279,44 @@ mod tests {
             "Web01.contoso.test. cannot become a CNAME: it has A records (10.2.3.21), and a CNAME cannot stand beside other data: delete them first, or update them instead of adding a CNAME"
         );
         assert!(dns.cnames().is_empty(), "nothing recorded");
+    }
+
+    #[tokio::test]
+    async fn verifying_names_the_record_and_what_it_holds() {
+        let dns = RecordingDns::default();
+        let ip = Ipv4Addr::new(10, 2, 3, 21);
+        let nothing = dns.verify("web01.contoso.test", ip).await.unwrap_err();
+        assert_eq!(nothing.to_string(), "web01.contoso.test resolves to nothing, not 10.2.3.21");
+        dns.point("web01.contoso.test", Ipv4Addr::new(10, 1, 3, 21)).await.unwrap();
+        let other = dns.verify("web01.contoso.test", ip).await.unwrap_err();
+        assert_eq!(other.to_string(), "web01.contoso.test resolves to 10.1.3.21, not 10.2.3.21");
+        dns.point("web01.contoso.test", ip).await.unwrap();
+        dns.verify("WEB01.contoso.test.", ip).await.unwrap();
+
+        let none = dns.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+        assert_eq!(none.to_string(), "www.contoso.test has no CNAME (expected one to lb-dr.contoso.test)");
+        dns.point_cname("www.contoso.test", "lb-primary.contoso.test.").await.unwrap();
+        let other = dns.verify_cname("www.contoso.test", "lb-dr.contoso.test").await.unwrap_err();
+        assert_eq!(
+            other.to_string(),
+            "www.contoso.test is a CNAME to lb-primary.contoso.test., not lb-dr.contoso.test"
+        );
+        dns.verify_cname("www.contoso.test", "LB-PRIMARY.contoso.test").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refusing_updater_refuses_every_call_naming_the_record() {
+        let dns = Refusing::new("no [dns] section");
+        let ip = Ipv4Addr::new(10, 2, 3, 21);
+        for error in [
+            dns.point("web01.contoso.test", ip).await.unwrap_err(),
+            dns.lookup("web01.contoso.test").await.unwrap_err(),
+            dns.verify("web01.contoso.test", ip).await.unwrap_err(),
+            dns.point_cname("web01.contoso.test", "lb.contoso.test").await.unwrap_err(),
+            dns.lookup_cname("web01.contoso.test").await.unwrap_err(),
+        ] {
+            assert_eq!(error.to_string(), "invalid DNS configuration for web01.contoso.test: no [dns] section");
+        }
     }
 
     #[test]

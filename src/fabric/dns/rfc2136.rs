@@ -3,10 +3,12 @@
 //! Each change is one RFC 2136 UPDATE message, so the server applies it atomically: the
 //! old address records go and the new one comes in the same transaction, and a replace can
 //! carry a prerequisite on the old data (§2.4.2) so it never overwrites someone else's
-//! change. Messages are signed with TSIG (RFC 8945) and sent over TCP, one connection per
-//! call: nothing is retransmitted behind our back (a retransmitted conditional update could
-//! fail its own prerequisite), and a server that is not there is reported at once
-//! ("connection refused") rather than after a timeout. `lookup` asks the same
+//! change. Messages are signed with TSIG (RFC 8945) and sent over TCP: one connection per
+//! server and key, opened at the first call, kept for the run and shared by concurrent
+//! calls, which are pipelined on it (see `connection.rs`). Nothing is retransmitted
+//! behind our back over UDP (a retransmitted conditional update could fail its own
+//! prerequisite), and a server that is not there is reported at once ("connection
+//! refused") rather than after a timeout. `lookup` asks the same
 //! authoritative server, never the system resolver, so `verify` reads what the server
 //! serves now.
 //!
@@ -18,21 +20,17 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use hickory_net::NetError;
-use hickory_net::runtime::TokioRuntimeProvider;
-use hickory_net::tcp::TcpClientStream;
-use hickory_net::xfer::{DnsExchange, DnsHandle, DnsMultiplexer};
-use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Message, OpCode, Query, ResponseCode, UpdateMessage,
-};
+use hickory_proto::op::{DnsResponse, Message, OpCode, Query, ResponseCode, UpdateMessage};
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm as HickoryTsigAlgorithm, TsigError};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
+use super::connection::{Link, Resend};
 use super::{DnsError, DnsUpdater, same_name};
 
 /// How far apart (seconds) our clock and the server's may be for a signature to be valid.
@@ -161,28 +159,36 @@ impl DnsServer {
     }
 }
 
-/// A configured server with its zone and signer ready (or why they cannot be used).
+/// A configured server with its zone and connection ready (or why they cannot be used).
 struct Zone {
     server: DnsServer,
     origin: Result<Name, String>,
-    signer: Result<Option<TSigner>, String>,
+    /// The connection it shares with the other zones of the same server and key.
+    link: Result<Arc<Link>, String>,
 }
 
 impl Zone {
-    fn new(server: DnsServer) -> Self {
+    /// `earlier`: the zones configured before this one, whose connection it may share.
+    fn new(server: DnsServer, earlier: &[Zone]) -> Self {
         let origin = fqdn(&server.zone);
-        let signer = match &server.key {
-            None => Ok(None),
-            Some(key) => fqdn(&key.name)
-                .and_then(|name| {
-                    TSigner::new(key.secret.clone(), key.algorithm.to_hickory(), name, TSIG_FUDGE)
-                        .map_err(|e| e.to_string())
-                })
-                .map(Some)
-                .map_err(|e| format!("TSIG key {:?} of zone {}: {e}", key.name, server.zone)),
+        let shared = earlier.iter().find(|z| z.server.address == server.address && z.server.key == server.key);
+        let link = match shared {
+            Some(zone) => zone.link.clone(),
+            None => signer(&server).map(|signer| Arc::new(Link::new(server.address, server.timeout, signer))),
         };
-        Zone { server, origin, signer }
+        Zone { server, origin, link }
     }
+}
+
+/// The signer of `server`'s key, if it has one.
+pub(super) fn signer(server: &DnsServer) -> Result<Option<TSigner>, String> {
+    let Some(key) = &server.key else { return Ok(None) };
+    fqdn(&key.name)
+        .and_then(|name| {
+            TSigner::new(key.secret.clone(), key.algorithm.to_hickory(), name, TSIG_FUDGE).map_err(|e| e.to_string())
+        })
+        .map(Some)
+        .map_err(|e| format!("TSIG key {:?} of zone {}: {e}", key.name, server.zone))
 }
 
 /// Where one name's changes go: the server, its zone, and the name as a DNS name.
@@ -208,7 +214,24 @@ impl fmt::Debug for Rfc2136 {
 impl Rfc2136 {
     /// Never fails: a zone or key that cannot be used is reported by the calls that need it.
     pub fn new(servers: Vec<DnsServer>) -> Self {
-        Rfc2136 { zones: servers.into_iter().map(Zone::new).collect() }
+        let mut zones: Vec<Zone> = Vec::with_capacity(servers.len());
+        for server in servers {
+            let zone = Zone::new(server, &zones);
+            zones.push(zone);
+        }
+        Rfc2136 { zones }
+    }
+
+    /// How many TCP connections this updater has opened to its servers so far: one per
+    /// server and key, unless a server closed one (tests and benchmarks read it).
+    pub fn connections_opened(&self) -> u64 {
+        let mut links: Vec<&Arc<Link>> = Vec::new();
+        for link in self.zones.iter().filter_map(|z| z.link.as_ref().ok()) {
+            if !links.iter().any(|seen| Arc::ptr_eq(seen, link)) {
+                links.push(link);
+            }
+        }
+        links.iter().map(|link| link.connections_opened()).sum()
     }
 
     /// The server that handles `name`: the one whose zone is the longest suffix of it (the
@@ -237,7 +260,7 @@ impl Rfc2136 {
         let mut message = update_message(route.origin);
         message.add_update(delete_rrset(route.name.clone(), RecordType::A));
         message.add_update(delete_rrset(route.name.clone(), RecordType::AAAA));
-        let response = self.exchange(&route, message).await?;
+        let response = self.exchange(&route, message, Resend::Idempotent).await?;
         update_outcome(route.zone.server.address, route.shown, route.origin, None, &response)
     }
 
@@ -262,7 +285,7 @@ impl Rfc2136 {
         })?;
         let server = route.zone.server.address;
         let message = cname_update(route.origin, &route.name, target_name, route.zone.server.ttl);
-        let response = self.exchange(&route, message).await?;
+        let response = self.exchange(&route, message, Resend::Idempotent).await?;
         let tsig_error = response.signature().and_then(|tsig| tsig.data.error);
         if response.response_code == ResponseCode::YXRRSet && tsig_error.is_none() {
             return Err(self.address_conflict(name, server).await);
@@ -311,13 +334,16 @@ impl Rfc2136 {
         let route = self.route(name)?;
         let mut message = update_message(route.origin);
         let expected = old.as_ref().map(|data| data.to_string());
+        // A replace conditional on the old data must not be sent twice: the second copy
+        // would fail the condition the first one changed.
+        let resend = if old.is_some() { Resend::Never } else { Resend::Idempotent };
         if let Some(old) = old {
             // §2.4.2 "RRset exists (value dependent)": zone class, TTL 0, the exact set.
             message.add_pre_requisite(Record::from_rdata(route.name.clone(), 0, old));
         }
         message.add_update(delete_rrset(route.name.clone(), rtype));
         message.add_update(Record::from_rdata(route.name.clone(), route.zone.server.ttl, new));
-        let response = self.exchange(&route, message).await?;
+        let response = self.exchange(&route, message, resend).await?;
         update_outcome(route.zone.server.address, route.shown, route.origin, expected.as_deref(), &response)
     }
 
@@ -327,7 +353,7 @@ impl Rfc2136 {
         let mut message = Message::query();
         message.metadata.recursion_desired = false;
         message.add_query(Query::query(route.name.clone(), rtype));
-        let response = self.exchange(&route, message).await?;
+        let response = self.exchange(&route, message, Resend::Idempotent).await?;
         let server = route.zone.server.address;
         match response.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain if response.authoritative => Ok(response
@@ -376,28 +402,16 @@ impl Rfc2136 {
         Ok(Route { zone, origin, name: fqdn_name, shown: name })
     }
 
-    /// Sends one message over a fresh TCP connection and returns the (verified) answer.
-    async fn exchange(&self, route: &Route<'_, '_>, message: Message) -> Result<DnsResponse, DnsError> {
+    /// Sends one message on the server's connection and returns the (verified) answer.
+    async fn exchange(&self, route: &Route<'_, '_>, message: Message, resend: Resend) -> Result<DnsResponse, DnsError> {
         let server = &route.zone.server;
-        let signer =
-            route.zone.signer.clone().map_err(|detail| DnsError::Invalid { name: route.shown.into(), detail })?;
-        let timeout = server.timeout;
-        let address = server.address;
-        let work = async move {
-            let (connect, handle) = TcpClientStream::new(address, None, Some(timeout), TokioRuntimeProvider::new());
-            let mut multiplexer = DnsMultiplexer::new(connect.await?, handle).with_timeout(timeout);
-            if let Some(signer) = signer {
-                multiplexer = multiplexer.with_signer(signer);
-            }
-            let (exchange, background) = DnsExchange::<TokioRuntimeProvider>::from_stream(multiplexer);
-            let _background = AbortOnDrop(tokio::spawn(background));
-            let mut options = DnsRequestOptions::default();
-            options.use_edns = false;
-            options.recursion_desired = false;
-            let mut answers = exchange.send(DnsRequest::new(message, options));
-            answers.next().await.unwrap_or(Err(NetError::Timeout))
-        };
-        match tokio::time::timeout(timeout, work).await {
+        let link = route
+            .zone
+            .link
+            .as_ref()
+            .map_err(|detail| DnsError::Invalid { name: route.shown.into(), detail: detail.clone() })?;
+        let (timeout, address) = (server.timeout, server.address);
+        match tokio::time::timeout(timeout, link.exchange(message, resend)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => Err(net_error(address, route.shown, timeout, &error)),
             Err(_) => Err(DnsError::Timeout { server: address, name: route.shown.into(), after: timeout }),
@@ -429,16 +443,7 @@ impl DnsUpdater for Rfc2136 {
     }
 }
 
-/// Ends the exchange's background task (and closes its connection) with the call.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn fqdn(name: &str) -> Result<Name, String> {
+pub(super) fn fqdn(name: &str) -> Result<Name, String> {
     if name.trim_end_matches('.').is_empty() {
         return Err("the name is empty".into());
     }
@@ -598,7 +603,7 @@ fn tsig_failure(text: &str) -> Option<&'static str> {
 }
 
 /// The mnemonic of a response code, as dig and nsupdate print it.
-fn rcode_name(rcode: ResponseCode) -> String {
+pub(super) fn rcode_name(rcode: ResponseCode) -> String {
     match rcode {
         ResponseCode::NoError => "NOERROR".into(),
         ResponseCode::FormErr => "FORMERR".into(),
@@ -719,7 +724,7 @@ mod tests {
         let bad = TsigKey::new("bad..key", TsigAlgorithm::HmacSha256, vec![1; 32]);
         let dns = Rfc2136::new(vec![DnsServer::new(addr(1), "contoso.test.").with_key(bad)]);
         let route = dns.route("web01.contoso.test").unwrap();
-        let detail = route.zone.signer.as_ref().err().unwrap();
+        let detail = route.zone.link.as_ref().err().unwrap();
         assert!(detail.contains("bad..key") && detail.contains("contoso.test."), "{detail}");
     }
 

@@ -421,7 +421,8 @@ fn r10_an_unmapped_network_is_an_error_where_the_plan_needs_the_address() {
         assert_eq!((f.at.line, f.rule), (3, Some("R10")), "{f}");
         (f.severity, f.message.clone())
     };
-    let base = plan(vec![group("backup", 3, vec![vm("backup01", 3)])]);
+    let mut base = plan(vec![group("backup", 3, vec![vm("backup01", 3)])]);
+    base.written.dns = DnsSetting::Recorded;
     // An action that uses the address of each VM of the group, or of this one by name.
     for (vms, what) in
         [(UsedVms::EachOfGroup(0), "vm.ip"), (UsedVms::Named("backup01".into()), "ctx.vm(\"backup01\").ip")]
@@ -693,19 +694,30 @@ fn pos(line: usize, column: usize) -> SourcePos {
 
 #[test]
 fn r50_dns_names_the_folders_dns_servers_do_not_serve_are_errors() {
-    let zones = Some(vec!["example.org".to_string(), "contoso.test".to_string()]);
-    // Without [dns], updates are only recorded: nothing to hold them to.
-    let v = written(|plan| plan.update_dns = true);
+    let zones = DnsSetting::Served(vec!["example.org".to_string(), "contoso.test".to_string()]);
+    // In record mode nothing is sent: nothing to hold the names to.
+    let v = written(|plan| {
+        plan.update_dns = true;
+        plan.written.dns = DnsSetting::Recorded;
+    });
     assert!(v.findings.is_empty(), "{:#?}", rendered(&v));
+    // Without [dns], a real run is refused: the check warns once, where the plan updates.
+    let v = written(|plan| plan.update_dns = true);
+    assert_finding(
+        only(&v),
+        (Warning, 3, Some("R50")),
+        "the plan changes DNS (plan.update_dns()) but the folder's drplan.toml has no [dns] section: real runs \
+         are refused until it names each zone's server, or sets mode = \"record\"",
+    );
     // The VMs' names, from the site file (sql01 has two, sql02 none): served, then not.
     let v = written(|plan| {
         plan.update_dns = true;
-        plan.written.dns_zones = Some(vec!["contoso.test".into()]);
+        plan.written.dns = DnsSetting::Served(vec!["contoso.test".into()]);
     });
     assert!(v.findings.is_empty(), "{:#?}", rendered(&v));
     let v = written(|plan| {
         plan.update_dns = true;
-        plan.written.dns_zones = Some(vec!["example.org".into()]);
+        plan.written.dns = DnsSetting::Served(vec!["example.org".into()]);
     });
     assert_eq!(v.findings.len(), 2, "sql01's two names: {:#?}", rendered(&v));
     assert_finding(
@@ -716,7 +728,7 @@ fn r50_dns_names_the_folders_dns_servers_do_not_serve_are_errors() {
     );
     // Those of a VM an action points at its replica.
     let v = written(|plan| {
-        plan.written.dns_zones = Some(vec!["example.org".into()]);
+        plan.written.dns = DnsSetting::Served(vec!["example.org".into()]);
         let what = "dns::point_vm(vm)".into();
         let usage = AddressUse { vms: UsedVms::Named("sql01".into()), what, at: pos(9, 4), updates_dns: true };
         plan.written.address_uses.push(usage);
@@ -725,7 +737,7 @@ fn r50_dns_names_the_folders_dns_servers_do_not_serve_are_errors() {
     assert_finding(&v.findings[0], (Error, 3, Some("R50")), "so dns::point_vm(vm) at plan.rhai:9:4 would fail");
     // Names written as literals, at the literal.
     let v = written(|plan| {
-        plan.written.dns_zones = zones.clone();
+        plan.written.dns = zones.clone();
         for (name, line) in [("www.contoso.test", 7), ("WWW.Example.Org.", 8), ("www.contoso.org", 9)] {
             plan.written.dns_names.push(WrittenName {
                 call: "dns::point".into(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{FakeServices, Plans, action_ctx};
-use crate::plan::{EventView, Plan};
+use crate::plan::{DnsSetting, EventView, Plan};
 use crate::script::{ScriptError, ScriptErrorKind};
 
 const PLAN: &str = "let plan = recovery_plan(\"contoso\", #{ source: \"primary\", target: \"secondary\" });
@@ -265,7 +265,7 @@ fn a_broken_plan_is_reported_before_the_config_is_read() {
 #[test]
 fn r50_the_zones_of_the_folders_dns_servers_and_what_hook_scripts_write_go_to_the_checks() {
     let plans = folder();
-    assert_eq!(loaded(&plans).written.dns_zones, None, "no [dns]: updates are only recorded");
+    assert_eq!(loaded(&plans).written.dns, DnsSetting::Missing, "no [dns]");
     plans.put(
         "drplan.toml",
         &format!("{CONFIG}\n[dns]\n[[dns.servers]]\nzone = \"Contoso.Test.\"\naddress = \"127.0.0.1:53\"\n"),
@@ -273,7 +273,7 @@ fn r50_the_zones_of_the_folders_dns_servers_and_what_hook_scripts_write_go_to_th
     let status = "on(\"run.failed\", |ev| { dns::point(\"status.example.org\", \"10.0.0.9\"); wait(\"2d\"); });\n";
     plans.put("hooks/notify.rhai", &format!("import \"dns\" as dns;\n{NOTIFY}{status}"));
     let written = loaded(&plans).written;
-    assert_eq!(written.dns_zones, Some(vec!["contoso.test".to_string()]));
+    assert_eq!(written.dns, DnsSetting::Served(vec!["contoso.test".to_string()]));
     // In the hook script, where they are written.
     let names: Vec<(&str, usize)> = written.dns_names.iter().map(|n| (n.name.as_str(), n.at.line)).collect();
     assert_eq!(names, [("status.example.org", 5)]);

@@ -418,5 +418,5 @@ plan
     );
     let retries: Vec<(Option<usize>, usize)> = written.retries.iter().map(|(g, at)| (*g, at.line)).collect();
     assert_eq!(retries, [(Some(0), 3), (None, 6)]);
-    assert_eq!(written.dns_zones, None, "no drplan.toml");
+    assert_eq!(written.dns, crate::plan::DnsSetting::Missing, "no drplan.toml");
 }
