@@ -74,12 +74,8 @@ pub struct RunOptions {
     /// human: a report (dry run) or live progress; json: the report, or events as JSON lines.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-    /// R22: fail over only this VM of the plan, with its own steps (repeat for several).
-    #[arg(long = "vm", value_name = "VM")]
-    pub vms: Vec<String>,
-    /// R30: a drill's isolated network, instead of the plan's `test_network`.
-    #[arg(long, value_name = "NETWORK")]
-    pub test_network: Option<String>,
+    #[command(flatten)]
+    pub scope: Scope,
     /// R32: an unplanned failover that does not try to shut the source down first.
     #[arg(long)]
     pub no_shutdown: bool,
@@ -88,11 +84,28 @@ pub struct RunOptions {
 impl RunOptions {
     /// What these options change of the plan, checked against the kind of failover.
     pub fn overrides(&self, kind: Kind) -> Result<crate::cli::context::Overrides, String> {
-        if self.test_network.is_some() && kind != Kind::Test {
-            return Err("--test-network chooses a drill's isolated network: it goes with --kind test (R30)".into());
-        }
         if self.no_shutdown && kind != Kind::Unplanned {
             return Err("--no-shutdown goes with --kind unplanned: a planned failover always shuts the source down first (R31), a drill never does (R30)".into());
+        }
+        self.scope.overrides(kind)
+    }
+}
+
+/// Which VMs of a plan a run (or its preflight) takes, and a drill's network.
+#[derive(Debug, Args)]
+pub struct Scope {
+    /// R22: fail over only this VM of the plan, with its own steps (repeat for several).
+    #[arg(long = "vm", value_name = "VM")]
+    pub vms: Vec<String>,
+    /// R30: a drill's isolated network, instead of the plan's `test_network`.
+    #[arg(long, value_name = "NETWORK")]
+    pub test_network: Option<String>,
+}
+
+impl Scope {
+    pub fn overrides(&self, kind: Kind) -> Result<crate::cli::context::Overrides, String> {
+        if self.test_network.is_some() && kind != Kind::Test {
+            return Err("--test-network chooses a drill's isolated network: it goes with --kind test (R30)".into());
         }
         Ok(crate::cli::context::Overrides { vms: self.vms.clone(), test_network: self.test_network.clone() })
     }
@@ -123,6 +136,23 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Is the world ready for this plan, right now? Checks without changing anything: the
+    /// plan's check, every VM as a run of this kind would (state, recovery point, where its
+    /// replica lands: host, storage, networks, addresses), and each DNS server and key the
+    /// run would use (signed queries only). A checklist; exit 0 only when all is ready.
+    Preflight {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value = "planned")]
+        kind: Kind,
+        /// latest (the default), latest-processed, latest-app-consistent, or an RFC 3339
+        /// time (R33); not for a planned failover (R31).
+        #[arg(long, value_parser = parse_point)]
+        point: Option<crate::model::PointChoice>,
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Prints Rhai definitions of the host API, for editor completion.
     Defs,
     /// Runs a plan's failover against the fabric, journaled (R30-R33).
@@ -136,6 +166,10 @@ pub enum Command {
         /// rehearsals (drills, or any run on a simulated site).
         #[arg(long)]
         approve_manual: bool,
+        /// Skip the preflight's look at the outside world (each DNS server and key the run
+        /// uses); the checks of the plan and of every VM always run.
+        #[arg(long)]
+        no_preflight: bool,
     },
     /// R37, R38: brings the plan's VMs back to their original site (a planned failover back,
     /// in group order), then commits and reprotects them towards the recovery site.
@@ -148,6 +182,9 @@ pub enum Command {
         /// Approve every manual step at once, as taking its estimate, journaled (simulated sites).
         #[arg(long)]
         approve_manual: bool,
+        /// Skip the preflight's look at the outside world (DNS servers and keys).
+        #[arg(long)]
+        no_preflight: bool,
     },
     /// R34: makes the failover of every VM of the plan final.
     Commit { plan: PathBuf },

@@ -22,9 +22,9 @@ use crate::store::StateDir;
 pub fn failback(
     global: &Global,
     plan: &Path,
-    parallel: usize,
-    format: Format,
+    (parallel, format): (usize, Format),
     approvals: Approvals,
+    outside: super::preflight::OutsideWorld,
 ) -> Result<String, CliError> {
     let request = RunRequest {
         kind: FailoverKind::Planned,
@@ -35,6 +35,7 @@ pub fn failback(
         approvals,
         shut_down_source: true,
         overrides: Overrides::default(),
+        outside,
     };
     failover(global, plan, request)
 }

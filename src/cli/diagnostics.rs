@@ -11,6 +11,7 @@ use crate::script::ScriptError;
 /// and its lines indexed once.
 pub fn findings(findings: &[Finding]) -> String {
     let mut out = String::new();
+    let rules: Vec<&str> = findings.iter().filter_map(|f| f.rule).collect();
     for same_file in findings.chunk_by(|a, b| a.at.file == b.at.file) {
         let text = read(&same_file[0].at);
         let source = text.as_deref().map(Source::new);
@@ -18,6 +19,10 @@ pub fn findings(findings: &[Finding]) -> String {
             out.push_str(&finding.render(source.as_ref()));
             out.push_str("\n\n");
         }
+    }
+    if let Some(note) = crate::report::rules::note(&rules.join(" ")) {
+        out.push_str(&note);
+        out.push_str("\n\n");
     }
     out
 }

@@ -16,6 +16,7 @@
 //! Any key that cannot be used (secret missing, key file for another key or algorithm)
 //! refuses the run before it starts.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use crate::fabric::dns::{DnsMode, DnsUpdater, ReadinessCheck, RecordingDns, Refu
 use crate::model::names::Count;
 use crate::model::{FailoverKind, Inventory};
 use crate::plan::config::{CONFIG_FILE, DnsConfig, DnsKeyConfig, DnsServerConfig, SecretSource, parse_config};
-use crate::plan::{Plan, ResolvedPlan};
+use crate::plan::{Plan, ResolvedPlan, UsedVms};
 
 /// How long one DNS exchange may take before it counts as a timeout; also the bound on
 /// each server's readiness check.
@@ -50,14 +51,23 @@ impl DnsUse {
     }
 }
 
-/// The names `plan.update_dns()` points at the replicas: every DNS name of every VM of
-/// the plan (from the site file); none when the plan does not call it.
-pub fn update_dns_names(plan: &Plan, resolved: &ResolvedPlan, inventory: &Inventory) -> Vec<String> {
-    if !plan.update_dns {
-        return Vec::new();
-    }
-    let vms = resolved.groups.iter().flat_map(|group| &group.vms);
-    vms.filter_map(|vm| inventory.vm(vm)).flat_map(|vm| vm.dns.iter().cloned()).collect()
+/// The DNS names the plan changes, as far as its scripts show before it runs: with
+/// `plan.update_dns()` every DNS name of every VM of the plan (from the site file); those
+/// of the VMs an action points at their replica (`dns::point_vm(vm)`); and the names
+/// written as literals (`dns::point("www.contoso.test", ip)`). Empty: no DNS change seen.
+pub fn changed_dns_names(plan: &Plan, resolved: &ResolvedPlan, inventory: &Inventory) -> Vec<String> {
+    let written = &plan.written;
+    let pointed = written.address_uses.iter().filter(|used| used.updates_dns).flat_map(|used| match &used.vms {
+        UsedVms::EachOfGroup(index) => resolved.groups.get(*index).map(|g| g.vms.clone()).unwrap_or_default(),
+        UsedVms::Named(vm) => vec![vm.clone()],
+    });
+    let vms: BTreeSet<String> = if plan.update_dns {
+        resolved.groups.iter().flat_map(|group| group.vms.iter().cloned()).collect()
+    } else {
+        pointed.collect()
+    };
+    let of_vms = vms.iter().filter_map(|vm| inventory.vm(vm)).flat_map(|vm| vm.dns.iter().cloned());
+    of_vms.chain(written.dns_names.iter().map(|name| name.name.clone())).collect()
 }
 
 /// The updater for a run of kind `kind` of the plan at `plan_path` (see the module doc);

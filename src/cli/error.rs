@@ -34,6 +34,8 @@ pub enum CliError {
     InvalidPlan { errors: usize },
     #[error("the preflight refused {refused} VM(s), see above; nothing was changed")]
     PreflightRefused { refused: usize },
+    #[error("the preflight found {}: nothing was started or changed", Count::numbered("problem", *.problems))]
+    NotReady { problems: usize },
     #[error("the run {0}")]
     RunFailed(&'static str),
     #[error("this changes the recovery site; without a terminal to confirm on, pass --yes")]
@@ -52,10 +54,14 @@ impl CliError {
     /// What stderr shows: each error with its own severity first; one in a file also with
     /// the line it points at.
     pub fn report(&self) -> String {
-        match self {
+        let text = match self {
             CliError::SiteFile(errors) => errors.to_string(),
             CliError::Script(error) => super::diagnostics::script_error(error),
             other => format!("error: {other}"),
+        };
+        match crate::report::rules::note(&text) {
+            Some(note) => format!("{text}\n{note}"),
+            None => text,
         }
     }
 

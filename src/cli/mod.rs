@@ -9,6 +9,7 @@ pub mod dns;
 mod error;
 mod inspect;
 mod plans;
+mod preflight;
 mod progress;
 mod protection;
 mod runs;
@@ -72,6 +73,10 @@ fn approvals(approve_manual: bool) -> runs::Approvals {
     if approve_manual { runs::Approvals::Rehearsal } else { runs::Approvals::ByPeople }
 }
 
+fn outside_world(no_preflight: bool) -> preflight::OutsideWorld {
+    if no_preflight { preflight::OutsideWorld::Skip } else { preflight::OutsideWorld::Check }
+}
+
 /// R31: a planned failover always syncs to the end; a point choice would be ignored, so
 /// it is refused instead.
 fn point_for(
@@ -95,8 +100,13 @@ fn run(cli: &Cli) -> Result<String, CliError> {
             let overrides = run.overrides(*kind).map_err(CliError::Usage)?;
             plans::dry_run(global, plan, (*kind, point), run, &overrides, svg.as_deref())
         }
+        Command::Preflight { plan, kind, point, scope, format } => {
+            let point = point_for(*kind, *point)?;
+            let overrides = scope.overrides(*kind).map_err(CliError::Usage)?;
+            preflight::preflight(global, plan, (*kind, point), &overrides, *format)
+        }
         Command::Defs => Ok(plans::defs()),
-        Command::Failover { plan, kind, run, approve_manual } => {
+        Command::Failover { plan, kind, run, approve_manual, no_preflight } => {
             let request = runs::RunRequest {
                 kind: (*kind).into(),
                 point: point_for(*kind, run.point)?,
@@ -106,12 +116,17 @@ fn run(cli: &Cli) -> Result<String, CliError> {
                 approvals: approvals(*approve_manual),
                 shut_down_source: !run.no_shutdown,
                 overrides: run.overrides(*kind).map_err(CliError::Usage)?,
+                outside: outside_world(*no_preflight),
             };
             runs::failover(global, plan, request)
         }
-        Command::Failback { plan, parallel, format, approve_manual } => {
-            cycle::failback(global, plan, *parallel, *format, approvals(*approve_manual))
-        }
+        Command::Failback { plan, parallel, format, approve_manual, no_preflight } => cycle::failback(
+            global,
+            plan,
+            (*parallel, *format),
+            approvals(*approve_manual),
+            outside_world(*no_preflight),
+        ),
         Command::Commit { plan } => cycle::each_vm(global, plan, cycle::PlanStep::Commit, cycle::Confirm::Ask),
         Command::Reprotect { plan } => cycle::each_vm(global, plan, cycle::PlanStep::Reprotect, cycle::Confirm::Ask),
         Command::Cleanup { plan, notes } => {

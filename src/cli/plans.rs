@@ -39,14 +39,14 @@ fn load_and_validate(
 }
 
 /// The spec of a run that only looks: a dry run, or a check's preflight.
-fn looking_spec(kind: FailoverKind, point: PointChoice, parallel: usize) -> RunSpec {
+pub(super) fn looking_spec(kind: FailoverKind, point: PointChoice, parallel: usize) -> RunSpec {
     RunSpec { run_id: "dry-run".into(), kind, point, parallel, dry_run: true, shut_down_source: true, failback: false }
 }
 
 /// The runtime dry runs and checks run on. One thread: with causal time nothing needs a
 /// paused clock, and one thread keeps the order fabric calls are made in (job numbers)
 /// the same from run to run.
-fn looking_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn looking_runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_stack_size(SCRIPT_STACK_SIZE)

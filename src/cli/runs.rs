@@ -75,6 +75,7 @@ pub struct RunRequest {
     /// R32: an unplanned failover first tries to shut the source down, unless told not to.
     pub shut_down_source: bool,
     pub overrides: Overrides,
+    pub outside: super::preflight::OutsideWorld,
 }
 
 /// A plan ready to run: loaded, validated, resolved against the live simulation.
@@ -86,10 +87,9 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// Whether the plan changes DNS, as far as is known before it runs.
-    // TODO(cli): also when the plan's scripts import "dns" (the script layer can tell).
+    /// Whether the plan changes DNS, as far as its scripts show before it runs.
     fn dns_use(&self) -> super::dns::DnsUse {
-        let names = super::dns::update_dns_names(&self.plan, &self.resolved, &self.inventory);
+        let names = super::dns::changed_dns_names(&self.plan, &self.resolved, &self.inventory);
         super::dns::DnsUse::when(!names.is_empty())
     }
 }
@@ -137,6 +137,10 @@ pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Resul
         });
         eprintln!("error: {refusal}{}", place.unwrap_or_default());
     }
+    let cited: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    if let Some(note) = crate::report::rules::note(&cited.join(" ")) {
+        eprintln!("{note}");
+    }
     match refusals.len() {
         0 => Ok(()),
         refused => Err(CliError::PreflightRefused { refused }),
@@ -146,14 +150,16 @@ pub(super) fn refuse(resolved: &ResolvedPlan, refusals: &[FabricError]) -> Resul
 /// Runs a plan: a failover, or (R37, R38) a failback of VMs reprotected on the recovery
 /// site, which a planned failover back is, then commit and reprotect forward.
 pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Result<String, CliError> {
-    let RunRequest { kind, point, parallel, format, direction, approvals, shut_down_source, overrides } = request;
+    let RunRequest { kind, point, parallel, format, direction, approvals, shut_down_source, overrides, outside } =
+        request;
     let site = site_path(global, Some(plan_path))?;
     let state = StateDir::open(&global.state(Some(plan_path)))?;
     let findings = if direction == Direction::Failover { Findings::Enforce } else { Findings::Skip };
     let prepared = prepare(plan_path, &site, &state, kind, &overrides, findings)?;
     refuse_rehearsal(approvals, kind, &*prepared.sim)?;
-    // Everything that can refuse the run does so before it exists: DNS settings, then the
-    // preflight of every VM. A refused run changes nothing and leaves no record.
+    // Everything that can refuse the run does so before it exists: DNS settings, the
+    // preflight of every VM, then the outside world (DNS servers and keys). A refused run
+    // changes nothing and leaves no record.
     let dns = super::dns::updater(plan_path, kind, prepared.dns_use())?;
     let failback = direction == Direction::Failback;
     let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source, failback };
@@ -167,6 +173,12 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         &History::default(),
     ))?;
     refuse(&prepared.resolved, &checked.refusals)?;
+    if outside == super::preflight::OutsideWorld::Check {
+        let (plan, resolved) = (&prepared.plan, &prepared.resolved);
+        let checks =
+            runtime.block_on(super::preflight::dns_checks(plan_path, kind, plan, resolved, &prepared.inventory));
+        super::preflight::refuse_unready(&checks)?;
+    }
     if kind != FailoverKind::Test {
         let what = if failback { "failback" } else { "failover" };
         let question = format!(

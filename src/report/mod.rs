@@ -2,6 +2,8 @@
 
 pub mod jobs;
 pub mod outcome;
+pub mod preflight;
+pub mod rules;
 pub mod run;
 pub mod status;
 pub mod svg;

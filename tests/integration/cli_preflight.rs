@@ -134,3 +134,58 @@ fn r12_commit_asks_before_making_a_split_replication_group_final() {
     let commit = work.run(&["commit", "failover.rhai", "--yes"]).ok();
     refused(&commit, &["different recovery points"]);
 }
+
+#[test]
+fn preflight_of_the_example_plan_is_a_ready_checklist_of_every_vm_and_changes_nothing() {
+    let work = Workdir::contoso_plans();
+    let before = statuses(&work);
+    let human = work.run(&["preflight", "failover.rhai", "--wide"]).ok().stdout;
+    assert!(human.contains("OK      vm    sql01"), "{human}");
+    assert!(human.contains("lands on secondary/hv-s01 (storage dr-gold) with 10.2.1.10 on prod-dr"), "{human}");
+    assert!(human.contains("Ready: 10 checks, 0 warnings, no problem."), "{human}");
+    let json = work.run(&["preflight", "drill.rhai", "--kind", "test", "--format", "json"]).ok().json();
+    assert_eq!(json["ready"], true);
+    let vms: Vec<&str> = json["vms"].as_array().unwrap().iter().map(|l| l["subject"].as_str().unwrap()).collect();
+    assert_eq!(vms, ["sql01", "sql02", "app01", "app02", "app03", "web01", "web02", "web03"]);
+    assert!(json["vms"][0]["message"].as_str().unwrap().contains("on test-bubble"), "{json:#}");
+    assert_eq!(statuses(&work), before, "read-only");
+    assert_eq!(runs(&work), 0, "a preflight starts no run");
+}
+
+#[test]
+fn r33_r2_preflight_names_every_vm_whose_point_is_gone_and_exits_1() {
+    let work = Workdir::contoso_plans();
+    let point = ["preflight", "failover.rhai", "--kind", "unplanned", "--point", "2025-01-01T00:00:00Z"];
+    let run = work.run(&point).fails(1);
+    assert!(run.stdout.contains("NOT READY: 8 problems of 10 checks"), "{}", run.stdout);
+    assert!(run.stdout.contains("outside the"), "{}", run.stdout);
+    assert!(run.stderr.contains("the preflight found 8 problems"), "{}", run.stderr);
+    // A planned failover takes no point (R31): bad usage, exit 2.
+    work.run(&["preflight", "failover.rhai", "--kind", "planned", "--point", "latest"]).fails(2);
+}
+
+#[test]
+fn r31_after_a_failover_the_preflight_of_another_says_each_vm_is_already_failed_over() {
+    let work = Workdir::contoso_plans();
+    work.run(&["failover", "failover.rhai", "--kind", "planned", "--yes", "--approve-manual"]).ok();
+    let json = work.run(&["preflight", "failover.rhai", "--format", "json"]).fails(1).json();
+    assert_eq!(json["ready"], false);
+    for line in json["vms"].as_array().unwrap() {
+        assert_eq!(line["status"], "problem", "{line}");
+    }
+}
+
+#[test]
+fn preflight_lists_the_plans_errors_and_warnings_as_lines() {
+    let plan = "let plan = recovery_plan(\"p\", #{ source: \"primary\", target: \"secondary\" });\n\
+                plan.group(\"db\", [\"sql01\", \"sql99\"]);\nplan\n";
+    let work = Workdir::contoso().file("p.rhai", plan);
+    let json = work.run(&["preflight", "p.rhai", "--format", "json"]).fails(1).json();
+    let checks = json["plan_checks"].as_array().unwrap();
+    let line = |subject: &str| checks.iter().find(|c| c["subject"] == subject).expect(subject).clone();
+    assert_eq!(line("sql99")["status"], "problem", "{json:#}");
+    assert!(line("sql99")["message"].as_str().unwrap().starts_with("p.rhai:2:28: unknown VM sql99"), "{json:#}");
+    // R12: leaving sql02 out of its replication group's failover is worth reading, not fatal.
+    assert_eq!(line("sql-cluster")["status"], "warning", "{json:#}");
+    assert!(line("sql-cluster")["message"].as_str().unwrap().contains("(R12, docs/rules.md)"), "{json:#}");
+}

@@ -73,7 +73,7 @@ async fn a_ready_server_key_and_zone_are_one_ok_line_each_and_only_queries_are_s
     let (serial, test_serial) = (bind.soa_serial(), test_zone_serial(&bind));
     let folder = good(&bind);
     let checks = folder.checks(FailoverKind::Planned, &["web01.contoso.test", "WEB02.contoso.test."]).await;
-    assert!(checks.iter().all(ReadinessCheck::is_ok), "{checks:#?}");
+    assert!(checks.iter().all(ReadinessCheck::is_ready), "{checks:#?}");
     let server = format!("server {} for zone contoso.test", bind.address());
     assert_eq!(
         checks.iter().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
@@ -92,7 +92,7 @@ async fn a_ready_server_key_and_zone_are_one_ok_line_each_and_only_queries_are_s
 
     // A drill checks the test zone's server alone, and that it serves the test zone.
     let drill = folder.checks(FailoverKind::Test, &["web01.contoso.test"]).await;
-    assert!(drill.iter().all(ReadinessCheck::is_ok), "{drill:#?}");
+    assert!(drill.iter().all(ReadinessCheck::is_ready), "{drill:#?}");
     let test_server = line(&drill, "server");
     assert_eq!(test_server.subject, format!("server {} for test zone drill.contoso.test", bind.address()));
     assert!(
@@ -223,7 +223,7 @@ async fn names_outside_the_zones_and_the_configuration_itself_are_lines_too() {
     assert_eq!(checks.len(), 1, "{checks:#?}");
     assert!(problem(&checks, "DNS configuration").contains("has no [dns] section"), "{checks:#?}");
     let quiet = readiness(&none.plan(), FailoverKind::Planned, DnsUse::NoUpdates, &[]).await;
-    assert!(quiet.iter().all(ReadinessCheck::is_ok), "{quiet:#?}");
+    assert!(quiet.iter().all(ReadinessCheck::is_ready), "{quiet:#?}");
 
     let record = Folder::new("[dns]\nmode = \"record\"\n", &[]);
     let checks = record.checks(FailoverKind::Planned, &["web01.contoso.test"]).await;

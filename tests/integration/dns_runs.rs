@@ -69,7 +69,14 @@ fn r50_a_failover_points_dns_at_the_replicas_and_a_real_query_reads_them_back() 
 fn a_wrong_tsig_key_fails_the_dns_step_clearly_and_the_run_resumes_once_it_is_fixed() {
     let lab = Lab::new();
     let wrong = bind::random_secret();
+    // The preflight asks the server first, and refuses: no run, nothing changed.
     let failover = lab.work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes"]);
+    let refused = failover.env("DRPLAN_TEST_TSIG", &wrong).fails(1);
+    assert!(refused.stderr.contains("error: preflight: server 127.0.0.1:"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("BADSIG"), "{}", refused.stderr);
+    assert_eq!(lab.work.last_run(), None, "a refused run leaves no record");
+    // Past the preflight (the key breaks after it, say), the DNS step itself fails.
+    let failover = lab.work.drplan(["failover", "plan.rhai", "--kind", "planned", "--yes", "--no-preflight"]);
     let run = failover.env("DRPLAN_TEST_TSIG", &wrong).fails(1);
     let id = lab.work.last_run().unwrap();
     let show = lab.work.run(&["show", &id]).ok();
@@ -133,7 +140,11 @@ fn r30_a_test_zone_its_server_does_not_serve_fails_the_step_and_writes_nowhere_e
     let bind = Bind::start();
     let production = bind.axfr(bind::ZONE);
     let lab = Lab::with_config(config(&bind, "drill2.contoso.test"), bind);
-    let run = lab.work.drplan(["failover", "plan.rhai", "--kind", "test"]).fails(1);
+    let refused = lab.work.drplan(["failover", "plan.rhai", "--kind", "test"]).fails(1);
+    assert!(refused.stderr.contains("drill2.contoso.test"), "the preflight names the zone: {}", refused.stderr);
+    assert_eq!(lab.work.last_run(), None, "a refused drill leaves no record");
+    // Past the preflight, BIND itself refuses the update.
+    let run = lab.work.drplan(["failover", "plan.rhai", "--kind", "test", "--no-preflight"]).fails(1);
     let show = lab.work.run(&["show", &lab.work.last_run().unwrap()]).ok();
     assert!(
         show.stdout.contains("web01.drill2.contoso.test"),
@@ -326,4 +337,26 @@ fn a_key_file_of_another_key_or_algorithm_refuses_the_run_before_anything_change
         assert!(status["vms"].as_array().unwrap().iter().all(|vm| vm["active_site"] != "secondary"), "{status}");
     }
     assert_eq!(bind.soa_serial(), serial, "nothing was sent");
+}
+
+#[test]
+fn preflight_asks_each_dns_server_with_its_key_and_is_ready_only_when_all_answer() {
+    let lab = Lab::new();
+    let serial = lab.bind.dig(&["+short", bind::ZONE, "SOA"]);
+    let ready = lab.work.run(&["preflight", "plan.rhai", "--format", "json"]).ok().json();
+    assert_eq!(ready["ready"], true, "{ready:#}");
+    let server = ready["dns"].as_array().unwrap().iter().find(|l| l["subject"].as_str().unwrap().starts_with("server"));
+    assert_eq!(server.unwrap()["status"], "ok", "{ready:#}");
+    // A wrong secret: one problem line, exit 1, and the same for a drill's test zone.
+    let wrong = bind::random_secret();
+    let preflight = lab.work.drplan(["preflight", "plan.rhai"]).env("DRPLAN_TEST_TSIG", &wrong).fails(1);
+    assert!(preflight.stdout.contains("PROBLEM  dns"), "{}", preflight.stdout);
+    assert!(preflight.stdout.contains("BADSIG"), "{}", preflight.stdout);
+    assert!(preflight.stdout.contains("NOT READY: 1 problem"), "{}", preflight.stdout);
+    assert!(!preflight.stdout.contains(&wrong) && !preflight.stdout.contains(&lab.bind.secret), "a secret was printed");
+    let drill = lab.work.drplan(["preflight", "plan.rhai", "--kind", "test"]).env("DRPLAN_TEST_TSIG", &wrong).fails(1);
+    assert!(drill.stdout.contains("drill.contoso.test"), "the drill asks the test zone's server: {}", drill.stdout);
+    // Only queries were sent.
+    assert_eq!(lab.bind.dig(&["+short", bind::ZONE, "SOA"]), serial, "the zone's serial did not move");
+    assert_eq!(lab.work.last_run(), None, "a preflight starts no run");
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::fabric::readiness::{CheckStatus, ReadinessCheck};
 pub use key_file::{KeySecret, key_secret};
-pub use readiness::{CheckStatus, ReadinessCheck};
 pub use rfc2136::{DnsServer, Rfc2136, TsigAlgorithm, TsigKey};
 pub use test_zone::TestZone;
 

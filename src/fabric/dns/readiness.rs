@@ -8,8 +8,7 @@
 //! not verify. On BADKEY the same name is tried with the other algorithms (still queries),
 //! so that "the server has this key as hmac-sha256" can be said instead of "unknown key".
 //!
-//! `ReadinessCheck` is one line of the checklist: the DNS layer makes them, the CLI shows
-//! them (as text, or as JSON through serde) without knowing how they were made.
+//! Each check is a [`ReadinessCheck`], a line of the preflight's checklist.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,52 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{Name, RData, RecordType, TSigner};
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::rfc2136::{DnsServer, TsigAlgorithm, fqdn, rcode_name, signer};
-
-/// One line of a preflight's checklist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReadinessCheck {
-    /// What was checked, short: "server 127.0.0.1:5353 for zone contoso.test".
-    pub subject: String,
-    pub status: CheckStatus,
-    /// What was found, and for a problem what to do about it. Never a secret.
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Ok,
-    Problem,
-}
-
-impl ReadinessCheck {
-    pub fn ok(subject: impl Into<String>, message: impl Into<String>) -> Self {
-        ReadinessCheck { subject: subject.into(), status: CheckStatus::Ok, message: message.into() }
-    }
-
-    pub fn problem(subject: impl Into<String>, message: impl Into<String>) -> Self {
-        ReadinessCheck { subject: subject.into(), status: CheckStatus::Problem, message: message.into() }
-    }
-
-    pub fn is_ok(&self) -> bool {
-        self.status == CheckStatus::Ok
-    }
-}
-
-impl std::fmt::Display for ReadinessCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let status = match self.status {
-            CheckStatus::Ok => "ok",
-            CheckStatus::Problem => "problem",
-        };
-        write!(f, "{status}: {}: {}", self.subject, self.message)
-    }
-}
+use crate::fabric::readiness::ReadinessCheck;
 
 /// The subject of a server's check: "server 127.0.0.1:5353 for zone contoso.test".
 pub fn server_subject(server: &DnsServer) -> String {
@@ -240,6 +198,7 @@ fn query_id() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fabric::readiness::CheckStatus;
 
     #[test]
     fn a_check_serializes_as_subject_status_and_message() {
@@ -254,7 +213,8 @@ mod tests {
             })
         );
         assert_eq!(check.to_string(), "problem: server 127.0.0.1:5353 for zone contoso.test: REFUSED the query");
-        assert!(ReadinessCheck::ok("x", "y").is_ok());
+        assert!(ReadinessCheck::ok("x", "y").is_ready() && ReadinessCheck::warning("x", "y").is_ready());
+        assert!(!check.is_ready());
     }
 
     #[tokio::test]
