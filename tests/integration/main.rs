@@ -31,3 +31,4 @@ mod crash;
 mod dns_bind;
 mod dns_readiness;
 mod dns_runs;
+mod readme;
