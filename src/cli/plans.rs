@@ -10,6 +10,7 @@ use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
 use crate::fabric::sim::SimFabric;
+use crate::fabric::{Fabric, Preflight};
 use crate::model::names::Count;
 use crate::model::{FailoverKind, Inventory, PointChoice};
 use crate::plan::Plan;
@@ -54,6 +55,16 @@ pub(super) fn looking_runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(CliError::Runtime)
 }
 
+/// The preflight of a new run of `plan` (no history) as `spec` asks, against `fabric`.
+pub(super) async fn new_run_preflight(
+    fabric: &dyn Fabric,
+    plan: &Plan,
+    validation: &Validation,
+    spec: &RunSpec,
+) -> Result<Preflight, CliError> {
+    Ok(crate::engine::preflight(fabric, plan, &validation.resolved, spec, &History::default()).await?)
+}
+
 pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<PointChoice>) -> Result<String, CliError> {
     let loaded = load_and_validate(global, path, None, &Overrides::default())?;
     // With a kind or a point, every VM is checked as that failover would check it.
@@ -61,13 +72,8 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
         let kind = kind.map_or(FailoverKind::Unplanned, FailoverKind::from);
         let spec = looking_spec(kind, point.unwrap_or_default(), 1);
         let scratch = loaded.sim.scratch_copy()?;
-        let checked = looking_runtime()?.block_on(crate::engine::preflight(
-            &scratch,
-            &loaded.plan,
-            &loaded.validation.resolved,
-            &spec,
-            &History::default(),
-        ))?;
+        let checked =
+            looking_runtime()?.block_on(new_run_preflight(&scratch, &loaded.plan, &loaded.validation, &spec))?;
         super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;
     }
     let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
@@ -97,13 +103,7 @@ pub fn dry_run(
     drop(loaded.sim); // releases the state directory: nothing below touches it
     let spec = RunSpec { shut_down_source: !run.no_shutdown, ..looking_spec(kind, point, run.parallel) };
     let runtime = looking_runtime()?;
-    let checked = runtime.block_on(crate::engine::preflight(
-        &*scratch,
-        &loaded.plan,
-        &loaded.validation.resolved,
-        &spec,
-        &History::default(),
-    ))?;
+    let checked = runtime.block_on(new_run_preflight(&*scratch, &loaded.plan, &loaded.validation, &spec))?;
     super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;
     let deps = Deps {
         fabric: scratch,

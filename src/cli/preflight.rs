@@ -10,8 +10,7 @@ use super::args::{Format, Global, Kind};
 use super::context::{Findings, Overrides, load_inventory, load_plan_for_run, look_at_simulation, site_path};
 use super::dns::{DnsUse, changed_dns_names, readiness};
 use super::error::CliError;
-use super::plans::{looking_runtime, looking_spec};
-use crate::engine::History;
+use super::plans::{looking_runtime, looking_spec, new_run_preflight};
 use crate::fabric::readiness::ReadinessCheck;
 use crate::fabric::{Fabric, FabricError, Preflight, Replica};
 use crate::model::{FailoverKind, Inventory, PointChoice};
@@ -43,13 +42,7 @@ pub fn preflight(
     drop(sim); // releases the state directory: nothing below touches it
     let runtime = looking_runtime()?;
     let spec = looking_spec(kind, point, 1);
-    let checked = runtime.block_on(crate::engine::preflight(
-        &scratch,
-        &plan,
-        &validation.resolved,
-        &spec,
-        &History::default(),
-    ))?;
+    let checked = runtime.block_on(new_run_preflight(&scratch, &plan, &validation, &spec))?;
     let dns = runtime.block_on(dns_checks(path, kind, &plan, &validation.resolved, &inventory));
     let header = (plan.name.clone(), kind, plan.source.clone(), plan.target.clone(), point);
     let report = PreflightReport::new(

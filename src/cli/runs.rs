@@ -390,16 +390,6 @@ impl LiveRun<'_> {
     }
 }
 
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-        RunStatus::Running => "running",
-        RunStatus::Interrupted => "interrupted",
-    }
-}
-
 /// How a run the engine ran to its end is recorded.
 fn record_status(status: RunStatus) -> RunRecordStatus {
     match status {
@@ -453,7 +443,7 @@ fn summary(report: &RunReport) -> String {
     format!(
         "run {} {}: RTO {} ({}). Details: drplan show {}\n",
         report.run_id,
-        status_name(report.status),
+        report.status.as_str(),
         crate::model::HumanDuration(report.rto),
         report.verdict(),
         report.run_id

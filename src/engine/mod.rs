@@ -118,6 +118,17 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// As reports write it, the same word as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Running => "running",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
     /// Whether the run came to its end: succeeded, failed or cancelled.
     pub fn ended(self) -> bool {
         matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)

@@ -120,16 +120,6 @@ fn offset(start: Timestamp, at: Timestamp) -> Duration {
     (at - start).to_std().unwrap_or_default()
 }
 
-fn status_word(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-        RunStatus::Running => "running",
-        RunStatus::Interrupted => "interrupted",
-    }
-}
-
 /// Each start of the run, from its events in the order they were published: a start or
 /// resume opens one, the run's end closes it; one left open ended as the run's status says.
 fn attempts(start: Timestamp, events: &[Event], status: RunStatus) -> Vec<Attempt> {
@@ -168,7 +158,7 @@ fn attempts(start: Timestamp, events: &[Event], status: RunStatus) -> Vec<Attemp
         }
     }
     if open && let Some(last) = attempts.last_mut() {
-        last.status = status_word(status).into();
+        last.status = status.as_str().into();
     }
     attempts
 }
