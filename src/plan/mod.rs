@@ -57,6 +57,22 @@ pub struct Group {
     pub optional: Vec<String>,
 }
 
+impl Group {
+    /// A group of `members`, with no step yet and the plan's failure policy.
+    pub fn new(name: impl Into<String>, at: SourcePos, members: Vec<Member>) -> Group {
+        Group {
+            name: name.into(),
+            at,
+            members,
+            pre: Vec::new(),
+            post: Vec::new(),
+            post_each: Vec::new(),
+            policy: None,
+            optional: Vec::new(),
+        }
+    }
+}
+
 /// How a group names its VMs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -127,6 +143,26 @@ impl Default for FailurePolicy {
 }
 
 impl Plan {
+    /// A plan from `source` to `target` with nothing in it yet: no RTO target, no test
+    /// network, no group, step or hook, the default failure policy.
+    pub fn new(name: impl Into<String>, (source, target): (&str, &str), at: SourcePos) -> Plan {
+        Plan {
+            name: name.into(),
+            source: source.into(),
+            target: target.into(),
+            rto: None,
+            test_network: None,
+            at,
+            pre: Vec::new(),
+            post: Vec::new(),
+            groups: Vec::new(),
+            hooks: Vec::new(),
+            policy: FailurePolicy::default(),
+            update_dns: false,
+            written: Written::default(),
+        }
+    }
+
     pub fn policy_of(&self, group: &Group) -> FailurePolicy {
         group.policy.unwrap_or(self.policy)
     }

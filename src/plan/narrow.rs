@@ -33,7 +33,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::super::validate::ResolvedGroup;
-    use super::super::{FailurePolicy, Group, Manual, Step};
+    use super::super::{Group, Manual, Step};
     use super::*;
     use crate::plan::SourcePos;
 
@@ -45,33 +45,18 @@ mod tests {
             at: SourcePos::new("p.rhai", 1, 1),
         });
         Group {
-            name: name.into(),
-            at: SourcePos::new("p.rhai", 1, 1),
-            members: vec![],
             pre: vec![manual.clone()],
             post: vec![manual],
-            post_each: vec![],
-            policy: None,
-            optional: vec![],
+            ..Group::new(name, SourcePos::new("p.rhai", 1, 1), vec![])
         }
     }
 
     #[test]
     fn r22_a_plan_narrowed_to_one_vm_keeps_its_group_without_the_groups_steps() {
         let plan = Plan {
-            name: "p".into(),
-            source: "a".into(),
-            target: "b".into(),
-            rto: None,
-            test_network: None,
-            at: SourcePos::new("p.rhai", 1, 1),
-            pre: vec![],
-            post: vec![],
             groups: vec![group("db"), group("web")],
-            hooks: vec![],
-            policy: FailurePolicy::default(),
             update_dns: true,
-            written: Default::default(),
+            ..Plan::new("p", ("a", "b"), SourcePos::new("p.rhai", 1, 1))
         };
         let g = |name: &str, vms: &[&str]| ResolvedGroup {
             name: name.into(),

@@ -87,33 +87,15 @@ impl Action for Probe {
 }
 
 fn group(name: &str) -> Group {
-    Group {
-        name: name.into(),
-        at: SourcePos::new("test.rhai", 2, 1),
-        members: vec![],
-        pre: vec![],
-        post: vec![],
-        post_each: vec![],
-        policy: None,
-        optional: vec![],
-    }
+    Group::new(name, SourcePos::new("test.rhai", 2, 1), vec![])
 }
 
 fn plan(groups: Vec<Group>) -> Plan {
     Plan {
-        name: "test".into(),
-        source: "primary".into(),
-        target: "secondary".into(),
         rto: Some(Duration::from_secs(1800)),
         test_network: Some("test-bubble".into()),
-        at: SourcePos::new("test.rhai", 1, 1),
-        pre: vec![],
-        post: vec![],
         groups,
-        hooks: vec![],
-        policy: FailurePolicy::default(),
-        update_dns: false,
-        written: Default::default(),
+        ..Plan::new("test", ("primary", "secondary"), SourcePos::new("test.rhai", 1, 1))
     }
 }
 

@@ -93,35 +93,12 @@ fn tag(key: &str, value: &str, line: usize) -> Member {
 }
 
 fn group(name: &str, line: usize, members: Vec<Member>) -> Group {
-    Group {
-        name: name.into(),
-        at: at(line),
-        members,
-        pre: vec![],
-        post: vec![],
-        post_each: vec![],
-        policy: None,
-        optional: vec![],
-    }
+    Group::new(name, at(line), members)
 }
 
 /// primary -> secondary, tested in test-bubble, written on line 1.
 fn plan(groups: Vec<Group>) -> Plan {
-    Plan {
-        name: "contoso".into(),
-        source: "primary".into(),
-        target: "secondary".into(),
-        rto: None,
-        test_network: Some("test-bubble".into()),
-        at: at(1),
-        pre: vec![],
-        post: vec![],
-        groups,
-        hooks: vec![],
-        policy: FailurePolicy::default(),
-        update_dns: false,
-        written: Default::default(),
-    }
+    Plan { test_network: Some("test-bubble".into()), groups, ..Plan::new("contoso", ("primary", "secondary"), at(1)) }
 }
 
 /// The SQL cluster, then the web tier: sound as written.

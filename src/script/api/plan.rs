@@ -282,20 +282,11 @@ fn recovery_plan(ctx: NativeCallContext, name: &str, options: Map) -> RhaiResult
     }
     let mut options = Options::new("recovery_plan", options, &["source", "target", "rto", "test_network"]);
     let at = position(&ctx, &host);
+    let (source, target): (String, String) = (options.required("source")?, options.required("target")?);
     let plan = Plan {
-        name: name.to_string(),
-        source: options.required("source")?,
-        target: options.required("target")?,
         rto: options.duration("rto"),
         test_network: options.string("test_network"),
-        at: at.clone(),
-        pre: Vec::new(),
-        post: Vec::new(),
-        groups: Vec::new(),
-        hooks: Vec::new(),
-        policy: FailurePolicy::default(),
-        update_dns: false,
-        written: Default::default(),
+        ..Plan::new(name, (&source, &target), at.clone())
     };
     let mut draft = Draft { plan, policy: PolicyDraft::default(), group_policies: Vec::new() };
     for problem in options.problems {
@@ -323,16 +314,7 @@ fn add_group(ctx: NativeCallContext, plan: &mut PlanBuilder, name: &str, members
         }
     }
     let members = written;
-    draft.plan.groups.push(Group {
-        name: name.to_string(),
-        at,
-        members,
-        pre: Vec::new(),
-        post: Vec::new(),
-        post_each: Vec::new(),
-        policy: None,
-        optional: Vec::new(),
-    });
+    draft.plan.groups.push(Group::new(name, at, members));
     draft.group_policies.push(PolicyDraft::default());
     Ok(GroupBuilder { draft: plan.0.clone(), index: draft.plan.groups.len() - 1 })
 }
