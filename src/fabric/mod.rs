@@ -13,6 +13,7 @@
 //! whole plan: every check that could refuse a VM, and where each replica will land.
 
 pub mod dns;
+pub mod libvirt;
 pub mod readiness;
 pub mod sim;
 
