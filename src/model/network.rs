@@ -96,6 +96,28 @@ pub struct Network {
     #[serde(default)]
     pub isolated: bool,
     pub subnets: Vec<Subnet>,
+    /// At a libvirt site: what a NIC on this network plugs into (R10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// What a NIC plugs into at a libvirt site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attachment {
+    /// A libvirt network (`virsh net-list`), e.g. one with DHCP reservations.
+    LibvirtNetwork(String),
+    /// A host bridge.
+    Bridge(String),
+}
+
+impl fmt::Display for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attachment::LibvirtNetwork(name) => write!(f, "libvirt network {name:?}"),
+            Attachment::Bridge(name) => write!(f, "bridge {name:?}"),
+        }
+    }
 }
 
 impl Network {
@@ -215,6 +237,7 @@ mod tests {
             name: "dr".into(),
             isolated: false,
             subnets: vec![subnet("web", "10.2.1.0/24"), subnet("db", "10.2.2.0/24")],
+            attachment: None,
         };
         assert_eq!(net.subnet_for("db").unwrap().name, "db");
         assert_eq!(net.subnet_for("backup").unwrap().name, "web");

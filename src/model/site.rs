@@ -24,6 +24,19 @@ pub enum Platform {
     HyperV,
     Vmware,
     Physical,
+    /// KVM/QEMU under libvirt: a site with a `libvirt` connection.
+    Kvm,
+}
+
+/// How drplan reaches a libvirt site: real VMs, not simulated ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibvirtConnection {
+    /// Any libvirt URI: `qemu:///system`, `qemu+ssh://host/system`, a unix socket.
+    pub uri: String,
+    /// Where replicas and recovery points of the VMs protected *to* this site live: a
+    /// folder this site's libvirt can read and the source site's libvirt can write (the
+    /// same host, or a shared file system).
+    pub storage: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +46,9 @@ pub struct Site {
     pub platform: Platform,
     pub hosts: Vec<String>,
     pub networks: Vec<Network>,
+    /// Set for a site of real libvirt VMs; `None` for a simulated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libvirt: Option<LibvirtConnection>,
 }
 
 impl Site {

@@ -3,11 +3,13 @@
 //! journal, and the bounded reading of the text files commands start from.
 
 pub mod journal;
+mod shared_store;
 mod sim_store;
 mod sqlite;
 mod state_dir;
 pub mod text_file;
 
+pub use shared_store::SharedStore;
 pub use sim_store::{CLI_KEY_PREFIX, CallRecord, SimBatch, SimStore};
 pub use state_dir::StateDir;
 

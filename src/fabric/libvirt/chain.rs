@@ -77,6 +77,21 @@ impl Chain {
         Ok(overlay)
     }
 
+    /// Removes the files of points after `last`: what a copy cut off by a crash left.
+    /// Older files are never removed here: a kept point's file may be backed by them.
+    pub fn remove_files_after(&self, last: u64) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = name.strip_prefix("point-").and_then(|rest| rest.get(..8)?.parse::<u64>().ok())
+                && seq > last
+            {
+                tracing::debug!(file = %entry.path().display(), "removing the file of a copy that never finished");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Removes the files of points not in `keep`, and overlays not in `overlays`: what a
     /// copy cut off by a crash, or a removed replica, left behind.
     pub fn remove_files_except(&self, keep: &[u64], overlays: &[PathBuf]) {
@@ -113,12 +128,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let chain = Chain::new(dir.path(), "vm");
         chain.create_dir().unwrap();
-        for name in ["point-00000001-vda.qcow2", "point-00000002-vda.qcow2", "point-00000003-vda.qcow2", "vm-test-vda.qcow2", "notes.txt"] {
+        for name in [
+            "point-00000001-vda.qcow2",
+            "point-00000002-vda.qcow2",
+            "point-00000003-vda.qcow2",
+            "vm-test-vda.qcow2",
+            "notes.txt",
+        ] {
             std::fs::write(chain.dir().join(name), b"x").unwrap();
         }
         chain.remove_files_except(&[2], &[]);
-        let mut left: Vec<String> =
-            std::fs::read_dir(chain.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(chain.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, ["notes.txt", "point-00000002-vda.qcow2"]);
     }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use roxmltree::{Document, Node};
 
+use crate::model::network::Attachment;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DomainXmlError {
     #[error("libvirt returned a domain definition drplan cannot read: {0}")]
@@ -26,27 +28,11 @@ pub struct DomainDisk {
     pub format: String,
 }
 
-/// Where a NIC is plugged in: a libvirt network or a host bridge.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NicSource {
-    Network(String),
-    Bridge(String),
-}
-
-impl std::fmt::Display for NicSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NicSource::Network(name) => write!(f, "libvirt network {name:?}"),
-            NicSource::Bridge(name) => write!(f, "bridge {name:?}"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct DomainNic {
     pub mac: String,
     /// `None` for a NIC of another type (user networking, direct...).
-    pub source: Option<NicSource>,
+    pub source: Option<Attachment>,
 }
 
 /// What drplan knows of a domain from its definition.
@@ -110,8 +96,8 @@ pub fn parse_domain(xml: &str) -> Result<DomainInfo, DomainXmlError> {
         .map(|nic| {
             let mac = child(nic, "mac").and_then(|m| m.attribute("address")).unwrap_or_default().to_string();
             let source = child(nic, "source").and_then(|s| match nic.attribute("type") {
-                Some("network") => s.attribute("network").map(|n| NicSource::Network(n.into())),
-                Some("bridge") => s.attribute("bridge").map(|b| NicSource::Bridge(b.into())),
+                Some("network") => s.attribute("network").map(|n| Attachment::LibvirtNetwork(n.into())),
+                Some("bridge") => s.attribute("bridge").map(|b| Attachment::Bridge(b.into())),
                 _ => None,
             });
             DomainNic { mac, source }
@@ -135,7 +121,7 @@ pub struct ReplicaSpec {
     pub disks: HashMap<String, PathBuf>,
     /// By NIC, in order: where it plugs in at the target (R10); `None` leaves it
     /// unplugged (link down), as a NIC without a mapped network must be.
-    pub nics: Vec<Option<NicSource>>,
+    pub nics: Vec<Option<Attachment>>,
     /// Prefix of the replica's tap device names: two libvirt daemons on one host race
     /// for `vnetN`, so every replica NIC gets an explicit name (at most 15 characters).
     pub tap_prefix: String,
@@ -165,13 +151,13 @@ pub fn replica_xml(source: &str, spec: &ReplicaSpec) -> Result<String, DomainXml
     for name in ["uuid", "seclabel"] {
         root.children().filter(|c| c.has_tag_name(name)).for_each(&mut remove);
     }
-    let mut edits = edits;
     if let Some(name) = child(root, "name") {
         edits.push(Edit { range: name.range(), text: format!("<name>{}</name>", escape(&spec.name)) });
     }
     if let (Some(site), Some(cmdline)) = (&spec.cmdline_site, child(root, "os").and_then(|os| child(os, "cmdline"))) {
         let old = cmdline.text().unwrap_or_default();
-        let mut words: Vec<String> = old.split_whitespace().filter(|w| !w.starts_with("site=")).map(String::from).collect();
+        let mut words: Vec<String> =
+            old.split_whitespace().filter(|w| !w.starts_with("site=")).map(String::from).collect();
         words.push(format!("site={site}"));
         edits.push(Edit { range: cmdline.range(), text: format!("<cmdline>{}</cmdline>", escape(&words.join(" "))) });
     }
@@ -213,12 +199,12 @@ fn disk_xml(source: Node, target: &str, image: &std::path::Path) -> String {
 /// A replica NIC: the source's MAC and model, plugged into the mapped network or bridge
 /// (the MAC is what a DHCP reservation at the target gives R9's address to), or
 /// unplugged when nothing is mapped.
-fn interface_xml(source: Node, plug: Option<&NicSource>, tap: &str) -> String {
+fn interface_xml(source: Node, plug: Option<&Attachment>, tap: &str) -> String {
     let mac = child(source, "mac").and_then(|m| m.attribute("address"));
     let model = child(source, "model").and_then(|m| m.attribute("type")).unwrap_or("virtio");
     let (kind, source_xml, link) = match plug {
-        Some(NicSource::Network(n)) => ("network", format!("<source network='{}'/>", escape(n)), ""),
-        Some(NicSource::Bridge(b)) => ("bridge", format!("<source bridge='{}'/>", escape(b)), ""),
+        Some(Attachment::LibvirtNetwork(n)) => ("network", format!("<source network='{}'/>", escape(n)), ""),
+        Some(Attachment::Bridge(b)) => ("bridge", format!("<source bridge='{}'/>", escape(b)), ""),
         // An unmapped NIC stays defined but with its link down, attached to nothing that
         // exists at the target: libvirt needs a source, so an isolated user-mode NIC.
         None => ("user", String::new(), "<link state='down'/>"),
@@ -300,9 +286,12 @@ mod tests {
         assert_eq!(info.name, "app01");
         assert_eq!(info.memory_mib, 256);
         assert_eq!(info.disks.len(), 2);
-        assert_eq!(info.disks[0], DomainDisk { target: "vda".into(), file: "/srv/a/app01.qcow2".into(), format: "qcow2".into() });
-        assert_eq!(info.nics[0].source, Some(NicSource::Network("net-a".into())));
-        assert_eq!(info.nics[1].source, Some(NicSource::Bridge("br-backup".into())));
+        assert_eq!(
+            info.disks[0],
+            DomainDisk { target: "vda".into(), file: "/srv/a/app01.qcow2".into(), format: "qcow2".into() }
+        );
+        assert_eq!(info.nics[0].source, Some(Attachment::LibvirtNetwork("net-a".into())));
+        assert_eq!(info.nics[1].source, Some(Attachment::Bridge("br-backup".into())));
         assert_eq!(info.nics[1].mac, "52:54:00:00:01:21");
         assert!(info.agent_channel);
     }
@@ -318,7 +307,7 @@ mod tests {
         ReplicaSpec {
             name: "app01-dr".into(),
             disks: HashMap::from([("vda".to_string(), PathBuf::from("/srv/b/app01/failover.qcow2"))]),
-            nics: vec![Some(NicSource::Network("net-b".into())), None],
+            nics: vec![Some(Attachment::LibvirtNetwork("net-b".into())), None],
             tap_prefix: "dr-app01-".into(),
             cmdline_site: Some("b".into()),
         }
@@ -330,8 +319,18 @@ mod tests {
         let info = parse_domain(&xml).unwrap();
         assert_eq!(info.name, "app01-dr");
         assert_eq!(info.memory_mib, 256, "what drplan does not change is kept");
-        assert_eq!(info.disks, vec![DomainDisk { target: "vda".into(), file: "/srv/b/app01/failover.qcow2".into(), format: "qcow2".into() }]);
-        assert_eq!(info.nics[0], DomainNic { mac: "52:54:00:00:01:20".into(), source: Some(NicSource::Network("net-b".into())) });
+        assert_eq!(
+            info.disks,
+            vec![DomainDisk {
+                target: "vda".into(),
+                file: "/srv/b/app01/failover.qcow2".into(),
+                format: "qcow2".into()
+            }]
+        );
+        assert_eq!(
+            info.nics[0],
+            DomainNic { mac: "52:54:00:00:01:20".into(), source: Some(Attachment::LibvirtNetwork("net-b".into())) }
+        );
         assert_eq!(info.nics[1].source, None, "an unmapped NIC is left unplugged");
         assert!(xml.contains("<link state='down'/>"));
         assert!(!xml.contains("<uuid>") && !xml.contains("seclabel") && !xml.contains("vnet0"), "{xml}");

@@ -188,6 +188,7 @@ impl Hypervisor {
         since: Option<&str>,
         checkpoint: &str,
         timeout: Duration,
+        thaw_after_begin: bool,
     ) -> HvResult<()> {
         let incremental = since.map(|c| format!("<incremental>{}</incremental>", xml_escape(c))).unwrap_or_default();
         let disks: String = targets
@@ -206,10 +207,12 @@ impl Hypervisor {
             "<domaincheckpoint><name>{}</name><disks>{disks}</disks></domaincheckpoint>",
             xml_escape(checkpoint)
         );
-        self.virsh
-            .run_with_xml(&["backup-begin", domain], &[&backup_xml, &checkpoint_xml])
-            .await
-            .map_err(self.no_domain(domain))?;
+        let begun = self.virsh.run_with_xml(&["backup-begin", domain], &[&backup_xml, &checkpoint_xml]).await;
+        // Thawed even when the backup could not begin: a guest must never stay frozen.
+        if thaw_after_begin {
+            self.thaw(domain).await;
+        }
+        begun.map_err(self.no_domain(domain))?;
         self.wait_for_job(domain, timeout).await
     }
 

@@ -1,12 +1,502 @@
 //! The libvirt fabric: real virtual machines (KVM in production, QEMU/TCG in tests)
 //! protected, replicated and failed over between two libvirt sites, under the same
-//! rules as the simulation.
+//! rules as the simulation (the protection life cycle is the model's state machine).
 //!
 //! Layout: `tools` (the virsh and qemu-img processes), `domain` (definitions read and
 //! the replica's made), `hypervisor` (one site's operations), `chain` (recovery points
-//! as qcow2 image chains at the target).
+//! as qcow2 image chains at the target), `record` (what is kept per VM), `replication`
+//! (one copy cycle, what `drplan replicate` repeats), `failover` (every kind, cleanup,
+//! commit, change of point, cancel).
+//!
+//! Time is the wall clock: a call's `at` is when it was made and its end when the real
+//! work ended. State lives in `libvirt.db` in the state directory, shared with the
+//! replication service, which runs beside the commands: a VM is held by one process at a
+//! time (its record's holder), taken and released in single transactions.
 
 pub mod chain;
 pub mod domain;
+mod failover;
+
 pub mod hypervisor;
+mod record;
+pub mod replication;
 pub mod tools;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use self::chain::Chain;
+use self::hypervisor::{Hypervisor, HypervisorError};
+pub use self::record::VmRecord;
+use super::{
+    Call, CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, Health, Preflight,
+    PreflightRequest, ReplicaNic, ReplicationStatus,
+};
+use crate::model::{Inventory, Job, JobStatus, Operation, Phase, PointChoice, ProtectionState, Side, Timestamp, Vm};
+use crate::store::{CallRecord, SharedStore, StoreError};
+
+/// The state file in the state directory.
+pub const STATE_FILE: &str = "libvirt.db";
+
+/// How long a failover waits for a replication cycle under way on its VM to end.
+const HOLDER_WAIT: Duration = Duration::from_secs(120);
+
+pub struct LibvirtFabric {
+    inventory: Arc<Inventory>,
+    store: SharedStore,
+    hypervisors: HashMap<String, Hypervisor>,
+}
+
+fn store_error(e: StoreError) -> FabricError {
+    FabricError::Store { message: e.to_string() }
+}
+
+fn failed(vm: &str, what: &str) -> impl Fn(HypervisorError) -> FabricError {
+    let (vm, what) = (vm.to_string(), what.to_string());
+    move |e| FabricError::OperationFailed { vm: vm.clone(), what: what.clone(), why: e.to_string() }
+}
+
+impl LibvirtFabric {
+    /// The fabric of a site file whose sites are libvirt ones, with its state in `dir`.
+    pub fn open(inventory: Arc<Inventory>, dir: &Path) -> Result<LibvirtFabric, StoreError> {
+        let store = SharedStore::open(dir, STATE_FILE)?;
+        let hypervisors = inventory
+            .sites
+            .iter()
+            .filter_map(|site| Some((site.name.clone(), Hypervisor::new(&site.libvirt.as_ref()?.uri))))
+            .collect();
+        let fabric = LibvirtFabric { inventory, store, hypervisors };
+        fabric.adopt_site_file_protection()?;
+        Ok(fabric)
+    }
+
+    /// Whether a site file describes libvirt sites (then every site is one: the site
+    /// file refuses pairings between a real site and a simulated one).
+    pub fn serves(inventory: &Inventory) -> bool {
+        inventory.sites.iter().any(|s| s.libvirt.is_some())
+    }
+
+    /// VMs the site file says are protected start their initial replication the first
+    /// time the state is opened (R4): the service then makes the full copy.
+    fn adopt_site_file_protection(&self) -> Result<(), StoreError> {
+        for (vm, initial) in self.inventory.vms.iter().zip(&self.inventory.initial_protection) {
+            let Some(initial) = initial else { continue };
+            let adopted: Result<(), ()> = self.store.update::<VmRecord, _, _>(&vm.name, |record| {
+                if record.is_none() {
+                    let mut fresh = VmRecord::new(ProtectionState::unprotected());
+                    fresh.protection.protect(&initial.policy, initial.excluded_disks.clone(), initial.since, FOREVER);
+                    *record = Some(fresh);
+                }
+                Ok(())
+            })?;
+            let _ = adopted;
+        }
+        Ok(())
+    }
+
+    pub fn inventory(&self) -> &Arc<Inventory> {
+        &self.inventory
+    }
+
+    fn vm(&self, name: &str) -> FabricResult<&Vm> {
+        self.inventory.vm(name).ok_or_else(|| FabricError::UnknownVm { vm: name.into() })
+    }
+
+    /// The VM's record as it is now; a VM never protected has a fresh one.
+    pub(crate) fn record(&self, vm: &str) -> FabricResult<VmRecord> {
+        self.vm(vm)?;
+        Ok(self.store.vm(vm).map_err(store_error)?.unwrap_or_else(|| VmRecord::new(ProtectionState::unprotected())))
+    }
+
+    /// Changes the VM's record in one transaction.
+    pub(crate) fn update<T>(&self, vm: &str, change: impl FnOnce(&mut VmRecord) -> FabricResult<T>) -> FabricResult<T> {
+        self.vm(vm)?;
+        self.store
+            .update::<VmRecord, _, _>(vm, |slot| {
+                let record = slot.get_or_insert_with(|| VmRecord::new(ProtectionState::unprotected()));
+                change(record)
+            })
+            .map_err(store_error)?
+    }
+
+    pub(crate) fn hypervisor(&self, site: &str) -> FabricResult<&Hypervisor> {
+        self.hypervisors
+            .get(site)
+            .ok_or_else(|| FabricError::Refused { message: format!("site {site:?} is not a libvirt site"), vm: None })
+    }
+
+    /// The site on `side` of the VM's pairing, with its hypervisor.
+    pub(crate) fn side(&self, vm: &Vm, side: Side) -> FabricResult<(&crate::model::Site, &Hypervisor)> {
+        let site = self
+            .inventory
+            .site_on(vm, side)
+            .ok_or_else(|| FabricError::NotPaired { vm: vm.name.clone(), site: vm.site.clone() })?;
+        Ok((site, self.hypervisor(&site.name)?))
+    }
+
+    /// The VM's chain of points at the site it replicates to from `source`.
+    pub(crate) fn chain(&self, vm: &Vm, source: Side) -> FabricResult<Chain> {
+        let (target, _) = self.side(vm, source.other())?;
+        let storage = &target.libvirt.as_ref().expect("libvirt sites have a connection").storage;
+        Ok(Chain::new(storage, &vm.name))
+    }
+
+    /// Records a finished job.
+    fn job(
+        &self,
+        operation: &str,
+        vm: &str,
+        started: Timestamp,
+        outcome: Result<String, &FabricError>,
+    ) -> FabricResult<Job> {
+        let (status, detail) = match outcome {
+            Ok(detail) => (JobStatus::Succeeded, detail),
+            Err(e) => (JobStatus::Failed, e.to_string()),
+        };
+        let mut job = Job {
+            id: 0,
+            operation: operation.into(),
+            vm: vm.into(),
+            status,
+            started,
+            finished: Some(Utc::now()),
+            detail,
+        };
+        job.id = self.store.save_job(&job).map_err(store_error)?;
+        Ok(job)
+    }
+
+    /// Runs a mutating call once per idempotency key: a key seen before returns what it
+    /// did then (a resumed run never does a step twice), and the outcome is kept.
+    async fn once<T, F>(&self, call: &Call, operation: &str, vm: &str, work: F) -> FabricResult<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = FabricResult<T>>,
+    {
+        if let Some(seen) = self.store.call(&call.key).map_err(store_error)? {
+            let Some(outcome) = seen.outcome else {
+                return Err(FabricError::Interrupted { what: format!("{operation} of {vm}") });
+            };
+            let outcome: Result<T, FabricError> = serde_json::from_str(&outcome).map_err(|e| FabricError::Store {
+                message: format!("the outcome of call {} cannot be read: {e}", call.key),
+            })?;
+            if let Some(ended) = seen.ended {
+                call.end_at(ended);
+            }
+            return outcome;
+        }
+        let mut record = CallRecord {
+            key: call.key.clone(),
+            operation: operation.into(),
+            vm: vm.into(),
+            outcome: None,
+            count: 1,
+            ended: None,
+        };
+        self.store.save_call(&record).map_err(store_error)?;
+        let outcome = work.await;
+        let ended = Utc::now();
+        call.end_at(ended);
+        record.outcome = Some(serde_json::to_string(&outcome).expect("outcomes serialize"));
+        record.ended = Some(ended);
+        self.store.save_call(&record).map_err(store_error)?;
+        outcome
+    }
+
+    /// Takes the VM for `what`: waits (bounded) while a replication cycle holds it, then
+    /// checks `operation` is allowed and applies `take` in the same transaction.
+    pub(crate) async fn take(
+        &self,
+        vm: &str,
+        what: &str,
+        operation: Operation,
+        take: impl Fn(&mut VmRecord) + Send,
+    ) -> FabricResult<VmRecord> {
+        let started = std::time::Instant::now();
+        loop {
+            let taken = self.update(vm, |record| {
+                if let Some(holder) = record.live_holder() {
+                    return Ok(Err(holder.clone()));
+                }
+                // A holder whose process died was cut off: a failover it ran has failed,
+                // and can be retried or cancelled (R35).
+                if let Some(dead) = record.holder.take()
+                    && let Phase::FailingOver { kind, .. } = record.protection.phase
+                {
+                    let why = format!("interrupted: the drplan process {} running it stopped", dead.pid);
+                    record.protection.fail_failover(kind, why);
+                }
+                record.protection.check(vm, operation)?;
+                record.holder = Some(record::Holder::here(what));
+                take(record);
+                Ok(Ok(record.clone()))
+            })?;
+            match taken {
+                Ok(record) => return Ok(record),
+                Err(holder) if started.elapsed() < HOLDER_WAIT => {
+                    tracing::debug!(vm, holder = %holder.what, "waiting for the VM to be released");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(holder) => {
+                    return Err(FabricError::Refused {
+                        message: format!(
+                            "{vm} is held by {} (process {}) since {}; try again when it ends",
+                            holder.what,
+                            holder.pid,
+                            crate::model::format_time(holder.since)
+                        ),
+                        vm: Some(vm.into()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Gives the VM back, with a last change.
+    pub(crate) fn release(&self, vm: &str, change: impl FnOnce(&mut VmRecord)) -> FabricResult<VmRecord> {
+        self.update(vm, |record| {
+            record.holder = None;
+            change(record);
+            Ok(record.clone())
+        })
+    }
+
+    /// Every VM's protection state, for validating plans.
+    pub fn protection(&self) -> BTreeMap<String, ProtectionState> {
+        let stored: HashMap<String, VmRecord> = self.store.vms::<VmRecord>().unwrap_or_default().into_iter().collect();
+        self.inventory
+            .vms
+            .iter()
+            .map(|vm| {
+                let state = stored.get(&vm.name).map_or_else(ProtectionState::unprotected, |r| r.protection.clone());
+                (vm.name.clone(), state)
+            })
+            .collect()
+    }
+
+    /// The domain serving the VM now: its replica after a failover, else the VM's own.
+    fn serving(&self, vm: &Vm, record: &VmRecord) -> FabricResult<(String, &Hypervisor)> {
+        match (&record.replica, record.protection.active) {
+            (Some(replica), Side::Recovery) => Ok((replica.domain.clone(), self.hypervisor(&replica.replica.site)?)),
+            _ => Ok((vm.name.clone(), self.side(vm, Side::Original)?.1)),
+        }
+    }
+}
+
+/// An initial replication has no modelled end: it ends when the service's full copy does.
+pub(crate) const FOREVER: Timestamp = chrono::DateTime::<Utc>::MAX_UTC;
+
+fn not_yet(vm: &str, what: &str) -> FabricError {
+    FabricError::NotOffered {
+        vm: vm.into(),
+        message: format!("{what} is not offered on libvirt sites yet (it comes with the way back on real VMs)"),
+    }
+}
+
+#[async_trait]
+impl Fabric for LibvirtFabric {
+    fn now(&self) -> Timestamp {
+        Utc::now()
+    }
+
+    fn is_simulated(&self) -> bool {
+        false
+    }
+
+    async fn preflight(&self, request: &PreflightRequest) -> FabricResult<Preflight> {
+        self.check_plan(request).await
+    }
+
+    async fn protect(&self, call: &Call, vm: &str, policy: &str, exclude_disks: &[String]) -> FabricResult<Job> {
+        self.once(call, "protect", vm, async {
+            let started = Utc::now();
+            let outcome = self.enable_protection(vm, policy, exclude_disks).await;
+            let job = self.job("protect", vm, started, outcome.as_ref().cloned())?;
+            outcome.map(|_| job)
+        })
+        .await
+    }
+
+    async fn unprotect(&self, call: &Call, vm: &str, delete_replica: bool) -> FabricResult<Job> {
+        self.once(call, "unprotect", vm, async {
+            let started = Utc::now();
+            let record = self.take(vm, "unprotect", Operation::Unprotect, |_| {}).await?;
+            let inventory_vm = self.vm(vm)?;
+            if delete_replica && let Ok(chain) = self.chain(inventory_vm, record.protection.active) {
+                chain.remove_files_except(&[], &[]);
+            }
+            if let Ok((_, source)) = self.side(inventory_vm, record.protection.active)
+                && let Some(checkpoint) = &record.checkpoint
+            {
+                let _ = source.delete_checkpoint(vm, checkpoint).await;
+            }
+            self.release(vm, |record| {
+                record.protection.unprotect();
+                record.points.clear();
+                record.checkpoint = None;
+            })?;
+            self.job("unprotect", vm, started, Ok("protection disabled".into()))
+        })
+        .await
+    }
+
+    async fn replication_status(&self, vm: &str, at: Timestamp) -> FabricResult<ReplicationStatus> {
+        let record = self.record(vm)?;
+        let inventory_vm = self.vm(vm)?;
+        let latest = record.points.last().map(|p| p.point());
+        let latest_app = record.points.iter().rev().find(|p| p.consistency == crate::model::Consistency::App);
+        let rpo = latest.as_ref().map(|p| (at - p.time).to_std().unwrap_or_default());
+        let policy = record.protection.replication_policy().and_then(|p| self.inventory.policy(p));
+        let health = match (&record.protection.phase, rpo, &policy) {
+            (Phase::InitialReplication { .. }, ..) => Health::InitialReplication,
+            (Phase::Protected { .. }, Some(rpo), Some(policy)) if rpo > policy.rpo_threshold => {
+                Health::Unhealthy { rpo, threshold: policy.rpo_threshold }
+            }
+            (Phase::Protected { .. }, ..) => Health::Healthy,
+            _ => Health::NotReplicating,
+        };
+        let active = record.protection.active;
+        let active_site = self.inventory.site_on(inventory_vm, active).map(|s| s.name.clone()).unwrap_or_default();
+        let direction = match record.protection.phase {
+            Phase::InitialReplication { .. } | Phase::Protected { .. } => self
+                .inventory
+                .site_on(inventory_vm, active.other())
+                .map(|target| (active_site.clone(), target.name.clone())),
+            _ => None,
+        };
+        let mut state = match &record.protection.phase {
+            Phase::InitialReplication { .. } => {
+                "in initial replication (R4: the full copy comes with the next cycle of drplan replicate)".to_string()
+            }
+            _ => record.protection.describe(),
+        };
+        if let Some(error) = &record.last_error {
+            state.push_str(&format!("; last replication cycle failed: {error}"));
+        }
+        Ok(ReplicationStatus {
+            vm: vm.into(),
+            state,
+            active_site,
+            active,
+            direction,
+            policy: record.protection.policy.clone(),
+            initial_progress: None,
+            latest_point: latest,
+            latest_app_consistent: latest_app.map(|p| p.point()),
+            point_count: record.points.len(),
+            rpo,
+            health,
+            test_failover: record.protection.test.as_ref().map(|t| t.at),
+            allowed: record.protection.allowed(),
+        })
+    }
+
+    async fn recovery_points(&self, vm: &str, _at: Timestamp) -> FabricResult<Vec<crate::model::RecoveryPoint>> {
+        Ok(self.record(vm)?.points.iter().map(|p| p.point()).collect())
+    }
+
+    async fn failover(&self, call: &Call, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
+        self.once(call, &format!("{} failover", request.kind), vm, self.fail_over(vm, request)).await
+    }
+
+    async fn change_recovery_point(&self, call: &Call, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {
+        self.once(call, "change recovery point", vm, self.change_point(vm, point)).await
+    }
+
+    async fn commit(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "commit", vm, self.commit_failover(vm)).await
+    }
+
+    async fn cancel(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "cancel", vm, self.cancel_failover(vm)).await
+    }
+
+    async fn cleanup_test(&self, call: &Call, vm: &str, notes: &str) -> FabricResult<Job> {
+        self.once(call, "cleanup", vm, self.clean_up_test(vm, notes)).await
+    }
+
+    async fn reprotect(&self, _call: &Call, vm: &str) -> FabricResult<Job> {
+        Err(not_yet(vm, "reprotect"))
+    }
+
+    async fn failback(&self, _call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
+        Err(not_yet(vm, "failback"))
+    }
+
+    async fn shutdown(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "shutdown", vm, async {
+            let started = Utc::now();
+            let record = self.record(vm)?;
+            let (domain, hypervisor) = self.serving(self.vm(vm)?, &record)?;
+            let timeout = self.inventory.shutdown_timeout;
+            let outcome = hypervisor.shutdown(&domain, timeout).await.map_err(failed(vm, "shutdown"));
+            let job = self.job("shutdown", vm, started, outcome.as_ref().map(|_| format!("{domain} shut down")))?;
+            outcome.map(|_| job)
+        })
+        .await
+    }
+
+    async fn start(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "start", vm, async {
+            let started = Utc::now();
+            let record = self.record(vm)?;
+            let (domain, hypervisor) = self.serving(self.vm(vm)?, &record)?;
+            let outcome = match hypervisor.state(&domain).await.map_err(failed(vm, "start"))? {
+                Some(domain::DomainState::Running) => Ok(()),
+                _ => hypervisor.start(&domain, false).await.map_err(failed(vm, "start")),
+            };
+            let job = self.job("start", vm, started, outcome.as_ref().map(|_| format!("{domain} started")))?;
+            outcome.map(|_| job)
+        })
+        .await
+    }
+
+    async fn addresses(&self, vm: &str, _at: Timestamp) -> FabricResult<Vec<ReplicaNic>> {
+        let record = self.record(vm)?;
+        if let (Some(replica), Side::Recovery) = (&record.replica, record.protection.active) {
+            return Ok(self.discovered(&replica.replica).await);
+        }
+        let inventory_vm = self.vm(vm)?;
+        let (_, hypervisor) = self.side(inventory_vm, Side::Original)?;
+        let found = hypervisor.addresses(vm).await.map_err(failed(vm, "address lookup"))?;
+        Ok(inventory_vm
+            .nics
+            .iter()
+            .enumerate()
+            .map(|(i, nic)| ReplicaNic {
+                network: Some(nic.network.clone()),
+                subnet: Some(nic.subnet.clone()),
+                ip: found.get(i).map(|(_, ip)| *ip).or(nic.ip),
+                addressing: None,
+            })
+            .collect())
+    }
+
+    async fn jobs(&self) -> FabricResult<Vec<Job>> {
+        self.store.jobs().map_err(store_error)
+    }
+
+    async fn call_outcome(&self, key: &str) -> FabricResult<CallOutcome> {
+        Ok(match self.store.call(key).map_err(store_error)? {
+            None => CallOutcome::Unknown,
+            Some(CallRecord { outcome: None, .. }) => {
+                CallOutcome::Done { result: Err(FabricError::Interrupted { what: "the call".into() }), ended: None }
+            }
+            Some(CallRecord { outcome: Some(json), ended, .. }) => {
+                let result: Result<serde_json::Value, FabricError> =
+                    serde_json::from_str(&json).map_err(|e| FabricError::Store { message: e.to_string() })?;
+                CallOutcome::Done { result, ended }
+            }
+        })
+    }
+
+    async fn wait(&self, _from: Timestamp, duration: Duration) -> Timestamp {
+        tokio::time::sleep(duration).await;
+        Utc::now()
+    }
+}

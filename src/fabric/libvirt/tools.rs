@@ -50,7 +50,11 @@ async fn run(program: &str, package: &str, args: &[&str]) -> Result<String, Tool
     let output = match tokio::time::timeout(CALL_TIMEOUT, command.output()).await {
         Err(_) => return Err(ToolError::TimedOut { command: command_line(), seconds: CALL_TIMEOUT.as_secs() }),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ToolError::Missing { program: program.into(), package: package.into(), message: e.to_string() });
+            return Err(ToolError::Missing {
+                program: program.into(),
+                package: package.into(),
+                message: e.to_string(),
+            });
         }
         Ok(Err(e)) => return Err(ToolError::Failed { command: command_line(), stderr: e.to_string() }),
         Ok(Ok(output)) => output,
@@ -112,10 +116,8 @@ impl TempXml {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!("drplan-{}-{}.xml", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let path = std::env::temp_dir().join(name);
-        std::fs::write(&path, contents).map_err(|e| ToolError::Failed {
-            command: format!("write {}", path.display()),
-            stderr: e.to_string(),
-        })?;
+        std::fs::write(&path, contents)
+            .map_err(|e| ToolError::Failed { command: format!("write {}", path.display()), stderr: e.to_string() })?;
         Ok(TempXml { path })
     }
 

@@ -60,6 +60,14 @@ pub(super) struct SiteDoc {
     pub(super) hosts: Vec<Text>,
     #[serde(default)]
     pub(super) networks: Vec<NetworkDoc>,
+    pub(super) libvirt: Option<Spanned<LibvirtDoc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LibvirtDoc {
+    pub(super) uri: Text,
+    pub(super) storage: Text,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +78,8 @@ pub(super) struct NetworkDoc {
     pub(super) isolated: bool,
     #[serde(default)]
     pub(super) subnets: Vec<SubnetDoc>,
+    pub(super) libvirt_network: Option<Text>,
+    pub(super) bridge: Option<Text>,
 }
 
 #[derive(Deserialize)]

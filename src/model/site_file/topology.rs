@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use toml::Spanned;
 
 use super::checker::{Checker, HOST, NETWORK, Names, SITE, SUBNET};
-use super::doc::{NetworkDoc, PairDoc, SiteDoc, SiteFileDoc, SubnetDoc, Text};
+use super::doc::{LibvirtDoc, NetworkDoc, PairDoc, SiteDoc, SiteFileDoc, SubnetDoc, Text};
 use super::values::{list_pairings, one_of, parse_ipv4};
-use crate::model::network::{Ipv4Net, Network, NetworkMapping, Subnet};
-use crate::model::site::{Pairing, Platform, Site, SiteKind, check_pairings};
+use crate::model::network::{Attachment, Ipv4Net, Network, NetworkMapping, Subnet};
+use crate::model::site::{LibvirtConnection, Pairing, Platform, Site, SiteKind, check_pairings};
 use crate::model::vm::StorageMapping;
 
 impl Checker<'_> {
@@ -24,10 +24,17 @@ impl Checker<'_> {
         let kinds = [("onprem", SiteKind::OnPrem), ("cloud", SiteKind::Cloud)];
         let kind =
             self.parse(&doc.kind, format!("{at}.kind"), |s| one_of(s, "site kind", &kinds)).unwrap_or(SiteKind::OnPrem);
-        let platforms = [("hyper-v", Platform::HyperV), ("vmware", Platform::Vmware), ("physical", Platform::Physical)];
-        let platform = self.parse_or(doc.platform.as_ref(), format!("{at}.platform"), Platform::default(), |s| {
+        let platforms = [
+            ("hyper-v", Platform::HyperV),
+            ("vmware", Platform::Vmware),
+            ("physical", Platform::Physical),
+            ("kvm", Platform::Kvm),
+        ];
+        let default_platform = if doc.libvirt.is_some() { Platform::Kvm } else { Platform::default() };
+        let platform = self.parse_or(doc.platform.as_ref(), format!("{at}.platform"), default_platform, |s| {
             one_of(s, "platform", &platforms)
         });
+        let libvirt = doc.libvirt.as_ref().map(|l| self.libvirt(l, &at, platform));
         if doc.hosts.is_empty() {
             let message = format!("site {name:?} needs at least one host, e.g. hosts = [\"hv-01\"]");
             self.error(doc.name.span(), format!("{at}.hosts"), message);
@@ -40,13 +47,38 @@ impl Checker<'_> {
             kind,
             platform,
             hosts: doc.hosts.iter().map(|h| h.get_ref().clone()).collect(),
-            networks: doc.networks.iter().map(|network| self.network(network, &at)).collect(),
+            networks: doc.networks.iter().map(|network| self.network(network, &at, doc.libvirt.is_some())).collect(),
+            libvirt,
         }
     }
 
-    pub(super) fn network(&mut self, doc: &NetworkDoc, site_at: &str) -> Network {
+    /// A libvirt site: its connection, and where replicas live.
+    fn libvirt(&mut self, doc: &Spanned<LibvirtDoc>, site_at: &str, platform: Platform) -> LibvirtConnection {
+        let at = format!("{site_at}.libvirt");
+        let libvirt = doc.get_ref();
+        if platform != Platform::Kvm {
+            let message = "a libvirt site runs KVM/QEMU VMs: remove `platform`, or set platform = \"kvm\"";
+            self.error(doc.span(), format!("{site_at}.platform"), message);
+        }
+        if libvirt.uri.get_ref().trim().is_empty() {
+            let message = "uri is empty; give a libvirt URI, e.g. \"qemu:///system\" or \"qemu+ssh://kvm-a/system\"";
+            self.error(libvirt.uri.span(), format!("{at}.uri"), message);
+        }
+        let storage = std::path::PathBuf::from(libvirt.storage.get_ref());
+        if !storage.is_absolute() {
+            let message = format!(
+                "storage must be an absolute folder (where replicas and recovery points live), not {:?}",
+                libvirt.storage.get_ref()
+            );
+            self.error(libvirt.storage.span(), format!("{at}.storage"), message);
+        }
+        LibvirtConnection { uri: libvirt.uri.get_ref().clone(), storage }
+    }
+
+    pub(super) fn network(&mut self, doc: &NetworkDoc, site_at: &str, at_libvirt_site: bool) -> Network {
         let name = doc.name.get_ref();
         let at = format!("{site_at}.networks.{name:?}");
+        let attachment = self.attachment(doc, &at, at_libvirt_site);
         if doc.subnets.is_empty() {
             let message = format!(
                 "network {name:?} needs at least one subnet ([[sites.networks.subnets]] with a name and a cidr)"
@@ -60,6 +92,39 @@ impl Checker<'_> {
             name: name.clone(),
             isolated: doc.isolated,
             subnets: doc.subnets.iter().filter_map(|subnet| self.subnet(subnet, &at)).collect(),
+            attachment,
+        }
+    }
+
+    /// R10 at a libvirt site: the libvirt network or bridge a NIC on this network plugs into.
+    fn attachment(&mut self, doc: &NetworkDoc, at: &str, at_libvirt_site: bool) -> Option<Attachment> {
+        let name = doc.name.get_ref();
+        match (&doc.libvirt_network, &doc.bridge) {
+            (Some(network), Some(bridge)) => {
+                let message = format!(
+                    "network {name:?} names both libvirt_network {:?} and bridge {:?}; a NIC plugs into one",
+                    network.get_ref(),
+                    bridge.get_ref()
+                );
+                self.error(bridge.span(), format!("{at}.bridge"), message);
+                None
+            }
+            (Some(value), None) | (None, Some(value)) if !at_libvirt_site => {
+                let field = if doc.bridge.is_some() { "bridge" } else { "libvirt_network" };
+                let message = format!("{field} applies to a libvirt site; this site has no [sites.libvirt] table");
+                self.error(value.span(), format!("{at}.{field}"), message);
+                None
+            }
+            (Some(network), None) => Some(Attachment::LibvirtNetwork(network.get_ref().clone())),
+            (None, Some(bridge)) => Some(Attachment::Bridge(bridge.get_ref().clone())),
+            (None, None) if at_libvirt_site => {
+                let message = format!(
+                    "network {name:?} is at a libvirt site: say what its NICs plug into, with libvirt_network = \"NAME\" (virsh net-list) or bridge = \"NAME\""
+                );
+                self.error(doc.name.span(), format!("{at}.libvirt_network"), message);
+                None
+            }
+            (None, None) => None,
         }
     }
 
@@ -93,6 +158,12 @@ impl Checker<'_> {
                 continue;
             }
             let pairing = Pairing { source: pair.source.get_ref().clone(), target: pair.target.get_ref().clone() };
+            let is_libvirt = |name: &Text| names.sites.get(name.get_ref()).is_some_and(|site| site.libvirt.is_some());
+            if is_libvirt(&pair.source) != is_libvirt(&pair.target) {
+                let message = "a pairing joins two libvirt sites or two simulated ones: drplan cannot replicate between a real site and a simulated one";
+                self.error(pair.target.span(), format!("{at}.target"), message);
+                continue;
+            }
             // Checked against the pairings kept so far, so that each extra pairing is
             // reported where it is written, at the site that is already taken.
             let mut candidate = accepted.clone();

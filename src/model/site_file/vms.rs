@@ -81,7 +81,15 @@ impl Checker<'_> {
             .iter()
             .map(|d| Disk { name: d.name.clone(), size_gb: d.size_gb, os_disk: d.os })
             .collect();
-        if let Err(e) = check_disks(&disks) {
+        let at_libvirt_site = site.is_some_and(|s| s.site.libvirt.is_some());
+        if at_libvirt_site {
+            // Read from the domain's definition when the fabric opens.
+            if let Some(written) = &vm.disks {
+                let message =
+                    "a VM at a libvirt site has the disks of its libvirt domain (of the same name): remove `disks`";
+                self.error(written.span(), at("disks"), message);
+            }
+        } else if let Err(e) = check_disks(&disks) {
             let span = vm.disks.as_ref().map_or(vm.name.span(), Spanned::span);
             self.error(span, at("disks"), e.to_string());
         }

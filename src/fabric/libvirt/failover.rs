@@ -1,0 +1,626 @@
+//! Failover of every kind on real domains (R30-R35), and what follows one: change of
+//! point, commit, cancel, cleanup of a drill; protect; the plan's preflight.
+//!
+//! A failover boots the replica from a throwaway overlay on the chosen point, defined at
+//! the target from the source's definition (R7 name, R10 networks, R11 storage). Every
+//! step asks libvirt first, so a step repeated after a crash finds its work done: a
+//! domain is never defined or started twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
+use super::hypervisor::Hypervisor;
+use super::record::{ReplicaRecord, StoredPoint, VmRecord};
+use super::{LibvirtFabric, failed};
+use crate::fabric::{
+    FabricError, FabricResult, FailoverOutcome, FailoverRequest, Intent, Preflight, PreflightRequest, Replica,
+    ReplicaNic, SourceShutdown,
+};
+use crate::model::network::{Attachment, mapped_network};
+use crate::model::{Consistency, FailoverKind, Job, Operation, Phase, PointChoice, Side, Site, Timestamp, Vm};
+
+/// How long a failover waits for the replica's address to show (DHCP lease or agent)
+/// when no reservation fixed it in advance.
+const ADDRESS_WAIT: Duration = Duration::from_secs(60);
+
+/// R33: the point a choice picks among `points` (oldest first), as of `as_of`.
+fn choose(points: &[StoredPoint], choice: PointChoice, as_of: Option<Timestamp>) -> Option<&StoredPoint> {
+    let mut usable = points.iter().filter(|p| as_of.is_none_or(|t| p.time <= t));
+    match choice {
+        PointChoice::Latest | PointChoice::LatestProcessed => usable.next_back(),
+        PointChoice::LatestAppConsistent => usable.rfind(|p| p.consistency == Consistency::App),
+        PointChoice::At(t) => usable.rfind(|p| p.time <= t),
+    }
+}
+
+fn no_point(vm: &str, choice: PointChoice, points: &[StoredPoint]) -> FabricError {
+    let why = if points.is_empty() {
+        "there are no recovery points yet (R4: run drplan replicate until the initial copy is done)".to_string()
+    } else {
+        format!("{} points are kept, none fits", points.len())
+    };
+    FabricError::NoRecoveryPoint { vm: vm.into(), choice: choice.to_string(), why }
+}
+
+impl LibvirtFabric {
+    /// R1-R6: checks the domain can be replicated (it exists, its disks are qcow2 files,
+    /// the exclusions name data disks) and starts protection; the service copies.
+    pub(super) async fn enable_protection(&self, vm: &str, policy: &str, excluded: &[String]) -> FabricResult<String> {
+        let inventory_vm = self.vm(vm)?;
+        if self.inventory.policy(policy).is_none() {
+            let known: Vec<&str> = self.inventory.policies.iter().map(|p| p.name.as_str()).collect();
+            return Err(FabricError::UnknownPolicy { policy: policy.into(), known: known.join(", ") });
+        }
+        let (_, source) = self.side(inventory_vm, Side::Original)?;
+        self.chain(inventory_vm, Side::Original)?;
+        let definition = source.domain_xml(vm).await.map_err(failed(vm, "protect"))?;
+        let info =
+            parse_domain(&definition).map_err(|e| FabricError::Disk { vm: vm.into(), message: e.to_string() })?;
+        if let Some(unknown) = excluded.iter().find(|d| !info.disks.iter().any(|disk| &&disk.target == d)) {
+            let message = format!("no disk {unknown:?}; its disks are {} (R6)", disk_names(&info.disks));
+            return Err(FabricError::Disk { vm: vm.into(), message });
+        }
+        let replicated: Vec<_> = info.disks.iter().filter(|d| !excluded.contains(&d.target)).collect();
+        if replicated.first().is_none_or(|d| excluded.contains(&d.target))
+            || info.disks.first().is_some_and(|d| excluded.contains(&d.target))
+        {
+            let message = "the first disk is the OS disk, which is always replicated (R6)".to_string();
+            return Err(FabricError::Disk { vm: vm.into(), message });
+        }
+        if let Some(raw) = replicated.iter().find(|d| d.format != "qcow2") {
+            let message = format!(
+                "disk {} is {}; incremental replication needs qcow2 images (persistent dirty bitmaps): convert it with qemu-img convert -O qcow2",
+                raw.target, raw.format
+            );
+            return Err(FabricError::Disk { vm: vm.into(), message });
+        }
+        let disks: Vec<String> = replicated.iter().map(|d| d.target.clone()).collect();
+        let now = Utc::now();
+        self.update(vm, |record| {
+            record.protection.check(vm, Operation::Protect)?;
+            record.protection.protect(policy, excluded.to_vec(), now, super::FOREVER);
+            record.disks = disks.clone();
+            record.definition = definition.clone();
+            Ok(())
+        })?;
+        Ok(format!(
+            "protection enabled under {policy}; the initial copy of {} runs in drplan replicate",
+            disks.join(", ")
+        ))
+    }
+
+    /// Where each NIC of the replica plugs in at `target` (R10), by the source NIC's
+    /// network; a drill's NICs all go to the test network, or nowhere (R30).
+    fn replica_nics(
+        &self,
+        vm: &Vm,
+        source: &Site,
+        target: &Site,
+        definition: &str,
+        test_network: Option<&str>,
+        kind: FailoverKind,
+    ) -> FabricResult<Vec<(Option<Attachment>, ReplicaNic)>> {
+        let info =
+            parse_domain(definition).map_err(|e| FabricError::Disk { vm: vm.name.clone(), message: e.to_string() })?;
+        let mut nics = Vec::new();
+        for (i, nic) in info.nics.iter().enumerate() {
+            let source_network = source.networks.iter().find(|n| n.attachment.is_some() && n.attachment == nic.source);
+            let site_nic = vm.nics.get(i);
+            let target_network = if kind == FailoverKind::Test {
+                test_network.and_then(|name| target.network(name))
+            } else {
+                source_network
+                    .and_then(|n| mapped_network(&self.inventory.network_mappings, &source.name, &n.name, &target.name))
+                    .and_then(|name| target.network(name))
+            };
+            let subnet = target_network.and_then(|n| n.subnet_for(site_nic.map_or("", |s| s.subnet.as_str())));
+            let ip = if kind == FailoverKind::Test { None } else { site_nic.and_then(|s| s.target_ip) };
+            nics.push((
+                target_network.and_then(|n| n.attachment.clone()),
+                ReplicaNic {
+                    network: target_network.map(|n| n.name.clone()),
+                    subnet: subnet.map(|s| s.name.clone()),
+                    ip,
+                    addressing: ip.map(|_| crate::model::Addressing::Static),
+                },
+            ));
+        }
+        Ok(nics)
+    }
+
+    /// R30-R33: one VM's failover, from taking it from the replication service to its
+    /// replica running at the target.
+    pub(super) async fn fail_over(&self, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
+        let kind = request.kind;
+        let started = Utc::now();
+        let inventory_vm = self.vm(vm)?;
+        let operation = Operation::for_failover(kind);
+        let record = self
+            .take(vm, &format!("{kind} failover"), operation, |record| {
+                record.protection.begin_failover(kind, started);
+            })
+            .await?;
+        let outcome = self.fail_over_held(inventory_vm, record, request, started).await;
+        match &outcome {
+            Ok(outcome) => {
+                let outcome = outcome.clone();
+                let network = request.test_network.clone();
+                self.release(vm, |record| {
+                    let point = outcome.point;
+                    record.protection.finish_failover(kind, point, outcome.finished, outcome.data_loss, network, true);
+                })?;
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.release(vm, |record| record.protection.fail_failover(kind, error))?;
+            }
+        }
+        let detail = outcome.as_ref().map(|o| format!("replica {} running at {}", o.replica.name, o.replica.site));
+        let job = self.job(&format!("{kind} failover"), vm, started, detail)?;
+        outcome.map(|mut o| {
+            o.job = job;
+            o
+        })
+    }
+
+    async fn fail_over_held(
+        &self,
+        vm: &Vm,
+        record: VmRecord,
+        request: &FailoverRequest,
+        started: Timestamp,
+    ) -> FabricResult<FailoverOutcome> {
+        let kind = request.kind;
+        let name = vm.name.as_str();
+        let active = record.protection.active;
+        let (source_site, source) = self.side(vm, active)?;
+        let (target_site, target) = self.side(vm, active.other())?;
+        let mut record = record;
+        // R31: the source shuts down first, then its last changes are copied: nothing is lost.
+        // R32: an unplanned failover may try, and goes on whatever happens.
+        let source_shutdown = match kind {
+            FailoverKind::Test => SourceShutdown::Skipped,
+            FailoverKind::Planned => {
+                source
+                    .shutdown(name, self.inventory.shutdown_timeout)
+                    .await
+                    .map_err(failed(name, "planned failover: shutdown of the source"))?;
+                record = self.final_copy(vm, source).await?;
+                SourceShutdown::Done
+            }
+            FailoverKind::Unplanned if request.shut_down_source => {
+                match source.shutdown(name, self.inventory.shutdown_timeout).await {
+                    Ok(()) => SourceShutdown::Done,
+                    Err(e) => SourceShutdown::Failed { error: e.to_string() },
+                }
+            }
+            FailoverKind::Unplanned => SourceShutdown::Skipped,
+        };
+        let shut_down = Utc::now();
+        let choice = if kind == FailoverKind::Planned { PointChoice::Latest } else { request.point };
+        let as_of = if kind == FailoverKind::Planned { None } else { request.points_as_of };
+        let point =
+            choose(&record.points, choice, as_of).cloned().ok_or_else(|| no_point(name, choice, &record.points))?;
+        let replica = self
+            .boot_replica(vm, &record, source_site, target_site, target, &point, kind, request.test_network.as_deref())
+            .await?;
+        let finished = Utc::now();
+        let data_loss = match kind {
+            FailoverKind::Planned => Duration::ZERO,
+            _ => (started - point.time).to_std().unwrap_or_default(),
+        };
+        let downtime = match source_shutdown {
+            SourceShutdown::Done => (finished - shut_down).to_std().ok(),
+            _ => None,
+        };
+        self.update(name, |r| {
+            if kind == FailoverKind::Test {
+                r.test_replica = Some(replica.clone());
+            } else {
+                r.replica = Some(replica.clone());
+            }
+            Ok(())
+        })?;
+        Ok(FailoverOutcome {
+            vm: name.into(),
+            kind,
+            job: placeholder_job(name, started),
+            point: point.point(),
+            data_loss,
+            replica: replica.replica,
+            source_shutdown,
+            downtime,
+            started,
+            finished,
+        })
+    }
+
+    /// R31: the last changes of a source that is shut off: QEMU starts with the guest's
+    /// CPUs stopped (nothing writes), one incremental copy, then off again.
+    async fn final_copy(&self, vm: &Vm, source: &Hypervisor) -> FabricResult<VmRecord> {
+        let name = vm.name.as_str();
+        source.start(name, true).await.map_err(failed(name, "planned failover: final copy"))?;
+        let copied = self.copy_cycle(vm, true).await;
+        let stopped = source.destroy(name).await.map_err(failed(name, "planned failover: final copy"));
+        copied?;
+        stopped?;
+        self.record(name)
+    }
+
+    /// Defines (once) and starts (once) the replica domain on an overlay of `point`.
+    #[allow(clippy::too_many_arguments)]
+    async fn boot_replica(
+        &self,
+        vm: &Vm,
+        record: &VmRecord,
+        source_site: &Site,
+        target_site: &Site,
+        target: &Hypervisor,
+        point: &StoredPoint,
+        kind: FailoverKind,
+        test_network: Option<&str>,
+    ) -> FabricResult<ReplicaRecord> {
+        let name = vm.name.as_str();
+        let domain = match kind {
+            FailoverKind::Test => format!("{}-test", vm.replica_name()),
+            _ => vm.replica_name().to_string(),
+        };
+        let chain = self.chain(vm, record.protection.active)?;
+        let state = target.state(&domain).await.map_err(failed(name, "failover"))?;
+        let nics = self.replica_nics(vm, source_site, target_site, &record.definition, test_network, kind)?;
+        if state.is_none() {
+            let mut disks = HashMap::new();
+            for disk in &record.disks {
+                let overlay =
+                    chain.overlay(point.seq, &domain, disk).await.map_err(|e| FabricError::OperationFailed {
+                        vm: name.into(),
+                        what: "failover: the replica's disk".into(),
+                        why: e.to_string(),
+                    })?;
+                disks.insert(disk.clone(), overlay);
+            }
+            let spec = ReplicaSpec {
+                name: domain.clone(),
+                disks,
+                nics: nics.iter().map(|(attachment, _)| attachment.clone()).collect(),
+                tap_prefix: tap_prefix(&domain),
+                cmdline_site: Some(target_site.name.clone()),
+            };
+            let xml = replica_xml(&record.definition, &spec).map_err(|e| FabricError::OperationFailed {
+                vm: name.into(),
+                what: "failover".into(),
+                why: e.to_string(),
+            })?;
+            // R9: the address the site file gives the replica, through a reservation for its MAC.
+            let info = parse_domain(&xml).map_err(|e| FabricError::Disk { vm: name.into(), message: e.to_string() })?;
+            for ((attachment, nic), domain_nic) in nics.iter().zip(&info.nics) {
+                if let (Some(Attachment::LibvirtNetwork(network)), Some(ip)) = (attachment, nic.ip) {
+                    target
+                        .reserve_address(network, &domain_nic.mac, &domain, ip)
+                        .await
+                        .map_err(failed(name, "failover: DHCP reservation (R9)"))?;
+                }
+            }
+            target.define(&xml).await.map_err(failed(name, "failover: defining the replica"))?;
+        }
+        if target.state(&domain).await.map_err(failed(name, "failover"))? != Some(DomainState::Running) {
+            target.start(&domain, false).await.map_err(failed(name, "failover: starting the replica"))?;
+        }
+        let mut replica = Replica {
+            name: domain.clone(),
+            site: target_site.name.clone(),
+            host: target_site.hosts.first().cloned().unwrap_or_default(),
+            storage: chain.dir().to_string_lossy().into_owned(),
+            nics: nics.into_iter().map(|(_, nic)| nic).collect(),
+        };
+        if replica.nics.iter().any(|n| n.network.is_some() && n.ip.is_none()) {
+            replica.nics = self.wait_for_addresses(target, &domain, replica.nics).await;
+        }
+        Ok(ReplicaRecord { domain, replica, seq: point.seq })
+    }
+
+    /// Reads back the addresses a replica got where no reservation decided them (DHCP
+    /// without one, the guest's own configuration), bounded in time.
+    async fn wait_for_addresses(
+        &self,
+        hypervisor: &Hypervisor,
+        domain: &str,
+        mut nics: Vec<ReplicaNic>,
+    ) -> Vec<ReplicaNic> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < ADDRESS_WAIT {
+            if let Ok(found) = hypervisor.addresses(domain).await
+                && !found.is_empty()
+            {
+                for (nic, (_, ip)) in nics.iter_mut().zip(found) {
+                    if nic.ip.is_none() {
+                        nic.ip = Some(ip);
+                        nic.addressing = Some(crate::model::Addressing::Dhcp);
+                    }
+                }
+                return nics;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::warn!(domain, "no address showed for the replica within {} s", ADDRESS_WAIT.as_secs());
+        nics
+    }
+
+    /// The addresses of a replica now: what it was given, or what libvirt sees.
+    pub(super) async fn discovered(&self, replica: &Replica) -> Vec<ReplicaNic> {
+        let mut nics = replica.nics.clone();
+        if nics.iter().any(|n| n.ip.is_none())
+            && let Ok(hypervisor) = self.hypervisor(&replica.site)
+            && let Ok(found) = hypervisor.addresses(&replica.name).await
+        {
+            for (nic, (_, ip)) in nics.iter_mut().zip(found) {
+                nic.ip = nic.ip.or(Some(ip));
+            }
+        }
+        nics
+    }
+
+    /// R34: the replica restarts on another point.
+    pub(super) async fn change_point(&self, vm: &str, choice: PointChoice) -> FabricResult<FailoverOutcome> {
+        let started = Utc::now();
+        let inventory_vm = self.vm(vm)?;
+        let record = self.take(vm, "change of recovery point", Operation::ChangeRecoveryPoint, |_| {}).await?;
+        let outcome = async {
+            let Phase::FailedOver { kind, .. } = record.protection.phase else { unreachable!("checked by take") };
+            let replica = record
+                .replica
+                .clone()
+                .ok_or_else(|| FabricError::Refused { message: format!("{vm} has no replica"), vm: Some(vm.into()) })?;
+            let point =
+                choose(&record.points, choice, None).cloned().ok_or_else(|| no_point(vm, choice, &record.points))?;
+            let (target_site, target) = self.side(inventory_vm, record.protection.active)?;
+            let (source_site, _) = self.side(inventory_vm, record.protection.active.other())?;
+            target.remove(&replica.domain).await.map_err(failed(vm, "change of recovery point"))?;
+            // The chain is the one the replica came from: its active side has flipped.
+            let mut from_source = record.clone();
+            from_source.protection.active = record.protection.active.other();
+            let replica = self
+                .boot_replica(inventory_vm, &from_source, source_site, target_site, target, &point, kind, None)
+                .await?;
+            Ok((kind, point, replica))
+        }
+        .await;
+        let (kind, point, replica) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                self.release(vm, |_| {})?;
+                return Err(e);
+            }
+        };
+        let data_loss = if kind == FailoverKind::Planned {
+            Duration::ZERO
+        } else {
+            (started - point.time).to_std().unwrap_or_default()
+        };
+        self.release(vm, |record| {
+            record.protection.change_point(point.point(), data_loss);
+            record.replica = Some(replica.clone());
+        })?;
+        let job = self.job(
+            "change recovery point",
+            vm,
+            started,
+            Ok(format!("replica on point {}", crate::model::format_time(point.time))),
+        )?;
+        Ok(FailoverOutcome {
+            vm: vm.into(),
+            kind,
+            job,
+            point: point.point(),
+            data_loss,
+            replica: replica.replica,
+            source_shutdown: SourceShutdown::Skipped,
+            downtime: None,
+            started,
+            finished: Utc::now(),
+        })
+    }
+
+    /// R34: final. The points after the one in use go; the replica keeps its chain.
+    pub(super) async fn commit_failover(&self, vm: &str) -> FabricResult<Job> {
+        let started = Utc::now();
+        let inventory_vm = self.vm(vm)?;
+        let record = self.take(vm, "commit", Operation::Commit, |_| {}).await?;
+        let in_use = record.replica.as_ref().map(|r| r.seq).unwrap_or(0);
+        let chain = self.chain(inventory_vm, record.protection.active.other())?;
+        let keep: Vec<u64> = record.points.iter().map(|p| p.seq).filter(|s| *s <= in_use).collect();
+        let overlays: Vec<_> =
+            record.replica.iter().flat_map(|r| record.disks.iter().map(|d| chain.overlay_file(&r.domain, d))).collect();
+        chain.remove_files_except(&keep, &overlays);
+        self.release(vm, |record| {
+            record.protection.commit(Utc::now());
+            record.points.clear();
+            record.checkpoint = None;
+        })?;
+        self.job("commit", vm, started, Ok("failover committed; the recovery points are deleted".into()))
+    }
+
+    /// R35: stops the failover; the replica, if one was defined, is removed; the VM needs
+    /// reprotect.
+    pub(super) async fn cancel_failover(&self, vm: &str) -> FabricResult<Job> {
+        let started = Utc::now();
+        let inventory_vm = self.vm(vm)?;
+        let record = self.take(vm, "cancel", Operation::Cancel, |_| {}).await?;
+        if let Some(replica) = &record.replica
+            && let Ok(hypervisor) = self.hypervisor(&replica.replica.site)
+        {
+            hypervisor.remove(&replica.domain).await.map_err(failed(vm, "cancel"))?;
+        }
+        let _ = inventory_vm;
+        self.release(vm, |record| {
+            record.protection.cancel();
+            record.replica = None;
+        })?;
+        self.job("cancel", vm, started, Ok("failover cancelled; the VM needs reprotect (R35)".into()))
+    }
+
+    /// R30: removes everything the drill made: its domain and its overlay.
+    pub(super) async fn clean_up_test(&self, vm: &str, notes: &str) -> FabricResult<Job> {
+        let started = Utc::now();
+        let inventory_vm = self.vm(vm)?;
+        let record = self.take(vm, "cleanup", Operation::Cleanup, |_| {}).await?;
+        if let Some(test) = &record.test_replica {
+            let hypervisor = self.hypervisor(&test.replica.site)?;
+            hypervisor.remove(&test.domain).await.map_err(failed(vm, "cleanup"))?;
+            let chain = self.chain(inventory_vm, record.protection.active)?;
+            for disk in &record.disks {
+                let _ = std::fs::remove_file(chain.overlay_file(&test.domain, disk));
+            }
+        }
+        self.release(vm, |record| {
+            record.protection.cleanup();
+            record.test_replica = None;
+        })?;
+        let detail = if notes.is_empty() {
+            "test failover cleaned up".to_string()
+        } else {
+            format!("test failover cleaned up: {notes}")
+        };
+        self.job("cleanup", vm, started, Ok(detail))
+    }
+
+    /// The whole plan against the world, read-only: each VM's state allows the run, its
+    /// sites answer, the networks its replica needs exist at the target, a point fits.
+    pub(super) async fn check_plan(&self, request: &PreflightRequest) -> FabricResult<Preflight> {
+        let mut preflight = Preflight::default();
+        let mut reachable: HashMap<String, Result<(), String>> = HashMap::new();
+        for site in self.inventory.sites.iter().filter(|s| s.libvirt.is_some()) {
+            let answer = self.hypervisor(&site.name)?.version().await.map(drop).map_err(|e| e.to_string());
+            reachable.insert(site.name.clone(), answer);
+        }
+        for name in &request.vms {
+            if let Err(refusal) = self.check_vm(name, &request.intent, &reachable).await {
+                preflight.refusals.push(refusal);
+            }
+        }
+        Ok(preflight)
+    }
+
+    async fn check_vm(
+        &self,
+        name: &str,
+        intent: &Intent,
+        reachable: &HashMap<String, Result<(), String>>,
+    ) -> FabricResult<()> {
+        let vm = self.vm(name)?;
+        let record = self.record(name)?;
+        let operation = match intent {
+            Intent::Failover(request) => Operation::for_failover(request.kind),
+            Intent::Failback => Operation::Failback,
+            Intent::ChangePoint(_) => Operation::ChangeRecoveryPoint,
+            Intent::Other(operation) => *operation,
+        };
+        record.protection.check(name, operation)?;
+        let active = record.protection.active;
+        let (target_site, target) = self.side(vm, active.other())?;
+        if let Some(Err(why)) = reachable.get(&target_site.name) {
+            let message =
+                format!("{name}: the target site {:?} does not answer at {}: {why}", target_site.name, target.uri());
+            return Err(FabricError::Refused { message, vm: Some(name.into()) });
+        }
+        if let Intent::Failover(request) = intent {
+            if request.kind != FailoverKind::Planned && choose(&record.points, request.point, None).is_none() {
+                return Err(no_point(name, request.point, &record.points));
+            }
+            if request.kind == FailoverKind::Test
+                && let Some(network) = &request.test_network
+                && target_site.network(network).is_none()
+            {
+                return Err(FabricError::UnknownTestNetwork {
+                    vm: name.into(),
+                    network: network.clone(),
+                    site: target_site.name.clone(),
+                });
+            }
+            let (source_site, _) = self.side(vm, active)?;
+            let nics = self.replica_nics(
+                vm,
+                source_site,
+                target_site,
+                &record.definition,
+                request.test_network.as_deref(),
+                request.kind,
+            )?;
+            for (attachment, _) in &nics {
+                if let Some(Attachment::LibvirtNetwork(network)) = attachment
+                    && !target.network_exists(network).await.map_err(failed(name, "preflight"))?
+                {
+                    let message = format!(
+                        "{name}: libvirt network {network:?} does not exist at site {:?} (R10)",
+                        target_site.name
+                    );
+                    return Err(FabricError::Refused { message, vm: Some(name.into()) });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// libvirt tap names are at most 15 characters: a short, stable name per replica.
+fn tap_prefix(domain: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    domain.hash(&mut hasher);
+    format!("dr{:08x}n", hasher.finish() as u32)
+}
+
+fn disk_names(disks: &[super::domain::DomainDisk]) -> String {
+    disks.iter().map(|d| d.target.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The outcome's job before the job is recorded (the caller puts the real one in).
+fn placeholder_job(vm: &str, started: Timestamp) -> Job {
+    Job {
+        id: 0,
+        operation: String::new(),
+        vm: vm.into(),
+        status: crate::model::JobStatus::Running,
+        started,
+        finished: None,
+        detail: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(seq: u64, secs: i64, consistency: Consistency) -> StoredPoint {
+        let time = chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
+        StoredPoint { seq, time, consistency, full: seq == 1 }
+    }
+
+    #[test]
+    fn r33_each_choice_picks_its_point() {
+        let points =
+            [point(1, 0, Consistency::Crash), point(2, 30, Consistency::App), point(3, 60, Consistency::Crash)];
+        assert_eq!(choose(&points, PointChoice::Latest, None).unwrap().seq, 3);
+        assert_eq!(choose(&points, PointChoice::LatestAppConsistent, None).unwrap().seq, 2);
+        assert_eq!(
+            choose(&points, PointChoice::At(points[1].time + chrono::TimeDelta::seconds(10)), None).unwrap().seq,
+            2
+        );
+        assert_eq!(
+            choose(&points, PointChoice::Latest, Some(points[1].time)).unwrap().seq,
+            2,
+            "R12: as of the group's start"
+        );
+        assert!(choose(&[], PointChoice::Latest, None).is_none());
+    }
+
+    #[test]
+    fn tap_names_fit_libvirts_limit() {
+        let prefix = tap_prefix("a-very-long-replica-domain-name-test");
+        assert!(prefix.len() + 2 <= 15, "{prefix}");
+        assert_ne!(tap_prefix("app01"), tap_prefix("app01-test"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Replication on real VMs (R1-R4, R15): one copy cycle of one VM, and the service that
+//! repeats cycles at each policy's copy frequency (`drplan replicate`).
+//!
+//! A cycle is a push backup of the VM's replicated disks into new files of its chain at
+//! the target, with a libvirt checkpoint marking the instant: full the first time (R4),
+//! incremental since the previous checkpoint after that. The point is recorded only once
+//! its files are complete, so a cycle cut off leaves no half point; retention (R2) then
+//! merges the oldest points away, one step at a time, each step recorded first.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::record::{Holder, StoredPoint, VmRecord};
+use super::{LibvirtFabric, failed};
+use crate::fabric::libvirt::hypervisor::BackupTarget;
+use crate::fabric::{FabricError, FabricResult};
+use crate::model::{Consistency, Phase, Vm};
+
+/// No backup of one VM may take longer: a stuck job is aborted and reported.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What one cycle did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cycle {
+    /// A new point.
+    Copied { seq: u64, full: bool, consistency: Consistency, took: Duration, merged: usize },
+    /// Nothing to do now, and why (not protected, held by a failover...).
+    Skipped(String),
+}
+
+impl std::fmt::Display for Cycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cycle::Copied { seq, full, consistency, took, merged } => {
+                let copy = if *full { "full copy" } else { "incremental copy" };
+                let consistency = match consistency {
+                    Consistency::App => "app-consistent",
+                    Consistency::Crash => "crash-consistent",
+                };
+                write!(f, "point {seq}: {copy}, {consistency}, {:.2} s", took.as_secs_f64())?;
+                if *merged > 0 {
+                    write!(f, "; {merged} old point(s) merged away (R2)")?;
+                }
+                Ok(())
+            }
+            Cycle::Skipped(why) => write!(f, "skipped: {why}"),
+        }
+    }
+}
+
+fn checkpoint_name(seq: u64) -> String {
+    format!("drplan-{seq}")
+}
+
+impl LibvirtFabric {
+    /// One cycle of `vm` now, whatever its copy frequency. `for_failover`: the final copy
+    /// of a planned failover, which already holds the VM.
+    pub async fn copy_cycle(&self, vm: &Vm, for_failover: bool) -> FabricResult<Cycle> {
+        let name = vm.name.as_str();
+        if !for_failover {
+            let taken = self.update(name, |record| {
+                if let Some(holder) = record.live_holder() {
+                    return Ok(Err(format!("held by {} (process {})", holder.what, holder.pid)));
+                }
+                if !matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. }) {
+                    return Ok(Err(format!("not replicating ({})", record.protection.describe())));
+                }
+                record.holder = Some(Holder::here("a replication cycle"));
+                Ok(Ok(()))
+            })?;
+            if let Err(why) = taken {
+                return Ok(Cycle::Skipped(why));
+            }
+        }
+        let outcome = self.copy_held(vm, for_failover).await;
+        let release = |record: &mut VmRecord| {
+            if !for_failover {
+                record.holder = None;
+            }
+        };
+        match &outcome {
+            Ok(_) => self.update(name, |record| {
+                release(record);
+                record.last_error = None;
+                Ok(())
+            })?,
+            Err(e) => {
+                let error = e.to_string();
+                self.update(name, |record| {
+                    release(record);
+                    record.last_error = Some(error);
+                    record.last_cycle = Some(Utc::now());
+                    Ok(())
+                })?;
+            }
+        }
+        outcome
+    }
+
+    async fn copy_held(&self, vm: &Vm, for_failover: bool) -> FabricResult<Cycle> {
+        let name = vm.name.as_str();
+        let started = Instant::now();
+        let record = self.record(name)?;
+        let active = record.protection.active;
+        let (_, source) = self.side(vm, active)?;
+        let chain = self.chain(vm, active)?;
+        chain.create_dir().map_err(|e| FabricError::OperationFailed {
+            vm: name.into(),
+            what: "replication".into(),
+            why: format!("cannot create {}: {e}", chain.dir().display()),
+        })?;
+        self.finish_merge(vm, &record).await?;
+        let record = self.record(name)?;
+        // What a cycle cut off by a crash left: files of points never recorded.
+        chain.remove_files_after(record.points.last().map_or(0, |p| p.seq));
+
+        let checkpoints = source.checkpoints(name).await.map_err(failed(name, "replication"))?;
+        let previous =
+            record.points.last().filter(|_| record.checkpoint.as_ref().is_some_and(|c| checkpoints.contains(c)));
+        let seq = record.next_seq.max(record.points.last().map_or(1, |p| p.seq + 1));
+        let checkpoint = checkpoint_name(seq);
+        let targets: Vec<BackupTarget> = record
+            .disks
+            .iter()
+            .map(|disk| BackupTarget { disk: disk.clone(), file: chain.point_file(seq, disk) })
+            .collect();
+        let policy = record.protection.replication_policy().and_then(|p| self.inventory.policy(p));
+        let app_due =
+            policy.as_ref().is_some_and(|p| {
+                !p.app_consistent_every.is_zero()
+                    && record.points.iter().rev().find(|p| p.consistency == Consistency::App).is_none_or(|last| {
+                        (Utc::now() - last.time).to_std().unwrap_or_default() >= p.app_consistent_every
+                    })
+            });
+        // R3: freeze through the guest agent around the start of the backup; the point's
+        // instant is fixed when the job begins (QEMU copies before later writes land).
+        let frozen = !for_failover && app_due && source.freeze(name).await;
+        let time = Utc::now();
+        let since = previous.and(record.checkpoint.as_deref());
+        let backup = source.backup(name, &targets, since, &checkpoint, BACKUP_TIMEOUT, frozen).await;
+        if let Err(e) = backup {
+            for target in &targets {
+                let _ = std::fs::remove_file(&target.file);
+            }
+            return Err(failed(name, "replication")(e));
+        }
+        if let Some(previous) = previous {
+            for disk in &record.disks {
+                chain.link(seq, previous.seq, disk).await.map_err(|e| FabricError::OperationFailed {
+                    vm: name.into(),
+                    what: "replication".into(),
+                    why: e.to_string(),
+                })?;
+            }
+        }
+        let definition = source.domain_xml(name).await.ok();
+        let consistency = if frozen { Consistency::App } else { Consistency::Crash };
+        let full = previous.is_none();
+        let old_checkpoint = record.checkpoint.clone();
+        self.update(name, |record| {
+            record.points.push(StoredPoint { seq, time, consistency, full });
+            record.next_seq = seq + 1;
+            record.checkpoint = Some(checkpoint.clone());
+            record.last_cycle = Some(Utc::now());
+            if let Some(definition) = definition {
+                record.definition = definition;
+            }
+            if let Phase::InitialReplication { .. } = record.protection.phase {
+                record.protection.phase = Phase::Protected { since: time };
+            }
+            Ok(())
+        })?;
+        // One checkpoint at a time: each bitmap slows the guest's writes.
+        if let Some(old) = old_checkpoint.filter(|old| old != &checkpoint) {
+            let _ = source.delete_checkpoint(name, &old).await;
+        }
+        let merged = if for_failover { 0 } else { self.prune(vm).await? };
+        Ok(Cycle::Copied { seq, full, consistency, took: started.elapsed(), merged })
+    }
+
+    /// R2: points older than the retention window go, the latest always stays. Not while
+    /// a replica boots from the chain.
+    async fn prune(&self, vm: &Vm) -> FabricResult<usize> {
+        let name = vm.name.as_str();
+        let mut merged = 0;
+        loop {
+            let record = self.record(name)?;
+            let Some(policy) = record.protection.replication_policy().and_then(|p| self.inventory.policy(p)) else {
+                return Ok(merged);
+            };
+            if !record.seqs_in_use().is_empty() || record.points.len() < 2 {
+                return Ok(merged);
+            }
+            let horizon = Utc::now() - chrono::TimeDelta::from_std(policy.retention).unwrap_or_default();
+            // The oldest point goes when the next one is inside the window too.
+            if record.points[1].time > horizon && record.points[0].time > horizon {
+                return Ok(merged);
+            }
+            if record.points[0].time > horizon {
+                return Ok(merged);
+            }
+            let (oldest, next) = (record.points[0].seq, record.points[1].seq);
+            self.update(name, |record| {
+                record.points.retain(|p| p.seq != oldest);
+                record.merging = Some((oldest, next));
+                Ok(())
+            })?;
+            self.finish_merge(vm, &self.record(name)?).await?;
+            merged += 1;
+        }
+    }
+
+    /// Completes a merge recorded but maybe not done (a crash in between): point `oldest`
+    /// is already forgotten; its files go into point `next`'s, which then stands alone.
+    async fn finish_merge(&self, vm: &Vm, record: &VmRecord) -> FabricResult<()> {
+        let Some((oldest, next)) = record.merging else { return Ok(()) };
+        let name = vm.name.as_str();
+        let chain = self.chain(vm, record.protection.active)?;
+        let next_full = record.points.iter().find(|p| p.seq == next).is_some_and(|p| p.full);
+        for disk in &record.disks {
+            let base = chain.point_file(oldest, disk);
+            if !base.exists() {
+                continue; // merged and renamed before a crash
+            }
+            if next_full {
+                let _ = std::fs::remove_file(&base);
+            } else {
+                chain.merge_oldest(oldest, next, disk).await.map_err(|e| FabricError::OperationFailed {
+                    vm: name.into(),
+                    what: "retention (R2)".into(),
+                    why: e.to_string(),
+                })?;
+            }
+        }
+        self.update(name, |record| {
+            record.merging = None;
+            if let Some(point) = record.points.iter_mut().find(|p| p.seq == next) {
+                point.full = true;
+            }
+            Ok(())
+        })
+    }
+
+    /// `drplan replicate`: cycles every protected VM when its copy frequency says (R1),
+    /// or each once now (`once`). Returns after one pass when `once`, else runs until
+    /// `stop` resolves. `report` hears each cycle.
+    pub async fn serve(
+        &self,
+        once: bool,
+        stop: impl std::future::Future<Output = ()>,
+        mut report: impl FnMut(&str, &FabricResult<Cycle>),
+    ) -> FabricResult<()> {
+        tokio::pin!(stop);
+        loop {
+            for vm in &self.inventory.vms {
+                let record = self.record(&vm.name)?;
+                let replicating =
+                    matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. });
+                if !replicating {
+                    continue;
+                }
+                let frequency = record
+                    .protection
+                    .replication_policy()
+                    .and_then(|p| self.inventory.policy(p))
+                    .map_or(Duration::from_secs(300), |p| p.copy_frequency.as_duration());
+                let due = once
+                    || record
+                        .last_cycle
+                        .is_none_or(|last| (Utc::now() - last).to_std().unwrap_or_default() >= frequency);
+                if due {
+                    let outcome = self.copy_cycle(vm, false).await;
+                    report(&vm.name, &outcome);
+                }
+            }
+            if once {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
