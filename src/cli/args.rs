@@ -266,6 +266,14 @@ pub enum Command {
     },
     /// The recovery points a VM can fail over to now (R2, R12).
     Points { vm: String },
+    /// The replication service of libvirt sites: the initial copy of each protected VM
+    /// (R4), then an incremental copy at its policy's frequency (R1, R2), until
+    /// interrupted. Commands run beside it.
+    Replicate {
+        /// One copy of every protected VM now, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Every operation the fabric has run, with status and timings.
     Jobs {
         #[arg(long, value_enum, default_value_t)]

@@ -12,6 +12,7 @@ mod plans;
 mod preflight;
 mod progress;
 mod protection;
+mod replicate;
 mod runs;
 
 use std::io::Write;
@@ -144,6 +145,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Cancel { run, force } => runs::cancel(global, run, *force),
         Command::Status { vms, format } => block_on(inspect::status(global, vms, *format)),
         Command::Points { vm } => block_on(inspect::points(global, vm)),
+        Command::Replicate { once } => replicate::replicate(global, *once),
         Command::Jobs { format } => block_on(inspect::jobs(global, *format)),
         Command::Advance { by } => inspect::advance(global, *by),
         Command::Protect { vms, policy, exclude_disks } => {
