@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drplan::engine::{AutoApprove, Deps, EventBus, EventLog, History, RunOutcome, RunSpec, RunStatus, Stop, execute};
-use drplan::fabric::FailoverRequest;
 use drplan::fabric::dns::RecordingDns;
 use drplan::fabric::sim::SimFabric;
+use drplan::fabric::{Fabric, FailoverRequest};
 use drplan::model::{FailoverKind, Inventory, PointChoice, parse_site};
 use drplan::plan::Plan;
 use drplan::plan::validate::{ResolvedPlan, Severity, validate};

@@ -1,5 +1,6 @@
 //! What every command starts from: the site file, found and parsed, and the state
-//! directory with the simulated fabric opened on it.
+//! directory with the site file's fabric opened on it ([`open_fabric`]: the simulation
+//! today, the one place a real fabric is chosen).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -38,34 +39,115 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
     Ok(parse_site_bytes(&bytes, path)?)
 }
 
-/// An open simulation: holds the state directory's lock until dropped (unless it is a
-/// read-only look at a simulation another command is running).
+/// How a command uses the fabric of its site file.
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    /// To act: the state directory is open, and locked by this process.
+    Act(&'a StateDir),
+    /// To look: the last committed state in this directory, without taking its lock (a
+    /// command starting at that instant would find the directory in use).
+    Look(&'a Path),
+}
+
+/// The fabric of a site file, opened: what every command runs on. Commands call it
+/// through the [`Fabric`] trait; what only a simulation can do (move its clock, copy
+/// itself for a dry run) asks for [`Opened::simulation`] and refuses real sites.
+pub struct Opened {
+    pub inventory: Arc<Inventory>,
+    pub fabric: Arc<dyn Fabric>,
+    /// The same fabric as a simulation, when the site file's sites are simulated.
+    simulation: Option<Arc<SimFabric>>,
+}
+
+impl Opened {
+    fn simulated(inventory: Arc<Inventory>, simulation: SimFabric) -> Opened {
+        let simulation = Arc::new(simulation);
+        Opened { inventory, fabric: simulation.clone(), simulation: Some(simulation) }
+    }
+
+    /// A fabric of real VMs.
+    #[allow(dead_code)] // until the libvirt fabric opens here
+    fn real(inventory: Arc<Inventory>, fabric: Arc<dyn Fabric>) -> Opened {
+        debug_assert!(!fabric.is_simulated(), "a simulation opens with Opened::simulated");
+        Opened { inventory, fabric, simulation: None }
+    }
+
+    /// The simulation, for `what` only a simulation can do; a usage error for real sites.
+    pub fn simulation(&self, what: &str) -> Result<&SimFabric, CliError> {
+        self.simulation
+            .as_deref()
+            .ok_or_else(|| CliError::Usage(format!("{what}: this site file's sites are real (libvirt), not simulated")))
+    }
+
+    /// What a dry run runs on: a copy of the simulation that saves nothing and spends no
+    /// real time, so nothing real is ever touched. For real sites, a simulation of the
+    /// same inventory as the site file starts it (DESIGN.md: "The dry run of a libvirt
+    /// site runs on the simulation").
+    pub fn rehearsal(&self) -> Result<SimFabric, CliError> {
+        Ok(match &self.simulation {
+            Some(simulation) => simulation.scratch_copy()?,
+            None => SimFabric::in_memory(self.inventory.clone())?.scratch_copy()?,
+        })
+    }
+
+    /// What a read-only preflight asks (`drplan preflight`, `drplan check --kind`): a
+    /// scratch copy of the simulation, so that nothing a check does can reach its state;
+    /// real sites answer themselves, since a preflight changes nothing.
+    pub fn to_preflight(&self) -> Result<Arc<dyn Fabric>, CliError> {
+        Ok(match &self.simulation {
+            Some(simulation) => Arc::new(simulation.scratch_copy()?),
+            None => self.fabric.clone(),
+        })
+    }
+}
+
+/// Opens the fabric of the site file `inventory` was read from, on the state directory,
+/// to act or to look: the one place that chooses which fabric a command runs on.
+pub fn open_fabric(inventory: Arc<Inventory>, access: Access<'_>) -> Result<Opened, CliError> {
+    // A site file whose sites are libvirt opens the libvirt fabric here, with
+    // `Opened::real` (e.g. when `inventory.sites.iter().any(|s| s.libvirt.is_some())`).
+    let simulation = match access {
+        Access::Act(state) => {
+            let simulation = SimFabric::open(inventory.clone(), state)?;
+            tracing::debug!(state = %state.path().display(), "simulation opened");
+            simulation
+        }
+        Access::Look(state) => look_at_simulation(state, inventory.clone())?,
+    };
+    Ok(Opened::simulated(inventory, simulation))
+}
+
+/// An open fabric: holds the state directory's lock until dropped (unless it is a
+/// read-only look at a fabric another command is running).
 pub struct Session {
-    pub fabric: SimFabric,
+    pub opened: Opened,
     _state: Option<StateDir>,
 }
 
 impl Session {
     pub fn open(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
         let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
-        let dir = global.state(plan);
-        let state = StateDir::open(&dir)?;
-        let fabric = SimFabric::open(inventory, &state)?;
-        tracing::debug!(state = %dir.display(), "simulation opened");
-        Ok(Session { fabric, _state: Some(state) })
+        let state = StateDir::open(&global.state(plan))?;
+        let opened = open_fabric(inventory, Access::Act(&state))?;
+        Ok(Session { opened, _state: Some(state) })
     }
 
     /// For commands that only look: they never take the lock (a command starting at that
     /// instant would find the directory in use), and see the last committed state.
     pub fn open_to_look(global: &Global, plan: Option<&Path>) -> Result<Session, CliError> {
         let inventory = Arc::new(load_inventory(&site_path(global, plan)?)?);
-        Ok(Session { fabric: look_at_simulation(&global.state(plan), inventory)?, _state: None })
+        let opened = open_fabric(inventory, Access::Look(&global.state(plan)))?;
+        Ok(Session { opened, _state: None })
+    }
+
+    pub fn fabric(&self) -> &dyn Fabric {
+        &*self.opened.fabric
     }
 }
 
 /// The simulation as it stands, read-only and without the lock: the last committed state
 /// in the state directory, or, before there is one, the site file's starting state.
-pub fn look_at_simulation(state: &Path, inventory: Arc<crate::model::Inventory>) -> Result<SimFabric, CliError> {
+fn look_at_simulation(state: &Path, inventory: Arc<Inventory>) -> Result<SimFabric, CliError> {
     if !state.join("sim.db").exists() {
         return Ok(SimFabric::in_memory(inventory)?);
     }

@@ -88,7 +88,7 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
     let prepared: Prepared =
         prepare(plan, &site, &state, FailoverKind::Planned, &Overrides::default(), Findings::Skip)?;
     let vms: Vec<String> = prepared.resolved.groups.iter().flat_map(|g| g.vms.clone()).collect();
-    let fabric: &dyn Fabric = &*prepared.sim;
+    let fabric: &dyn Fabric = &*prepared.opened.fabric;
     let runtime = runtime()?;
     let request = PreflightRequest { at: fabric.now(), intent: step.intent(), vms: vms.clone() };
     let checked = runtime.block_on(fabric.preflight(&request))?;
@@ -132,10 +132,10 @@ pub fn each_vm(global: &Global, plan: &Path, step: PlanStep<'_>, ask: Confirm) -
 /// R12: a replication group's VMs fail over to one point; committing them at different
 /// points makes the split final. Asked (or `--yes`), never silent.
 fn confirm_split_groups(global: &Global, prepared: &Prepared) -> Result<(), CliError> {
-    let protection = prepared.sim.protection();
+    let protection = prepared.opened.fabric.protection();
     let mut by_group: BTreeMap<&str, Vec<(&str, String)>> = BTreeMap::new();
     for vm in prepared.resolved.groups.iter().flat_map(|g| &g.vms) {
-        let (Some(group), Some(state)) = (prepared.sim.inventory().group_of(vm), protection.get(vm)) else { continue };
+        let (Some(group), Some(state)) = (prepared.opened.inventory.group_of(vm), protection.get(vm)) else { continue };
         if let Phase::FailedOver { point, .. } = &state.phase {
             by_group.entry(group.name.as_str()).or_default().push((vm, format_time(point.time)));
         }

@@ -1,17 +1,15 @@
-//! Commands that look at the simulated datacenter or move its clock: `status`,
-//! `points`, `jobs`, `advance`.
+//! Commands that look at the site's fabric, `status`, `points` and `jobs`, and `advance`,
+//! which moves the simulation's clock (simulated sites only).
 
 use super::args::{Format, Global};
 use super::context::Session;
 use super::error::CliError;
-use crate::fabric::Fabric;
 use crate::model::{Consistency, format_time};
 use crate::plan::validate::validate;
 use crate::report::status::{PlanStanding, StatusReport};
 use crate::report::{self};
 use crate::script::{ScriptOptions, load_plan};
 use std::path::Path;
-use std::sync::Arc;
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
@@ -25,15 +23,15 @@ pub async fn status(global: &Global, targets: &[String], format: Format) -> Resu
         _ => None,
     };
     let session = Session::open_to_look(global, plan_path)?;
-    let fabric = &session.fabric;
+    let fabric = session.fabric();
+    let inventory = &session.opened.inventory;
     let (plan, names) = match plan_path {
         Some(path) => {
-            let inventory = Arc::new(fabric.inventory().clone());
             let plan = load_plan(path, inventory.clone(), &ScriptOptions::default())?;
-            let resolved = validate(&plan, &inventory, &fabric.protection(), None).resolved;
+            let resolved = validate(&plan, inventory, &fabric.protection(), None).resolved;
             (Some(plan.name), resolved.groups.into_iter().flat_map(|g| g.vms).collect())
         }
-        None if targets.is_empty() => (None, fabric.inventory().vms.iter().map(|v| v.name.clone()).collect()),
+        None if targets.is_empty() => (None, inventory.vms.iter().map(|v| v.name.clone()).collect()),
         None => (None, targets.to_vec()),
     };
     let mut statuses = Vec::with_capacity(names.len());
@@ -50,7 +48,8 @@ pub async fn status(global: &Global, targets: &[String], format: Format) -> Resu
 
 pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
     let session = Session::open_to_look(global, None)?;
-    let points = session.fabric.recovery_points(vm, session.fabric.now()).await?;
+    let fabric = session.fabric();
+    let points = fabric.recovery_points(vm, fabric.now()).await?;
     if points.is_empty() {
         return Ok(format!("{vm} has no recovery points now\n"));
     }
@@ -67,7 +66,7 @@ pub async fn points(global: &Global, vm: &str) -> Result<String, CliError> {
 
 pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
     let session = Session::open_to_look(global, None)?;
-    let jobs = session.fabric.jobs().await?;
+    let jobs = session.fabric().jobs().await?;
     Ok(match format {
         Format::Human => report::jobs::human(&jobs, global.width()),
         Format::Json => json(&jobs),
@@ -76,6 +75,6 @@ pub async fn jobs(global: &Global, format: Format) -> Result<String, CliError> {
 
 pub fn advance(global: &Global, by: std::time::Duration) -> Result<String, CliError> {
     let session = Session::open(global, None)?;
-    let now = session.fabric.advance(by)?;
+    let now = session.opened.simulation("drplan advance moves the simulation's clock")?.advance(by)?;
     Ok(format!("clock {} (+{})\n", format_time(now), crate::model::HumanDuration(by)))
 }

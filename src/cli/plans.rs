@@ -1,27 +1,27 @@
 //! Commands on plans that change nothing: `check` (compile and validate) and `dry-run`
-//! (run against a scratch copy of the simulation on a virtual clock), and `defs`.
+//! (run on a virtual clock against a scratch copy of the simulation, or for real sites a
+//! simulation of their site file), and `defs`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::args::{Format, Global, Kind, RunOptions};
-use super::context::{Findings, Overrides, load_inventory, load_plan_for_run, site_path};
+use super::context::{Access, Findings, Opened, Overrides, load_inventory, load_plan_for_run, open_fabric, site_path};
 use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
 use crate::fabric::dns::RecordingDns;
-use crate::fabric::sim::SimFabric;
 use crate::fabric::{Fabric, Preflight};
 use crate::model::names::Count;
-use crate::model::{FailoverKind, Inventory, PointChoice};
+use crate::model::{FailoverKind, PointChoice};
 use crate::plan::Plan;
 use crate::plan::validate::Validation;
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::SCRIPT_STACK_SIZE;
 
 struct Loaded {
-    inventory: Arc<Inventory>,
     plan: Arc<Plan>,
-    sim: SimFabric,
+    /// A look at the site's fabric: never acted on.
+    opened: Opened,
     validation: Validation,
 }
 
@@ -33,10 +33,10 @@ fn load_and_validate(
     overrides: &Overrides,
 ) -> Result<Loaded, CliError> {
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
-    let sim = super::context::look_at_simulation(&global.state(Some(path)), inventory.clone())?;
+    let opened = open_fabric(inventory.clone(), Access::Look(&global.state(Some(path))))?;
     let (plan, validation) =
-        load_plan_for_run(path, &inventory, &sim.protection(), kind, overrides, Findings::Enforce)?;
-    Ok(Loaded { inventory, plan, sim, validation })
+        load_plan_for_run(path, &inventory, &opened.fabric.protection(), kind, overrides, Findings::Enforce)?;
+    Ok(Loaded { plan, opened, validation })
 }
 
 /// The spec of a run that only looks: a dry run, or a check's preflight.
@@ -71,9 +71,9 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
     if kind.is_some() || point.is_some() {
         let kind = kind.map_or(FailoverKind::Unplanned, FailoverKind::from);
         let spec = looking_spec(kind, point.unwrap_or_default(), 1);
-        let scratch = loaded.sim.scratch_copy()?;
+        let fabric = loaded.opened.to_preflight()?;
         let checked =
-            looking_runtime()?.block_on(new_run_preflight(&scratch, &loaded.plan, &loaded.validation, &spec))?;
+            looking_runtime()?.block_on(new_run_preflight(&*fabric, &loaded.plan, &loaded.validation, &spec))?;
         super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;
     }
     let vms: usize = loaded.validation.resolved.groups.iter().map(|g| g.vms.len()).sum();
@@ -99,8 +99,9 @@ pub fn dry_run(
     let kind = FailoverKind::from(kind);
     let format = run.format;
     let loaded = load_and_validate(global, path, Some(kind), overrides)?;
-    let scratch = Arc::new(loaded.sim.scratch_copy()?);
-    drop(loaded.sim); // releases the state directory: nothing below touches it
+    let scratch = Arc::new(loaded.opened.rehearsal()?);
+    let inventory = loaded.opened.inventory.clone();
+    drop(loaded.opened); // releases the state directory: nothing below touches it
     let spec = RunSpec { shut_down_source: !run.no_shutdown, ..looking_spec(kind, point, run.parallel) };
     let runtime = looking_runtime()?;
     let checked = runtime.block_on(new_run_preflight(&*scratch, &loaded.plan, &loaded.validation, &spec))?;
@@ -109,7 +110,7 @@ pub fn dry_run(
         fabric: scratch,
         dns: Arc::new(RecordingDns::default()),
         gate: Arc::new(AutoApprove),
-        inventory: loaded.inventory.clone(),
+        inventory,
         bus: Arc::new(EventBus::default()),
         journal: None,
         history: History::default(),

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::args::{Format, Global, Kind};
-use super::context::{Findings, Overrides, load_inventory, load_plan_for_run, look_at_simulation, site_path};
+use super::context::{Access, Findings, Overrides, load_inventory, load_plan_for_run, open_fabric, site_path};
 use super::dns::{DnsUse, changed_dns_names, readiness};
 use super::error::CliError;
 use super::plans::{looking_runtime, looking_spec, new_run_preflight};
 use crate::fabric::readiness::ReadinessCheck;
-use crate::fabric::{Fabric, FabricError, Preflight, Replica};
+use crate::fabric::{FabricError, Preflight, Replica};
 use crate::model::{FailoverKind, Inventory, PointChoice};
 use crate::plan::Plan;
 use crate::plan::validate::{ResolvedPlan, Severity, Validation};
@@ -35,19 +35,19 @@ pub fn preflight(
 ) -> Result<String, CliError> {
     let kind = FailoverKind::from(kind);
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
-    let sim = look_at_simulation(&global.state(Some(path)), inventory.clone())?;
+    let opened = open_fabric(inventory.clone(), Access::Look(&global.state(Some(path))))?;
     let (plan, validation) =
-        load_plan_for_run(path, &inventory, &sim.protection(), Some(kind), overrides, Findings::Skip)?;
-    let scratch = sim.scratch_copy()?;
-    drop(sim); // releases the state directory: nothing below touches it
+        load_plan_for_run(path, &inventory, &opened.fabric.protection(), Some(kind), overrides, Findings::Skip)?;
+    let fabric = opened.to_preflight()?;
+    drop(opened); // releases the state directory, unless the fabric asked is the site's own
     let runtime = looking_runtime()?;
     let spec = looking_spec(kind, point, 1);
-    let checked = runtime.block_on(new_run_preflight(&scratch, &plan, &validation, &spec))?;
+    let checked = runtime.block_on(new_run_preflight(&*fabric, &plan, &validation, &spec))?;
     let dns = runtime.block_on(dns_checks(path, kind, &plan, &validation.resolved, &inventory));
     let header = (plan.name.clone(), kind, plan.source.clone(), plan.target.clone(), point);
     let report = PreflightReport::new(
         header,
-        scratch.now(),
+        fabric.now(),
         plan_checks(&validation),
         vm_checks(kind, point, &validation.resolved, &checked),
         dns,

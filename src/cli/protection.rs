@@ -2,7 +2,6 @@
 
 use super::context::{Session, call, confirm};
 use super::error::CliError;
-use crate::fabric::Fabric;
 
 /// Runs `op` on every VM, reporting each; fails if any failed, after trying all.
 async fn each_vm<F, Fut>(vms: &[String], op: F) -> Result<String, CliError>
@@ -33,7 +32,7 @@ pub async fn protect(
 ) -> Result<String, CliError> {
     let session = Session::open(global, None)?;
     confirm(global, &format!("Enable protection of {} with policy {policy}?", vms.join(", ")))?;
-    let fabric = &session.fabric;
+    let fabric = session.fabric();
     each_vm(vms, |vm| async move {
         let job = fabric.protect(&call(fabric, "protect", &vm), &vm, policy, exclude).await?;
         Ok(format!("protection enabled ({}; job {})", job.detail, job.id))
@@ -45,7 +44,7 @@ pub async fn unprotect(global: &super::args::Global, vms: &[String], delete_repl
     let session = Session::open(global, None)?;
     let what = if delete_replica { " and delete their replicas" } else { "" };
     confirm(global, &format!("Disable protection of {}{what}?", vms.join(", ")))?;
-    let fabric = &session.fabric;
+    let fabric = session.fabric();
     each_vm(vms, |vm| async move {
         let job = fabric.unprotect(&call(fabric, "unprotect", &vm), &vm, delete_replica).await?;
         Ok(format!("{} (job {})", job.detail, job.id))

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::args::{Format, Global};
-use super::context::{Findings, Overrides, confirm, load_inventory, load_plan_for_run, site_path};
+use super::context::{
+    Access, Findings, Opened, Overrides, confirm, load_inventory, load_plan_for_run, open_fabric, site_path,
+};
 use super::error::CliError;
 use super::progress::{Progress, ProgressMode};
 use crate::engine::operator::{JournalGate, POLL, RehearsalGate, watch_for_cancel};
@@ -18,7 +20,6 @@ use crate::engine::{
     Deps, Event, EventBus, EventKind, History, JournalLog, ManualGate, RunOutcome, RunSpec, RunStatus, Stop, execute,
     fingerprint, keys,
 };
-use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric, FabricError, Replica};
 use crate::model::{FailoverKind, PointChoice, format_time};
 use crate::plan::Direction;
@@ -78,18 +79,18 @@ pub struct RunRequest {
     pub outside: super::preflight::OutsideWorld,
 }
 
-/// A plan ready to run: loaded, validated, resolved against the live simulation.
+/// A plan ready to run: loaded, validated, resolved against the site's fabric, opened
+/// to act.
 pub(super) struct Prepared {
     pub(super) plan: Arc<Plan>,
     pub(super) resolved: ResolvedPlan,
-    inventory: Arc<crate::model::Inventory>,
-    pub(super) sim: Arc<SimFabric>,
+    pub(super) opened: Opened,
 }
 
 impl Prepared {
     /// Whether the plan changes DNS, as far as its scripts show before it runs.
     fn dns_use(&self) -> super::dns::DnsUse {
-        let names = super::dns::changed_dns_names(&self.plan, &self.resolved, &self.inventory);
+        let names = super::dns::changed_dns_names(&self.plan, &self.resolved, &self.opened.inventory);
         super::dns::DnsUse::when(!names.is_empty())
     }
 }
@@ -103,10 +104,10 @@ pub(super) fn prepare(
     findings: Findings,
 ) -> Result<Prepared, CliError> {
     let inventory = Arc::new(load_inventory(site)?);
-    let sim = Arc::new(SimFabric::open(inventory.clone(), state)?);
+    let opened = open_fabric(inventory.clone(), Access::Act(state))?;
     let (plan, validation) =
-        load_plan_for_run(plan_path, &inventory, &sim.protection(), Some(kind), overrides, findings)?;
-    Ok(Prepared { plan, resolved: validation.resolved, inventory, sim })
+        load_plan_for_run(plan_path, &inventory, &opened.fabric.protection(), Some(kind), overrides, findings)?;
+    Ok(Prepared { plan, resolved: validation.resolved, opened })
 }
 
 /// The runtime real runs and their preflights run on.
@@ -156,7 +157,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
     let state = StateDir::open(&global.state(Some(plan_path)))?;
     let findings = if direction == Direction::Failover { Findings::Enforce } else { Findings::Skip };
     let prepared = prepare(plan_path, &site, &state, kind, &overrides, findings)?;
-    refuse_rehearsal(approvals, kind, &*prepared.sim)?;
+    refuse_rehearsal(approvals, kind, &*prepared.opened.fabric)?;
     // Everything that can refuse the run does so before it exists: DNS settings, the
     // preflight of every VM, then the outside world (DNS servers and keys). A refused run
     // changes nothing and leaves no record.
@@ -164,7 +165,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
     let failback = direction == Direction::Failback;
     let spec = RunSpec { run_id: new_run_id(), kind, point, parallel, dry_run: false, shut_down_source, failback };
     let runtime = runtime()?;
-    let fabric: &dyn Fabric = &*prepared.sim;
+    let fabric: &dyn Fabric = &*prepared.opened.fabric;
     let checked = runtime.block_on(crate::engine::preflight(
         fabric,
         &prepared.plan,
@@ -176,7 +177,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
     if outside == super::preflight::OutsideWorld::Check {
         let (plan, resolved) = (&prepared.plan, &prepared.resolved);
         let checks =
-            runtime.block_on(super::preflight::dns_checks(plan_path, kind, plan, resolved, &prepared.inventory));
+            runtime.block_on(super::preflight::dns_checks(plan_path, kind, plan, resolved, &prepared.opened.inventory));
         super::preflight::refuse_unready(&checks)?;
     }
     if kind != FailoverKind::Test {
@@ -268,12 +269,12 @@ pub fn resume(
     let spec = record.spec.spec.clone();
     let overrides = record.spec.overrides.clone();
     let prepared = prepare(&record.plan_path, &record.site_path, &state, spec.kind, &overrides, Findings::Skip)?;
-    refuse_rehearsal(approvals, spec.kind, &*prepared.sim)?;
+    refuse_rehearsal(approvals, spec.kind, &*prepared.opened.fabric)?;
     let dns = super::dns::updater(&record.plan_path, spec.kind, prepared.dns_use())?;
     let events: Vec<Event> = db.events(run_id)?;
     let history = History::from_events(&events);
     let runtime = runtime()?;
-    let fabric: &dyn Fabric = &*prepared.sim;
+    let fabric: &dyn Fabric = &*prepared.opened.fabric;
     let checked =
         runtime.block_on(crate::engine::preflight(fabric, &prepared.plan, &prepared.resolved, &spec, &history))?;
     refuse(&prepared.resolved, &checked.refusals)?;
@@ -351,10 +352,10 @@ impl LiveRun<'_> {
             Approvals::Rehearsal => Arc::new(RehearsalGate::open(state.path())?),
         };
         let deps = Deps {
-            fabric: prepared.sim.clone(),
+            fabric: prepared.opened.fabric.clone(),
             dns: self.dns,
             gate,
-            inventory: prepared.inventory.clone(),
+            inventory: prepared.opened.inventory.clone(),
             bus,
             journal: Some(Arc::new(JournalLog { writer: writer.clone(), run: run_id.clone() })),
             history,
@@ -610,23 +611,24 @@ pub fn cancel(global: &Global, run_id: &str, force: bool) -> Result<String, CliE
         Ok(state) => {
             // Nobody runs it: cancel what its process left cut off, here.
             let inventory = Arc::new(load_inventory(&record.site_path)?);
-            let sim = SimFabric::open(inventory, &state)?;
+            let opened = open_fabric(inventory, Access::Act(&state))?;
+            let fabric = &*opened.fabric;
             let history = History::from_events(&db.events::<Event>(run_id)?);
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(CliError::Runtime)?;
             let mut out = String::new();
-            for vm in sim.inventory().vms.iter().map(|v| v.name.clone()) {
+            for vm in opened.inventory.vms.iter().map(|v| v.name.clone()) {
                 if history.attempts(&vm) == 0 || history.outcome(&vm).is_some() {
                     continue;
                 }
-                let call = Call::new(keys::vm_call(run_id, &vm, "cancel"), sim.now());
-                if runtime.block_on(sim.cancel(&call, &vm)).is_ok() {
+                let call = Call::new(keys::vm_call(run_id, &vm, "cancel"), fabric.now());
+                if runtime.block_on(fabric.cancel(&call, &vm)).is_ok() {
                     out.push_str(&format!("{vm}: failover cancelled; it needs reprotect (R35)\n"));
                 }
             }
             record.status = RunRecordStatus::Cancelled;
             db.put_run(&record)?;
-            out.push_str(&format!("run {run_id} cancelled at {}\n", format_time(sim.now())));
+            out.push_str(&format!("run {run_id} cancelled at {}\n", format_time(fabric.now())));
             Ok(out)
         }
     }

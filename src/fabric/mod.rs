@@ -17,7 +17,7 @@ pub mod libvirt;
 pub mod readiness;
 pub mod sim;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::network::AddressError;
 use crate::model::vm::DiskError;
-use crate::model::{Addressing, FailoverKind, Job, Operation, PointChoice, RecoveryPoint, Refusal, Side, Timestamp};
+use crate::model::{
+    Addressing, FailoverKind, Job, Operation, PointChoice, ProtectionState, RecoveryPoint, Refusal, Side, Timestamp,
+};
 
 /// Where a VM's replication stands, with its health (R15).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,6 +339,12 @@ pub trait Fabric: Send + Sync {
     /// Whether the VMs are simulated: what decides that a rehearsal may approve a real
     /// run's manual steps by itself.
     fn is_simulated(&self) -> bool;
+
+    /// Each VM's protection state now (its policy, phase and points), by name: what a
+    /// plan is validated against before any call (unprotected VMs R5/R20, a failover
+    /// already under way...), and what plan-wide steps read to see where each VM stands.
+    /// Every VM of the inventory has an entry.
+    fn protection(&self) -> BTreeMap<String, ProtectionState>;
 
     /// Checks a run's whole plan against the world without changing anything: every
     /// refusal any VM would meet (state R5/R20, names R7, point choice R2/R33, addresses

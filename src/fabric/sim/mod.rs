@@ -261,20 +261,6 @@ impl SimFabric {
         })
     }
 
-    /// Each VM's protection state now, for validating a plan without calling the fabric.
-    pub fn protection(&self) -> BTreeMap<String, ProtectionState> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state
-            .vms
-            .iter_mut()
-            .map(|(name, record)| {
-                record.settle(now);
-                (name.clone(), record.protection.clone())
-            })
-            .collect()
-    }
-
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
     }
@@ -448,6 +434,19 @@ impl Fabric for SimFabric {
 
     fn is_simulated(&self) -> bool {
         true
+    }
+
+    fn protection(&self) -> BTreeMap<String, ProtectionState> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state
+            .vms
+            .iter_mut()
+            .map(|(name, record)| {
+                record.settle(now);
+                (name.clone(), record.protection.clone())
+            })
+            .collect()
     }
 
     async fn preflight(&self, request: &PreflightRequest) -> FabricResult<Preflight> {
