@@ -58,10 +58,12 @@ fn build_image() -> GuestImage {
     let initrd = dir.join("initrd.gz");
     let _lock = lock_file(&base.join("build.lock"));
     if !initrd.is_file() {
-        let building = base.join(format!("building-{}", std::process::id()));
+        let started = std::time::Instant::now();
+        let building = base.join("building");
         let _ = fs::remove_dir_all(&building);
         pack_initramfs(&building, &version);
         fs::rename(&building, &dir).unwrap_or_else(|e| panic!("cannot rename {}: {e}", building.display()));
+        eprintln!("realvm: built the guest image in {:.1?}", started.elapsed());
     }
     GuestImage { kernel, initrd }
 }

@@ -629,9 +629,20 @@ impl Drop for Daemon {
 fn preflight() {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    require(&missing(root, |program| which(program).is_some()));
+}
+
+/// Panics, naming `missing` and what to run, unless it is empty.
+pub fn require(missing: &[String]) {
+    assert!(missing.is_empty(), "the real-VM tests cannot run here; missing: {}. {INSTALL}", missing.join(", "));
+}
+
+/// What the real-VM tests need and this machine lacks, running as root or not, with the
+/// programs `have` finds.
+pub fn missing(root: bool, have: impl Fn(&str) -> bool) -> Vec<String> {
     let mut missing = Vec::new();
     if !root {
-        missing.push("root (the real-VM tests make namespaces and run libvirtd)".to_string());
+        missing.push("root (run the real-VM tests as root: they make namespaces and run libvirtd)".to_string());
     }
     let programs = [
         "unshare",
@@ -651,7 +662,7 @@ fn preflight() {
         "gzip",
         "ldd",
     ];
-    missing.extend(programs.iter().filter(|p| which(p).is_none()).map(|p| format!("program `{p}`")));
+    missing.extend(programs.iter().filter(|p| !have(p)).map(|p| format!("program `{p}`")));
     for file in ["/dev/net/tun", "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"] {
         if !Path::new(file).exists() {
             missing.push(file.to_string());
@@ -666,7 +677,7 @@ fn preflight() {
     if !kernel {
         missing.push("a guest kernel (/boot/vmlinuz-* with /lib/modules/*)".to_string());
     }
-    assert!(missing.is_empty(), "the real-VM tests cannot run here; missing: {}. {INSTALL}", missing.join(", "));
+    missing
 }
 
 /// A copy of libvirt's QEMU capabilities cache in `target/realvm-guest/libvirt-cache`, made

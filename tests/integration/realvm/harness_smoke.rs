@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{
-    GuestHandle, RealSites, alive, assert_contiguous, processes_in_netns, read_latest, read_records, read_sequence,
+    GuestHandle, RealSites, alive, assert_contiguous, missing, processes_in_netns, read_latest, read_records,
+    read_sequence, require,
 };
 
 /// What the machine's own network namespace looks like: links, addresses, forwarding.
@@ -103,4 +104,17 @@ fn a_guest_counts_on_its_disk_at_site_a_and_its_copy_continues_at_site_b_all_ins
         last + 1,
         end - last
     );
+}
+
+#[test]
+#[should_panic(expected = "missing: program `qemu-ga`. run scripts/install-realvm.sh as root")]
+fn a_machine_without_a_needed_program_fails_the_tests_with_what_to_install() {
+    // What `RealSites::start` does there: fail, never skip.
+    require(&missing(true, |program| program != "qemu-ga"));
+}
+
+#[test]
+#[should_panic(expected = "missing: root (run the real-VM tests as root: they make namespaces and run libvirtd)")]
+fn a_user_other_than_root_fails_the_tests_with_what_to_do() {
+    require(&missing(false, |_| true));
 }

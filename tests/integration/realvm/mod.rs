@@ -72,4 +72,4 @@ mod harness;
 mod harness_smoke;
 
 pub use guest::{assert_contiguous, read_latest, read_records, read_sequence};
-pub use harness::{GuestHandle, RealSites, alive, processes_in_netns};
+pub use harness::{GuestHandle, RealSites, alive, missing, processes_in_netns, require};
