@@ -5,6 +5,8 @@
 //!
 //! - `util`: the `Workdir` and `Drplan` builders that run the real `drplan` binary.
 //! - `bind`: a real BIND 9 on loopback for the DNS tests (the DNS benchmark uses it too).
+//! - `realvm`: libvirt sites with real QEMU guests in a network namespace of their own,
+//!   for the libvirt fabric's tests (root only; `scripts/install-realvm.sh`).
 //! - one module per subject; insta names their snapshots `integration__MODULE__NAME`, in
 //!   `snapshots/` beside them.
 //!
@@ -32,3 +34,4 @@ mod dns_bind;
 mod dns_readiness;
 mod dns_runs;
 mod readme;
+mod realvm;
