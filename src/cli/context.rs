@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::args::Global;
 use super::error::CliError;
+use crate::fabric::libvirt::LibvirtFabric;
 use crate::fabric::sim::SimFabric;
 use crate::fabric::{Call, Fabric};
 use std::collections::BTreeMap;
@@ -66,7 +67,6 @@ impl Opened {
     }
 
     /// A fabric of real VMs.
-    #[allow(dead_code)] // until the libvirt fabric opens here
     fn real(inventory: Arc<Inventory>, fabric: Arc<dyn Fabric>) -> Opened {
         debug_assert!(!fabric.is_simulated(), "a simulation opens with Opened::simulated");
         Opened { inventory, fabric, simulation: None }
@@ -104,8 +104,15 @@ impl Opened {
 /// Opens the fabric of the site file `inventory` was read from, on the state directory,
 /// to act or to look: the one place that chooses which fabric a command runs on.
 pub fn open_fabric(inventory: Arc<Inventory>, access: Access<'_>) -> Result<Opened, CliError> {
-    // A site file whose sites are libvirt opens the libvirt fabric here, with
-    // `Opened::real` (e.g. when `inventory.sites.iter().any(|s| s.libvirt.is_some())`).
+    if LibvirtFabric::serves(&inventory) {
+        // Its state is shared with the replication service: looking opens it too.
+        let dir = match access {
+            Access::Act(state) => state.path().to_path_buf(),
+            Access::Look(state) => state.to_path_buf(),
+        };
+        let fabric = Arc::new(LibvirtFabric::open(inventory.clone(), &dir)?);
+        return Ok(Opened::real(inventory, fabric));
+    }
     let simulation = match access {
         Access::Act(state) => {
             let simulation = SimFabric::open(inventory.clone(), state)?;

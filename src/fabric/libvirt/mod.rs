@@ -266,19 +266,6 @@ impl LibvirtFabric {
         })
     }
 
-    /// Every VM's protection state, for validating plans.
-    pub fn protection(&self) -> BTreeMap<String, ProtectionState> {
-        let stored: HashMap<String, VmRecord> = self.store.vms::<VmRecord>().unwrap_or_default().into_iter().collect();
-        self.inventory
-            .vms
-            .iter()
-            .map(|vm| {
-                let state = stored.get(&vm.name).map_or_else(ProtectionState::unprotected, |r| r.protection.clone());
-                (vm.name.clone(), state)
-            })
-            .collect()
-    }
-
     /// The domain serving the VM now: its replica after a failover, else the VM's own.
     fn serving(&self, vm: &Vm, record: &VmRecord) -> FabricResult<(String, &Hypervisor)> {
         match (&record.replica, record.protection.active) {
@@ -306,6 +293,19 @@ impl Fabric for LibvirtFabric {
 
     fn is_simulated(&self) -> bool {
         false
+    }
+
+    /// Every VM's protection state, for validating plans.
+    fn protection(&self) -> BTreeMap<String, ProtectionState> {
+        let stored: HashMap<String, VmRecord> = self.store.vms::<VmRecord>().unwrap_or_default().into_iter().collect();
+        self.inventory
+            .vms
+            .iter()
+            .map(|vm| {
+                let state = stored.get(&vm.name).map_or_else(ProtectionState::unprotected, |r| r.protection.clone());
+                (vm.name.clone(), state)
+            })
+            .collect()
     }
 
     async fn preflight(&self, request: &PreflightRequest) -> FabricResult<Preflight> {
