@@ -393,4 +393,11 @@ pub trait Fabric: Send + Sync {
     /// Lets `duration` pass from `from` (a wait step, a retry's backoff); returns when
     /// it ends.
     async fn wait(&self, from: Timestamp, duration: Duration) -> Timestamp;
+
+    /// Waits up to `timeout` for a TCP port to accept a connection, on a fabric of real
+    /// machines: `Some(Ok(when))` once one did, `Some(Err(why))` when none did in time.
+    /// `None`: the fabric has no sockets (the simulation), and the caller models it.
+    async fn wait_port(&self, _ip: Ipv4Addr, _port: u16, _timeout: Duration) -> Option<Result<Timestamp, String>> {
+        None
+    }
 }

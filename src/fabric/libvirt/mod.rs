@@ -499,4 +499,27 @@ impl Fabric for LibvirtFabric {
         tokio::time::sleep(duration).await;
         Utc::now()
     }
+
+    /// A real TCP connect, tried again every half second: each try is bounded, so an
+    /// address not up yet never blocks for the whole timeout.
+    async fn wait_port(
+        &self,
+        ip: std::net::Ipv4Addr,
+        port: u16,
+        timeout: Duration,
+    ) -> Option<Result<Timestamp, String>> {
+        let started = std::time::Instant::now();
+        let mut last = String::from("no answer");
+        while started.elapsed() < timeout {
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await;
+            match attempt {
+                Ok(Ok(_)) => return Some(Ok(Utc::now())),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "the connection attempt timed out".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Some(Err(format!("nothing answered at {ip}:{port} within {} ({last})", crate::model::HumanDuration(timeout))))
+    }
 }

@@ -67,6 +67,7 @@
 //!   checks it is 0, 1, 2, … and gives the last: a replica without a gap, the data loss
 //!   (last counter read − last on the replica).
 
+mod failover;
 mod guest;
 mod harness;
 mod harness_smoke;

@@ -1,0 +1,156 @@
+//! The libvirt fabric through the real binary, on real guests: protect, replicate, a drill
+//! and a planned failover, proven from the guest's own sequence numbers (R4, R30, R31).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use super::{RealSites, assert_contiguous, read_sequence};
+use crate::util::{Run, Workdir};
+
+/// An isolated libvirt network at site b for drills (R30): no forwarding, DHCP only.
+const BUBBLE: &str = "<network><name>bubble</name><bridge name='virbr-bub' stp='off' delay='0'/><dns enable='no'/>\
+<ip address='10.77.9.1' netmask='255.255.255.0'><dhcp><range start='10.77.9.100' end='10.77.9.199'/></dhcp></ip></network>";
+
+fn site_file(sites: &RealSites, source_ip: &str) -> String {
+    let storage = sites.dir("b").join("replicas");
+    fs::create_dir_all(&storage).unwrap();
+    format!(
+        r#"
+[[sites]]
+name = "a"
+kind = "onprem"
+hosts = ["kvm-a"]
+libvirt = {{ uri = "{uri_a}", storage = "{storage_a}" }}
+  [[sites.networks]]
+  name = "prod"
+  libvirt_network = "net-a"
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.1.0/24"
+
+[[sites]]
+name = "b"
+kind = "onprem"
+hosts = ["kvm-b"]
+libvirt = {{ uri = "{uri_b}", storage = "{storage_b}" }}
+  [[sites.networks]]
+  name = "prod-dr"
+  libvirt_network = "net-b"
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.2.0/24"
+  [[sites.networks]]
+  name = "bubble"
+  libvirt_network = "bubble"
+  isolated = true
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.9.0/24"
+
+[[pairings]]
+source = "a"
+target = "b"
+
+[[network_mappings]]
+source = "a/prod"
+target = "b/prod-dr"
+
+[[policies]]
+name = "gold"
+copy_frequency = "30s"
+retention = "1h"
+
+[[vms]]
+name = "app01"
+site = "a"
+host = "kvm-a"
+os = "linux"
+  [[vms.nics]]
+  network = "prod"
+  subnet = "lan"
+  ip = "{source_ip}"
+  target_ip = "10.77.2.50"
+"#,
+        uri_a = sites.uri("a"),
+        uri_b = sites.uri("b"),
+        storage_a = sites.dir("a").join("replicas").display(),
+        storage_b = storage.display(),
+    )
+}
+
+const PLAN: &str = r#"
+let plan = recovery_plan("app", #{ source: "a", target: "b", rto: "10m", test_network: "bubble" });
+plan.group("app", ["app01"]).post_each(|vm, ctx| wait_port(vm.ip, 80, "90s"));
+plan
+"#;
+
+/// `drplan ARGS` inside the sites' network namespace, where the guests are reachable.
+fn drplan(work: &Workdir, sites: &RealSites, args: &[&str]) -> Run {
+    let netns = format!("--net=/proc/{}/ns/net", sites.netns_pid());
+    work.drplan(args).wrapped(["nsenter", netns.as_str()]).run()
+}
+
+fn counter(sites: &RealSites, ip: &str) -> u64 {
+    let text = sites.http_get(ip, "counter").unwrap_or_else(|| panic!("no counter at {ip}\n{}", sites.consoles()));
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("seq="))
+        .and_then(|n| n.parse().ok())
+        .or_else(|| text.trim().parse().ok())
+        .unwrap_or_else(|| panic!("counter at {ip}: {text:?}"))
+}
+
+#[test]
+fn r4_r30_r31_a_real_vm_replicates_is_drilled_and_fails_over_planned_with_nothing_lost() {
+    let sites = RealSites::start(&["a", "b"]);
+    let bubble = sites.dir("b").join("bubble.xml");
+    fs::write(&bubble, BUBBLE).unwrap();
+    sites.virsh("b", &["net-define", &bubble.to_string_lossy()]);
+    sites.virsh("b", &["net-start", "bubble"]);
+    let app = sites.define_guest("a", "app01", "52:54:00:77:01:20", &sites.network("a"));
+    sites.start_guest(&app);
+    sites.wait_counter(&app.ip, 5, Duration::from_secs(90));
+    let work = Workdir::with_site(&site_file(&sites, &app.ip)).plan(PLAN);
+
+    // R4: protection, then the initial full copy by the replication service; then a delta.
+    work.run(&["protect", "app01", "--policy", "gold", "--yes"]).ok();
+    let status = work.run(&["status", "--wide"]).ok().stdout;
+    assert!(status.contains("initial replication"), "{status}");
+    let first = work.run(&["replicate", "--once"]).ok();
+    assert!(first.stderr.contains("point 1: full copy"), "{}", first.stderr);
+    std::thread::sleep(Duration::from_secs(1));
+    let second = work.run(&["replicate", "--once"]).ok();
+    assert!(second.stderr.contains("point 2: incremental copy"), "{}", second.stderr);
+    let points = work.run(&["points", "app01"]).ok().stdout;
+    assert_eq!(points.lines().filter(|l| l.contains("crash")).count(), 2, "{points}");
+
+    // R30: a drill boots the latest point in the bubble; production keeps writing.
+    let before_drill = counter(&sites, &app.ip);
+    let drill = drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "test", "--yes"]);
+    let drill = drill.ok();
+    let test_domains = sites.virsh("b", &["list", "--name"]);
+    assert!(test_domains.contains("app01-test"), "{test_domains}\n{}", drill.stdout);
+    assert!(counter(&sites, &app.ip) > before_drill, "production stopped during the drill");
+    let leases = sites.virsh("b", &["net-dhcp-leases", "bubble"]);
+    assert!(leases.contains("52:54:00:77:01:20"), "the drill's replica is in the bubble: {leases}");
+    let drill_ip = leases.split_whitespace().find(|w| w.starts_with("10.77.9.")).unwrap().split('/').next().unwrap();
+    let resumed: u64 = sites.http_get(drill_ip, "resumed").unwrap().trim().parse().unwrap();
+    assert!(resumed <= before_drill + 1, "the drill's replica holds data up to its point: {resumed} vs {before_drill}");
+    drplan(&work, &sites, &["cleanup", "plan.rhai", "--yes"]).ok();
+    assert!(!sites.virsh("b", &["list", "--all", "--name"]).contains("app01-test"));
+
+    // R31: planned failover: shutdown, final copy, the replica at b continues the sequence.
+    let started = Instant::now();
+    let planned = drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    let took = started.elapsed();
+    assert_eq!(sites.domstate(&app).trim(), "shut off");
+    let source_last = assert_contiguous(&read_sequence(&app.disk));
+    let resumed: u64 =
+        sites.http_get("10.77.2.50", "resumed").expect("the replica answers at its R9 address").trim().parse().unwrap();
+    assert_eq!(resumed, source_last + 1, "planned failover loses nothing (R31)\n{}", planned.stdout);
+    let site = sites.http_get("10.77.2.50", "site").unwrap();
+    assert_eq!(site.trim(), "b");
+    eprintln!("planned failover through the CLI: {:.1} s\n{}\n{}", took.as_secs_f64(), drill.stdout, planned.stdout);
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    let status = work.run(&["status", "--wide"]).ok().stdout;
+    assert!(status.contains("committed"), "{status}");
+}
