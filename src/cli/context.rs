@@ -14,7 +14,7 @@ use crate::fabric::{Call, Fabric};
 use std::collections::BTreeMap;
 
 use crate::model::site_file::parse_site_bytes;
-use crate::model::{FailoverKind, Inventory, ProtectionState};
+use crate::model::{FailoverKind, Inventory, Phase, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
 use crate::script::{ScriptOptions, load_plan};
@@ -39,6 +39,9 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, CliError> {
         .map_err(|source| CliError::Read { path: path.into(), source })?;
     Ok(parse_site_bytes(&bytes, path)?)
 }
+
+/// The disk size a dry run of real sites models for a VM: its copy times are estimates.
+const REHEARSAL_DISK_GB: u64 = 20;
 
 /// How a command uses the fabric of its site file.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +89,22 @@ impl Opened {
     pub fn rehearsal(&self) -> Result<SimFabric, CliError> {
         Ok(match &self.simulation {
             Some(simulation) => simulation.scratch_copy()?,
-            None => SimFabric::in_memory(self.inventory.clone())?.scratch_copy()?,
+            None => {
+                // Seeded from the real VMs' protection now: a VM replicating there is a
+                // protected one here. Other states (failed over...) are not modelled yet.
+                let protection = self.fabric.protection();
+                let replicating = |vm: &str| match protection.get(vm) {
+                    Some(
+                        state @ ProtectionState {
+                            phase: Phase::Protected { .. } | Phase::InitialReplication { .. },
+                            ..
+                        },
+                    ) => state.policy.clone(),
+                    _ => None,
+                };
+                let inventory = self.inventory.rehearsal(self.fabric.now(), replicating, REHEARSAL_DISK_GB);
+                SimFabric::in_memory(Arc::new(inventory))?.scratch_copy()?
+            }
         })
     }
 

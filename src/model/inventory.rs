@@ -242,6 +242,30 @@ impl Inventory {
         positions.iter().map(|&i| &self.faults[i])
     }
 
+    /// The simulation a dry run of real sites runs on (DESIGN.md): this inventory as it
+    /// stands now, each VM protected under the policy `protected_under` gives (replicated
+    /// long enough to have its points), a VM whose disks come from its hypervisor given
+    /// one OS disk of `disk_gb` for the model's copy times.
+    pub fn rehearsal(
+        &self,
+        now: Timestamp,
+        protected_under: impl Fn(&str) -> Option<String>,
+        disk_gb: u64,
+    ) -> Inventory {
+        let mut rehearsal = self.clone();
+        rehearsal.index = Index::default();
+        rehearsal.simulation = Simulation { start: now, speed: self.simulation.speed, pace: false };
+        let since = now - chrono::TimeDelta::days(1);
+        for (vm, initial) in rehearsal.vms.iter_mut().zip(rehearsal.initial_protection.iter_mut()) {
+            if vm.disks.is_empty() {
+                vm.disks = vec![super::vm::Disk { name: "vda".into(), size_gb: disk_gb, os_disk: true }];
+            }
+            *initial =
+                protected_under(&vm.name).map(|policy| InitialProtection { policy, since, excluded_disks: Vec::new() });
+        }
+        rehearsal
+    }
+
     /// True when the VM's recovery site is another datacenter rather than a cloud.
     pub fn recovers_to_secondary_site(&self, vm: &Vm) -> bool {
         self.recovery_site_of(vm).is_some_and(|s| s.kind == SiteKind::OnPrem)
