@@ -272,3 +272,85 @@ fn a_file_that_is_not_utf8_is_refused_at_the_line_of_the_bad_byte() {
     // Valid UTF-8 parses as the text does.
     assert!(parse_site_bytes(text.as_bytes(), Path::new("site.toml")).is_ok());
 }
+
+/// Two libvirt sites, for the checks of real sites.
+fn libvirt_sites(extra: &str) -> String {
+    format!(
+        r#"
+[[sites]]
+name = "a"
+kind = "onprem"
+hosts = ["kvm-a"]
+libvirt = {{ uri = "qemu:///system", storage = "/srv/replicas" }}
+networks = [{{ name = "prod", libvirt_network = "net-a", subnets = [{{ name = "lan", cidr = "10.7.1.0/24" }}] }}]
+
+[[sites]]
+name = "b"
+kind = "onprem"
+hosts = ["kvm-b"]
+libvirt = {{ uri = "qemu+ssh://kvm-b/system", storage = "/srv/replicas" }}
+networks = [{{ name = "prod-dr", bridge = "br0", subnets = [{{ name = "lan", cidr = "10.7.2.0/24" }}] }}]
+
+[[pairings]]
+source = "a"
+target = "b"
+
+[[policies]]
+name = "gold"
+retention = "1h"
+
+[[vms]]
+name = "app01"
+site = "a"
+host = "kvm-a"
+os = "linux"
+nics = [{{ network = "prod", subnet = "lan", ip = "10.7.1.20" }}]
+{extra}"#
+    )
+}
+
+#[test]
+fn a_libvirt_site_is_real_its_networks_plug_into_libvirt_and_its_vms_disks_come_from_libvirt() {
+    use crate::model::network::Attachment;
+    use crate::model::site::Platform;
+    let inventory = parse(&libvirt_sites("")).unwrap();
+    let a = inventory.site("a").unwrap();
+    assert_eq!(a.platform, Platform::Kvm);
+    assert_eq!(a.libvirt.as_ref().unwrap().uri, "qemu:///system");
+    assert_eq!(a.networks[0].attachment, Some(Attachment::LibvirtNetwork("net-a".into())));
+    assert_eq!(inventory.site("b").unwrap().networks[0].attachment, Some(Attachment::Bridge("br0".into())));
+    assert!(inventory.vm("app01").unwrap().disks.is_empty(), "read from the domain when the fabric opens");
+}
+
+#[test]
+fn libvirt_site_mistakes_name_their_field() {
+    let retyped = libvirt_sites("disks = [{ name = \"os\", size_gb = 10, os = true }]");
+    let e = error(&retyped);
+    assert_eq!(e.field, "vms.\"app01\".disks");
+    assert!(e.message.contains("read") || e.message.contains("libvirt domain"), "{}", e.message);
+
+    let relative = libvirt_sites("").replacen("storage = \"/srv/replicas\"", "storage = \"replicas\"", 1);
+    assert_eq!(error(&relative).field, "sites.\"a\".libvirt.storage");
+
+    let unplugged = libvirt_sites("").replacen("libvirt_network = \"net-a\", ", "", 1);
+    let e = error(&unplugged);
+    assert_eq!(e.field, "sites.\"a\".networks.\"prod\".libvirt_network");
+    assert!(e.message.contains("bridge"), "{}", e.message);
+
+    let simulated_network =
+        two_sites(WEB01).replacen("{ name = \"backup\",", "{ name = \"backup\", bridge = \"br9\",", 1);
+    let e = error(&simulated_network);
+    assert!(e.message.contains("applies to a libvirt site"), "{}", e.message);
+}
+
+#[test]
+fn a_pairing_cannot_join_a_real_site_to_a_simulated_one() {
+    let mixed = libvirt_sites("").replacen(
+        "libvirt = { uri = \"qemu+ssh://kvm-b/system\", storage = \"/srv/replicas\" }\nnetworks = [{ name = \"prod-dr\", bridge = \"br0\",",
+        "networks = [{ name = \"prod-dr\",",
+        1,
+    );
+    let e = error(&mixed);
+    assert_eq!(e.field, "pairings[0].target");
+    assert!(e.message.contains("real site and a simulated one"), "{}", e.message);
+}
