@@ -86,11 +86,7 @@ impl EventKind {
 
     /// Whether `pattern` ("vm.failed", "vm.*", "*") selects this kind.
     pub fn matches(self, pattern: &str) -> bool {
-        let name = self.name();
-        match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        }
+        crate::plan::event_selected(pattern, self.name())
     }
 }
 

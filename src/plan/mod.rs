@@ -118,6 +118,21 @@ pub struct Hook {
     pub action: Arc<dyn Action>,
 }
 
+impl Hook {
+    /// Whether the hook runs on the event named `event` ("vm.failed").
+    pub fn selects(&self, event: &str) -> bool {
+        event_selected(&self.event, event)
+    }
+}
+
+/// Whether `pattern` ("vm.failed", "vm.*", "*") selects the event named `event`.
+pub fn event_selected(pattern: &str, event: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event.starts_with(prefix),
+        None => event == pattern,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnFailure {

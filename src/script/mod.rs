@@ -83,6 +83,21 @@ pub fn load_plan(path: &Path, inventory: Arc<Inventory>, options: &ScriptOptions
     })
 }
 
+/// The global hooks of a folder's `drplan.toml` alone, without a plan: what the
+/// replication service runs on health events (`on("replication.unhealthy", ...)`).
+/// None when the folder has no `drplan.toml`.
+pub fn load_folder_hooks(
+    folder: &Path,
+    inventory: Arc<Inventory>,
+    options: &ScriptOptions,
+) -> Result<Vec<crate::plan::Hook>, ScriptError> {
+    let limits = Limits { max_operations: options.max_operations, deadline: options.deadline };
+    // The folder's hooks resolve imports as a plan of the folder would.
+    let as_if_plan = folder.join(crate::plan::config::CONFIG_FILE);
+    let modules = Arc::new(PlanModules::new(&as_if_plan));
+    threads::with_deep_stack(|| Ok(global_hooks::load(&as_if_plan, inventory, modules, limits)?.hooks))
+}
+
 fn evaluate(
     file: Arc<str>,
     text: &str,

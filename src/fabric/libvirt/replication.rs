@@ -7,6 +7,7 @@
 //! its files are complete, so a cycle cut off leaves no half point; retention (R2) then
 //! merges the oldest points away, one step at a time, each step recorded first.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -244,20 +245,22 @@ impl LibvirtFabric {
 
     /// `drplan replicate`: cycles every protected VM when its copy frequency says (R1),
     /// or each once now (`once`). Returns after one pass when `once`, else runs until
-    /// `stop` resolves. `report` hears each cycle.
+    /// `stop` resolves. `report` hears each cycle and each change of a VM's health (R15).
     pub async fn serve(
         &self,
         once: bool,
         stop: impl std::future::Future<Output = ()>,
-        mut report: impl FnMut(&str, &FabricResult<Cycle>),
+        mut report: impl FnMut(ServiceEvent<'_>),
     ) -> FabricResult<()> {
         tokio::pin!(stop);
+        let mut health: HashMap<String, bool> = HashMap::new();
         loop {
             for vm in &self.inventory.vms {
                 let record = self.record(&vm.name)?;
                 let replicating =
                     matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. });
                 if !replicating {
+                    health.remove(&vm.name);
                     continue;
                 }
                 let frequency = record
@@ -271,7 +274,27 @@ impl LibvirtFabric {
                         .is_none_or(|last| (Utc::now() - last).to_std().unwrap_or_default() >= frequency);
                 if due {
                     let outcome = self.copy_cycle(vm, false).await;
-                    report(&vm.name, &outcome);
+                    if let Ok(Cycle::Copied { full: true, .. }) = &outcome
+                        && record.points.is_empty()
+                    {
+                        report(ServiceEvent::Health {
+                            vm: &vm.name,
+                            change: HealthChange::InitialCopyDone,
+                            detail: String::new(),
+                        });
+                    }
+                    report(ServiceEvent::Cycle { vm: &vm.name, outcome: &outcome });
+                }
+                if let Some((healthy, detail)) = self.health_now(&vm.name)? {
+                    let was = health.insert(vm.name.clone(), healthy);
+                    let change = match (was, healthy) {
+                        (Some(false), true) => Some(HealthChange::Healthy),
+                        (Some(true) | None, false) => Some(HealthChange::Unhealthy),
+                        _ => None,
+                    };
+                    if let Some(change) = change {
+                        report(ServiceEvent::Health { vm: &vm.name, change, detail });
+                    }
                 }
             }
             if once {
@@ -283,4 +306,54 @@ impl LibvirtFabric {
             }
         }
     }
+
+    /// R15: whether the VM's replication is healthy now, and if not why; `None` before
+    /// its first point (an initial copy is not unhealthy).
+    fn health_now(&self, vm: &str) -> FabricResult<Option<(bool, String)>> {
+        let record = self.record(vm)?;
+        if let Some(error) = &record.last_error {
+            return Ok(Some((false, format!("the last copy failed: {error}"))));
+        }
+        let Some(latest) = record.points.last() else { return Ok(None) };
+        let Some(policy) = record.protection.replication_policy().and_then(|p| self.inventory.policy(p)) else {
+            return Ok(None);
+        };
+        let rpo = (Utc::now() - latest.time).to_std().unwrap_or_default();
+        if rpo > policy.rpo_threshold {
+            let detail = format!(
+                "RPO {} is over the policy's threshold of {}",
+                crate::model::HumanDuration(rpo),
+                crate::model::HumanDuration(policy.rpo_threshold)
+            );
+            return Ok(Some((false, detail)));
+        }
+        Ok(Some((true, String::new())))
+    }
+}
+
+/// A change of a VM's replication health, as hook scripts see it (`on(kind, ...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    /// R4: the initial full copy is done; the VM can fail over (R5).
+    InitialCopyDone,
+    /// R15: the RPO went over the policy's threshold, or copies fail.
+    Unhealthy,
+    /// Healthy again.
+    Healthy,
+}
+
+impl HealthChange {
+    pub fn event(self) -> &'static str {
+        match self {
+            HealthChange::InitialCopyDone => "replication.initial-copy-done",
+            HealthChange::Unhealthy => "replication.unhealthy",
+            HealthChange::Healthy => "replication.healthy",
+        }
+    }
+}
+
+/// What the replication service tells its caller.
+pub enum ServiceEvent<'a> {
+    Cycle { vm: &'a str, outcome: &'a FabricResult<Cycle> },
+    Health { vm: &'a str, change: HealthChange, detail: String },
 }
