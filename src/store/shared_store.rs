@@ -66,11 +66,7 @@ impl SharedStore {
     }
 
     fn decode<T: DeserializeOwned>(&self, what: String, json: &str) -> Result<T, StoreError> {
-        serde_json::from_str(json).map_err(|e| StoreError::BadRecord {
-            path: self.path.clone(),
-            what,
-            message: e.to_string(),
-        })
+        sqlite::decode(&self.path, what, json)
     }
 
     pub fn vm<V: DeserializeOwned>(&self, name: &str) -> Result<Option<V>, StoreError> {
@@ -83,15 +79,7 @@ impl SharedStore {
     }
 
     pub fn vms<V: DeserializeOwned>(&self) -> Result<Vec<(String, V)>, StoreError> {
-        let conn = self.conn();
-        let fail = sqlite::failing(&self.path);
-        let mut stmt = conn.prepare("SELECT name, record FROM vms ORDER BY name").map_err(&fail)?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&fail)?
-            .collect::<Result<_, _>>()
-            .map_err(&fail)?;
-        rows.into_iter().map(|(name, json)| Ok((name.clone(), self.decode(format!("vm {name}"), &json)?))).collect()
+        sqlite::keyed_records(&self.conn(), &self.path, "SELECT name, record FROM vms ORDER BY name", "vm")
     }
 
     /// Changes one VM's record atomically: `change` sees the record as it is now (`None`
@@ -144,40 +132,19 @@ impl SharedStore {
     }
 
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let conn = self.conn();
-        let fail = sqlite::failing(&self.path);
-        let mut stmt = conn.prepare("SELECT id, record FROM jobs ORDER BY id").map_err(&fail)?;
-        let rows: Vec<(i64, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&fail)?
-            .collect::<Result<_, _>>()
-            .map_err(&fail)?;
-        rows.into_iter().map(|(id, json)| self.decode(format!("job {id}"), &json)).collect()
+        let jobs = sqlite::keyed_records::<i64, Job>(
+            &self.conn(),
+            &self.path,
+            "SELECT id, record FROM jobs ORDER BY id",
+            "job",
+        )?;
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
     }
 
     pub fn call(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        let conn = self.conn();
-        let fail = sqlite::failing(&self.path);
-        let row: Option<(CallRecord, Option<String>)> = conn
-            .query_row("SELECT key, operation, vm, outcome, count, ended FROM calls WHERE key = ?1", [key], |r| {
-                let call = CallRecord {
-                    key: r.get(0)?,
-                    operation: r.get(1)?,
-                    vm: r.get(2)?,
-                    outcome: r.get(3)?,
-                    count: r.get::<_, i64>(4)? as u64,
-                    ended: None,
-                };
-                Ok((call, r.get(5)?))
-            })
-            .optional()
-            .map_err(&fail)?;
-        drop(conn);
-        row.map(|(mut call, ended)| {
-            call.ended = ended.map(|t| self.decode(format!("call {key}"), &t)).transpose()?;
-            Ok(call)
-        })
-        .transpose()
+        let sql = format!("SELECT {} FROM calls WHERE key = ?1", sqlite::CALL_COLUMNS);
+        let row = self.conn().query_row(&sql, [key], sqlite::call_from_row).optional();
+        row.map_err(sqlite::failing(&self.path))?.map(|row| sqlite::finish_call(&self.path, row)).transpose()
     }
 
     pub fn save_call(&self, call: &CallRecord) -> Result<(), StoreError> {

@@ -113,11 +113,7 @@ impl SimStore {
     }
 
     fn decode<T: DeserializeOwned>(&self, what: String, json: &str) -> Result<T, StoreError> {
-        serde_json::from_str(json).map_err(|e| StoreError::BadRecord {
-            path: self.path.clone(),
-            what,
-            message: e.to_string(),
-        })
+        sqlite::decode(&self.path, what, json)
     }
 
     /// The modelled time saved by the last change; `None` for a new state directory.
@@ -131,49 +127,28 @@ impl SimStore {
     }
 
     pub fn vms<V: DeserializeOwned>(&self) -> Result<Vec<(String, V)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT name, record FROM vms ORDER BY name").map_err(self.fail())?;
-        let rows: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.fail())?
-            .collect::<Result<_, _>>()
-            .map_err(self.fail())?;
-        rows.into_iter().map(|(name, json)| Ok((name.clone(), self.decode(format!("vm {name}"), &json)?))).collect()
+        sqlite::keyed_records(&self.conn, &self.path, "SELECT name, record FROM vms ORDER BY name", "vm")
     }
 
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, record FROM jobs ORDER BY id").map_err(self.fail())?;
-        let rows: Vec<(i64, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.fail())?
-            .collect::<Result<_, _>>()
-            .map_err(self.fail())?;
-        rows.into_iter().map(|(id, json)| self.decode(format!("job {id}"), &json)).collect()
+        let jobs = sqlite::keyed_records::<i64, Job>(
+            &self.conn,
+            &self.path,
+            "SELECT id, record FROM jobs ORDER BY id",
+            "job",
+        )?;
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
     }
 
     pub fn calls(&self) -> Result<Vec<CallRecord>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT key, operation, vm, outcome, count, ended FROM calls").map_err(self.fail())?;
-        let rows: Vec<(CallRecord, Option<String>)> = stmt
-            .query_map([], |r| {
-                let call = CallRecord {
-                    key: r.get(0)?,
-                    operation: r.get(1)?,
-                    vm: r.get(2)?,
-                    outcome: r.get(3)?,
-                    count: r.get::<_, i64>(4)? as u64,
-                    ended: None,
-                };
-                Ok((call, r.get(5)?))
-            })
+        let sql = format!("SELECT {} FROM calls", sqlite::CALL_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(self.fail())?;
+        let rows: Vec<_> = stmt
+            .query_map([], sqlite::call_from_row)
             .map_err(self.fail())?
             .collect::<Result<_, _>>()
             .map_err(self.fail())?;
-        rows.into_iter()
-            .map(|(mut call, ended)| {
-                call.ended = ended.map(|t| self.decode(format!("call {}", call.key), &t)).transpose()?;
-                Ok(call)
-            })
-            .collect()
+        rows.into_iter().map(|row| sqlite::finish_call(&self.path, row)).collect()
     }
 
     /// The runs this simulation has seen calls of: the first part of every call key but

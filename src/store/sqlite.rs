@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::StoreError;
+use serde::de::DeserializeOwned;
+
+use super::{CallRecord, StoreError};
 
 /// A SQLite error on `path`; a damaged file says so, instead of passing on SQLite's words
 /// as if some operation had failed.
@@ -92,6 +94,60 @@ pub(super) fn open_to_read(path: &Path) -> Result<Connection, StoreError> {
         }
         Err(e) => Err(fail(e)),
     }
+}
+
+/// A JSON record read back; `what` names it in the error ("vm web01", "job 7").
+pub(super) fn decode<T: DeserializeOwned>(path: &Path, what: String, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::BadRecord { path: path.into(), what, message: e.to_string() })
+}
+
+/// Every `(key, JSON record)` row `sql` selects, decoded; `what` ("vm", "job") names a
+/// record in errors, with its key.
+pub(super) fn keyed_records<K, T>(
+    conn: &Connection,
+    path: &Path,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<(K, T)>, StoreError>
+where
+    K: rusqlite::types::FromSql + std::fmt::Display,
+    T: DeserializeOwned,
+{
+    let fail = failing(path);
+    let mut stmt = conn.prepare(sql).map_err(&fail)?;
+    let rows: Vec<(K, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&fail)?.collect::<Result<_, _>>().map_err(&fail)?;
+    rows.into_iter()
+        .map(|(key, json)| {
+            let record = decode(path, format!("{what} {key}"), &json)?;
+            Ok((key, record))
+        })
+        .collect()
+}
+
+/// The columns of a call's row, in the order [`call_from_row`] reads them.
+pub(super) const CALL_COLUMNS: &str = "key, operation, vm, outcome, count, ended";
+
+/// A call's row; its end time decoded with [`decode`] once read.
+pub(super) fn call_from_row(r: &rusqlite::Row) -> rusqlite::Result<(CallRecord, Option<String>)> {
+    let call = CallRecord {
+        key: r.get(0)?,
+        operation: r.get(1)?,
+        vm: r.get(2)?,
+        outcome: r.get(3)?,
+        count: r.get::<_, i64>(4)? as u64,
+        ended: None,
+    };
+    Ok((call, r.get(5)?))
+}
+
+/// A call with its end time, as read by [`call_from_row`].
+pub(super) fn finish_call(
+    path: &Path,
+    (mut call, ended): (CallRecord, Option<String>),
+) -> Result<CallRecord, StoreError> {
+    call.ended = ended.map(|t| decode(path, format!("call {}", call.key), &t)).transpose()?;
+    Ok(call)
 }
 
 /// Whether the database has the table `name`.
