@@ -82,6 +82,10 @@ pub struct VmRecord {
     pub last_error: Option<String>,
     #[serde(default)]
     pub last_cycle: Option<Timestamp>,
+    /// R15: the health last reported to hooks, so that a restarted service reports
+    /// changes, not states.
+    #[serde(default)]
+    pub reported_healthy: Option<bool>,
     /// R2: a merge of point `.0` (forgotten) into point `.1` under way.
     #[serde(default)]
     pub merging: Option<(u64, u64)>,
@@ -102,6 +106,7 @@ impl VmRecord {
             last_error: None,
             last_cycle: None,
             merging: None,
+            reported_healthy: None,
         }
     }
 

@@ -7,7 +7,6 @@
 //! its files are complete, so a cycle cut off leaves no half point; retention (R2) then
 //! merges the oldest points away, one step at a time, each step recorded first.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -253,14 +252,12 @@ impl LibvirtFabric {
         mut report: impl FnMut(ServiceEvent<'_>),
     ) -> FabricResult<()> {
         tokio::pin!(stop);
-        let mut health: HashMap<String, bool> = HashMap::new();
         loop {
             for vm in &self.inventory.vms {
                 let record = self.record(&vm.name)?;
                 let replicating =
                     matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. });
                 if !replicating {
-                    health.remove(&vm.name);
                     continue;
                 }
                 let frequency = record
@@ -286,7 +283,7 @@ impl LibvirtFabric {
                     report(ServiceEvent::Cycle { vm: &vm.name, outcome: &outcome });
                 }
                 if let Some((healthy, detail)) = self.health_now(&vm.name)? {
-                    let was = health.insert(vm.name.clone(), healthy);
+                    let was = self.update(&vm.name, |record| Ok(record.reported_healthy.replace(healthy)))?;
                     let change = match (was, healthy) {
                         (Some(false), true) => Some(HealthChange::Healthy),
                         (Some(true) | None, false) => Some(HealthChange::Unhealthy),
