@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
 use super::hypervisor::Hypervisor;
@@ -26,13 +26,16 @@ use crate::model::{Consistency, FailoverKind, Job, Operation, Phase, PointChoice
 /// when no reservation fixed it in advance.
 const ADDRESS_WAIT: Duration = Duration::from_secs(60);
 
-/// R33: the point a choice picks among `points` (oldest first), as of `as_of`.
+/// R33: the point a choice picks among `points` (oldest first), as of `as_of`. A custom
+/// time picks the last point at or before it to the second: points are shown to the
+/// second (`drplan points`), and the time shown must pick the point shown, not the one
+/// before it (nor none).
 fn choose(points: &[StoredPoint], choice: PointChoice, as_of: Option<Timestamp>) -> Option<&StoredPoint> {
     let mut usable = points.iter().filter(|p| as_of.is_none_or(|t| p.time <= t));
     match choice {
         PointChoice::Latest | PointChoice::LatestProcessed => usable.next_back(),
         PointChoice::LatestAppConsistent => usable.rfind(|p| p.consistency == Consistency::App),
-        PointChoice::At(t) => usable.rfind(|p| p.time <= t),
+        PointChoice::At(t) => usable.rfind(|p| p.time.trunc_subsecs(0) <= t),
     }
 }
 
@@ -615,6 +618,18 @@ mod tests {
             "R12: as of the group's start"
         );
         assert!(choose(&[], PointChoice::Latest, None).is_none());
+    }
+
+    #[test]
+    fn r33_a_point_is_chosen_by_the_second_it_is_shown_at() {
+        let mut points = [point(1, 0, Consistency::Crash), point(2, 3, Consistency::Crash)];
+        points[0].time += chrono::TimeDelta::milliseconds(960);
+        points[1].time += chrono::TimeDelta::milliseconds(40);
+        let shown = |p: &StoredPoint| crate::model::format_time(p.time).parse::<PointChoice>().unwrap();
+        assert_eq!(choose(&points, shown(&points[0]), None).unwrap().seq, 1);
+        assert_eq!(choose(&points, shown(&points[1]), None).unwrap().seq, 2);
+        let before = PointChoice::At(points[0].time - chrono::TimeDelta::seconds(1));
+        assert!(choose(&points, before, None).is_none());
     }
 
     #[test]

@@ -4,100 +4,13 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use super::cli::{AppVm, PLAN, counter, drplan, site_file};
 use super::{RealSites, assert_contiguous, read_sequence};
-use crate::util::{Run, Workdir};
+use crate::util::Workdir;
 
 /// An isolated libvirt network at site b for drills (R30): no forwarding, DHCP only.
 const BUBBLE: &str = "<network><name>bubble</name><bridge name='virbr-bub' stp='off' delay='0'/><dns enable='no'/>\
 <ip address='10.77.9.1' netmask='255.255.255.0'><dhcp><range start='10.77.9.100' end='10.77.9.199'/></dhcp></ip></network>";
-
-fn site_file(sites: &RealSites, source_ip: &str) -> String {
-    let storage = sites.dir("b").join("replicas");
-    fs::create_dir_all(&storage).unwrap();
-    format!(
-        r#"
-[[sites]]
-name = "a"
-kind = "onprem"
-hosts = ["kvm-a"]
-libvirt = {{ uri = "{uri_a}", storage = "{storage_a}" }}
-  [[sites.networks]]
-  name = "prod"
-  libvirt_network = "net-a"
-    [[sites.networks.subnets]]
-    name = "lan"
-    cidr = "10.77.1.0/24"
-
-[[sites]]
-name = "b"
-kind = "onprem"
-hosts = ["kvm-b"]
-libvirt = {{ uri = "{uri_b}", storage = "{storage_b}" }}
-  [[sites.networks]]
-  name = "prod-dr"
-  libvirt_network = "net-b"
-    [[sites.networks.subnets]]
-    name = "lan"
-    cidr = "10.77.2.0/24"
-  [[sites.networks]]
-  name = "bubble"
-  libvirt_network = "bubble"
-  isolated = true
-    [[sites.networks.subnets]]
-    name = "lan"
-    cidr = "10.77.9.0/24"
-
-[[pairings]]
-source = "a"
-target = "b"
-
-[[network_mappings]]
-source = "a/prod"
-target = "b/prod-dr"
-
-[[policies]]
-name = "gold"
-copy_frequency = "30s"
-retention = "1h"
-
-[[vms]]
-name = "app01"
-site = "a"
-host = "kvm-a"
-os = "linux"
-  [[vms.nics]]
-  network = "prod"
-  subnet = "lan"
-  ip = "{source_ip}"
-  target_ip = "10.77.2.50"
-"#,
-        uri_a = sites.uri("a"),
-        uri_b = sites.uri("b"),
-        storage_a = sites.dir("a").join("replicas").display(),
-        storage_b = storage.display(),
-    )
-}
-
-const PLAN: &str = r#"
-let plan = recovery_plan("app", #{ source: "a", target: "b", rto: "10m", test_network: "bubble" });
-plan.group("app", ["app01"]).post_each(|vm, ctx| wait_port(vm.ip, 80, "90s"));
-plan
-"#;
-
-/// `drplan ARGS` inside the sites' network namespace, where the guests are reachable.
-fn drplan(work: &Workdir, sites: &RealSites, args: &[&str]) -> Run {
-    let netns = format!("--net=/proc/{}/ns/net", sites.netns_pid());
-    work.drplan(args).wrapped(["nsenter", netns.as_str()]).run()
-}
-
-fn counter(sites: &RealSites, ip: &str) -> u64 {
-    let text = sites.http_get(ip, "counter").unwrap_or_else(|| panic!("no counter at {ip}\n{}", sites.consoles()));
-    text.split_whitespace()
-        .find_map(|w| w.strip_prefix("seq="))
-        .and_then(|n| n.parse().ok())
-        .or_else(|| text.trim().parse().ok())
-        .unwrap_or_else(|| panic!("counter at {ip}: {text:?}"))
-}
 
 #[test]
 fn r4_r30_r31_a_real_vm_replicates_is_drilled_and_fails_over_planned_with_nothing_lost() {
@@ -109,7 +22,7 @@ fn r4_r30_r31_a_real_vm_replicates_is_drilled_and_fails_over_planned_with_nothin
     let app = sites.define_guest("a", "app01", "52:54:00:77:01:20", &sites.network("a"));
     sites.start_guest(&app);
     sites.wait_counter(&app.ip, 5, Duration::from_secs(90));
-    let work = Workdir::with_site(&site_file(&sites, &app.ip)).plan(PLAN);
+    let work = Workdir::with_site(&site_file(&sites, &[AppVm::new("app01", &app.ip, "10.77.2.50")])).plan(PLAN);
 
     // R4: protection, then the initial full copy by the replication service; then a delta.
     work.run(&["protect", "app01", "--policy", "gold", "--yes"]).ok();

@@ -67,10 +67,13 @@
 //!   checks it is 0, 1, 2, … and gives the last: a replica without a gap, the data loss
 //!   (last counter read − last on the replica).
 
+mod cli;
 mod failover;
 mod guest;
 mod harness;
 mod harness_smoke;
+mod service;
+mod unplanned;
 
 pub use guest::{assert_contiguous, read_latest, read_records, read_sequence};
 pub use harness::{GuestHandle, RealSites, alive, missing, processes_in_netns, require};

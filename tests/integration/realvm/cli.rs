@@ -1,0 +1,186 @@
+//! What the real-VM tests that drive the real `drplan` binary share: a site file of the
+//! harness's sites a and b with the VMs under test, a plan per set of VMs, `drplan` run
+//! (or started) inside the sites' network namespace, and reading the guests back over
+//! HTTP and from libvirt's logs.
+//!
+//! ```text
+//! let sites = RealSites::start(&["a", "b"]);
+//! let app = sites.define_guest("a", "app01", "52:54:00:77:01:20", &sites.network("a"));
+//! let work = Workdir::with_site(&site_file(&sites, &[AppVm::new("app01", &app.ip, "10.77.2.50")])).plan(PLAN);
+//! drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+//! assert_eq!(resumed(&sites, "10.77.2.50"), last + 1);
+//! ```
+
+use std::fs;
+use std::time::Duration;
+
+use super::{GuestHandle, RealSites};
+use crate::util::{Run, Running, Workdir};
+
+/// One VM of the site file: its libvirt domain at site a and the addresses its NIC has
+/// at a (the harness's reservation) and at b (R9: the replica's reservation).
+pub struct AppVm<'a> {
+    pub name: &'a str,
+    pub source_ip: &'a str,
+    pub target_ip: &'a str,
+}
+
+impl<'a> AppVm<'a> {
+    pub fn new(name: &'a str, source_ip: &'a str, target_ip: &'a str) -> AppVm<'a> {
+        AppVm { name, source_ip, target_ip }
+    }
+}
+
+/// A site file of the harness's sites a and b (network `prod` is `net-a`, mapped to
+/// `prod-dr`, `net-b`; `bubble` at b for drills), policy `gold` (copies every 30 s), and
+/// `vms`. The points go to `dir(b)/replicas/VM/`.
+pub fn site_file(sites: &RealSites, vms: &[AppVm]) -> String {
+    let storage = sites.dir("b").join("replicas");
+    fs::create_dir_all(&storage).unwrap();
+    let mut text = format!(
+        r#"
+[[sites]]
+name = "a"
+kind = "onprem"
+hosts = ["kvm-a"]
+libvirt = {{ uri = "{uri_a}", storage = "{storage_a}" }}
+  [[sites.networks]]
+  name = "prod"
+  libvirt_network = "net-a"
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.1.0/24"
+
+[[sites]]
+name = "b"
+kind = "onprem"
+hosts = ["kvm-b"]
+libvirt = {{ uri = "{uri_b}", storage = "{storage_b}" }}
+  [[sites.networks]]
+  name = "prod-dr"
+  libvirt_network = "net-b"
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.2.0/24"
+  [[sites.networks]]
+  name = "bubble"
+  libvirt_network = "bubble"
+  isolated = true
+    [[sites.networks.subnets]]
+    name = "lan"
+    cidr = "10.77.9.0/24"
+
+[[pairings]]
+source = "a"
+target = "b"
+
+[[network_mappings]]
+source = "a/prod"
+target = "b/prod-dr"
+
+[[policies]]
+name = "gold"
+copy_frequency = "30s"
+retention = "1h"
+"#,
+        uri_a = sites.uri("a"),
+        uri_b = sites.uri("b"),
+        storage_a = sites.dir("a").join("replicas").display(),
+        storage_b = storage.display(),
+    );
+    for vm in vms {
+        text += &format!(
+            r#"
+[[vms]]
+name = "{name}"
+site = "a"
+host = "kvm-a"
+os = "linux"
+  [[vms.nics]]
+  network = "prod"
+  subnet = "lan"
+  ip = "{source_ip}"
+  target_ip = "{target_ip}"
+"#,
+            name = vm.name,
+            source_ip = vm.source_ip,
+            target_ip = vm.target_ip
+        );
+    }
+    text
+}
+
+/// The plan of app01: one group, each VM's port 80 waited for after its failover.
+pub const PLAN: &str = r#"
+let plan = recovery_plan("app", #{ source: "a", target: "b", rto: "10m", test_network: "bubble" });
+plan.group("app", ["app01"]).post_each(|vm, ctx| wait_port(vm.ip, 80, "90s"));
+plan
+"#;
+
+/// `PLAN` for the VMs `vms` instead of app01.
+pub fn plan_of(vms: &[&str]) -> String {
+    let names: Vec<String> = vms.iter().map(|vm| format!("{vm:?}")).collect();
+    PLAN.replace(r#"["app01"]"#, &format!("[{}]", names.join(", ")))
+}
+
+/// `drplan ARGS` inside the sites' network namespace, where the guests are reachable.
+pub fn drplan(work: &Workdir, sites: &RealSites, args: &[&str]) -> Run {
+    let netns = format!("--net=/proc/{}/ns/net", sites.netns_pid());
+    work.drplan(args).wrapped(["nsenter", netns.as_str()]).run()
+}
+
+/// `drplan ARGS` started inside the namespace. nsenter execs drplan: the child's pid is
+/// drplan's, so `Running::kill` kills drplan itself.
+pub fn spawn(work: &Workdir, sites: &RealSites, args: &[&str]) -> Running {
+    let netns = format!("--net=/proc/{}/ns/net", sites.netns_pid());
+    work.drplan(args).wrapped(["nsenter", netns.as_str()]).spawn()
+}
+
+/// The last sequence number the guest at `ip` wrote (`/counter`).
+pub fn counter(sites: &RealSites, ip: &str) -> u64 {
+    let text = sites.http_get(ip, "counter").unwrap_or_else(|| panic!("no counter at {ip}\n{}", sites.consoles()));
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("seq="))
+        .and_then(|n| n.parse().ok())
+        .or_else(|| text.trim().parse().ok())
+        .unwrap_or_else(|| panic!("counter at {ip}: {text:?}"))
+}
+
+/// The first sequence number the guest at `ip` wrote since it booted (`/resumed`): one
+/// more than the last record of the disk it booted from.
+pub fn resumed(sites: &RealSites, ip: &str) -> u64 {
+    let text =
+        sites.http_get(ip, "resumed").unwrap_or_else(|| panic!("no guest answers at {ip}\n{}", sites.consoles()));
+    text.trim().parse().unwrap_or_else(|_| panic!("resumed at {ip}: {text:?}"))
+}
+
+/// A guest defined and started at site a, counting: its handle.
+pub fn running_guest(sites: &RealSites, name: &str, mac: &str) -> GuestHandle {
+    let guest = sites.define_guest("a", name, mac, &sites.network("a"));
+    sites.start_guest(&guest);
+    guest
+}
+
+/// How many times libvirt at `site` started QEMU for `domain`: the "starting up" headers
+/// of its QEMU log (`ROOT/SITE/log/qemu/DOMAIN.log`), one per start.
+pub fn qemu_starts(sites: &RealSites, site: &str, domain: &str) -> usize {
+    let log = sites.dir(site).parent().unwrap().join("log/qemu").join(format!("{domain}.log"));
+    fs::read_to_string(log).unwrap_or_default().matches("starting up").count()
+}
+
+/// The folder of `vm`'s recovery points at b, and the image of its point `seq`'s disk vda.
+pub fn point_file(sites: &RealSites, vm: &str, seq: u64) -> std::path::PathBuf {
+    sites.dir("b").join("replicas").join(vm).join(format!("point-{seq:08}-vda.qcow2"))
+}
+
+/// Polls `done` every 20 ms for at most `within`: whether it became true.
+pub fn poll(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}

@@ -1,0 +1,124 @@
+//! An unplanned failover of real guests after their site went down (R32), on the point
+//! chosen (R33), through the real binary: what it loses is read from the guests' own
+//! sequence numbers and held against the loss the run reports.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::cli::{AppVm, drplan, plan_of, point_file, resumed, running_guest, site_file};
+use super::{RealSites, assert_contiguous, read_latest, read_records, read_sequence};
+use crate::util::Workdir;
+
+/// What a point holds: the record its replica resumes after. A crash-consistent point may
+/// hold record N+1 before sector 0 says so (the writer writes sector N+2, then sector
+/// 0): the guest resumes after sector 0's record and writes N+1 again.
+fn held(sites: &RealSites, vm: &str, seq: u64) -> u64 {
+    let file = point_file(sites, vm, seq);
+    let latest = read_latest(&file).unwrap_or_else(|| panic!("point {seq} of {vm} holds no record")).seq;
+    let last = assert_contiguous(&read_sequence(&file));
+    assert!(
+        last == latest || last == latest + 1,
+        "point {seq} of {vm}: sector 0 says {latest}, the records end at {last}"
+    );
+    latest
+}
+
+/// A duration as drplan's reports write it (`HumanDuration`): "8.249s".
+fn show_secs(d: Duration) -> String {
+    format!("{}s", d.as_millis() as f64 / 1000.0)
+}
+
+/// The VM's span in `drplan show RUN --format json`.
+fn vm_span(show: &serde_json::Value, vm: &str) -> serde_json::Value {
+    let groups = show["groups"].as_array().unwrap();
+    let found = groups.iter().flat_map(|g| g["vms"].as_array().unwrap()).find(|v| v["name"] == vm);
+    found.unwrap_or_else(|| panic!("no {vm} in {show}")).clone()
+}
+
+#[test]
+fn r32_r33_an_unplanned_failover_loses_exactly_the_window_it_reports() {
+    let sites = RealSites::start(&["a", "b"]);
+    let app01 = running_guest(&sites, "app01", "52:54:00:77:01:21");
+    let app02 = running_guest(&sites, "app02", "52:54:00:77:01:22");
+    sites.wait_counter(&app01.ip, 5, Duration::from_secs(90));
+    sites.wait_counter(&app02.ip, 5, Duration::from_secs(90));
+    let vms = [AppVm::new("app01", &app01.ip, "10.77.2.50"), AppVm::new("app02", &app02.ip, "10.77.2.51")];
+    let work = Workdir::with_site(&site_file(&sites, &vms))
+        .plan(&plan_of(&["app01"]))
+        .file("app02.rhai", &plan_of(&["app02"]));
+
+    // Two points each, a full copy then an incremental one, two seconds apart or more.
+    work.run(&["protect", "app01", "app02", "--policy", "gold", "--yes"]).ok();
+    let first = work.run(&["replicate", "--once"]).ok();
+    assert_eq!(first.stderr.matches("point 1: full copy").count(), 2, "{}", first.stderr);
+    std::thread::sleep(Duration::from_secs(2));
+    let copied_at = Utc::now();
+    let second = work.run(&["replicate", "--once"]).ok();
+    assert_eq!(second.stderr.matches("point 2: incremental copy").count(), 2, "{}", second.stderr);
+
+    // app02 writes nothing after its points; app01 writes on for three seconds, then its
+    // plug is pulled (the disaster) and it fails over at once (R32) to its latest point,
+    // with the shutdown attempt (its source is off: nothing to do).
+    sites.destroy_guest(&app02);
+    std::thread::sleep(Duration::from_secs(3));
+    let pulling = Utc::now();
+    sites.destroy_guest(&app01);
+    let pulled = Utc::now();
+    let run = drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "unplanned", "--yes"]).ok();
+    let resumed_at = resumed(&sites, "10.77.2.50");
+    let app01_point = held(&sites, "app01", 2);
+    assert_eq!(resumed_at, app01_point + 1, "the replica resumes right after its point's last record\n{}", run.stdout);
+    assert_eq!(sites.http_get("10.77.2.50", "site").unwrap().trim(), "b");
+    let source = read_records(&app01.disk);
+    let source_last = assert_contiguous(&source.iter().map(|r| r.seq).collect::<Vec<_>>());
+    let lost = source_last + 1 - resumed_at;
+    assert!(lost > 0, "the guest wrote for 3 s after the last copy: records {resumed_at}..={source_last} are lost");
+
+    // The loss reported runs from the point's instant to the failover's start: the records
+    // lost (from the point to the disaster) and the moments from the disaster to the
+    // failover; at most a copy interval and those moments. Records carry whole seconds of
+    // the guest's clock: 1.5 s of tolerance.
+    let id = work.last_run().unwrap();
+    let show = work.run(&["show", &id, "--format", "json"]).ok().json();
+    let span = vm_span(&show, "app01");
+    let reported =
+        Duration::from_millis(span["data_loss_ms"].as_u64().unwrap_or_else(|| panic!("no data loss: {span}")));
+    assert!(run.stdout.contains(&format!("data loss {}", show_secs(reported))), "{}", run.stdout);
+    let point: DateTime<Utc> = span["point"].as_str().unwrap().parse().unwrap();
+    let attempt = show["steps"].as_array().unwrap().iter().find(|e| e["kind"] == "vm.attempt").unwrap();
+    let asked: DateTime<Utc> = attempt["at"].as_str().unwrap().parse().unwrap();
+    let lost_span = Duration::from_secs(source[source_last as usize].time - source[resumed_at as usize].time);
+    let to_ask = (asked - pulling).to_std().unwrap();
+    let interval = (pulled - copied_at).to_std().unwrap();
+    let tolerance = Duration::from_millis(1500);
+    let context = format!(
+        "{lost} records lost over {lost_span:?}, {reported:?} reported, point {point}, plug pulled {pulling}..{pulled}, \
+         failover asked {asked}, copy interval {interval:?}\n{}",
+        run.stdout
+    );
+    assert!(lost_span <= reported + tolerance, "{context}");
+    assert!(reported <= lost_span + to_ask + tolerance, "{context}");
+    assert!(reported <= interval + (asked - pulled).to_std().unwrap() + tolerance, "{context}");
+    assert!(point >= copied_at && point <= pulling, "the point is the last copy's instant: {context}");
+    eprintln!("unplanned: {context}");
+
+    // R33: app02 fails over to its first point, named by the time `drplan points` shows.
+    let points = work.run(&["points", "app02"]).ok().stdout;
+    let first_time = points.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    let run =
+        drplan(&work, &sites, &["failover", "app02.rhai", "--kind", "unplanned", "--point", &first_time, "--yes"]);
+    let run = run.ok();
+    let resumed_at = resumed(&sites, "10.77.2.51");
+    let (app02_first, app02_latest) = (held(&sites, "app02", 1), held(&sites, "app02", 2));
+    assert_eq!(resumed_at, app02_first + 1, "--point {first_time} lands on the first point\n{points}\n{}", run.stdout);
+    assert!(app02_first < app02_latest, "the first point holds fewer records: {app02_first} vs {app02_latest}");
+    let show = work.run(&["show", &work.last_run().unwrap(), "--format", "json"]).ok().json();
+    let span = vm_span(&show, "app02");
+    let point: DateTime<Utc> = span["point"].as_str().unwrap().parse().unwrap();
+    assert_eq!(point.to_rfc3339_opts(SecondsFormat::Secs, true), first_time, "{span}");
+    let status = work.run(&["status", "--format", "json"]).ok().json();
+    for vm in status["vms"].as_array().unwrap() {
+        assert_eq!(vm["active_site"], "b", "{vm}");
+    }
+}
