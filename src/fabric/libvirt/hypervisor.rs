@@ -176,19 +176,18 @@ impl Hypervisor {
         }
     }
 
-    /// A push backup of `targets` (all of the domain's replicated disks) into new image
-    /// files, with a new checkpoint `checkpoint` marking its instant; incremental since
-    /// checkpoint `since` when given (only the clusters changed since are written), full
-    /// otherwise. Returns when the copy has finished, within `timeout`. The point's instant
-    /// is when this call began the job: QEMU copies before guest writes land after it.
-    pub async fn backup(
+    /// Begins a push backup of `targets` (all of the domain's replicated disks) into new
+    /// image files, with a new checkpoint `checkpoint` marking its instant; incremental
+    /// since checkpoint `since` when given (only the clusters changed since are written),
+    /// full otherwise. The point's instant is when the job began: QEMU copies each
+    /// cluster before a later guest write lands on it. [`Hypervisor::wait_for_job`] waits
+    /// for the copy to finish.
+    pub async fn begin_backup(
         &self,
         domain: &str,
         targets: &[BackupTarget],
         since: Option<&str>,
         checkpoint: &str,
-        timeout: Duration,
-        thaw_after_begin: bool,
     ) -> HvResult<()> {
         let incremental = since.map(|c| format!("<incremental>{}</incremental>", xml_escape(c))).unwrap_or_default();
         let disks: String = targets
@@ -207,16 +206,15 @@ impl Hypervisor {
             "<domaincheckpoint><name>{}</name><disks>{disks}</disks></domaincheckpoint>",
             xml_escape(checkpoint)
         );
-        let begun = self.virsh.run_with_xml(&["backup-begin", domain], &[&backup_xml, &checkpoint_xml]).await;
-        // Thawed even when the backup could not begin: a guest must never stay frozen.
-        if thaw_after_begin {
-            self.thaw(domain).await;
-        }
-        begun.map_err(self.no_domain(domain))?;
-        self.wait_for_job(domain, timeout).await
+        self.virsh
+            .run_with_xml(&["backup-begin", domain], &[&backup_xml, &checkpoint_xml])
+            .await
+            .map_err(self.no_domain(domain))?;
+        Ok(())
     }
 
-    async fn wait_for_job(&self, domain: &str, timeout: Duration) -> HvResult<()> {
+    /// Waits for the domain's job (a backup) to end, within `timeout` (then aborts it).
+    pub async fn wait_for_job(&self, domain: &str, timeout: Duration) -> HvResult<()> {
         let started = Instant::now();
         loop {
             let info = self.virsh.run(&["domjobinfo", domain]).await.map_err(self.no_domain(domain))?;

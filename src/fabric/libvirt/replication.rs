@@ -49,6 +49,20 @@ impl std::fmt::Display for Cycle {
     }
 }
 
+/// One VM's copy, decided and about to begin.
+struct PreparedCopy<'a> {
+    vm: &'a Vm,
+    source: &'a super::hypervisor::Hypervisor,
+    chain: super::chain::Chain,
+    record: VmRecord,
+    /// The point the copy is incremental from; `None`: a full copy.
+    previous: Option<StoredPoint>,
+    seq: u64,
+    checkpoint: String,
+    targets: Vec<BackupTarget>,
+    app_due: bool,
+}
+
 fn checkpoint_name(seq: u64) -> String {
     format!("drplan-{seq}")
 }
@@ -57,8 +71,26 @@ impl LibvirtFabric {
     /// One cycle of `vm` now, whatever its copy frequency. `for_failover`: the final copy
     /// of a planned failover, which already holds the VM.
     pub async fn copy_cycle(&self, vm: &Vm, for_failover: bool) -> FabricResult<Cycle> {
-        let name = vm.name.as_str();
-        if !for_failover {
+        let mut outcomes = self.copy_together(&[vm], for_failover).await?;
+        outcomes.pop().expect("one outcome per VM").1
+    }
+
+    /// One cycle of `vms` at once (R12: a replication group's members get common points:
+    /// their backups begin together, stamped with one instant, frozen together when
+    /// app-consistent). Each VM's outcome, in order.
+    pub async fn copy_together(
+        &self,
+        vms: &[&Vm],
+        for_failover: bool,
+    ) -> FabricResult<Vec<(String, FabricResult<Cycle>)>> {
+        let mut outcomes: Vec<(String, FabricResult<Cycle>)> = Vec::new();
+        let mut held = Vec::new();
+        for vm in vms {
+            let name = vm.name.as_str();
+            if for_failover {
+                held.push(*vm);
+                continue;
+            }
             let taken = self.update(name, |record| {
                 if let Some(holder) = record.live_holder() {
                     return Ok(Err(format!("held by {} (process {})", holder.what, holder.pid)));
@@ -69,38 +101,83 @@ impl LibvirtFabric {
                 record.holder = Some(Holder::here("a replication cycle"));
                 Ok(Ok(()))
             })?;
-            if let Err(why) = taken {
-                return Ok(Cycle::Skipped(why));
+            match taken {
+                Ok(()) => held.push(*vm),
+                Err(why) => outcomes.push((vm.name.clone(), Ok(Cycle::Skipped(why)))),
             }
         }
-        let outcome = self.copy_held(vm, for_failover).await;
-        let release = |record: &mut VmRecord| {
-            if !for_failover {
-                record.holder = None;
-            }
-        };
-        match &outcome {
-            Ok(_) => self.update(name, |record| {
-                release(record);
-                record.last_error = None;
-                Ok(())
-            })?,
-            Err(e) => {
-                let error = e.to_string();
-                self.update(name, |record| {
-                    release(record);
-                    record.last_error = Some(error);
+        for (vm, outcome) in held.iter().zip(self.copy_held(&held, for_failover).await) {
+            let name = vm.name.as_str();
+            let error = outcome.as_ref().err().map(ToString::to_string);
+            self.update(name, |record| {
+                if !for_failover {
+                    record.holder = None;
+                }
+                if error.is_some() {
                     record.last_cycle = Some(Utc::now());
-                    Ok(())
-                })?;
-            }
+                }
+                record.last_error = error;
+                Ok(())
+            })?;
+            outcomes.push((vm.name.clone(), outcome));
         }
-        outcome
+        // In the callers' order.
+        outcomes.sort_by_key(|(name, _)| vms.iter().position(|vm| &vm.name == name));
+        Ok(outcomes)
     }
 
-    async fn copy_held(&self, vm: &Vm, for_failover: bool) -> FabricResult<Cycle> {
-        let name = vm.name.as_str();
+    /// The copies of VMs already held, begun together.
+    async fn copy_held(&self, vms: &[&Vm], for_failover: bool) -> Vec<FabricResult<Cycle>> {
         let started = Instant::now();
+        let mut prepared = Vec::new();
+        for vm in vms {
+            prepared.push(self.prepare_copy(vm).await);
+        }
+        // R3: frozen through the guest agent while the backups begin (app-consistent),
+        // all members together (R12); crash-consistent otherwise.
+        let app = !for_failover && prepared.iter().flatten().any(|copy| copy.app_due);
+        let mut frozen = Vec::new();
+        for copy in &prepared {
+            frozen.push(match copy {
+                Ok(copy) if app => copy.source.freeze(&copy.vm.name).await,
+                _ => false,
+            });
+        }
+        let time = Utc::now();
+        let mut begun = Vec::new();
+        for copy in &prepared {
+            begun.push(match copy {
+                Ok(copy) => {
+                    let since = copy.previous.as_ref().and(copy.record.checkpoint.as_deref());
+                    Some(copy.source.begin_backup(&copy.vm.name, &copy.targets, since, &copy.checkpoint).await)
+                }
+                Err(_) => None,
+            });
+        }
+        // Thawed at once, whatever happened: a guest must never stay frozen.
+        for (copy, frozen) in prepared.iter().zip(&frozen) {
+            if let (Ok(copy), true) = (copy, frozen) {
+                copy.source.thaw(&copy.vm.name).await;
+            }
+        }
+        let mut outcomes = Vec::new();
+        for ((copy, begun), frozen) in prepared.into_iter().zip(begun).zip(frozen) {
+            let consistency = if frozen { Consistency::App } else { Consistency::Crash };
+            outcomes.push(match (copy, begun) {
+                (Err(e), _) => Err(e),
+                (Ok(copy), begun) => {
+                    let begun = begun.expect("a prepared copy was begun");
+                    self.complete_copy(copy, begun, time, consistency, for_failover, started).await
+                }
+            });
+        }
+        outcomes
+    }
+
+    /// Everything decided before a VM's backup begins: full or incremental, the point's
+    /// number, its files, whether an app-consistent point is due.
+    async fn prepare_copy<'a>(&'a self, vm: &'a Vm) -> FabricResult<PreparedCopy<'a>> {
+        let name = vm.name.as_str();
         let record = self.record(name)?;
         let active = record.protection.active;
         let (_, source) = self.side(vm, active)?;
@@ -114,13 +191,14 @@ impl LibvirtFabric {
         let record = self.record(name)?;
         // What a cycle cut off by a crash left: files of points never recorded.
         chain.remove_files_after(record.points.last().map_or(0, |p| p.seq));
-
         let checkpoints = source.checkpoints(name).await.map_err(failed(name, "replication"))?;
-        let previous =
-            record.points.last().filter(|_| record.checkpoint.as_ref().is_some_and(|c| checkpoints.contains(c)));
+        let previous = record
+            .points
+            .last()
+            .filter(|_| record.checkpoint.as_ref().is_some_and(|c| checkpoints.contains(c)))
+            .cloned();
         let seq = record.next_seq.max(record.points.last().map_or(1, |p| p.seq + 1));
-        let checkpoint = checkpoint_name(seq);
-        let targets: Vec<BackupTarget> = record
+        let targets = record
             .disks
             .iter()
             .map(|disk| BackupTarget { disk: disk.clone(), file: chain.point_file(seq, disk) })
@@ -133,19 +211,42 @@ impl LibvirtFabric {
                         (Utc::now() - last.time).to_std().unwrap_or_default() >= p.app_consistent_every
                     })
             });
-        // R3: freeze through the guest agent around the start of the backup; the point's
-        // instant is fixed when the job begins (QEMU copies before later writes land).
-        let frozen = !for_failover && app_due && source.freeze(name).await;
-        let time = Utc::now();
-        let since = previous.and(record.checkpoint.as_deref());
-        let backup = source.backup(name, &targets, since, &checkpoint, BACKUP_TIMEOUT, frozen).await;
-        if let Err(e) = backup {
+        Ok(PreparedCopy {
+            vm,
+            source,
+            chain,
+            record,
+            previous,
+            seq,
+            checkpoint: checkpoint_name(seq),
+            targets,
+            app_due,
+        })
+    }
+
+    /// Waits for a begun copy, links it onto the previous point and records it.
+    async fn complete_copy(
+        &self,
+        copy: PreparedCopy<'_>,
+        begun: Result<(), super::hypervisor::HypervisorError>,
+        time: crate::model::Timestamp,
+        consistency: Consistency,
+        for_failover: bool,
+        started: Instant,
+    ) -> FabricResult<Cycle> {
+        let PreparedCopy { vm, source, chain, record, previous, seq, checkpoint, targets, .. } = copy;
+        let name = vm.name.as_str();
+        let copied = match begun {
+            Ok(()) => source.wait_for_job(name, BACKUP_TIMEOUT).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
             for target in &targets {
                 let _ = std::fs::remove_file(&target.file);
             }
             return Err(failed(name, "replication")(e));
         }
-        if let Some(previous) = previous {
+        if let Some(previous) = &previous {
             for disk in &record.disks {
                 chain.link(seq, previous.seq, disk).await.map_err(|e| FabricError::OperationFailed {
                     vm: name.into(),
@@ -155,7 +256,6 @@ impl LibvirtFabric {
             }
         }
         let definition = source.domain_xml(name).await.ok();
-        let consistency = if frozen { Consistency::App } else { Consistency::Crash };
         let full = previous.is_none();
         let old_checkpoint = record.checkpoint.clone();
         self.update(name, |record| {
@@ -253,45 +353,35 @@ impl LibvirtFabric {
     ) -> FabricResult<()> {
         tokio::pin!(stop);
         loop {
-            for vm in &self.inventory.vms {
-                let record = self.record(&vm.name)?;
-                let replicating =
-                    matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. });
-                if !replicating {
-                    continue;
-                }
-                let frequency = record
-                    .protection
-                    .replication_policy()
-                    .and_then(|p| self.inventory.policy(p))
-                    .map_or(Duration::from_secs(300), |p| p.copy_frequency.as_duration());
-                let due = once
-                    || record
-                        .last_cycle
-                        .is_none_or(|last| (Utc::now() - last).to_std().unwrap_or_default() >= frequency);
-                if due {
-                    let outcome = self.copy_cycle(vm, false).await;
-                    if let Ok(Cycle::Copied { full: true, .. }) = &outcome
-                        && record.points.is_empty()
-                    {
-                        report(ServiceEvent::Health {
-                            vm: &vm.name,
-                            change: HealthChange::InitialCopyDone,
-                            detail: String::new(),
-                        });
+            for unit in self.copy_units() {
+                let mut members = Vec::new();
+                let mut due = false;
+                for vm in unit {
+                    let record = self.record(&vm.name)?;
+                    if !matches!(record.protection.phase, Phase::InitialReplication { .. } | Phase::Protected { .. }) {
+                        continue;
                     }
-                    report(ServiceEvent::Cycle { vm: &vm.name, outcome: &outcome });
+                    let frequency = record
+                        .protection
+                        .replication_policy()
+                        .and_then(|p| self.inventory.policy(p))
+                        .map_or(Duration::from_secs(300), |p| p.copy_frequency.as_duration());
+                    let since_last = record.last_cycle.map(|last| (Utc::now() - last).to_std().unwrap_or_default());
+                    due |= once || since_last.is_none_or(|elapsed| elapsed >= frequency);
+                    members.push((vm, record.points.is_empty()));
                 }
-                if let Some((healthy, detail)) = self.health_now(&vm.name)? {
-                    let was = self.update(&vm.name, |record| Ok(record.reported_healthy.replace(healthy)))?;
-                    let change = match (was, healthy) {
-                        (Some(false), true) => Some(HealthChange::Healthy),
-                        (Some(true) | None, false) => Some(HealthChange::Unhealthy),
-                        _ => None,
-                    };
-                    if let Some(change) = change {
-                        report(ServiceEvent::Health { vm: &vm.name, change, detail });
+                if due && !members.is_empty() {
+                    let vms: Vec<&Vm> = members.iter().map(|(vm, _)| *vm).collect();
+                    for ((vm, first), (_, outcome)) in members.iter().zip(self.copy_together(&vms, false).await?) {
+                        if let (Ok(Cycle::Copied { full: true, .. }), true) = (&outcome, first) {
+                            let change = HealthChange::InitialCopyDone;
+                            report(ServiceEvent::Health { vm: &vm.name, change, detail: String::new() });
+                        }
+                        report(ServiceEvent::Cycle { vm: &vm.name, outcome: &outcome });
                     }
+                }
+                for (vm, _) in &members {
+                    self.report_health(vm, &mut report)?;
                 }
             }
             if once {
@@ -302,6 +392,36 @@ impl LibvirtFabric {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+
+    /// What one pass of the service copies together: each replication group's members
+    /// (R12), each other VM alone, in the site file's order.
+    fn copy_units(&self) -> Vec<Vec<&Vm>> {
+        let mut units: Vec<Vec<&Vm>> = Vec::new();
+        let mut grouped = std::collections::HashSet::new();
+        for vm in &self.inventory.vms {
+            match self.inventory.group_of(&vm.name) {
+                Some(group) if grouped.insert(group.name.as_str()) => {
+                    units.push(group.vms.iter().filter_map(|name| self.inventory.vm(name)).collect());
+                }
+                Some(_) => {}
+                None => units.push(vec![vm]),
+            }
+        }
+        units
+    }
+
+    /// Reports a change of the VM's health since the last report (R15).
+    fn report_health(&self, vm: &Vm, report: &mut impl FnMut(ServiceEvent<'_>)) -> FabricResult<()> {
+        let Some((healthy, detail)) = self.health_now(&vm.name)? else { return Ok(()) };
+        let was = self.update(&vm.name, |record| Ok(record.reported_healthy.replace(healthy)))?;
+        let change = match (was, healthy) {
+            (Some(false), true) => HealthChange::Healthy,
+            (Some(true) | None, false) => HealthChange::Unhealthy,
+            _ => return Ok(()),
+        };
+        report(ServiceEvent::Health { vm: &vm.name, change, detail });
+        Ok(())
     }
 
     /// R15: whether the VM's replication is healthy now, and if not why; `None` before
