@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::RealSites;
-use super::cli::{AppVm, drplan, plan_of, site_file};
+use super::cli::{AppVm, drplan, plan_of, resumed, site_file};
 use crate::util::Workdir;
 
 const GROUP: &str = r#"
@@ -46,4 +46,23 @@ fn r12_a_replication_groups_members_share_points_and_fail_over_to_the_same_one()
     assert_eq!(landed.len(), 2, "{}", run.stdout);
     let point = |line: &str| line.split("point ").nth(1).and_then(|p| p.split(';').next()).map(String::from);
     assert_eq!(point(landed[0]), point(landed[1]), "one point for the whole group:\n{}", run.stdout);
+    assert_eq!(point(landed[0]).as_deref(), times01.last().map(String::as_str), "the latest point");
+
+    // R34: before commit, the whole group moves to the earlier point: each replica boots
+    // again from it, so each resumes where that point left its disk.
+    let resumed_latest = resumed(&sites, "10.77.2.60");
+    let moved = drplan(&work, &sites, &["change-point", "plan.rhai", "--point", &times01[0], "--yes"]).ok();
+    assert!(
+        moved.stdout.contains(&times01[0]) || moved.stderr.contains(&times01[0]),
+        "{}{}",
+        moved.stdout,
+        moved.stderr
+    );
+    sites.wait_counter("10.77.2.60", 0, Duration::from_secs(120));
+    sites.wait_counter("10.77.2.61", 0, Duration::from_secs(120));
+    let resumed_first = resumed(&sites, "10.77.2.60");
+    assert!(resumed_first < resumed_latest, "the earlier point holds less: {resumed_first} vs {resumed_latest}");
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    let points = work.run(&["points", "db01"]).ok().stdout;
+    assert!(!points.contains(&times01[1]), "R34: commit deletes the points: {points}");
 }
