@@ -154,6 +154,7 @@ impl LibvirtFabric {
                 self.release(vm, |record| {
                     let point = outcome.point;
                     record.protection.finish_failover(kind, point, outcome.finished, outcome.data_loss, network, true);
+                    record.final_copy_after = None;
                 })?;
             }
             Err(e) => {
@@ -187,11 +188,7 @@ impl LibvirtFabric {
         let source_shutdown = match kind {
             FailoverKind::Test => SourceShutdown::Skipped,
             FailoverKind::Planned => {
-                source
-                    .shutdown(name, self.inventory.shutdown_timeout)
-                    .await
-                    .map_err(failed(name, "planned failover: shutdown of the source"))?;
-                record = self.final_copy(vm, source).await?;
+                record = self.shut_down_and_copy(vm, source, record).await?;
                 SourceShutdown::Done
             }
             FailoverKind::Unplanned if request.shut_down_source => {
@@ -241,16 +238,64 @@ impl LibvirtFabric {
         })
     }
 
+    /// R31: the source shut down, then its last changes copied: the VM's record with the
+    /// final copy as its latest point. A failover resumed after a crash (or retried after
+    /// a failure) picks up where the last attempt stopped: a final copy already made is
+    /// not made again; one cut off is made again, its paused source stopped first.
+    async fn shut_down_and_copy(&self, vm: &Vm, source: &Hypervisor, record: VmRecord) -> FabricResult<VmRecord> {
+        let name = vm.name.as_str();
+        let latest = record.points.last().map_or(0, |p| p.seq);
+        let stop = failed(name, "planned failover: final copy");
+        if let Some(after) = record.final_copy_after {
+            // Copied: the source may still run paused if the last attempt stopped before
+            // stopping it.
+            if latest > after {
+                source.destroy(name).await.map_err(stop)?;
+                return Ok(record);
+            }
+            // Cut off before its point was recorded: the source, if it runs, runs paused
+            // for that copy, and nothing ran in it since the shutdown.
+            if source.state(name).await.map_err(&stop)? == Some(DomainState::Paused) {
+                self.drop_stale_checkpoints(name, source, &record).await;
+                source.destroy(name).await.map_err(stop)?;
+            }
+        }
+        source
+            .shutdown(name, self.inventory.shutdown_timeout)
+            .await
+            .map_err(failed(name, "planned failover: shutdown of the source"))?;
+        self.final_copy(vm, source).await
+    }
+
     /// R31: the last changes of a source that is shut off: QEMU starts with the guest's
     /// CPUs stopped (nothing writes), one incremental copy, then off again.
     async fn final_copy(&self, vm: &Vm, source: &Hypervisor) -> FabricResult<VmRecord> {
         let name = vm.name.as_str();
+        let record = self.update(name, |record| {
+            let latest = record.points.last().map_or(0, |p| p.seq);
+            record.final_copy_after = Some(latest);
+            Ok(record.clone())
+        })?;
         source.start(name, true).await.map_err(failed(name, "planned failover: final copy"))?;
+        self.drop_stale_checkpoints(name, source, &record).await;
         let copied = self.copy_cycle(vm, true).await;
         let stopped = source.destroy(name).await.map_err(failed(name, "planned failover: final copy"));
         copied?;
         stopped?;
         self.record(name)
+    }
+
+    /// Removes drplan's checkpoints of a running source other than the one the next copy
+    /// starts from: a copy cut off by a crash leaves the checkpoint it began, named for
+    /// the point it never recorded, and the copy made again would fail on that name.
+    async fn drop_stale_checkpoints(&self, name: &str, source: &Hypervisor, record: &VmRecord) {
+        let Ok(checkpoints) = source.checkpoints(name).await else { return };
+        for stale in checkpoints.iter().filter(|c| c.starts_with("drplan-") && Some(*c) != record.checkpoint.as_ref()) {
+            tracing::info!(domain = name, checkpoint = %stale, "removing the checkpoint of a copy that never finished");
+            if let Err(e) = source.delete_checkpoint(name, stale).await {
+                tracing::warn!(domain = name, checkpoint = %stale, error = %e, "cannot remove a stale checkpoint");
+            }
+        }
     }
 
     /// Defines (once) and starts (once) the replica domain on an overlay of `point`.
@@ -461,6 +506,7 @@ impl LibvirtFabric {
         self.release(vm, |record| {
             record.protection.cancel();
             record.replica = None;
+            record.final_copy_after = None;
         })?;
         self.job("cancel", vm, started, Ok("failover cancelled; the VM needs reprotect (R35)".into()))
     }

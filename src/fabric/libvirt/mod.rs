@@ -484,9 +484,11 @@ impl Fabric for LibvirtFabric {
     async fn call_outcome(&self, key: &str) -> FabricResult<CallOutcome> {
         Ok(match self.store.call(key).map_err(store_error)? {
             None => CallOutcome::Unknown,
-            Some(CallRecord { outcome: None, .. }) => {
-                CallOutcome::Done { result: Err(FabricError::Interrupted { what: "the call".into() }), ended: None }
-            }
+            // Begun, never ended: its process died (a live one holds the state directory).
+            Some(CallRecord { outcome: None, operation, vm, .. }) => CallOutcome::Done {
+                result: Err(FabricError::Interrupted { what: format!("{operation} of {vm}") }),
+                ended: None,
+            },
             Some(CallRecord { outcome: Some(json), ended, .. }) => {
                 let result: Result<serde_json::Value, FabricError> =
                     serde_json::from_str(&json).map_err(|e| FabricError::Store { message: e.to_string() })?;

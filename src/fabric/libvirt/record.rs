@@ -89,6 +89,13 @@ pub struct VmRecord {
     /// R2: a merge of point `.0` (forgotten) into point `.1` under way.
     #[serde(default)]
     pub merging: Option<(u64, u64)>,
+    /// R31: the final copy of the planned failover under way began when the latest point
+    /// was this one (0: none). A later point is that copy; a failover resumed after a crash
+    /// boots it instead of copying again, and otherwise knows the source it finds paused
+    /// is its own copy's (nothing ran in it). Cleared when the failover succeeds or is
+    /// cancelled.
+    #[serde(default)]
+    pub final_copy_after: Option<u64>,
 }
 
 impl VmRecord {
@@ -107,6 +114,7 @@ impl VmRecord {
             last_cycle: None,
             merging: None,
             reported_healthy: None,
+            final_copy_after: None,
         }
     }
 

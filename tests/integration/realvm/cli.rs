@@ -14,7 +14,7 @@
 use std::fs;
 use std::time::Duration;
 
-use super::{GuestHandle, RealSites};
+use super::{GuestHandle, RealSites, assert_contiguous, read_latest, read_sequence};
 use crate::util::{Run, Running, Workdir};
 
 /// One VM of the site file: its libvirt domain at site a and the addresses its NIC has
@@ -166,6 +166,22 @@ pub fn running_guest(sites: &RealSites, name: &str, mac: &str) -> GuestHandle {
 pub fn qemu_starts(sites: &RealSites, site: &str, domain: &str) -> usize {
     let log = sites.dir(site).parent().unwrap().join("log/qemu").join(format!("{domain}.log"));
     fs::read_to_string(log).unwrap_or_default().matches("starting up").count()
+}
+
+/// The last record a guest's disk (or a point's image) holds for the guest: the one in
+/// sector 0, after which a guest booted from it resumes; its records are checked to run
+/// 0, 1, 2, … up to it. The writer writes record N+1 in sector N+2, then in sector 0: a
+/// disk stopped (or copied) in between holds N+1 in its sector but not in sector 0, and
+/// the guest writes N+1 again.
+pub fn committed(disk: &std::path::Path) -> u64 {
+    let latest = read_latest(disk).unwrap_or_else(|| panic!("{} holds no record", disk.display())).seq;
+    let last = assert_contiguous(&read_sequence(disk));
+    assert!(
+        last == latest || last == latest + 1,
+        "{}: sector 0 says {latest}, the records end at {last}",
+        disk.display()
+    );
+    latest
 }
 
 /// The folder of `vm`'s recovery points at b, and the image of its point `seq`'s disk vda.

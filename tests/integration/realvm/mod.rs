@@ -72,6 +72,7 @@ mod failover;
 mod guest;
 mod harness;
 mod harness_smoke;
+mod resume;
 mod service;
 mod unplanned;
 

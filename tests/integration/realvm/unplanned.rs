@@ -6,22 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::cli::{AppVm, drplan, plan_of, point_file, resumed, running_guest, site_file};
-use super::{RealSites, assert_contiguous, read_latest, read_records, read_sequence};
+use super::cli::{AppVm, committed, drplan, plan_of, point_file, resumed, running_guest, site_file};
+use super::{RealSites, assert_contiguous, read_records};
 use crate::util::Workdir;
 
-/// What a point holds: the record its replica resumes after. A crash-consistent point may
-/// hold record N+1 before sector 0 says so (the writer writes sector N+2, then sector
-/// 0): the guest resumes after sector 0's record and writes N+1 again.
+/// What a point holds: the record its replica resumes after.
 fn held(sites: &RealSites, vm: &str, seq: u64) -> u64 {
-    let file = point_file(sites, vm, seq);
-    let latest = read_latest(&file).unwrap_or_else(|| panic!("point {seq} of {vm} holds no record")).seq;
-    let last = assert_contiguous(&read_sequence(&file));
-    assert!(
-        last == latest || last == latest + 1,
-        "point {seq} of {vm}: sector 0 says {latest}, the records end at {last}"
-    );
-    latest
+    committed(&point_file(sites, vm, seq))
 }
 
 /// A duration as drplan's reports write it (`HumanDuration`): "8.249s".
