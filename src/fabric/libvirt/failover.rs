@@ -255,8 +255,8 @@ impl LibvirtFabric {
             }
             // Cut off before its point was recorded: the source, if it runs, runs paused
             // for that copy, and nothing ran in it since the shutdown.
+            // (The checkpoint its backup began goes with the copy made again.)
             if source.state(name).await.map_err(&stop)? == Some(DomainState::Paused) {
-                self.drop_stale_checkpoints(name, source, &record).await;
                 source.destroy(name).await.map_err(stop)?;
             }
         }
@@ -271,31 +271,16 @@ impl LibvirtFabric {
     /// CPUs stopped (nothing writes), one incremental copy, then off again.
     async fn final_copy(&self, vm: &Vm, source: &Hypervisor) -> FabricResult<VmRecord> {
         let name = vm.name.as_str();
-        let record = self.update(name, |record| {
-            let latest = record.points.last().map_or(0, |p| p.seq);
-            record.final_copy_after = Some(latest);
-            Ok(record.clone())
+        self.update(name, |record| {
+            record.final_copy_after = Some(record.points.last().map_or(0, |p| p.seq));
+            Ok(())
         })?;
         source.start(name, true).await.map_err(failed(name, "planned failover: final copy"))?;
-        self.drop_stale_checkpoints(name, source, &record).await;
         let copied = self.copy_cycle(vm, true).await;
         let stopped = source.destroy(name).await.map_err(failed(name, "planned failover: final copy"));
         copied?;
         stopped?;
         self.record(name)
-    }
-
-    /// Removes drplan's checkpoints of a running source other than the one the next copy
-    /// starts from: a copy cut off by a crash leaves the checkpoint it began, named for
-    /// the point it never recorded, and the copy made again would fail on that name.
-    async fn drop_stale_checkpoints(&self, name: &str, source: &Hypervisor, record: &VmRecord) {
-        let Ok(checkpoints) = source.checkpoints(name).await else { return };
-        for stale in checkpoints.iter().filter(|c| c.starts_with("drplan-") && Some(*c) != record.checkpoint.as_ref()) {
-            tracing::info!(domain = name, checkpoint = %stale, "removing the checkpoint of a copy that never finished");
-            if let Err(e) = source.delete_checkpoint(name, stale).await {
-                tracing::warn!(domain = name, checkpoint = %stale, error = %e, "cannot remove a stale checkpoint");
-            }
-        }
     }
 
     /// Defines (once) and starts (once) the replica domain on an overlay of `point`.

@@ -213,6 +213,17 @@ impl Hypervisor {
         Ok(())
     }
 
+    /// Aborts the domain's job (a backup), if it has one, and waits (bounded) for it to
+    /// end.
+    pub async fn abort_job(&self, domain: &str) {
+        if let Err(e) = self.virsh.run(&["domjobabort", domain]).await
+            && !e.stderr().contains("no job is active")
+        {
+            tracing::warn!(domain, error = %e, "aborting the domain's job failed");
+        }
+        let _ = self.wait_for_job(domain, Duration::from_secs(60)).await;
+    }
+
     /// Waits for the domain's job (a backup) to end, within `timeout` (then aborts it).
     pub async fn wait_for_job(&self, domain: &str, timeout: Duration) -> HvResult<()> {
         let started = Instant::now();

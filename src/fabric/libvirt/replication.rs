@@ -198,6 +198,15 @@ impl LibvirtFabric {
             .filter(|_| record.checkpoint.as_ref().is_some_and(|c| checkpoints.contains(c)))
             .cloned();
         let seq = record.next_seq.max(record.points.last().map_or(1, |p| p.seq + 1));
+        let checkpoint = checkpoint_name(seq);
+        if checkpoints.contains(&checkpoint) {
+            // A copy cut off by a crash began this checkpoint and never recorded its point;
+            // its backup job may still run. Without this, every later copy would fail on
+            // the name.
+            tracing::info!(domain = name, %checkpoint, "removing the checkpoint of a copy that never finished");
+            source.abort_job(name).await;
+            source.delete_checkpoint(name, &checkpoint).await.map_err(failed(name, "replication"))?;
+        }
         let targets = record
             .disks
             .iter()
@@ -218,7 +227,7 @@ impl LibvirtFabric {
             record,
             previous,
             seq,
-            checkpoint: checkpoint_name(seq),
+            checkpoint,
             targets,
             app_due,
         })

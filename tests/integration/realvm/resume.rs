@@ -125,3 +125,35 @@ fn r35_a_planned_failover_killed_once_its_replica_is_defined_resumes_and_fails_o
 fn r35_a_planned_failover_killed_while_its_replica_boots_resumes_and_fails_over_once() {
     killed_and_resumed(Moment::ReplicaRunning);
 }
+
+/// R4, R15: `drplan replicate` killed while its incremental copy runs (its backup begun)
+/// leaves no half point, and the next cycle copies again: the service recovers by itself.
+#[test]
+fn r15_a_replication_cycle_killed_midway_leaves_no_half_point_and_the_next_cycle_copies() {
+    let began = Instant::now();
+    let sites = RealSites::start(&["a", "b"]);
+    let app = running_guest(&sites, "app01", "52:54:00:77:01:31");
+    sites.wait_counter(&app.ip, 5, Duration::from_secs(90));
+    let work = Workdir::with_site(&site_file(&sites, &[AppVm::new("app01", &app.ip, "10.77.2.50")])).plan(PLAN);
+    work.run(&["protect", "app01", "--policy", "gold", "--yes"]).ok();
+    work.run(&["replicate", "--once"]).ok();
+
+    let cycle = work.drplan(["replicate", "--once"]).spawn();
+    let begun = poll(MOMENT_WAIT, || {
+        sites.try_virsh("a", &["checkpoint-list", "app01", "--name"]).is_ok_and(|l| l.contains("drplan-2"))
+    });
+    cycle.kill();
+    assert!(begun, "the second copy never began within {MOMENT_WAIT:?}");
+    let points_left = work.run(&["points", "app01"]).ok().stdout;
+
+    let next = work.run(&["replicate", "--once"]).ok();
+    assert!(next.stderr.contains("incremental copy"), "after a kill with {points_left}:\n{}", next.stderr);
+    let status = work.run(&["status", "--wide"]).ok().stdout;
+    assert!(!status.contains("failed"), "{status}");
+    let points = work.run(&["points", "app01"]).ok().stdout;
+    let count: u64 = points.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((2..=3).contains(&count), "{points}");
+    let latest = committed(&super::cli::point_file(&sites, "app01", count));
+    assert!(latest >= 5, "the latest point holds the guest's records: {latest}");
+    eprintln!("replication cycle killed and copied again; the test took {:.1} s", began.elapsed().as_secs_f64());
+}
