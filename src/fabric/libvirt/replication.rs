@@ -220,17 +220,7 @@ impl LibvirtFabric {
                         (Utc::now() - last.time).to_std().unwrap_or_default() >= p.app_consistent_every
                     })
             });
-        Ok(PreparedCopy {
-            vm,
-            source,
-            chain,
-            record,
-            previous,
-            seq,
-            checkpoint,
-            targets,
-            app_due,
-        })
+        Ok(PreparedCopy { vm, source, chain, record, previous, seq, checkpoint, targets, app_due })
     }
 
     /// Waits for a begun copy, links it onto the previous point and records it.
