@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 
 use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
-use super::hypervisor::Hypervisor;
+use super::hypervisor::{Hypervisor, HypervisorError};
 use super::record::{ReplicaRecord, StoredPoint, VmRecord};
 use super::{LibvirtFabric, failed};
 use crate::fabric::{
@@ -25,6 +25,10 @@ use crate::model::{Consistency, FailoverKind, Job, Operation, Phase, PointChoice
 /// How long a failover waits for the replica's address to show (DHCP lease or agent)
 /// when no reservation fixed it in advance.
 const ADDRESS_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a failover waits for a replica whose start another attempt began (its virsh
+/// outlived a crash) to run.
+const START_WAIT: Duration = Duration::from_secs(60);
 
 /// R33: the point a choice picks among `points` (oldest first), as of `as_of`. A custom
 /// time picks the last point at or before it to the second: points are shown to the
@@ -337,10 +341,22 @@ impl LibvirtFabric {
                         .map_err(failed(name, "failover: DHCP reservation (R9)"))?;
                 }
             }
-            target.define(&xml).await.map_err(failed(name, "failover: defining the replica"))?;
+            // A define that fails because the domain exists now was made by an attempt
+            // cut off by a crash whose virsh outlived it: that definition is this one.
+            if let Err(e) = target.define(&xml).await
+                && target.state(&domain).await.map_err(failed(name, "failover"))?.is_none()
+            {
+                return Err(failed(name, "failover: defining the replica")(e));
+            }
         }
-        if target.state(&domain).await.map_err(failed(name, "failover"))? != Some(DomainState::Running) {
-            target.start(&domain, false).await.map_err(failed(name, "failover: starting the replica"))?;
+        if target.state(&domain).await.map_err(failed(name, "failover"))? != Some(DomainState::Running)
+            && let Err(e) = target.start(&domain, false).await
+        {
+            // Likewise a start under way: wait for it, never start twice.
+            if !e.to_string().contains("already active") {
+                return Err(failed(name, "failover: starting the replica")(e));
+            }
+            self.wait_running(target, &domain).await.map_err(failed(name, "failover: starting the replica"))?;
         }
         let mut replica = Replica {
             name: domain.clone(),
@@ -353,6 +369,25 @@ impl LibvirtFabric {
             replica.nics = self.wait_for_addresses(target, &domain, replica.nics).await;
         }
         Ok(ReplicaRecord { domain, replica, seq: point.seq })
+    }
+
+    /// Waits (bounded) for a domain whose start is under way to run.
+    async fn wait_running(&self, hypervisor: &Hypervisor, domain: &str) -> Result<(), HypervisorError> {
+        let started = std::time::Instant::now();
+        loop {
+            let state = hypervisor.state(domain).await?;
+            if state == Some(DomainState::Running) {
+                return Ok(());
+            }
+            if started.elapsed() >= START_WAIT {
+                return Err(HypervisorError::NotRunning {
+                    domain: domain.into(),
+                    state: format!("{state:?}"),
+                    seconds: START_WAIT.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Reads back the addresses a replica got where no reservation decided them (DHCP

@@ -18,6 +18,8 @@ pub enum HypervisorError {
     Xml(#[from] super::domain::DomainXmlError),
     #[error("domain {domain:?} does not exist at {uri}")]
     NoDomain { domain: String, uri: String },
+    #[error("domain {domain:?} is not running {seconds} s after its start began ({state})")]
+    NotRunning { domain: String, state: String, seconds: u64 },
     #[error("domain {domain:?} did not shut down within {seconds} s")]
     ShutdownTimedOut { domain: String, seconds: u64 },
     #[error("the backup of {domain:?} failed: {detail}")]
