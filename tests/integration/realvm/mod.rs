@@ -69,6 +69,7 @@
 
 mod cli;
 mod failover;
+mod group;
 mod guest;
 mod harness;
 mod harness_smoke;
