@@ -110,8 +110,9 @@ struct ByVm {
     groups: HashMap<String, usize>,
     /// Each VM's faults, in file order.
     faults: HashMap<String, Vec<usize>>,
-    /// By site and host: how many VMs the site file protects there.
-    protected_on_host: HashMap<(String, String), u32>,
+    /// By position in `vms`: the VMs sharing its host's replication bandwidth (see
+    /// [`Inventory::host_share`]), computed once: the simulation asks for every copy.
+    host_shares: Vec<u32>,
 }
 
 impl PartialEq for Index {
@@ -128,17 +129,23 @@ impl std::fmt::Debug for Index {
 
 impl ByVm {
     fn of(inventory: &Inventory) -> ByVm {
-        let mut by_vm = ByVm {
-            vms: HashMap::new(),
-            groups: HashMap::new(),
-            faults: HashMap::new(),
-            protected_on_host: HashMap::new(),
-        };
+        let mut by_vm =
+            ByVm { vms: HashMap::new(), groups: HashMap::new(), faults: HashMap::new(), host_shares: Vec::new() };
+        let mut protected_on_host: HashMap<(&str, &str), u32> = HashMap::new();
         for (vm, protection) in inventory.vms.iter().zip(&inventory.initial_protection) {
             if protection.is_some() {
-                *by_vm.protected_on_host.entry((vm.site.clone(), vm.host.clone())).or_default() += 1;
+                *protected_on_host.entry((&vm.site, &vm.host)).or_default() += 1;
             }
         }
+        by_vm.host_shares = inventory
+            .vms
+            .iter()
+            .zip(&inventory.initial_protection)
+            .map(|(vm, protection)| {
+                let protected = protected_on_host.get(&(vm.site.as_str(), vm.host.as_str())).copied().unwrap_or(0);
+                protected + u32::from(protection.is_none())
+            })
+            .collect();
         for (i, vm) in inventory.vms.iter().enumerate() {
             by_vm.vms.entry(vm.name.clone()).or_insert(i);
         }
@@ -182,10 +189,15 @@ impl Inventory {
     /// how many VMs share the throttled bandwidth of `vm`'s host: those the site file
     /// protects there, and `vm` itself if it is not one of them.
     pub fn host_share(&self, vm: &Vm) -> u32 {
-        let key = (vm.site.clone(), vm.host.clone());
-        let protected = self.by_vm().protected_on_host.get(&key).copied().unwrap_or(0);
-        let counted = self.position(&vm.name).is_some_and(|i| self.initial_protection[i].is_some());
-        protected + u32::from(!counted)
+        match self.position(&vm.name) {
+            Some(i) => self.by_vm().host_shares[i],
+            // Not one of the site file's VMs: it shares with those the file protects there.
+            None => {
+                let protecting = self.vms.iter().zip(&self.initial_protection);
+                let protected = protecting.filter(|(v, p)| p.is_some() && v.site == vm.site && v.host == vm.host);
+                protected.count() as u32 + 1
+            }
+        }
     }
 
     pub fn vm(&self, name: &str) -> Option<&Vm> {

@@ -184,11 +184,22 @@ impl Throttle {
         let mut remaining_bits = bytes as f64 * 8.0;
         let mut clock_ms = start_of_day.as_millis() as u64 % (24 * HOUR);
         let mut elapsed_ms: u64 = 0;
-        while remaining_bits > 0.0 {
-            let hour = (clock_ms / HOUR) as u32;
+        let bits_per_ms = |hour: u32| {
             let in_work = hour >= self.work_hours.0 && hour < self.work_hours.1;
-            let kbps = if in_work { self.work_kbps } else { self.off_hours_kbps };
-            let bits_per_ms = kbps as f64 * 1024.0 / 1000.0;
+            (if in_work { self.work_kbps } else { self.off_hours_kbps }) as f64 * 1024.0 / 1000.0
+        };
+        // A copy of days (a big initial copy on a shared host) skips whole days at once.
+        let bits_per_day: f64 = (0..24).map(|hour| bits_per_ms(hour) * HOUR as f64).sum();
+        while remaining_bits > 0.0 {
+            if clock_ms == 0 && remaining_bits > bits_per_day {
+                let days = (remaining_bits / bits_per_day).floor();
+                remaining_bits -= days * bits_per_day;
+                elapsed_ms += days as u64 * 24 * HOUR;
+                if remaining_bits <= 0.0 {
+                    break;
+                }
+            }
+            let bits_per_ms = bits_per_ms((clock_ms / HOUR) as u32);
             let to_boundary = HOUR - clock_ms % HOUR;
             let can_send = bits_per_ms * to_boundary as f64;
             if can_send >= remaining_bits {
@@ -286,5 +297,33 @@ mod tests {
         // Starting at 17:30 the first half hour is slow, the rest fast.
         let across = t.transfer_time(bytes, Duration::from_secs(17 * 3600 + 1800));
         assert_eq!(across, Duration::from_secs(1800 + 180));
+    }
+
+    #[test]
+    fn r15_a_transfer_of_weeks_takes_what_hour_by_hour_sending_takes() {
+        let t = Throttle { work_hours: (8, 18), work_kbps: 1024, off_hours_kbps: 10 * 1024, threads: 4 };
+        // Hour by hour, as a reference: what each hour of each day can carry.
+        let reference = |bytes: u64, start_s: u64| {
+            let (mut left, mut clock, mut elapsed) = (bytes as f64 * 8.0, start_s * 1000, 0u64);
+            loop {
+                let hour = (clock / 3_600_000) % 24;
+                let kbps = if (8..18).contains(&hour) { 1024.0 } else { 10.0 * 1024.0 };
+                let rate = kbps * 1024.0 / 1000.0;
+                let to_boundary = 3_600_000 - clock % 3_600_000;
+                if rate * to_boundary as f64 >= left {
+                    return Duration::from_millis(elapsed + (left / rate).ceil() as u64);
+                }
+                left -= rate * to_boundary as f64;
+                elapsed += to_boundary;
+                clock += to_boundary;
+            }
+        };
+        for (gib, start_h) in [(50u64, 0u64), (300, 7), (2000, 17), (7, 23)] {
+            let bytes = gib << 30;
+            let (fast, slow) =
+                (t.transfer_time(bytes, Duration::from_secs(start_h * 3600)), reference(bytes, start_h * 3600));
+            let drift = fast.as_millis().abs_diff(slow.as_millis());
+            assert!(drift <= 1, "{gib} GiB from {start_h}h: {fast:?} vs {slow:?}");
+        }
     }
 }

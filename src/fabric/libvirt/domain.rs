@@ -169,6 +169,15 @@ pub fn replica_xml(source: &str, spec: &ReplicaSpec) -> Result<String, DomainXml
                 None => edits.push(Edit { range: device.range(), text: String::new() }),
                 Some(image) => edits.push(Edit { range: device.range(), text: disk_xml(device, target, image) }),
             }
+        } else if (device.has_tag_name("serial") || device.has_tag_name("console"))
+            && device.attribute("type") == Some("file")
+            && let Some(source) = child(device, "source")
+            && let Some(path) = source.attribute("path")
+        {
+            // Its own log file: the source may still be writing to the original.
+            let own = std::path::Path::new(path).with_file_name(format!("{}.console.log", spec.name));
+            let text = format!("<source path='{}'/>", escape(&own.to_string_lossy()));
+            edits.push(Edit { range: source.range(), text });
         } else if device.has_tag_name("interface") {
             let plug = spec.nics.get(nic_index).cloned().flatten();
             let tap = format!("{}{nic_index}", spec.tap_prefix);
@@ -276,6 +285,7 @@ mod tests {
       <model type='e1000'/>
     </interface>
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <serial type='file'><source path='/srv/a/app01.console.log'/><target port='0'/></serial>
   </devices>
   <seclabel type='dynamic' model='dac'/>
 </domain>";
@@ -337,6 +347,7 @@ mod tests {
         assert!(xml.contains("<target dev='dr-app01-0'/>"), "explicit tap names: {xml}");
         assert!(xml.contains("<cmdline>console=ttyS0 quiet site=b</cmdline>"), "{xml}");
         assert!(xml.contains("<kernel>/boot/vmlinuz</kernel>"));
+        assert!(xml.contains("<source path='/srv/a/app01-dr.console.log'/>"), "its own console log: {xml}");
     }
 
     #[test]
