@@ -37,6 +37,9 @@ mod guest;
 #[allow(dead_code)]
 #[path = "../tests/integration/realvm/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "../tests/integration/realvm/site.rs"]
+mod site;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -64,70 +67,6 @@ const COMMAND_TIMEOUT: &str = "120";
 /// Longest wait for a guest to answer on port 80, and for a `guest-exec` to end.
 const BOOT_WAIT: Duration = Duration::from_secs(90);
 const EXEC_WAIT: Duration = Duration::from_secs(60);
-
-const PLAN: &str = r#"
-let plan = recovery_plan("app", #{ source: "a", target: "b", rto: "10m" });
-plan.group("app", ["app01"]).post_each(|vm, ctx| wait_port(vm.ip, 80, "90s"));
-plan
-"#;
-
-fn site_file(sites: &RealSites, source_ip: &str, storage: &Path) -> String {
-    format!(
-        r#"
-[[sites]]
-name = "a"
-kind = "onprem"
-hosts = ["kvm-a"]
-libvirt = {{ uri = "{uri_a}", storage = "{storage_a}" }}
-  [[sites.networks]]
-  name = "prod"
-  libvirt_network = "net-a"
-    [[sites.networks.subnets]]
-    name = "lan"
-    cidr = "10.77.1.0/24"
-
-[[sites]]
-name = "b"
-kind = "onprem"
-hosts = ["kvm-b"]
-libvirt = {{ uri = "{uri_b}", storage = "{storage_b}" }}
-  [[sites.networks]]
-  name = "prod-dr"
-  libvirt_network = "net-b"
-    [[sites.networks.subnets]]
-    name = "lan"
-    cidr = "10.77.2.0/24"
-
-[[pairings]]
-source = "a"
-target = "b"
-
-[[network_mappings]]
-source = "a/prod"
-target = "b/prod-dr"
-
-[[policies]]
-name = "gold"
-copy_frequency = "30s"
-retention = "1h"
-
-[[vms]]
-name = "app01"
-site = "a"
-host = "kvm-a"
-os = "linux"
-  [[vms.nics]]
-  network = "prod"
-  subnet = "lan"
-  ip = "{source_ip}"
-  target_ip = "{REPLICA_IP}"
-"#,
-        uri_a = sites.uri("a"),
-        uri_b = sites.uri("b"),
-        storage_a = sites.dir("a").join("replicas").display(),
-        storage_b = storage.display(),
-    )
-}
 
 /// An operator's folder: the state, the site file and the plan; drplan runs there, inside
 /// the sites' network namespace.
@@ -455,8 +394,12 @@ fn main() {
     fs::create_dir_all(&storage).expect("create the replicas' folder");
     let chain = storage.join("app01");
     let work = Work { dir: tempfile::tempdir().expect("temporary directory"), netns_pid: sites.netns_pid() };
-    fs::write(work.dir.path().join("site.toml"), site_file(&sites, &app.ip, &storage)).expect("write site.toml");
-    fs::write(work.dir.path().join("plan.rhai"), PLAN).expect("write plan.rhai");
+    fs::write(
+        work.dir.path().join("site.toml"),
+        site::site_file(&sites, &[site::AppVm::new("app01", &app.ip, REPLICA_IP)]),
+    )
+    .expect("write site.toml");
+    fs::write(work.dir.path().join("plan.rhai"), site::PLAN).expect("write plan.rhai");
 
     work.drplan(&["protect", "app01", "--policy", "gold", "--yes"]);
     let full = work.drplan(&["replicate", "--once"]);

@@ -140,10 +140,21 @@ impl LibvirtFabric {
 
     /// R30-R33: one VM's failover, from taking it from the replication service to its
     /// replica running at the target.
-    pub(super) async fn fail_over(&self, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
+    pub(super) async fn fail_over(
+        &self,
+        key: &str,
+        vm: &str,
+        request: &FailoverRequest,
+    ) -> FabricResult<FailoverOutcome> {
         let kind = request.kind;
         let started = Utc::now();
         let inventory_vm = self.vm(vm)?;
+        // A run killed after its failover finished, before it could note so, retries it
+        // when resumed: libvirt and the record say it is done, so it is, once.
+        if let Some(done) = self.record(vm)?.failover_done_by_run_of(key, kind) {
+            tracing::info!(vm, key, "the failover this run began had finished: not doing it again");
+            return Ok(done);
+        }
         let operation = Operation::for_failover(kind);
         let record = self
             .take(vm, &format!("{kind} failover"), operation, |record| {
@@ -151,27 +162,28 @@ impl LibvirtFabric {
             })
             .await?;
         let outcome = self.fail_over_held(inventory_vm, record, request, started).await;
-        match &outcome {
-            Ok(outcome) => {
-                let outcome = outcome.clone();
+        let detail = outcome.as_ref().map(|o| format!("replica {} running at {}", o.replica.name, o.replica.site));
+        let job = self.job(&format!("{kind} failover"), vm, started, detail)?;
+        match outcome {
+            Ok(mut outcome) => {
+                outcome.job = job;
+                let done = outcome.clone();
                 let network = request.test_network.clone();
+                // The outcome is kept with the state it made, in one transaction.
                 self.release(vm, |record| {
-                    let point = outcome.point;
-                    record.protection.finish_failover(kind, point, outcome.finished, outcome.data_loss, network, true);
+                    let point = done.point;
+                    record.protection.finish_failover(kind, point, done.finished, done.data_loss, network, true);
                     record.final_copy_after = None;
+                    record.last_failover = Some((key.to_string(), done));
                 })?;
+                Ok(outcome)
             }
             Err(e) => {
                 let error = e.to_string();
                 self.release(vm, |record| record.protection.fail_failover(kind, error))?;
+                Err(e)
             }
         }
-        let detail = outcome.as_ref().map(|o| format!("replica {} running at {}", o.replica.name, o.replica.site));
-        let job = self.job(&format!("{kind} failover"), vm, started, detail)?;
-        outcome.map(|mut o| {
-            o.job = job;
-            o
-        })
     }
 
     async fn fail_over_held(

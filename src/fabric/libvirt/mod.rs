@@ -401,7 +401,7 @@ impl Fabric for LibvirtFabric {
     }
 
     async fn failover(&self, call: &Call, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
-        self.once(call, &format!("{} failover", request.kind), vm, self.fail_over(vm, request)).await
+        self.once(call, &format!("{} failover", request.kind), vm, self.fail_over(&call.key, vm, request)).await
     }
 
     async fn change_recovery_point(&self, call: &Call, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fabric::Replica;
-use crate::model::{Consistency, ProtectionState, RecoveryPoint, Timestamp};
+use crate::fabric::{FailoverOutcome, Replica};
+use crate::model::{Consistency, FailoverKind, Phase, ProtectionState, RecoveryPoint, Timestamp};
 
 /// One recovery point: the image files `point-SEQ-DISK.qcow2` of the VM's chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +86,10 @@ pub struct VmRecord {
     /// changes, not states.
     #[serde(default)]
     pub reported_healthy: Option<bool>,
+    /// The last failover that finished, with the key of the call that made it: what a
+    /// resumed run finds done.
+    #[serde(default)]
+    pub last_failover: Option<(String, crate::fabric::FailoverOutcome)>,
     /// R2: a merge of point `.0` (forgotten) into point `.1` under way.
     #[serde(default)]
     pub merging: Option<(u64, u64)>,
@@ -115,7 +119,25 @@ impl VmRecord {
             merging: None,
             reported_healthy: None,
             final_copy_after: None,
+            last_failover: None,
         }
+    }
+
+    /// The failover of `kind` a call of the same run as `key` finished, if the VM still
+    /// stands where it left it: a run's retry of a step its killed process completed.
+    /// Keys are `RUN/...`; the operator's own (`cli/...`) are never the same run.
+    pub fn failover_done_by_run_of(&self, key: &str, kind: FailoverKind) -> Option<FailoverOutcome> {
+        let (done_key, outcome) = self.last_failover.as_ref()?;
+        let run = |k: &str| k.split('/').next().map(str::to_string);
+        let same_run = !key.starts_with(crate::store::CLI_KEY_PREFIX) && run(done_key) == run(key);
+        let still_there = match kind {
+            FailoverKind::Test => self.protection.test.is_some() && self.test_replica.is_some(),
+            _ => {
+                matches!(self.protection.phase, Phase::FailedOver { kind: k, .. } if k == kind)
+                    && self.replica.is_some()
+            }
+        };
+        (same_run && still_there && outcome.kind == kind).then(|| outcome.clone())
     }
 
     /// Whoever holds the VM, if still alive.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::RealSites;
-use super::cli::{AppVm, drplan, plan_of, resumed, site_file};
+use super::cli::{AppVm, counter, drplan, plan_of, resumed, site_file};
 use crate::util::Workdir;
 
 const GROUP: &str = r#"
@@ -32,7 +32,11 @@ fn r12_a_replication_groups_members_share_points_and_fail_over_to_the_same_one()
     let work = Workdir::with_site(&(site_file(&sites, &vms) + GROUP)).plan(&plan_of(&["db01", "db02"]));
     work.run(&["protect", "db01", "db02", "--policy", "gold", "--yes"]).ok();
     work.run(&["replicate", "--once"]).ok();
-    std::thread::sleep(Duration::from_millis(500));
+    // Both guests write more before the second point (a loaded machine slows them down).
+    for guest in [&db01, &db02] {
+        let now = counter(&sites, &guest.ip);
+        sites.wait_counter(&guest.ip, now + 5, Duration::from_secs(60));
+    }
     work.run(&["replicate", "--once"]).ok();
 
     let (times01, times02) = (point_times(&work, "db01"), point_times(&work, "db02"));

@@ -75,6 +75,7 @@ mod harness;
 mod harness_smoke;
 mod resume;
 mod service;
+mod site;
 mod unplanned;
 
 pub use guest::{assert_contiguous, read_latest, read_records, read_sequence};

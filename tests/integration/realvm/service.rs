@@ -32,6 +32,11 @@ fn r15_the_service_pages_through_hook_scripts_when_copies_fail_and_when_they_rec
     let first = work.run(&["replicate", "--once"]).ok();
     assert!(first.stderr.contains("PAGE replication.initial-copy-done app01"), "{}", first.stderr);
 
+    // The preflight asks the real sites, and changes nothing.
+    let ready = drplan(&work, &sites, &["preflight", "plan.rhai", "--kind", "planned", "--format", "json"]).ok();
+    assert!(ready.stdout.contains("app01"), "{}", ready.stdout);
+    assert!(sites.virsh("b", &["list", "--all", "--name"]).trim().is_empty(), "nothing defined at b");
+
     // The dry run of a real site runs on a simulation seeded from the real state.
     let dry = drplan(&work, &sites, &["dry-run", "plan.rhai", "--kind", "planned"]).ok();
     assert!(dry.stdout.contains("RTO"), "{}", dry.stdout);
