@@ -120,7 +120,13 @@ impl Hypervisor {
             Some(DomainState::ShutOff) => return Ok(()),
             Some(_) => {}
         }
-        self.virsh.run(&["shutdown", domain]).await.map_err(self.no_domain(domain))?;
+        if let Err(e) = self.virsh.run(&["shutdown", domain]).await {
+            // It went off meanwhile (a shutdown asked before, by a process since killed):
+            // what was asked is done.
+            if !matches!(self.state(domain).await?, Some(DomainState::ShutOff) | None) {
+                return Err(self.no_domain(domain)(e));
+            }
+        }
         self.wait_off(domain, timeout).await
     }
 
