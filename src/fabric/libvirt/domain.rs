@@ -136,7 +136,8 @@ struct Edit {
     text: String,
 }
 
-fn escape(value: &str) -> String {
+/// A value for XML text or a quoted attribute.
+pub(super) fn xml_escape(value: &str) -> String {
     value.replace('&', "&amp;").replace('\'', "&apos;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
@@ -152,14 +153,17 @@ pub fn replica_xml(source: &str, spec: &ReplicaSpec) -> Result<String, DomainXml
         root.children().filter(|c| c.has_tag_name(name)).for_each(&mut remove);
     }
     if let Some(name) = child(root, "name") {
-        edits.push(Edit { range: name.range(), text: format!("<name>{}</name>", escape(&spec.name)) });
+        edits.push(Edit { range: name.range(), text: format!("<name>{}</name>", xml_escape(&spec.name)) });
     }
     if let (Some(site), Some(cmdline)) = (&spec.cmdline_site, child(root, "os").and_then(|os| child(os, "cmdline"))) {
         let old = cmdline.text().unwrap_or_default();
         let mut words: Vec<String> =
             old.split_whitespace().filter(|w| !w.starts_with("site=")).map(String::from).collect();
         words.push(format!("site={site}"));
-        edits.push(Edit { range: cmdline.range(), text: format!("<cmdline>{}</cmdline>", escape(&words.join(" "))) });
+        edits.push(Edit {
+            range: cmdline.range(),
+            text: format!("<cmdline>{}</cmdline>", xml_escape(&words.join(" "))),
+        });
     }
     let mut nic_index = 0;
     for device in devices(root) {
@@ -176,7 +180,7 @@ pub fn replica_xml(source: &str, spec: &ReplicaSpec) -> Result<String, DomainXml
         {
             // Its own log file: the source may still be writing to the original.
             let own = std::path::Path::new(path).with_file_name(format!("{}.console.log", spec.name));
-            let text = format!("<source path='{}'/>", escape(&own.to_string_lossy()));
+            let text = format!("<source path='{}'/>", xml_escape(&own.to_string_lossy()));
             edits.push(Edit { range: source.range(), text });
         } else if device.has_tag_name("interface") {
             let plug = spec.nics.get(nic_index).cloned().flatten();
@@ -199,9 +203,9 @@ fn disk_xml(source: Node, target: &str, image: &std::path::Path) -> String {
     let bus = child(source, "target").and_then(|t| t.attribute("bus")).unwrap_or("virtio");
     format!(
         "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{}'/><target dev='{}' bus='{}'/></disk>",
-        escape(&image.to_string_lossy()),
-        escape(target),
-        escape(bus)
+        xml_escape(&image.to_string_lossy()),
+        xml_escape(target),
+        xml_escape(bus)
     )
 }
 
@@ -212,17 +216,17 @@ fn interface_xml(source: Node, plug: Option<&Attachment>, tap: &str) -> String {
     let mac = child(source, "mac").and_then(|m| m.attribute("address"));
     let model = child(source, "model").and_then(|m| m.attribute("type")).unwrap_or("virtio");
     let (kind, source_xml, link) = match plug {
-        Some(Attachment::LibvirtNetwork(n)) => ("network", format!("<source network='{}'/>", escape(n)), ""),
-        Some(Attachment::Bridge(b)) => ("bridge", format!("<source bridge='{}'/>", escape(b)), ""),
+        Some(Attachment::LibvirtNetwork(n)) => ("network", format!("<source network='{}'/>", xml_escape(n)), ""),
+        Some(Attachment::Bridge(b)) => ("bridge", format!("<source bridge='{}'/>", xml_escape(b)), ""),
         // An unmapped NIC stays defined but with its link down, attached to nothing that
         // exists at the target: libvirt needs a source, so an isolated user-mode NIC.
         None => ("user", String::new(), "<link state='down'/>"),
     };
-    let mac_xml = mac.map(|m| format!("<mac address='{}'/>", escape(m))).unwrap_or_default();
-    let tap_xml = if plug.is_some() { format!("<target dev='{}'/>", escape(tap)) } else { String::new() };
+    let mac_xml = mac.map(|m| format!("<mac address='{}'/>", xml_escape(m))).unwrap_or_default();
+    let tap_xml = if plug.is_some() { format!("<target dev='{}'/>", xml_escape(tap)) } else { String::new() };
     format!(
         "<interface type='{kind}'>{mac_xml}{source_xml}{tap_xml}<model type='{}'/><rom enabled='no'/>{link}</interface>",
-        escape(model)
+        xml_escape(model)
     )
 }
 

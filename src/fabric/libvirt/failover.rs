@@ -323,12 +323,10 @@ impl LibvirtFabric {
         if state.is_none() {
             let mut disks = HashMap::new();
             for disk in &record.disks {
-                let overlay =
-                    chain.overlay(point.seq, &domain, disk).await.map_err(|e| FabricError::OperationFailed {
-                        vm: name.into(),
-                        what: "failover: the replica's disk".into(),
-                        why: e.to_string(),
-                    })?;
+                let overlay = chain
+                    .overlay(point.seq, &domain, disk)
+                    .await
+                    .map_err(failed(name, "failover: the replica's disk"))?;
                 disks.insert(disk.clone(), overlay);
             }
             let spec = ReplicaSpec {
@@ -338,11 +336,7 @@ impl LibvirtFabric {
                 tap_prefix: tap_prefix(&domain),
                 cmdline_site: Some(target_site.name.clone()),
             };
-            let xml = replica_xml(&record.definition, &spec).map_err(|e| FabricError::OperationFailed {
-                vm: name.into(),
-                what: "failover".into(),
-                why: e.to_string(),
-            })?;
+            let xml = replica_xml(&record.definition, &spec).map_err(failed(name, "failover"))?;
             // R9: the address the site file gives the replica, through a reservation for its MAC.
             let info = parse_domain(&xml).map_err(|e| FabricError::Disk { vm: name.into(), message: e.to_string() })?;
             for ((attachment, nic), domain_nic) in nics.iter().zip(&info.nics) {
@@ -415,12 +409,7 @@ impl LibvirtFabric {
             if let Ok(found) = hypervisor.addresses(domain).await
                 && !found.is_empty()
             {
-                for (nic, (_, ip)) in nics.iter_mut().zip(found) {
-                    if nic.ip.is_none() {
-                        nic.ip = Some(ip);
-                        nic.addressing = Some(crate::model::Addressing::Dhcp);
-                    }
-                }
+                fill_addresses(&mut nics, found);
                 return nics;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -436,9 +425,7 @@ impl LibvirtFabric {
             && let Ok(hypervisor) = self.hypervisor(&replica.site)
             && let Ok(found) = hypervisor.addresses(&replica.name).await
         {
-            for (nic, (_, ip)) in nics.iter_mut().zip(found) {
-                nic.ip = nic.ip.or(Some(ip));
-            }
+            fill_addresses(&mut nics, found);
         }
         nics
     }
@@ -643,6 +630,17 @@ impl LibvirtFabric {
             }
         }
         Ok(())
+    }
+}
+
+/// Gives each NIC without an address the one libvirt saw, in NIC order (by lease or
+/// agent), noting that DHCP or the guest chose it rather than drplan (R9).
+fn fill_addresses(nics: &mut [ReplicaNic], found: Vec<(String, std::net::Ipv4Addr)>) {
+    for (nic, (_, ip)) in nics.iter_mut().zip(found) {
+        if nic.ip.is_none() {
+            nic.ip = Some(ip);
+            nic.addressing = Some(crate::model::Addressing::Dhcp);
+        }
     }
 }
 

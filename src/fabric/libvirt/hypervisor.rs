@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::domain::{DomainInfo, DomainState, parse_domain};
+use super::domain::{DomainInfo, DomainState, parse_domain, xml_escape};
 use super::tools::{ToolError, Virsh};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -48,10 +48,6 @@ pub struct Hypervisor {
 fn is_no_domain(error: &ToolError) -> bool {
     let stderr = error.stderr();
     stderr.contains("Domain not found") || stderr.contains("failed to get domain")
-}
-
-fn xml_escape(value: &str) -> String {
-    value.replace('&', "&amp;").replace('\'', "&apos;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 impl Hypervisor {

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use self::chain::Chain;
-use self::hypervisor::{Hypervisor, HypervisorError};
+use self::hypervisor::Hypervisor;
 pub use self::record::VmRecord;
 use super::{
     Call, CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, Health, Preflight,
@@ -56,7 +56,7 @@ fn store_error(e: StoreError) -> FabricError {
     FabricError::Store { message: e.to_string() }
 }
 
-fn failed(vm: &str, what: &str) -> impl Fn(HypervisorError) -> FabricError {
+fn failed<E: std::fmt::Display>(vm: &str, what: &str) -> impl Fn(E) -> FabricError {
     let (vm, what) = (vm.to_string(), what.to_string());
     move |e| FabricError::OperationFailed { vm: vm.clone(), what: what.clone(), why: e.to_string() }
 }
@@ -84,8 +84,11 @@ impl LibvirtFabric {
     /// VMs the site file says are protected start their initial replication the first
     /// time the state is opened (R4): the service then makes the full copy.
     fn adopt_site_file_protection(&self) -> Result<(), StoreError> {
+        // Read once: only a VM the store has never seen is written (every command opens this).
+        let known: std::collections::HashSet<String> =
+            self.store.vms::<serde_json::Value>()?.into_iter().map(|(name, _)| name).collect();
         for (vm, initial) in self.inventory.vms.iter().zip(&self.inventory.initial_protection) {
-            let Some(initial) = initial else { continue };
+            let Some(initial) = initial.as_ref().filter(|_| !known.contains(&vm.name)) else { continue };
             let adopted: Result<(), ()> = self.store.update::<VmRecord, _, _>(&vm.name, |record| {
                 if record.is_none() {
                     let mut fresh = VmRecord::new(ProtectionState::unprotected());

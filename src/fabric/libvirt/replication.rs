@@ -247,11 +247,7 @@ impl LibvirtFabric {
         }
         if let Some(previous) = &previous {
             for disk in &record.disks {
-                chain.link(seq, previous.seq, disk).await.map_err(|e| FabricError::OperationFailed {
-                    vm: name.into(),
-                    what: "replication".into(),
-                    why: e.to_string(),
-                })?;
+                chain.link(seq, previous.seq, disk).await.map_err(failed(name, "replication"))?;
             }
         }
         let definition = source.domain_xml(name).await.ok();
@@ -325,11 +321,7 @@ impl LibvirtFabric {
             if next_full {
                 let _ = std::fs::remove_file(&base);
             } else {
-                chain.merge_oldest(oldest, next, disk).await.map_err(|e| FabricError::OperationFailed {
-                    vm: name.into(),
-                    what: "retention (R2)".into(),
-                    why: e.to_string(),
-                })?;
+                chain.merge_oldest(oldest, next, disk).await.map_err(failed(name, "retention (R2)"))?;
             }
         }
         self.update(name, |record| {
