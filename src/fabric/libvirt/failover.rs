@@ -372,7 +372,8 @@ impl LibvirtFabric {
             nics: nics.into_iter().map(|(_, nic)| nic).collect(),
         };
         if replica.nics.iter().any(|n| n.network.is_some() && n.ip.is_none()) {
-            replica.nics = self.wait_for_addresses(target, &domain, replica.nics).await;
+            let macs = nic_macs(&record.definition);
+            replica.nics = self.wait_for_addresses(target, &domain, replica.nics, &macs).await;
         }
         Ok(ReplicaRecord { domain, replica, seq: point.seq })
     }
@@ -403,13 +404,14 @@ impl LibvirtFabric {
         hypervisor: &Hypervisor,
         domain: &str,
         mut nics: Vec<ReplicaNic>,
+        macs: &[String],
     ) -> Vec<ReplicaNic> {
         let started = std::time::Instant::now();
         while started.elapsed() < ADDRESS_WAIT {
             if let Ok(found) = hypervisor.addresses(domain).await
                 && !found.is_empty()
             {
-                fill_addresses(&mut nics, found);
+                fill_addresses(&mut nics, macs, &found);
                 return nics;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -418,14 +420,15 @@ impl LibvirtFabric {
         nics
     }
 
-    /// The addresses of a replica now: what it was given, or what libvirt sees.
-    pub(super) async fn discovered(&self, replica: &Replica) -> Vec<ReplicaNic> {
+    /// The addresses of a replica now: what it was given, or what libvirt sees. `definition`:
+    /// the source's, whose NICs' MACs the replica keeps.
+    pub(super) async fn discovered(&self, replica: &Replica, definition: &str) -> Vec<ReplicaNic> {
         let mut nics = replica.nics.clone();
         if nics.iter().any(|n| n.ip.is_none())
             && let Ok(hypervisor) = self.hypervisor(&replica.site)
             && let Ok(found) = hypervisor.addresses(&replica.name).await
         {
-            fill_addresses(&mut nics, found);
+            fill_addresses(&mut nics, &nic_macs(definition), &found);
         }
         nics
     }
@@ -633,11 +636,33 @@ impl LibvirtFabric {
     }
 }
 
-/// Gives each NIC without an address the one libvirt saw, in NIC order (by lease or
-/// agent), noting that DHCP or the guest chose it rather than drplan (R9).
-fn fill_addresses(nics: &mut [ReplicaNic], found: Vec<(String, std::net::Ipv4Addr)>) {
-    for (nic, (_, ip)) in nics.iter_mut().zip(found) {
-        if nic.ip.is_none() {
+/// The MAC of each NIC of a domain definition, in NIC order (empty where it has none).
+pub(super) fn nic_macs(definition: &str) -> Vec<String> {
+    parse_domain(definition).map(|info| info.nics.into_iter().map(|nic| nic.mac).collect()).unwrap_or_default()
+}
+
+/// The address libvirt saw (by lease or agent) for NIC `i`, whose MAC is `macs[i]`.
+/// libvirt lists interfaces in its own order, so a NIC is matched by MAC; by position only
+/// where its MAC is unknown.
+pub(super) fn seen_address(
+    macs: &[String],
+    i: usize,
+    found: &[(String, std::net::Ipv4Addr)],
+) -> Option<std::net::Ipv4Addr> {
+    match macs.get(i).filter(|mac| !mac.is_empty()) {
+        Some(mac) => found.iter().find(|(seen, _)| seen.eq_ignore_ascii_case(mac)).map(|(_, ip)| *ip),
+        None => found.get(i).map(|(_, ip)| *ip),
+    }
+}
+
+/// Gives each NIC without an address the one libvirt saw for it, noting that DHCP or the
+/// guest chose it rather than drplan (R9).
+fn fill_addresses(nics: &mut [ReplicaNic], macs: &[String], found: &[(String, std::net::Ipv4Addr)]) {
+    for (i, nic) in nics.iter_mut().enumerate() {
+        if nic.ip.is_some() {
+            continue;
+        }
+        if let Some(ip) = seen_address(macs, i, found) {
             nic.ip = Some(ip);
             nic.addressing = Some(crate::model::Addressing::Dhcp);
         }
@@ -706,6 +731,33 @@ mod tests {
         assert_eq!(choose(&points, shown(&points[1]), None).unwrap().seq, 2);
         let before = PointChoice::At(points[0].time - chrono::TimeDelta::seconds(1));
         assert!(choose(&points, before, None).is_none());
+    }
+
+    #[test]
+    fn r9_addresses_libvirt_saw_are_given_to_the_nic_with_their_mac_whatever_the_order() {
+        let nic = |ip: Option<std::net::Ipv4Addr>| ReplicaNic {
+            network: Some("net".into()),
+            subnet: None,
+            ip,
+            addressing: ip.map(|_| crate::model::Addressing::Static),
+        };
+        let given = std::net::Ipv4Addr::new(10, 0, 0, 9);
+        let mut nics = vec![nic(None), nic(None), nic(Some(given))];
+        let macs = ["52:54:00:00:00:01".to_string(), "52:54:00:00:00:02".into(), "52:54:00:00:00:03".into()];
+        let found = [
+            ("52:54:00:00:00:03".to_string(), std::net::Ipv4Addr::new(10, 0, 0, 3)),
+            ("52:54:00:00:00:02".to_string(), std::net::Ipv4Addr::new(10, 0, 0, 2)),
+            ("52:54:00:00:00:01".to_string(), std::net::Ipv4Addr::new(10, 0, 0, 1)),
+        ];
+        fill_addresses(&mut nics, &macs, &found);
+        let ips: Vec<_> = nics.iter().map(|n| n.ip.unwrap().octets()[3]).collect();
+        assert_eq!(ips, [1, 2, 9], "by MAC, and an address drplan gave is kept");
+        assert_eq!(nics[0].addressing, Some(crate::model::Addressing::Dhcp));
+        assert_eq!(nics[2].addressing, Some(crate::model::Addressing::Static));
+
+        let mut unseen = vec![nic(None)];
+        fill_addresses(&mut unseen, &["52:54:00:00:00:09".to_string()], &found);
+        assert_eq!(unseen[0].ip, None, "a MAC libvirt did not list gets no other NIC's address");
     }
 
     #[test]

@@ -462,11 +462,12 @@ impl Fabric for LibvirtFabric {
     async fn addresses(&self, vm: &str, _at: Timestamp) -> FabricResult<Vec<ReplicaNic>> {
         let record = self.record(vm)?;
         if let (Some(replica), Side::Recovery) = (&record.replica, record.protection.active) {
-            return Ok(self.discovered(&replica.replica).await);
+            return Ok(self.discovered(&replica.replica, &record.definition).await);
         }
         let inventory_vm = self.vm(vm)?;
         let (_, hypervisor) = self.side(inventory_vm, Side::Original)?;
         let found = hypervisor.addresses(vm).await.map_err(failed(vm, "address lookup"))?;
+        let macs = failover::nic_macs(&record.definition);
         Ok(inventory_vm
             .nics
             .iter()
@@ -474,7 +475,7 @@ impl Fabric for LibvirtFabric {
             .map(|(i, nic)| ReplicaNic {
                 network: Some(nic.network.clone()),
                 subnet: Some(nic.subnet.clone()),
-                ip: found.get(i).map(|(_, ip)| *ip).or(nic.ip),
+                ip: failover::seen_address(&macs, i, &found).or(nic.ip),
                 addressing: None,
             })
             .collect())
