@@ -39,6 +39,7 @@ for p in /sys/class/virtio-ports/vport*; do
 done
 if [ -e /dev/virtio-ports/org.qemu.guest_agent.0 ]; then
     /sbin/qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 -d -f /var/run/qemu-ga.pid \
+        --fsfreeze-hook=/etc/qemu/fsfreeze-hook \
         && say "QGA STARTED" || say "QGA FAILED"
 fi
 
@@ -49,13 +50,19 @@ udhcpc -i eth0 -f -t 5 -T 1 -A 1 -x "hostname:$SITE" -s /etc/udhcpc/default.scri
 
 # The sequence writer: a 512-byte record "seq=N time=T site=S" at sector N+1 of the raw disk,
 # the latest also at sector 0, each synced, ~every 100 ms. Resumes after sector 0's record,
-# so a replica of the disk continues the sequence.
+# so a replica of the disk continues the sequence. Pauses between two records while qemu-ga's
+# freeze hook asks it to (/tmp/quiesce), for at most 10 s.
 LAST=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | tr -d '\0' | sed -n 's/^seq=\([0-9][0-9]*\) .*/\1/p')
 if [ -n "$LAST" ]; then seq=$((LAST + 1)); else seq=0; fi
 echo "$seq" > /www/resumed
 say "WRITER FROM seq=$seq"
 (
     while true; do
+        if [ -e /tmp/quiesce ]; then
+            echo "$seq" > /tmp/quiesced
+            i=0
+            while [ -e /tmp/quiesce ] && [ $i -lt 500 ]; do usleep 20000; i=$((i + 1)); done
+        fi
         printf '%-511s\n' "seq=$seq time=$(date +%s) site=$SITE" > /tmp/rec
         if dd if=/tmp/rec of=/dev/vda bs=512 seek=$((seq + 1)) conv=notrunc,fsync 2>/dev/null \
             && dd if=/tmp/rec of=/dev/vda bs=512 seek=0 conv=notrunc,fsync 2>/dev/null; then

@@ -16,6 +16,8 @@ pub const INIT: &str = include_str!("guest-init.sh");
 const UDHCPC_SCRIPT: &str = include_str!("udhcpc.script");
 /// `/sbin/shutdown`, which qemu-ga runs for `virsh shutdown`.
 const SHUTDOWN: &str = include_str!("shutdown.sh");
+/// qemu-ga's fsfreeze hook: the sequence writer pauses while the guest is frozen (R3).
+const FSFREEZE_HOOK: &str = include_str!("fsfreeze-hook.sh");
 
 /// The kernel modules the init loads, in its order (each after those it needs).
 const MODULES: &[&str] = &[
@@ -51,7 +53,7 @@ pub fn image() -> GuestImage {
 fn build_image() -> GuestImage {
     let (kernel, version) = find_kernel();
     let mut hasher = DefaultHasher::new();
-    (INIT, UDHCPC_SCRIPT, SHUTDOWN, MODULES, &version).hash(&mut hasher);
+    (INIT, UDHCPC_SCRIPT, SHUTDOWN, FSFREEZE_HOOK, MODULES, &version).hash(&mut hasher);
     let base = target_dir().join("realvm-guest");
     fs::create_dir_all(&base).expect("create target/realvm-guest");
     let dir = base.join(format!("{:016x}", hasher.finish()));
@@ -87,7 +89,7 @@ fn find_kernel() -> (PathBuf, String) {
 /// Builds `dir/initrd.gz`: busybox, qemu-ga and their libraries, the modules, the scripts.
 fn pack_initramfs(dir: &Path, version: &str) {
     let root = dir.join("root");
-    for sub in ["bin", "sbin", "etc/udhcpc", "proc", "sys", "dev", "mod", "www", "tmp", "var/run"] {
+    for sub in ["bin", "sbin", "etc/udhcpc", "etc/qemu", "proc", "sys", "dev", "mod", "www", "tmp", "var/run"] {
         fs::create_dir_all(root.join(sub)).expect("create an initramfs folder");
     }
     let busybox = super::harness::find_program("busybox");
@@ -113,6 +115,7 @@ fn pack_initramfs(dir: &Path, version: &str) {
     write_executable(&root.join("init"), INIT);
     write_executable(&root.join("etc/udhcpc/default.script"), UDHCPC_SCRIPT);
     write_executable(&root.join("sbin/shutdown"), SHUTDOWN);
+    write_executable(&root.join("etc/qemu/fsfreeze-hook"), FSFREEZE_HOOK);
     run(
         Command::new("sh")
             .arg("-ec")

@@ -55,7 +55,9 @@
 //! port. In the guest:
 //! - DHCP on eth0 (udhcpc): the address is the network's reservation for its MAC.
 //! - qemu-ga runs (`virsh qemu-agent-command`, `domifaddr --source agent` work); its
-//!   shutdown runs `/sbin/shutdown`, which syncs and powers off. The ACPI power button
+//!   shutdown runs `/sbin/shutdown`, which syncs and powers off. Its fsfreeze hook
+//!   (`fsfreeze-hook.sh`) is the application quiescing: `virsh domfsfreeze` pauses the
+//!   sequence writer between two records until `domfsthaw`, logged in `/freezes`. The ACPI power button
 //!   powers off too: `virsh shutdown` takes ~1.5 s.
 //! - The sequence writer, on the raw disk (no filesystem): record N (`seq=N time=T
 //!   site=S`, padded to 512 bytes) in sector N+1, the latest also in sector 0, each synced,
@@ -68,6 +70,7 @@
 //!   (last counter read − last on the replica).
 
 mod cli;
+mod consistency;
 mod failover;
 mod group;
 mod guest;
