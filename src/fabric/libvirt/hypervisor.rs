@@ -30,6 +30,15 @@ pub enum HypervisorError {
 
 pub type HvResult<T> = Result<T, HypervisorError>;
 
+impl HypervisorError {
+    /// Whether libvirt refused an incremental backup because the checkpoint it starts
+    /// from lost its bitmap (the guest's QEMU died without saving it): only a full copy
+    /// can follow.
+    pub fn is_broken_checkpoint(&self) -> bool {
+        matches!(self, HypervisorError::Tool(e) if e.stderr().contains("checkpoint inconsistent"))
+    }
+}
+
 /// How often a wait asks libvirt again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -173,10 +182,17 @@ impl Hypervisor {
 
     pub async fn delete_checkpoint(&self, domain: &str, checkpoint: &str) -> HvResult<()> {
         match self.virsh.run(&["checkpoint-delete", domain, checkpoint]).await {
-            Err(e) if !e.stderr().contains("not found") && !e.stderr().contains("no domain checkpoint") => {
-                Err(e.into())
+            // "Domain checkpoint not found: no domain checkpoint with matching name"; not
+            // "bitmap … not found", which is a broken one.
+            Err(e) if e.stderr().contains("no domain checkpoint") => Ok(()),
+            // A checkpoint whose bitmap is broken cannot be merged away: libvirt forgets it
+            // (QEMU drops the broken bitmap at its next start).
+            Err(e) if e.stderr().contains("inconsistent") || e.stderr().contains("bitmap") => {
+                self.virsh.run(&["checkpoint-delete", domain, checkpoint, "--metadata"]).await?;
+                Ok(())
             }
-            _ => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
         }
     }
 

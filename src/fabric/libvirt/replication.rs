@@ -63,6 +63,13 @@ struct PreparedCopy<'a> {
     app_due: bool,
 }
 
+/// A VM whose incremental copy libvirt refused: its checkpoint lost its bitmap.
+struct BrokenCheckpoint {
+    vm: String,
+    checkpoint: String,
+    error: String,
+}
+
 fn checkpoint_name(seq: u64) -> String {
     format!("drplan-{seq}")
 }
@@ -126,8 +133,52 @@ impl LibvirtFabric {
         Ok(outcomes)
     }
 
-    /// The copies of VMs already held, begun together.
+    /// The copies of VMs already held, begun together. A checkpoint found broken (its
+    /// guest's QEMU was killed) is forgotten and the copies begin again, that VM's in
+    /// full: the others' begun backups are aborted by the second preparation, so the
+    /// members of a group still share one instant (R12).
     async fn copy_held(&self, vms: &[&Vm], for_failover: bool) -> Vec<FabricResult<Cycle>> {
+        match self.begin_and_complete(vms, for_failover).await {
+            Ok(outcomes) => outcomes,
+            Err(broken) => {
+                for BrokenCheckpoint { vm, checkpoint, .. } in &broken {
+                    tracing::warn!(domain = vm, %checkpoint, "the checkpoint lost its bitmap: copying in full");
+                    if let Ok(inventory_vm) = self.vm(vm)
+                        && let Ok(record) = self.record(vm)
+                        && let Ok((_, source)) = self.side(inventory_vm, record.protection.active)
+                        && let Err(e) = source.delete_checkpoint(vm, checkpoint).await
+                    {
+                        tracing::warn!(domain = vm, %checkpoint, error = %e, "removing the broken checkpoint failed");
+                    }
+                }
+                self.begin_and_complete(vms, for_failover).await.unwrap_or_else(|still| {
+                    let why = |vm: &Vm| match still.iter().find(|broken| broken.vm == vm.name) {
+                        Some(broken) => {
+                            format!("its checkpoint is still broken after it was removed: {}", broken.error)
+                        }
+                        None => "not copied: the checkpoint of a VM copied with it is broken".to_string(),
+                    };
+                    vms.iter()
+                        .map(|vm| {
+                            Err(FabricError::OperationFailed {
+                                vm: vm.name.clone(),
+                                what: "replication".into(),
+                                why: why(vm),
+                            })
+                        })
+                        .collect()
+                })
+            }
+        }
+    }
+
+    /// One attempt of [`Self::copy_held`]; `Err`: the VMs (and checkpoints) whose
+    /// incremental copy libvirt refused because the checkpoint is broken.
+    async fn begin_and_complete(
+        &self,
+        vms: &[&Vm],
+        for_failover: bool,
+    ) -> Result<Vec<FabricResult<Cycle>>, Vec<BrokenCheckpoint>> {
         let started = Instant::now();
         let mut prepared = Vec::new();
         for vm in vms {
@@ -160,6 +211,21 @@ impl LibvirtFabric {
                 copy.source.thaw(&copy.vm.name).await;
             }
         }
+        let broken: Vec<BrokenCheckpoint> = prepared
+            .iter()
+            .zip(&begun)
+            .filter_map(|(copy, begun)| match (copy, begun) {
+                (Ok(copy), Some(Err(e))) if e.is_broken_checkpoint() => Some(BrokenCheckpoint {
+                    vm: copy.vm.name.clone(),
+                    checkpoint: copy.record.checkpoint.clone()?,
+                    error: e.to_string(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if !broken.is_empty() {
+            return Err(broken);
+        }
         let mut outcomes = Vec::new();
         for ((copy, begun), frozen) in prepared.into_iter().zip(begun).zip(frozen) {
             let consistency = if frozen { Consistency::App } else { Consistency::Crash };
@@ -171,7 +237,7 @@ impl LibvirtFabric {
                 }
             });
         }
-        outcomes
+        Ok(outcomes)
     }
 
     /// Everything decided before a VM's backup begins: full or incremental, the point's

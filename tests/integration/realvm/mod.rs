@@ -71,6 +71,7 @@
 
 mod cli;
 mod consistency;
+mod crash;
 mod failover;
 mod group;
 mod guest;
