@@ -14,7 +14,7 @@ use crate::fabric::{Call, Fabric};
 use std::collections::BTreeMap;
 
 use crate::model::site_file::parse_site_bytes;
-use crate::model::{FailoverKind, Inventory, Phase, ProtectionState};
+use crate::model::{FailoverKind, HumanDuration, Inventory, MeasuredDurations, Phase, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
 use crate::script::{ScriptOptions, load_plan};
@@ -85,10 +85,11 @@ impl Opened {
     /// What a dry run runs on: a copy of the simulation that saves nothing and spends no
     /// real time, so nothing real is ever touched. For real sites, a simulation of the
     /// same inventory as the site file starts it (DESIGN.md: "The dry run of a libvirt
-    /// site runs on the simulation").
-    pub fn rehearsal(&self) -> Result<SimFabric, CliError> {
+    /// site runs on the simulation"), with the durations the site measured in past runs
+    /// and drills where it has them.
+    pub fn rehearsal(&self) -> Result<Rehearsal, CliError> {
         Ok(match &self.simulation {
-            Some(simulation) => simulation.scratch_copy()?,
+            Some(simulation) => Rehearsal { fabric: simulation.scratch_copy()?, durations: None },
             None => {
                 // Seeded from the real VMs' protection now: a VM replicating there is a
                 // protected one here. Other states (failed over...) are not modelled yet.
@@ -102,8 +103,10 @@ impl Opened {
                     ) => state.policy.clone(),
                     _ => None,
                 };
-                let inventory = self.inventory.rehearsal(self.fabric.now(), replicating, REHEARSAL_DISK_GB);
-                SimFabric::in_memory(Arc::new(inventory))?.scratch_copy()?
+                let measured = self.fabric.measured_durations();
+                let inventory = self.inventory.rehearsal(self.fabric.now(), replicating, REHEARSAL_DISK_GB, &measured);
+                let fabric = SimFabric::in_memory(Arc::new(inventory))?.scratch_copy()?;
+                Rehearsal { fabric, durations: Some(durations_note(&measured, self.inventory.vms.len())) }
             }
         })
     }
@@ -117,6 +120,49 @@ impl Opened {
             None => self.fabric.clone(),
         })
     }
+}
+
+/// What a dry run runs on, and for real sites where its durations come from.
+pub struct Rehearsal {
+    pub fabric: SimFabric,
+    /// For the report: measured or estimated, for which VMs.
+    pub durations: Option<String>,
+}
+
+/// Says which VMs a rehearsal of real sites models by what was measured (with the
+/// figures) and that the others are the site file's estimates.
+fn durations_note(measured: &BTreeMap<String, MeasuredDurations>, vms: usize) -> String {
+    const SHOWN: usize = 4;
+    if measured.is_empty() {
+        return "the site file's estimates (no run or drill has measured this site yet)".into();
+    }
+    let shown: Vec<String> = measured
+        .iter()
+        .take(SHOWN)
+        .map(|(vm, m)| {
+            let figures = [
+                ("shutdown", m.shutdown),
+                ("final sync", m.final_sync),
+                ("processing", m.processing),
+                ("boot", m.boot),
+            ];
+            let parts: Vec<String> =
+                figures.into_iter().filter_map(|(what, d)| Some(format!("{what} {}", HumanDuration(d?)))).collect();
+            format!("{vm} ({})", parts.join(", "))
+        })
+        .collect();
+    let more = match measured.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let complete = |m: &MeasuredDurations| {
+        m.boot.is_some() && m.shutdown.is_some() && m.final_sync.is_some() && m.processing.is_some()
+    };
+    let rest = match measured.len() == vms && measured.values().all(complete) {
+        true => String::new(),
+        false => "; the site file's estimates for the rest".into(),
+    };
+    format!("measured in this site's past runs and drills for {}{more}{rest}", shown.join(", "))
 }
 
 /// Opens the fabric of the site file `inventory` was read from, on the state directory,

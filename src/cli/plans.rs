@@ -99,7 +99,8 @@ pub fn dry_run(
     let kind = FailoverKind::from(kind);
     let format = run.format;
     let loaded = load_and_validate(global, path, Some(kind), overrides)?;
-    let scratch = Arc::new(loaded.opened.rehearsal()?);
+    let rehearsal = loaded.opened.rehearsal()?;
+    let scratch = Arc::new(rehearsal.fabric);
     let inventory = loaded.opened.inventory.clone();
     drop(loaded.opened); // releases the state directory: nothing below touches it
     let spec = RunSpec { shut_down_source: !run.no_shutdown, ..looking_spec(kind, point, run.parallel) };
@@ -127,6 +128,7 @@ pub fn dry_run(
         point,
         dry_run: true,
         rto_target: loaded.plan.rto,
+        durations: rehearsal.durations,
     };
     let status = outcome.status;
     let report = RunReport::new(header, outcome);

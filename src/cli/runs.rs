@@ -196,6 +196,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         point,
         dry_run: false,
         rto_target: prepared.plan.rto,
+        durations: None,
     };
     let record = Record {
         id: spec.run_id.clone(),

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::network::AddressError;
 use crate::model::vm::DiskError;
 use crate::model::{
-    Addressing, FailoverKind, Job, Operation, PointChoice, ProtectionState, RecoveryPoint, Refusal, Side, Timestamp,
+    Addressing, FailoverKind, Job, MeasuredDurations, Operation, PointChoice, ProtectionState, RecoveryPoint, Refusal,
+    Side, Timestamp,
 };
 
 /// Where a VM's replication stands, with its health (R15).
@@ -399,5 +400,11 @@ pub trait Fabric: Send + Sync {
     /// `None`: the fabric has no sockets (the simulation), and the caller models it.
     async fn wait_port(&self, _ip: Ipv4Addr, _port: u16, _timeout: Duration) -> Option<Result<Timestamp, String>> {
         None
+    }
+
+    /// What this fabric measured of each VM's past failovers, by VM (real fabrics; the
+    /// simulation measures nothing: its durations are the model).
+    fn measured_durations(&self) -> BTreeMap<String, MeasuredDurations> {
+        BTreeMap::new()
     }
 }

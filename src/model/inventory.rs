@@ -263,6 +263,7 @@ impl Inventory {
         now: Timestamp,
         protected_under: impl Fn(&str) -> Option<String>,
         disk_gb: u64,
+        measured: &std::collections::BTreeMap<String, super::vm::MeasuredDurations>,
     ) -> Inventory {
         let mut rehearsal = self.clone();
         rehearsal.index = Index::default();
@@ -274,6 +275,12 @@ impl Inventory {
             }
             *initial =
                 protected_under(&vm.name).map(|policy| InitialProtection { policy, since, excluded_disks: Vec::new() });
+            // What the real site took last time beats the site file's estimate.
+            if let Some(measured) = measured.get(&vm.name) {
+                vm.boot_time = measured.boot.unwrap_or(vm.boot_time);
+                vm.shutdown_time = measured.shutdown.unwrap_or(vm.shutdown_time);
+                vm.measured = Some(measured.clone());
+            }
         }
         rehearsal
     }

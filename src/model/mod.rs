@@ -27,4 +27,4 @@ pub use protection::{FailoverKind, Operation, Phase, ProtectionState, Refusal, S
 pub use recovery::{Consistency, PointChoice, PointSchedule, PointSummary, RecoveryPoint, Timestamp, format_time};
 pub use site::{Pairing, Platform, Site, SiteKind};
 pub use site_file::{SiteFileError, SiteFileErrors, parse_site, parse_site_bytes};
-pub use vm::{Disk, Nic, Os, StorageMapping, TargetSize, Vm};
+pub use vm::{Disk, MeasuredDurations, Nic, Os, StorageMapping, TargetSize, Vm};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::recovery::Timestamp;
 use super::site::SiteKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,36 @@ pub struct TargetSize {
     pub max_nics: u32,
 }
 
+/// What a real site measured in a VM's past failovers (runs and drills), for dry runs
+/// to model instead of the site file's estimates. Each is the latest
+/// measurement; `None`: never measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredDurations {
+    /// The source's clean shutdown (planned failovers).
+    #[serde(default)]
+    pub shutdown: Option<Duration>,
+    /// The final copy after the shutdown (R31).
+    #[serde(default)]
+    pub final_sync: Option<Duration>,
+    /// From the recovery point's choice to the replica's start being asked (its
+    /// overlays made, its domain defined).
+    #[serde(default)]
+    pub processing: Option<Duration>,
+    /// From the replica's start being asked to its first answer on a port (to running,
+    /// when no port was waited for).
+    #[serde(default)]
+    pub boot: Option<Duration>,
+    /// When the latest of them was measured.
+    #[serde(default)]
+    pub at: Option<Timestamp>,
+}
+
+impl MeasuredDurations {
+    pub fn is_empty(&self) -> bool {
+        self.shutdown.is_none() && self.final_sync.is_none() && self.processing.is_none() && self.boot.is_none()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vm {
     pub name: String,
@@ -61,6 +92,12 @@ pub struct Vm {
     pub shutdown_time: Duration,
     /// Bytes changed per second, what delta replication carries.
     pub change_rate_bytes_per_sec: u64,
+    /// What a real site measured of this VM's failovers, for a dry run of that site to
+    /// model (its boot and shutdown times are then the measured ones too); `None`: the
+    /// simulation's own model (final copy from the change rate and the throttle, the
+    /// processing R33 describes).
+    #[serde(default)]
+    pub measured: Option<MeasuredDurations>,
     /// The source storage classification (R11).
     pub storage: Option<String>,
     /// The replica's name when it differs from the VM's (R7).

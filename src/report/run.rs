@@ -25,6 +25,9 @@ pub struct RunHeader {
     pub dry_run: bool,
     #[serde(with = "millis_opt")]
     pub rto_target: Option<Duration>,
+    /// A dry run of real sites: where its durations come from (measured or estimated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durations: Option<String>,
 }
 
 /// A span on the timeline, as offsets from the run's start.
@@ -270,6 +273,9 @@ impl RunReport {
         );
         if h.dry_run {
             out.push_str("Nothing was changed: the fabric, DNS and the clock were simulated.\n");
+        }
+        if let Some(durations) = &h.durations {
+            out.push_str(&format!("Durations: {durations}.\n"));
         }
         out.push_str(&format!("\nSteps (modelled time from {}):\n", format_time(self.started)));
         // Tables here are indented, which the width must leave room for.

@@ -13,7 +13,7 @@ use chrono::{SubsecRound, Utc};
 
 use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
 use super::hypervisor::{Hypervisor, HypervisorError};
-use super::record::{ReplicaRecord, StoredPoint, VmRecord};
+use super::record::{Booting, ReplicaRecord, StoredPoint, VmRecord};
 use super::{LibvirtFabric, failed};
 use crate::fabric::{
     FabricError, FabricResult, FailoverOutcome, FailoverRequest, Intent, Preflight, PreflightRequest, Replica,
@@ -204,7 +204,15 @@ impl LibvirtFabric {
         let source_shutdown = match kind {
             FailoverKind::Test => SourceShutdown::Skipped,
             FailoverKind::Planned => {
-                record = self.shut_down_and_copy(vm, source, record).await?;
+                let (copied, timings) = self.shut_down_and_copy(vm, source, record).await?;
+                record = copied;
+                if let Some((shutdown, final_sync)) = timings {
+                    self.update(name, |r| {
+                        r.measured.shutdown = Some(shutdown);
+                        r.measured.final_sync = Some(final_sync);
+                        Ok(())
+                    })?;
+                }
                 SourceShutdown::Done
             }
             FailoverKind::Unplanned if request.shut_down_source => {
@@ -224,6 +232,17 @@ impl LibvirtFabric {
             .boot_replica(vm, &record, source_site, target_site, target, &point, kind, request.test_network.as_deref())
             .await?;
         let finished = Utc::now();
+        // Its boot is measured up to the first port that answers at its addresses
+        // (`wait_port`); until then, up to running.
+        let ips: Vec<_> = replica.replica.nics.iter().filter_map(|n| n.ip).collect();
+        self.update(name, |r| {
+            let began = r.booting.as_ref().map_or(shut_down, |b| b.began);
+            r.measured.processing = (began - shut_down).to_std().ok();
+            r.measured.boot = (finished - began).to_std().ok();
+            r.measured.at = Some(finished);
+            r.booting = Some(Booting { began, ips });
+            Ok(())
+        })?;
         let data_loss = match kind {
             FailoverKind::Planned => Duration::ZERO,
             _ => (started - point.time).to_std().unwrap_or_default(),
@@ -258,7 +277,13 @@ impl LibvirtFabric {
     /// final copy as its latest point. A failover resumed after a crash (or retried after
     /// a failure) picks up where the last attempt stopped: a final copy already made is
     /// not made again; one cut off is made again, its paused source stopped first.
-    async fn shut_down_and_copy(&self, vm: &Vm, source: &Hypervisor, record: VmRecord) -> FabricResult<VmRecord> {
+    /// With the shutdown's and the copy's durations when both ran in this attempt.
+    async fn shut_down_and_copy(
+        &self,
+        vm: &Vm,
+        source: &Hypervisor,
+        record: VmRecord,
+    ) -> FabricResult<(VmRecord, Option<(Duration, Duration)>)> {
         let name = vm.name.as_str();
         let latest = record.points.last().map_or(0, |p| p.seq);
         let stop = failed(name, "planned failover: final copy");
@@ -267,7 +292,7 @@ impl LibvirtFabric {
             // stopping it.
             if latest > after {
                 source.destroy(name).await.map_err(stop)?;
-                return Ok(record);
+                return Ok((record, None));
             }
             // Cut off before its point was recorded: the source, if it runs, runs paused
             // for that copy, and nothing ran in it since the shutdown.
@@ -276,11 +301,14 @@ impl LibvirtFabric {
                 source.destroy(name).await.map_err(stop)?;
             }
         }
+        let began = std::time::Instant::now();
         source
             .shutdown(name, self.inventory.shutdown_timeout)
             .await
             .map_err(failed(name, "planned failover: shutdown of the source"))?;
-        self.final_copy(vm, source).await
+        let shutdown = began.elapsed();
+        let copied = self.final_copy(vm, source).await?;
+        Ok((copied, Some((shutdown, began.elapsed() - shutdown))))
     }
 
     /// R31: the last changes of a source that is shut off: QEMU starts with the guest's
@@ -355,6 +383,11 @@ impl LibvirtFabric {
                 return Err(failed(name, "failover: defining the replica")(e));
             }
         }
+        // Its boot is measured from here (what came before is processing).
+        self.update(name, |r| {
+            r.booting = Some(Booting { began: Utc::now(), ips: Vec::new() });
+            Ok(())
+        })?;
         if target.state(&domain).await.map_err(failed(name, "failover"))? != Some(DomainState::Running)
             && let Err(e) = target.start(&domain, false).await
         {

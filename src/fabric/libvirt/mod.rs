@@ -37,7 +37,9 @@ use super::{
     Call, CallOutcome, Fabric, FabricError, FabricResult, FailoverOutcome, FailoverRequest, Health, Preflight,
     PreflightRequest, ReplicaNic, ReplicationStatus,
 };
-use crate::model::{Inventory, Job, JobStatus, Operation, Phase, PointChoice, ProtectionState, Side, Timestamp, Vm};
+use crate::model::{
+    Inventory, Job, JobStatus, MeasuredDurations, Operation, Phase, PointChoice, ProtectionState, Side, Timestamp, Vm,
+};
 use crate::store::{CallRecord, SharedStore, StoreError};
 
 /// The state file in the state directory.
@@ -520,12 +522,40 @@ impl Fabric for LibvirtFabric {
             let attempt =
                 tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((ip, port))).await;
             match attempt {
-                Ok(Ok(_)) => return Some(Ok(Utc::now())),
+                Ok(Ok(_)) => {
+                    let answered = Utc::now();
+                    self.boot_answered(ip, answered);
+                    return Some(Ok(answered));
+                }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = "the connection attempt timed out".into(),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Some(Err(format!("nothing answered at {ip}:{port} within {} ({last})", crate::model::HumanDuration(timeout))))
+    }
+
+    fn measured_durations(&self) -> BTreeMap<String, MeasuredDurations> {
+        let stored = self.store.vms::<VmRecord>().unwrap_or_default();
+        stored.into_iter().filter(|(_, r)| !r.measured.is_empty()).map(|(vm, r)| (vm, r.measured)).collect()
+    }
+}
+
+impl LibvirtFabric {
+    /// A port answered at `ip`: a replica booting there has booted, and its boot took
+    /// from its start to now. Measuring is best effort: it never fails the wait.
+    fn boot_answered(&self, ip: std::net::Ipv4Addr, answered: Timestamp) {
+        let Ok(records) = self.store.vms::<VmRecord>() else { return };
+        for (vm, record) in records {
+            if record.booting.as_ref().is_some_and(|b| b.ips.contains(&ip)) {
+                let _ = self.update(&vm, |r| {
+                    if let Some(booting) = r.booting.take() {
+                        r.measured.boot = (answered - booting.began).to_std().ok();
+                        r.measured.at = Some(answered);
+                    }
+                    Ok(())
+                });
+            }
+        }
     }
 }

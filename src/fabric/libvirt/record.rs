@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::fabric::{FailoverOutcome, Replica};
+use crate::model::MeasuredDurations;
 use crate::model::{Consistency, FailoverKind, Phase, ProtectionState, RecoveryPoint, Timestamp};
 
 /// One recovery point: the image files `point-SEQ-DISK.qcow2` of the VM's chain.
@@ -100,6 +101,20 @@ pub struct VmRecord {
     /// cancelled.
     #[serde(default)]
     pub final_copy_after: Option<u64>,
+    /// What this VM's past failovers took here: what dry runs model it by.
+    #[serde(default)]
+    pub measured: MeasuredDurations,
+    /// A replica started by a failover and not yet heard on a port: when its start was
+    /// asked and its addresses. The first port that answers there ends its boot.
+    #[serde(default)]
+    pub booting: Option<Booting>,
+}
+
+/// A replica booting, for measuring its boot up to its first answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booting {
+    pub began: Timestamp,
+    pub ips: Vec<std::net::Ipv4Addr>,
 }
 
 impl VmRecord {
@@ -120,6 +135,8 @@ impl VmRecord {
             reported_healthy: None,
             final_copy_after: None,
             last_failover: None,
+            measured: MeasuredDurations::default(),
+            booting: None,
         }
     }
 

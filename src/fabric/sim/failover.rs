@@ -223,13 +223,20 @@ impl SimFabric {
         let point = if kind == FailoverKind::Planned {
             let last_tick = schedule.and_then(|s| s.latest(start)).map_or(start, |p| p.time);
             let compressed = self.effective_policy(&self.lock().vms[&vm.name]).is_some_and(|p| p.compression);
-            let sync = delta_copy_time(&self.inventory, vm, compressed, non_negative(*t - last_tick), *t);
+            let measured = vm.measured.as_ref();
+            let sync = measured
+                .and_then(|m| m.final_sync)
+                .unwrap_or_else(|| delta_copy_time(&self.inventory, vm, compressed, non_negative(*t - last_tick), *t));
             self.spend(t, sync, Some(cancel), &vm.name, "final sync").await?;
+            // A real site's replica is prepared after the copy (the model has no such step).
+            let processing = measured.and_then(|m| m.processing).unwrap_or_default();
+            self.spend(t, processing, Some(cancel), &vm.name, "processing").await?;
             // A clean shutdown leaves applications consistent.
             RecoveryPoint { time: changes_stopped, consistency: Consistency::App }
         } else {
-            let (point, processing) =
+            let (point, modelled) =
                 self.choose_point(&vm.name, schedule, request.point, Self::points_as_of(request, start))?;
+            let processing = vm.measured.as_ref().and_then(|m| m.processing).unwrap_or(modelled);
             self.spend(t, processing, Some(cancel), &vm.name, "processing").await?;
             point
         };

@@ -945,3 +945,29 @@ async fn r22_a_single_vm_fails_over_on_its_own() {
         assert_eq!((status.state.as_str(), status.active_site.as_str()), ("protected", "primary"), "{other}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rehearsal_of_a_real_site_models_what_the_site_measured_instead_of_its_estimates() {
+    let site = site_with(SIMULATION, "");
+    let inventory = parse_site(&site, "site.toml".as_ref()).unwrap();
+    let measured = crate::model::MeasuredDurations {
+        shutdown: Some(Duration::from_millis(1_500)),
+        final_sync: Some(Duration::from_millis(700)),
+        processing: Some(Duration::from_millis(100)),
+        boot: Some(Duration::from_millis(8_200)),
+        at: None,
+    };
+    let by_vm = [("web01".to_string(), measured)].into_iter().collect();
+    let gold = |_: &str| Some("gold".to_string());
+    let rehearsal = inventory.rehearsal(t("2026-03-02T09:00:00Z"), gold, 20, &by_vm);
+    let fabric = Arc::new(SimFabric::in_memory(Arc::new(rehearsal)).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let _state = StateDir::open(dir.path()).unwrap();
+    let sim = Sim { fabric, dir, site, _state };
+    let took = |o: &FailoverOutcome| (o.finished - o.started).to_std().unwrap();
+
+    let planned = failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    assert_eq!(took(&planned), Duration::from_millis(1_500 + 700 + 100 + 8_200), "shutdown, copy, processing, boot");
+    let unplanned = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap();
+    assert!(took(&unplanned) >= Duration::from_secs(60), "app01 measured nothing: R33's modelled processing");
+}

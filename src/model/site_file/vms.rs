@@ -153,6 +153,7 @@ impl Checker<'_> {
             boot_time,
             shutdown_time,
             change_rate_bytes_per_sec: vm.change_rate_kbps.unwrap_or(DEFAULT_CHANGE_RATE_KBPS) * 1024 / 8,
+            measured: None,
             storage: vm.storage.clone(),
             replica_name: vm.replica_name.clone(),
             services: vm.services.clone(),

@@ -22,6 +22,7 @@ fn header(plan: &str, dry_run: bool, rto_target: Option<Duration>) -> RunHeader 
         point: PointChoice::Latest,
         dry_run,
         rto_target,
+        durations: None,
     }
 }
 

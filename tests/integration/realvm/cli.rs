@@ -50,6 +50,19 @@ pub fn resumed(sites: &RealSites, ip: &str) -> u64 {
     text.trim().parse().unwrap_or_else(|_| panic!("resumed at {ip}: {text:?}"))
 }
 
+/// An isolated libvirt network at site b for drills (R30): no forwarding, DHCP only.
+const BUBBLE: &str = "<network><name>bubble</name><bridge name='virbr-bub' stp='off' delay='0'/><dns enable='no'/>\
+<ip address='10.77.9.1' netmask='255.255.255.0'><dhcp><range start='10.77.9.100' end='10.77.9.199'/></dhcp></ip></network>";
+
+/// Defines and starts `bubble`, the site file's test network at b (R30), inside the
+/// sites' network namespace like every network of theirs.
+pub fn start_bubble(sites: &RealSites) {
+    let bubble = sites.dir("b").join("bubble.xml");
+    fs::write(&bubble, BUBBLE).unwrap();
+    sites.virsh("b", &["net-define", &bubble.to_string_lossy()]);
+    sites.virsh("b", &["net-start", "bubble"]);
+}
+
 /// A guest defined and started at site a, counting: its handle.
 pub fn running_guest(sites: &RealSites, name: &str, mac: &str) -> GuestHandle {
     let guest = sites.define_guest("a", name, mac, &sites.network("a"));

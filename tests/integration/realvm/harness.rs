@@ -43,6 +43,18 @@ pub struct RealSites {
     next_host: Mutex<HashMap<String, u8>>,
     /// The guests `define_guest` made, for diagnostics.
     guests: Mutex<Vec<GuestHandle>>,
+    /// The machine's CPUs, shared with other tests' guests or held alone (last: released
+    /// once everything above is gone).
+    _cpus: fs::File,
+}
+
+/// Whether the test's guests share the machine's CPUs with other tests' guests.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Cpus {
+    Shared,
+    /// For a test that measures durations: TCG guests booting side by side slow each
+    /// other down by half or more.
+    Alone,
 }
 
 /// One site: its libvirtd, its folders and its network.
@@ -83,7 +95,18 @@ impl RealSites {
     /// 10.77.(i+1).0/24). Panics, saying what is missing, when this machine cannot run
     /// them (not root, a program or the guest kernel missing).
     pub fn start(sites: &[&str]) -> RealSites {
+        RealSites::start_with(sites, Cpus::Shared)
+    }
+
+    /// [`RealSites::start`], with the CPUs shared or held alone (waiting for the others).
+    pub fn start_with(sites: &[&str], cpus: Cpus) -> RealSites {
         preflight();
+        let lock = target_dir().join("realvm-guest").join("cpus.lock");
+        let _ = fs::create_dir_all(lock.parent().unwrap());
+        let cpus = match cpus {
+            Cpus::Shared => shared_lock_file(&lock),
+            Cpus::Alone => lock_file(&lock),
+        };
         let image = guest::image();
         let cache = capabilities_cache();
         let root = tempfile::Builder::new().prefix("drplan-realvm-").tempdir().expect("temporary directory");
@@ -96,6 +119,7 @@ impl RealSites {
             image,
             next_host: Mutex::new(HashMap::new()),
             guests: Mutex::new(Vec::new()),
+            _cpus: cpus,
         };
         // Each site is pushed once started, so a panic on the way tears down those before it.
         for (i, name) in sites.iter().enumerate() {
@@ -746,6 +770,18 @@ pub fn lock_file(path: &Path) -> fs::File {
         .open(path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
     file.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    file
+}
+
+/// `path`, opened and locked shared (with other shared holders) until dropped.
+fn shared_lock_file(path: &Path) -> fs::File {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    file.lock_shared().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
     file
 }
 

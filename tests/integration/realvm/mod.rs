@@ -77,10 +77,11 @@ mod group;
 mod guest;
 mod harness;
 mod harness_smoke;
+mod learning;
 mod resume;
 mod service;
 mod site;
 mod unplanned;
 
 pub use guest::{assert_contiguous, read_latest, read_records, read_sequence};
-pub use harness::{GuestHandle, RealSites, alive, missing, processes_in_netns, require};
+pub use harness::{Cpus, GuestHandle, RealSites, alive, missing, processes_in_netns, require};
