@@ -1,24 +1,16 @@
 //! The libvirt fabric through the real binary, on real guests: protect, replicate, a drill
 //! and a planned failover, proven from the guest's own sequence numbers (R4, R30, R31).
 
-use std::fs;
 use std::time::{Duration, Instant};
 
 use super::RealSites;
-use super::cli::{AppVm, PLAN, committed, counter, drplan, site_file};
+use super::cli::{AppVm, PLAN, committed, counter, drplan, site_file, start_bubble};
 use crate::util::Workdir;
-
-/// An isolated libvirt network at site b for drills (R30): no forwarding, DHCP only.
-const BUBBLE: &str = "<network><name>bubble</name><bridge name='virbr-bub' stp='off' delay='0'/><dns enable='no'/>\
-<ip address='10.77.9.1' netmask='255.255.255.0'><dhcp><range start='10.77.9.100' end='10.77.9.199'/></dhcp></ip></network>";
 
 #[test]
 fn r4_r30_r31_a_real_vm_replicates_is_drilled_and_fails_over_planned_with_nothing_lost() {
     let sites = RealSites::start(&["a", "b"]);
-    let bubble = sites.dir("b").join("bubble.xml");
-    fs::write(&bubble, BUBBLE).unwrap();
-    sites.virsh("b", &["net-define", &bubble.to_string_lossy()]);
-    sites.virsh("b", &["net-start", "bubble"]);
+    start_bubble(&sites);
     let app = sites.define_guest("a", "app01", "52:54:00:77:01:20", &sites.network("a"));
     sites.start_guest(&app);
     sites.wait_counter(&app.ip, 5, Duration::from_secs(90));
