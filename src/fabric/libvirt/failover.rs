@@ -14,6 +14,7 @@ use chrono::{SubsecRound, Utc};
 use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
 use super::hypervisor::{Hypervisor, HypervisorError};
 use super::record::{Booting, ReplicaRecord, StoredPoint, VmRecord};
+use super::way_back::boot_checkpoint;
 use super::{LibvirtFabric, failed};
 use crate::fabric::{
     FabricError, FabricResult, FailoverOutcome, FailoverRequest, Intent, Preflight, PreflightRequest, Replica,
@@ -139,14 +140,17 @@ impl LibvirtFabric {
     }
 
     /// R30-R33: one VM's failover, from taking it from the replication service to its
-    /// replica running at the target.
+    /// replica running at the target; `operation` says which (R37: a failback is a
+    /// planned failover home).
     pub(super) async fn fail_over(
         &self,
         key: &str,
         vm: &str,
         request: &FailoverRequest,
+        operation: Operation,
     ) -> FabricResult<FailoverOutcome> {
         let kind = request.kind;
+        let what = if operation == Operation::Failback { operation.to_string() } else { format!("{kind} failover") };
         let started = Utc::now();
         let inventory_vm = self.vm(vm)?;
         // A run killed after its failover finished, before it could note so, retries it
@@ -155,15 +159,14 @@ impl LibvirtFabric {
             tracing::info!(vm, key, "the failover this run began had finished: not doing it again");
             return Ok(done);
         }
-        let operation = Operation::for_failover(kind);
         let record = self
-            .take(vm, &format!("{kind} failover"), operation, |record| {
+            .take(vm, &what, operation, |record| {
                 record.protection.begin_failover(kind, started);
             })
             .await?;
         let outcome = self.fail_over_held(inventory_vm, record, request, started).await;
-        let detail = outcome.as_ref().map(|o| format!("replica {} running at {}", o.replica.name, o.replica.site));
-        let job = self.job(&format!("{kind} failover"), vm, started, detail)?;
+        let detail = outcome.as_ref().map(|o| format!("{} running at {}", o.replica.name, o.replica.site));
+        let job = self.job(&what, vm, started, detail)?;
         match outcome {
             Ok(mut outcome) => {
                 outcome.job = job;
@@ -174,6 +177,10 @@ impl LibvirtFabric {
                     let point = done.point;
                     record.protection.finish_failover(kind, point, done.finished, done.data_loss, network, true);
                     record.final_copy_after = None;
+                    record.landed = None;
+                    if kind != FailoverKind::Test {
+                        record.reprotect = None;
+                    }
                     record.last_failover = Some((key.to_string(), done));
                 })?;
                 Ok(outcome)
@@ -196,15 +203,18 @@ impl LibvirtFabric {
         let kind = request.kind;
         let name = vm.name.as_str();
         let active = record.protection.active;
-        let (source_site, source) = self.side(vm, active)?;
+        let (source_site, _) = self.side(vm, active)?;
+        let (domain, source) = self.serving(vm, &record)?;
         let (target_site, target) = self.side(vm, active.other())?;
+        // R37, R38: from the recovery site, a failover goes home, to the VM's own domain.
+        let home = active == Side::Recovery && kind != FailoverKind::Test;
         let mut record = record;
         // R31: the source shuts down first, then its last changes are copied: nothing is lost.
         // R32: an unplanned failover may try, and goes on whatever happens.
         let source_shutdown = match kind {
             FailoverKind::Test => SourceShutdown::Skipped,
             FailoverKind::Planned => {
-                let (copied, timings) = self.shut_down_and_copy(vm, source, record).await?;
+                let (copied, timings) = self.shut_down_and_copy(vm, &domain, source, record).await?;
                 record = copied;
                 if let Some((shutdown, final_sync)) = timings {
                     self.update(name, |r| {
@@ -216,7 +226,7 @@ impl LibvirtFabric {
                 SourceShutdown::Done
             }
             FailoverKind::Unplanned if request.shut_down_source => {
-                match source.shutdown(name, self.inventory.shutdown_timeout).await {
+                match source.shutdown(&domain, self.inventory.shutdown_timeout).await {
                     Ok(()) => SourceShutdown::Done,
                     Err(e) => SourceShutdown::Failed { error: e.to_string() },
                 }
@@ -228,21 +238,26 @@ impl LibvirtFabric {
         let as_of = if kind == FailoverKind::Planned { None } else { request.points_as_of };
         let point =
             choose(&record.points, choice, as_of).cloned().ok_or_else(|| no_point(name, choice, &record.points))?;
-        let replica = self
-            .boot_replica(vm, &record, source_site, target_site, target, &point, kind, request.test_network.as_deref())
-            .await?;
+        // R31: a planned failover's replica tracks its writes from its first instruction,
+        // for a delta reprotect.
+        let track = kind == FailoverKind::Planned;
+        let (replica, tracked) = if home {
+            self.land_home(vm, &record, target_site, target, &point, track).await?
+        } else {
+            let test_network = request.test_network.as_deref();
+            let (replica, tracked) = self
+                .boot_replica(vm, &record, source_site, target_site, target, &point, kind, test_network, track)
+                .await?;
+            (Some(replica), tracked)
+        };
+        let delta_base = match tracked {
+            true => Some(self.passive_disks(vm, &record, home, &point)?),
+            false => None,
+        };
+        if home {
+            self.leave_recovery_site(vm, &record, source, kind).await?;
+        }
         let finished = Utc::now();
-        // Its boot is measured up to the first port that answers at its addresses
-        // (`wait_port`); until then, up to running.
-        let ips: Vec<_> = replica.replica.nics.iter().filter_map(|n| n.ip).collect();
-        self.update(name, |r| {
-            let began = r.booting.as_ref().map_or(shut_down, |b| b.began);
-            r.measured.processing = (began - shut_down).to_std().ok();
-            r.measured.boot = (finished - began).to_std().ok();
-            r.measured.at = Some(finished);
-            r.booting = Some(Booting { began, ips });
-            Ok(())
-        })?;
         let data_loss = match kind {
             FailoverKind::Planned => Duration::ZERO,
             _ => (started - point.time).to_std().unwrap_or_default(),
@@ -251,11 +266,36 @@ impl LibvirtFabric {
             SourceShutdown::Done => (finished - shut_down).to_std().ok(),
             _ => None,
         };
+        let landed = match &replica {
+            Some(replica) => replica.replica.clone(),
+            None => self.home_replica(vm, target_site, target).await,
+        };
+        // Its boot is measured up to the first port that answers at its addresses
+        // (`wait_port`); until then, up to running. A boot that marked no start of its
+        // own (home) counts from the shutdown.
+        let ips: Vec<_> = landed.nics.iter().filter_map(|n| n.ip).collect();
         self.update(name, |r| {
-            if kind == FailoverKind::Test {
-                r.test_replica = Some(replica.clone());
-            } else {
-                r.replica = Some(replica.clone());
+            let began = r.booting.as_ref().map(|b| b.began).filter(|b| *b >= shut_down).unwrap_or(shut_down);
+            r.measured.processing = (began - shut_down).to_std().ok();
+            r.measured.boot = (finished - began).to_std().ok();
+            r.measured.at = Some(finished);
+            r.booting = Some(Booting { began, ips });
+            Ok(())
+        })?;
+        self.update(name, |r| {
+            match (kind, home) {
+                (FailoverKind::Test, _) => r.test_replica = replica.clone(),
+                (_, false) => r.replica = replica.clone(),
+                // The points of the way back are void once one was written home (the
+                // ones below it read through the VM's own disk).
+                (_, true) => {
+                    r.replica = None;
+                    r.points.clear();
+                    r.checkpoint = None;
+                }
+            }
+            if kind != FailoverKind::Test {
+                r.delta_base = delta_base.clone();
             }
             Ok(())
         })?;
@@ -265,7 +305,7 @@ impl LibvirtFabric {
             job: placeholder_job(name, started),
             point: point.point(),
             data_loss,
-            replica: replica.replica,
+            replica: landed,
             source_shutdown,
             downtime,
             started,
@@ -277,10 +317,12 @@ impl LibvirtFabric {
     /// final copy as its latest point. A failover resumed after a crash (or retried after
     /// a failure) picks up where the last attempt stopped: a final copy already made is
     /// not made again; one cut off is made again, its paused source stopped first.
-    /// With the shutdown's and the copy's durations when both ran in this attempt.
+    /// `domain` is the source: the VM's own, or its replica on the way back (R37). With
+    /// the shutdown's and the copy's durations when both ran in this attempt.
     async fn shut_down_and_copy(
         &self,
         vm: &Vm,
+        domain: &str,
         source: &Hypervisor,
         record: VmRecord,
     ) -> FabricResult<(VmRecord, Option<(Duration, Duration)>)> {
@@ -291,43 +333,44 @@ impl LibvirtFabric {
             // Copied: the source may still run paused if the last attempt stopped before
             // stopping it.
             if latest > after {
-                source.destroy(name).await.map_err(stop)?;
+                source.destroy(domain).await.map_err(stop)?;
                 return Ok((record, None));
             }
             // Cut off before its point was recorded: the source, if it runs, runs paused
             // for that copy, and nothing ran in it since the shutdown.
             // (The checkpoint its backup began goes with the copy made again.)
-            if source.state(name).await.map_err(&stop)? == Some(DomainState::Paused) {
-                source.destroy(name).await.map_err(stop)?;
+            if source.state(domain).await.map_err(&stop)? == Some(DomainState::Paused) {
+                source.destroy(domain).await.map_err(stop)?;
             }
         }
         let began = std::time::Instant::now();
         source
-            .shutdown(name, self.inventory.shutdown_timeout)
+            .shutdown(domain, self.inventory.shutdown_timeout)
             .await
             .map_err(failed(name, "planned failover: shutdown of the source"))?;
         let shutdown = began.elapsed();
-        let copied = self.final_copy(vm, source).await?;
+        let copied = self.final_copy(vm, domain, source).await?;
         Ok((copied, Some((shutdown, began.elapsed() - shutdown))))
     }
 
     /// R31: the last changes of a source that is shut off: QEMU starts with the guest's
     /// CPUs stopped (nothing writes), one incremental copy, then off again.
-    async fn final_copy(&self, vm: &Vm, source: &Hypervisor) -> FabricResult<VmRecord> {
+    async fn final_copy(&self, vm: &Vm, domain: &str, source: &Hypervisor) -> FabricResult<VmRecord> {
         let name = vm.name.as_str();
         self.update(name, |record| {
             record.final_copy_after = Some(record.points.last().map_or(0, |p| p.seq));
             Ok(())
         })?;
-        source.start(name, true).await.map_err(failed(name, "planned failover: final copy"))?;
+        source.start(domain, true).await.map_err(failed(name, "planned failover: final copy"))?;
         let copied = self.copy_cycle(vm, true).await;
-        let stopped = source.destroy(name).await.map_err(failed(name, "planned failover: final copy"));
+        let stopped = source.destroy(domain).await.map_err(failed(name, "planned failover: final copy"));
         copied?;
         stopped?;
         self.record(name)
     }
 
-    /// Defines (once) and starts (once) the replica domain on an overlay of `point`.
+    /// Defines (once) and starts (once) the replica domain on an overlay of `point`;
+    /// `track`: with a checkpoint before its first instruction (whether it has one).
     #[allow(clippy::too_many_arguments)]
     async fn boot_replica(
         &self,
@@ -339,7 +382,8 @@ impl LibvirtFabric {
         point: &StoredPoint,
         kind: FailoverKind,
         test_network: Option<&str>,
-    ) -> FabricResult<ReplicaRecord> {
+        track: bool,
+    ) -> FabricResult<(ReplicaRecord, bool)> {
         let name = vm.name.as_str();
         let domain = match kind {
             FailoverKind::Test => format!("{}-test", vm.replica_name()),
@@ -388,15 +432,9 @@ impl LibvirtFabric {
             r.booting = Some(Booting { began: Utc::now(), ips: Vec::new() });
             Ok(())
         })?;
-        if target.state(&domain).await.map_err(failed(name, "failover"))? != Some(DomainState::Running)
-            && let Err(e) = target.start(&domain, false).await
-        {
-            // Likewise a start under way: wait for it, never start twice.
-            if !e.to_string().contains("already active") {
-                return Err(failed(name, "failover: starting the replica")(e));
-            }
-            self.wait_running(target, &domain).await.map_err(failed(name, "failover: starting the replica"))?;
-        }
+        let checkpoint = boot_checkpoint(point.seq);
+        let track = track.then_some((checkpoint.as_str(), record.disks.as_slice()));
+        let tracked = self.boot(name, target, &domain, track).await?;
         let mut replica = Replica {
             name: domain.clone(),
             site: target_site.name.clone(),
@@ -408,15 +446,51 @@ impl LibvirtFabric {
             let macs = nic_macs(&record.definition);
             replica.nics = self.wait_for_addresses(target, &domain, replica.nics, &macs).await;
         }
-        Ok(ReplicaRecord { domain, replica, seq: point.seq })
+        Ok((ReplicaRecord { domain, replica, seq: point.seq }, tracked))
     }
 
-    /// Waits (bounded) for a domain whose start is under way to run.
-    async fn wait_running(&self, hypervisor: &Hypervisor, domain: &str) -> Result<(), HypervisorError> {
+    /// Starts `domain` once (a start an attempt cut off by a crash began is waited for,
+    /// never made twice). `track`: a checkpoint of these disks is taken while its CPUs
+    /// are still stopped, so every write it ever makes is tracked (R31: what a delta
+    /// reprotect copies); then it runs. Whether it has that checkpoint.
+    pub(super) async fn boot(
+        &self,
+        vm: &str,
+        hypervisor: &Hypervisor,
+        domain: &str,
+        track: Option<(&str, &[String])>,
+    ) -> FabricResult<bool> {
+        let what = format!("failover: starting {domain}");
+        let fail = failed(vm, &what);
+        let state = hypervisor.state(domain).await.map_err(&fail)?;
+        if state == Some(DomainState::Running) {
+            let Some((checkpoint, _)) = track else { return Ok(false) };
+            return Ok(hypervisor.checkpoints(domain).await.map_err(&fail)?.iter().any(|c| c == checkpoint));
+        }
+        if state != Some(DomainState::Paused)
+            && let Err(e) = hypervisor.start(domain, track.is_some()).await
+        {
+            if !e.to_string().contains("already active") {
+                return Err(fail(e));
+            }
+            self.wait_started(hypervisor, domain).await.map_err(&fail)?;
+        }
+        if let Some((checkpoint, disks)) = track {
+            hypervisor.create_checkpoint(domain, checkpoint, disks).await.map_err(&fail)?;
+        }
+        if hypervisor.state(domain).await.map_err(&fail)? == Some(DomainState::Paused) {
+            hypervisor.resume(domain).await.map_err(&fail)?;
+        }
+        Ok(track.is_some())
+    }
+
+    /// Waits (bounded) for a domain whose start is under way to run (or to stand paused,
+    /// as a tracked start leaves it).
+    async fn wait_started(&self, hypervisor: &Hypervisor, domain: &str) -> Result<(), HypervisorError> {
         let started = std::time::Instant::now();
         loop {
             let state = hypervisor.state(domain).await?;
-            if state == Some(DomainState::Running) {
+            if matches!(state, Some(DomainState::Running | DomainState::Paused)) {
                 return Ok(());
             }
             if started.elapsed() >= START_WAIT {
@@ -432,7 +506,7 @@ impl LibvirtFabric {
 
     /// Reads back the addresses a replica got where no reservation decided them (DHCP
     /// without one, the guest's own configuration), bounded in time.
-    async fn wait_for_addresses(
+    pub(super) async fn wait_for_addresses(
         &self,
         hypervisor: &Hypervisor,
         domain: &str,
@@ -485,8 +559,15 @@ impl LibvirtFabric {
             // The chain is the one the replica came from: its active side has flipped.
             let mut from_source = record.clone();
             from_source.protection.active = record.protection.active.other();
-            let replica = self
-                .boot_replica(inventory_vm, &from_source, source_site, target_site, target, &point, kind, None)
+            if record.protection.active == Side::Original {
+                let message = format!(
+                    "{vm} failed over home, onto its own disk: the points of the way back are gone; \
+                     commit, then reprotect"
+                );
+                return Err(FabricError::NotOffered { vm: vm.into(), message });
+            }
+            let (replica, _) = self
+                .boot_replica(inventory_vm, &from_source, source_site, target_site, target, &point, kind, None, false)
                 .await?;
             Ok((kind, point, replica))
         }
@@ -552,7 +633,10 @@ impl LibvirtFabric {
         let started = Utc::now();
         let inventory_vm = self.vm(vm)?;
         let record = self.take(vm, "cancel", Operation::Cancel, |_| {}).await?;
-        if let Some(replica) = &record.replica
+        // The replica a failover from home made goes; one serving the VM while it
+        // fails back (R37) is production, and stays.
+        let made_here = record.protection.active == Side::Original;
+        if let Some(replica) = record.replica.as_ref().filter(|_| made_here)
             && let Ok(hypervisor) = self.hypervisor(&replica.replica.site)
         {
             hypervisor.remove(&replica.domain).await.map_err(failed(vm, "cancel"))?;
@@ -560,8 +644,11 @@ impl LibvirtFabric {
         let _ = inventory_vm;
         self.release(vm, |record| {
             record.protection.cancel();
-            record.replica = None;
+            if made_here {
+                record.replica = None;
+            }
             record.final_copy_after = None;
+            record.landed = None;
         })?;
         self.job("cancel", vm, started, Ok("failover cancelled; the VM needs reprotect (R35)".into()))
     }

@@ -117,6 +117,12 @@ impl Hypervisor {
         Ok(())
     }
 
+    /// Lets the CPUs of a domain started paused run.
+    pub async fn resume(&self, domain: &str) -> HvResult<()> {
+        self.virsh.run(&["resume", domain]).await.map_err(self.no_domain(domain))?;
+        Ok(())
+    }
+
     /// A clean shutdown (ACPI power button, or the guest agent), waited for up to
     /// `timeout`. A domain already off is fine.
     pub async fn shutdown(&self, domain: &str, timeout: Duration) -> HvResult<()> {
@@ -178,6 +184,33 @@ impl Hypervisor {
     pub async fn checkpoints(&self, domain: &str) -> HvResult<Vec<String>> {
         let text = self.virsh.run(&["checkpoint-list", domain, "--name"]).await.map_err(self.no_domain(domain))?;
         Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+    }
+
+    /// A checkpoint `name` of `disks` now: a persistent dirty bitmap in each, from which a
+    /// later backup copies only what changed. An existing one of that name is kept.
+    pub async fn create_checkpoint(&self, domain: &str, name: &str, disks: &[String]) -> HvResult<()> {
+        if self.checkpoints(domain).await?.iter().any(|c| c == name) {
+            return Ok(());
+        }
+        let disks: String =
+            disks.iter().map(|d| format!("<disk name='{}' checkpoint='bitmap'/>", xml_escape(d))).collect();
+        let xml =
+            format!("<domaincheckpoint><name>{}</name><disks>{disks}</disks></domaincheckpoint>", xml_escape(name));
+        self.virsh.run_with_xml(&["checkpoint-create", domain], &[&xml]).await.map_err(self.no_domain(domain))?;
+        Ok(())
+    }
+
+    /// Deletes a checkpoint of a domain that may be shut off: where libvirt cannot delete
+    /// its bitmaps then, it forgets the checkpoint (a bitmap left in an image is unused).
+    pub async fn forget_checkpoint(&self, domain: &str, checkpoint: &str) -> HvResult<()> {
+        if self.delete_checkpoint(domain, checkpoint).await.is_ok() {
+            return Ok(());
+        }
+        self.virsh
+            .run(&["checkpoint-delete", domain, checkpoint, "--metadata"])
+            .await
+            .map_err(self.no_domain(domain))?;
+        Ok(())
     }
 
     pub async fn delete_checkpoint(&self, domain: &str, checkpoint: &str) -> HvResult<()> {

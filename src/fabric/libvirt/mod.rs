@@ -5,8 +5,9 @@
 //! Layout: `tools` (the virsh and qemu-img processes), `domain` (definitions read and
 //! the replica's made), `hypervisor` (one site's operations), `chain` (recovery points
 //! as qcow2 image chains at the target), `record` (what is kept per VM), `replication`
-//! (one copy cycle, what `drplan replicate` repeats), `failover` (every kind, cleanup,
-//! commit, change of point, cancel).
+//! (one copy cycle, what `drplan replicate` repeats, in either direction), `failover`
+//! (every kind, cleanup, commit, change of point, cancel), `way_back` (reprotect, and
+//! the failover home a failback is).
 //!
 //! Time is the wall clock: a call's `at` is when it was made and its end when the real
 //! work ended. State lives in `libvirt.db` in the state directory, shared with the
@@ -21,6 +22,7 @@ pub mod hypervisor;
 mod record;
 pub mod replication;
 pub mod tools;
+mod way_back;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -38,7 +40,8 @@ use super::{
     PreflightRequest, ReplicaNic, ReplicationStatus,
 };
 use crate::model::{
-    Inventory, Job, JobStatus, MeasuredDurations, Operation, Phase, PointChoice, ProtectionState, Side, Timestamp, Vm,
+    FailoverKind, Inventory, Job, JobStatus, MeasuredDurations, Operation, Phase, PointChoice, ProtectionState, Side,
+    Timestamp, Vm,
 };
 use crate::store::{CallRecord, SharedStore, StoreError};
 
@@ -283,13 +286,6 @@ impl LibvirtFabric {
 /// An initial replication has no modelled end: it ends when the service's full copy does.
 pub(crate) const FOREVER: Timestamp = chrono::DateTime::<Utc>::MAX_UTC;
 
-fn not_yet(vm: &str, what: &str) -> FabricError {
-    FabricError::NotOffered {
-        vm: vm.into(),
-        message: format!("{what} is not offered on libvirt sites yet (it comes with the way back on real VMs)"),
-    }
-}
-
 #[async_trait]
 impl Fabric for LibvirtFabric {
     fn now(&self) -> Timestamp {
@@ -344,6 +340,8 @@ impl Fabric for LibvirtFabric {
                 record.protection.unprotect();
                 record.points.clear();
                 record.checkpoint = None;
+                record.delta_base = None;
+                record.reprotect = None;
             })?;
             self.job("unprotect", vm, started, Ok("protection disabled".into()))
         })
@@ -374,9 +372,13 @@ impl Fabric for LibvirtFabric {
                 .map(|target| (active_site.clone(), target.name.clone())),
             _ => None,
         };
-        let mut state = match &record.protection.phase {
-            Phase::InitialReplication { .. } => {
+        let mut state = match (&record.protection.phase, &record.reprotect) {
+            (Phase::InitialReplication { .. }, Some(reprotect)) => format!("in {}", reprotect.describe()),
+            (Phase::InitialReplication { .. }, None) => {
                 "in initial replication (R4: the full copy comes with the next cycle of drplan replicate)".to_string()
+            }
+            (Phase::Protected { .. }, Some(reprotect)) => {
+                format!("{}; {}", record.protection.describe(), reprotect.describe())
             }
             _ => record.protection.describe(),
         };
@@ -390,7 +392,8 @@ impl Fabric for LibvirtFabric {
             active,
             direction,
             policy: record.protection.policy.clone(),
-            initial_progress: None,
+            // R36: the reprotect's copy is one cycle, not begun yet.
+            initial_progress: record.reprotect.as_ref().filter(|r| r.copied.is_none()).map(|_| 0),
             latest_point: latest,
             latest_app_consistent: latest_app.map(|p| p.point()),
             point_count: record.points.len(),
@@ -406,7 +409,9 @@ impl Fabric for LibvirtFabric {
     }
 
     async fn failover(&self, call: &Call, vm: &str, request: &FailoverRequest) -> FabricResult<FailoverOutcome> {
-        self.once(call, &format!("{} failover", request.kind), vm, self.fail_over(&call.key, vm, request)).await
+        let operation = Operation::for_failover(request.kind);
+        self.once(call, &format!("{} failover", request.kind), vm, self.fail_over(&call.key, vm, request, operation))
+            .await
     }
 
     async fn change_recovery_point(&self, call: &Call, vm: &str, point: PointChoice) -> FabricResult<FailoverOutcome> {
@@ -425,12 +430,14 @@ impl Fabric for LibvirtFabric {
         self.once(call, "cleanup", vm, self.clean_up_test(vm, notes)).await
     }
 
-    async fn reprotect(&self, _call: &Call, vm: &str) -> FabricResult<Job> {
-        Err(not_yet(vm, "reprotect"))
+    async fn reprotect(&self, call: &Call, vm: &str) -> FabricResult<Job> {
+        self.once(call, "reprotect", vm, self.reprotect_vm(vm)).await
     }
 
-    async fn failback(&self, _call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
-        Err(not_yet(vm, "failback"))
+    /// R37, R38: a planned failover home, on the final copy of the way back.
+    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
+        let request = FailoverRequest::new(FailoverKind::Planned, PointChoice::Latest);
+        self.once(call, "failback", vm, self.fail_over(&call.key, vm, &request, Operation::Failback)).await
     }
 
     async fn shutdown(&self, call: &Call, vm: &str) -> FabricResult<Job> {

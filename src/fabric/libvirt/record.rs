@@ -1,7 +1,7 @@
 //! What the libvirt fabric keeps of one VM in the shared store: its protection state
 //! (the rules are the model's, as in the simulation), its recovery points at the target,
-//! the checkpoint the next incremental copy starts from, its replicas, and who is
-//! working on it right now.
+//! the checkpoint the next incremental copy starts from, its replicas, what a reprotect
+//! builds on (R36), and who is working on it right now.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,47 @@ pub struct ReplicaRecord {
     pub replica: Replica,
     /// The point its overlay is on.
     pub seq: u64,
+}
+
+/// R31: what a planned failover leaves for a delta reprotect: the passive side's disks
+/// hold the shutdown instant, and the active domain has tracked every write since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeltaBase {
+    /// The shutdown instant the passive side's disks hold.
+    pub time: Timestamp,
+    /// The checkpoint the active domain took before its first instruction ran.
+    pub checkpoint: String,
+    /// By disk (`vda`): the passive side's image of it: the VM's own disk at home, the
+    /// replica's overlay at the recovery site.
+    pub disks: std::collections::BTreeMap<String, std::path::PathBuf>,
+}
+
+/// R36: how the reprotect under way (or last done) copies, and what its first copy moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reprotect {
+    /// Only the changes since `since` (R31), or every disk whole (R32).
+    pub delta: bool,
+    pub since: Option<Timestamp>,
+    /// Bytes the first copy wrote at the target, and the disks' size; `None` until it ends.
+    #[serde(default)]
+    pub copied: Option<(u64, u64)>,
+}
+
+impl Reprotect {
+    /// One phrase for status: what the reprotect copies, and what it copied.
+    pub fn describe(&self) -> String {
+        let how = match (self.delta, self.since) {
+            (true, Some(since)) => format!("a delta copy of the changes since {}", crate::model::format_time(since)),
+            _ => "a full copy".to_string(),
+        };
+        match self.copied {
+            None => format!("reprotect (R36) by {how}, not copied yet (drplan replicate makes it)"),
+            Some((bytes, total)) => format!(
+                "reprotected (R36) by {}: {bytes} of {total} bytes copied",
+                if self.delta { "a delta copy" } else { "a full copy" }
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +149,16 @@ pub struct VmRecord {
     /// asked and its addresses. The first port that answers there ends its boot.
     #[serde(default)]
     pub booting: Option<Booting>,
+    /// R31: set by a planned failover (or failback), taken by the reprotect after it.
+    #[serde(default)]
+    pub delta_base: Option<DeltaBase>,
+    #[serde(default)]
+    pub reprotect: Option<Reprotect>,
+    /// R38: the failover home under way has written this point into the VM's own disks:
+    /// resumed after a crash, it never writes them again (its domain may have run since).
+    /// Cleared when the failover succeeds or is cancelled.
+    #[serde(default)]
+    pub landed: Option<u64>,
 }
 
 /// A replica booting, for measuring its boot up to its first answer.
@@ -137,6 +188,9 @@ impl VmRecord {
             last_failover: None,
             measured: MeasuredDurations::default(),
             booting: None,
+            delta_base: None,
+            reprotect: None,
+            landed: None,
         }
     }
 
@@ -147,12 +201,11 @@ impl VmRecord {
         let (done_key, outcome) = self.last_failover.as_ref()?;
         let run = |k: &str| k.split('/').next().map(str::to_string);
         let same_run = !key.starts_with(crate::store::CLI_KEY_PREFIX) && run(done_key) == run(key);
+        // A failover home leaves no replica: the VM's own domain runs.
+        let landed = self.replica.is_some() || self.protection.active == crate::model::Side::Original;
         let still_there = match kind {
             FailoverKind::Test => self.protection.test.is_some() && self.test_replica.is_some(),
-            _ => {
-                matches!(self.protection.phase, Phase::FailedOver { kind: k, .. } if k == kind)
-                    && self.replica.is_some()
-            }
+            _ => matches!(self.protection.phase, Phase::FailedOver { kind: k, .. } if k == kind) && landed,
         };
         (same_run && still_there && outcome.kind == kind).then(|| outcome.clone())
     }
@@ -162,8 +215,50 @@ impl VmRecord {
         self.holder.as_ref().filter(|h| h.is_alive())
     }
 
-    /// The seqs whose files a replica boots from: never merged or removed while used.
+    /// The seqs of the chain replication writes now whose files a replica boots from:
+    /// never merged or removed while used. A replica serving the VM after a reprotect
+    /// boots from the other direction's chain.
     pub fn seqs_in_use(&self) -> Vec<u64> {
-        self.replica.iter().chain(&self.test_replica).map(|r| r.seq).collect()
+        let serving = self.replica.iter().filter(|_| self.protection.active == crate::model::Side::Original);
+        serving.chain(&self.test_replica).map(|r| r.seq).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Side;
+
+    fn replica(seq: u64) -> ReplicaRecord {
+        let replica = Replica {
+            name: "app01".into(),
+            site: "b".into(),
+            host: "kvm-b".into(),
+            storage: String::new(),
+            nics: vec![],
+        };
+        ReplicaRecord { domain: "app01".into(), replica, seq }
+    }
+
+    #[test]
+    fn r36_the_replica_serving_the_way_back_does_not_hold_the_chain_at_home() {
+        let mut record = VmRecord::new(ProtectionState::unprotected());
+        record.replica = Some(replica(4));
+        assert_eq!(record.seqs_in_use(), [4], "from home, the replica boots from the chain written");
+        record.protection.active = Side::Recovery;
+        assert!(record.seqs_in_use().is_empty(), "its points are the other direction's");
+        record.test_replica = Some(replica(9));
+        assert_eq!(record.seqs_in_use(), [9], "a drill boots from the chain written");
+    }
+
+    #[test]
+    fn r36_status_says_how_a_reprotect_copies_and_what_it_copied() {
+        let since = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut delta = Reprotect { delta: true, since: Some(since), copied: None };
+        assert!(delta.describe().contains("a delta copy of the changes since 2027-"), "{}", delta.describe());
+        delta.copied = Some((65536, 1 << 26));
+        assert_eq!(delta.describe(), "reprotected (R36) by a delta copy: 65536 of 67108864 bytes copied");
+        let full = Reprotect { delta: false, since: None, copied: None };
+        assert!(full.describe().contains("by a full copy, not copied yet"), "{}", full.describe());
     }
 }

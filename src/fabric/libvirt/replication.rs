@@ -6,6 +6,12 @@
 //! incremental since the previous checkpoint after that. The point is recorded only once
 //! its files are complete, so a cycle cut off leaves no half point; retention (R2) then
 //! merges the oldest points away, one step at a time, each step recorded first.
+//!
+//! A cycle copies from whichever domain serves the VM to the other side: the VM's own
+//! domain to the recovery site, or after a reprotect (R36) its replica back to the
+//! original site, under the failback policy (R37). The first cycle after a reprotect is
+//! its copy: a delta one after a planned failover, since the chain then starts with a
+//! point the passive side already holds.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +21,7 @@ use super::record::{Holder, StoredPoint, VmRecord};
 use super::{LibvirtFabric, failed};
 use crate::fabric::libvirt::hypervisor::BackupTarget;
 use crate::fabric::{FabricError, FabricResult};
-use crate::model::{Consistency, Phase, Vm};
+use crate::model::{Consistency, Phase, Side, Vm};
 
 /// No backup of one VM may take longer: a stuck job is aborted and reported.
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -23,8 +29,8 @@ const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// What one cycle did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cycle {
-    /// A new point.
-    Copied { seq: u64, full: bool, consistency: Consistency, took: Duration, merged: usize },
+    /// A new point, with the bytes its files took at the target.
+    Copied { seq: u64, full: bool, consistency: Consistency, took: Duration, merged: usize, bytes: u64 },
     /// Nothing to do now, and why (not protected, held by a failover...).
     Skipped(String),
 }
@@ -32,13 +38,13 @@ pub enum Cycle {
 impl std::fmt::Display for Cycle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Cycle::Copied { seq, full, consistency, took, merged } => {
+            Cycle::Copied { seq, full, consistency, took, merged, bytes } => {
                 let copy = if *full { "full copy" } else { "incremental copy" };
                 let consistency = match consistency {
                     Consistency::App => "app-consistent",
                     Consistency::Crash => "crash-consistent",
                 };
-                write!(f, "point {seq}: {copy}, {consistency}, {:.2} s", took.as_secs_f64())?;
+                write!(f, "point {seq}: {copy}, {consistency}, {:.2} s, {bytes} bytes", took.as_secs_f64())?;
                 if *merged > 0 {
                     write!(f, "; {merged} old point(s) merged away (R2)")?;
                 }
@@ -52,6 +58,8 @@ impl std::fmt::Display for Cycle {
 /// One VM's copy, decided and about to begin.
 struct PreparedCopy<'a> {
     vm: &'a Vm,
+    /// The domain copied: the one serving the VM.
+    domain: String,
     source: &'a super::hypervisor::Hypervisor,
     chain: super::chain::Chain,
     record: VmRecord,
@@ -190,7 +198,7 @@ impl LibvirtFabric {
         let mut frozen = Vec::new();
         for copy in &prepared {
             frozen.push(match copy {
-                Ok(copy) if app => copy.source.freeze(&copy.vm.name).await,
+                Ok(copy) if app => copy.source.freeze(&copy.domain).await,
                 _ => false,
             });
         }
@@ -200,7 +208,7 @@ impl LibvirtFabric {
             begun.push(match copy {
                 Ok(copy) => {
                     let since = copy.previous.as_ref().and(copy.record.checkpoint.as_deref());
-                    Some(copy.source.begin_backup(&copy.vm.name, &copy.targets, since, &copy.checkpoint).await)
+                    Some(copy.source.begin_backup(&copy.domain, &copy.targets, since, &copy.checkpoint).await)
                 }
                 Err(_) => None,
             });
@@ -208,7 +216,7 @@ impl LibvirtFabric {
         // Thawed at once, whatever happened: a guest must never stay frozen.
         for (copy, frozen) in prepared.iter().zip(&frozen) {
             if let (Ok(copy), true) = (copy, frozen) {
-                copy.source.thaw(&copy.vm.name).await;
+                copy.source.thaw(&copy.domain).await;
             }
         }
         let broken: Vec<BrokenCheckpoint> = prepared
@@ -246,7 +254,7 @@ impl LibvirtFabric {
         let name = vm.name.as_str();
         let record = self.record(name)?;
         let active = record.protection.active;
-        let (_, source) = self.side(vm, active)?;
+        let (domain, source) = self.serving(vm, &record)?;
         let chain = self.chain(vm, active)?;
         chain.create_dir().map_err(|e| FabricError::OperationFailed {
             vm: name.into(),
@@ -257,7 +265,7 @@ impl LibvirtFabric {
         let record = self.record(name)?;
         // What a cycle cut off by a crash left: files of points never recorded.
         chain.remove_files_after(record.points.last().map_or(0, |p| p.seq));
-        let checkpoints = source.checkpoints(name).await.map_err(failed(name, "replication"))?;
+        let checkpoints = source.checkpoints(&domain).await.map_err(failed(name, "replication"))?;
         let previous = record
             .points
             .last()
@@ -269,9 +277,9 @@ impl LibvirtFabric {
             // A copy cut off by a crash began this checkpoint and never recorded its point;
             // its backup job may still run. Without this, every later copy would fail on
             // the name.
-            tracing::info!(domain = name, %checkpoint, "removing the checkpoint of a copy that never finished");
-            source.abort_job(name).await;
-            source.delete_checkpoint(name, &checkpoint).await.map_err(failed(name, "replication"))?;
+            tracing::info!(domain, %checkpoint, "removing the checkpoint of a copy that never finished");
+            source.abort_job(&domain).await;
+            source.delete_checkpoint(&domain, &checkpoint).await.map_err(failed(name, "replication"))?;
         }
         let targets = record
             .disks
@@ -286,7 +294,7 @@ impl LibvirtFabric {
                         (Utc::now() - last.time).to_std().unwrap_or_default() >= p.app_consistent_every
                     })
             });
-        Ok(PreparedCopy { vm, source, chain, record, previous, seq, checkpoint, targets, app_due })
+        Ok(PreparedCopy { vm, domain, source, chain, record, previous, seq, checkpoint, targets, app_due })
     }
 
     /// Waits for a begun copy, links it onto the previous point and records it.
@@ -299,10 +307,10 @@ impl LibvirtFabric {
         for_failover: bool,
         started: Instant,
     ) -> FabricResult<Cycle> {
-        let PreparedCopy { vm, source, chain, record, previous, seq, checkpoint, targets, .. } = copy;
+        let PreparedCopy { vm, domain, source, chain, record, previous, seq, checkpoint, targets, .. } = copy;
         let name = vm.name.as_str();
         let copied = match begun {
-            Ok(()) => source.wait_for_job(name, BACKUP_TIMEOUT).await,
+            Ok(()) => source.wait_for_job(&domain, BACKUP_TIMEOUT).await,
             Err(e) => Err(e),
         };
         if let Err(e) = copied {
@@ -316,10 +324,15 @@ impl LibvirtFabric {
                 chain.link(seq, previous.seq, disk).await.map_err(failed(name, "replication"))?;
             }
         }
-        let definition = source.domain_xml(name).await.ok();
+        // What a replica is made from is the VM's own definition, never a replica's.
+        let definition = match record.protection.active {
+            Side::Original => source.domain_xml(&domain).await.ok(),
+            Side::Recovery => None,
+        };
         let full = previous.is_none();
         let old_checkpoint = record.checkpoint.clone();
-        self.update(name, |record| {
+        let (bytes, disk_bytes) = chain.point_usage(seq, &record.disks);
+        let reprotected = self.update(name, |record| {
             record.points.push(StoredPoint { seq, time, consistency, full });
             record.next_seq = seq + 1;
             record.checkpoint = Some(checkpoint.clone());
@@ -330,14 +343,22 @@ impl LibvirtFabric {
             if let Phase::InitialReplication { .. } = record.protection.phase {
                 record.protection.phase = Phase::Protected { since: time };
             }
-            Ok(())
+            // R36: the first copy after a reprotect is the reprotect's.
+            let reprotect = record.reprotect.as_mut().filter(|r| r.copied.is_none());
+            Ok(reprotect.map(|reprotect| {
+                reprotect.copied = Some((bytes, disk_bytes));
+                reprotect.describe()
+            }))
         })?;
+        if let Some(detail) = reprotected {
+            self.job("reprotect copy", name, time, Ok(detail))?;
+        }
         // One checkpoint at a time: each bitmap slows the guest's writes.
         if let Some(old) = old_checkpoint.filter(|old| old != &checkpoint) {
-            let _ = source.delete_checkpoint(name, &old).await;
+            let _ = source.delete_checkpoint(&domain, &old).await;
         }
         let merged = if for_failover { 0 } else { self.prune(vm).await? };
-        Ok(Cycle::Copied { seq, full, consistency, took: started.elapsed(), merged })
+        Ok(Cycle::Copied { seq, full, consistency, took: started.elapsed(), merged, bytes })
     }
 
     /// R2: points older than the retention window go, the latest always stays. Not while

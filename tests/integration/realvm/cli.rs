@@ -14,7 +14,9 @@
 use std::fs;
 use std::time::Duration;
 
-use super::{GuestHandle, RealSites, assert_contiguous, read_latest, read_sequence};
+use chrono::{DateTime, Utc};
+
+use super::{GuestHandle, RealSites, Record, assert_contiguous, read_latest, read_sequence};
 use crate::util::{Run, Running, Workdir};
 
 pub use super::site::{AppVm, PLAN, plan_of, site_file};
@@ -96,6 +98,90 @@ pub fn committed(disk: &std::path::Path) -> u64 {
 /// The folder of `vm`'s recovery points at b, and the image of its point `seq`'s disk vda.
 pub fn point_file(sites: &RealSites, vm: &str, seq: u64) -> std::path::PathBuf {
     sites.dir("b").join("replicas").join(vm).join(format!("point-{seq:08}-vda.qcow2"))
+}
+
+/// The images of `vm`'s recovery points for disk vda at `site` (where its chain goes:
+/// b forward, a on the way back), oldest first.
+pub fn points_at(sites: &RealSites, site: &str, vm: &str) -> Vec<std::path::PathBuf> {
+    point_images(&sites.dir(site).join("replicas").join(vm)).into_iter().map(|(_, path)| path).collect()
+}
+
+/// The point images for disk vda in a chain's `folder` (`point-SEQ-vda.qcow2`), oldest
+/// first, as (seq, path).
+pub fn point_images(folder: &std::path::Path) -> Vec<(u64, std::path::PathBuf)> {
+    let mut found: Vec<(u64, std::path::PathBuf)> = fs::read_dir(folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let seq = path.file_name()?.to_str()?.strip_prefix("point-")?.strip_suffix("-vda.qcow2")?.parse().ok()?;
+            Some((seq, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A duration as drplan's reports write it (`HumanDuration`): "8.249s".
+pub fn show_secs(d: Duration) -> String {
+    format!("{}s", d.as_millis() as f64 / 1000.0)
+}
+
+/// The VM's span in `drplan show RUN --format json`.
+pub fn vm_span(show: &serde_json::Value, vm: &str) -> serde_json::Value {
+    let groups = show["groups"].as_array().unwrap();
+    let found = groups.iter().flat_map(|g| g["vms"].as_array().unwrap()).find(|v| v["name"] == vm);
+    found.unwrap_or_else(|| panic!("no {vm} in {show}")).clone()
+}
+
+/// What the last run reported of a VM's unplanned failover (R32).
+pub struct ReportedLoss {
+    pub reported: Duration,
+    /// The point it landed on.
+    pub point: DateTime<Utc>,
+    /// When the run asked for the VM's failover.
+    pub asked: DateTime<Utc>,
+    /// Everything, for messages.
+    pub context: String,
+}
+
+/// R32: the data loss the last run (`run`) reports for `vm`, held against what its guest's
+/// own records show: `source` (its source disk read after the disaster) holds records
+/// up to its last, the replica resumed at `resumed`, and the plug was pulled at
+/// `pulling`. The loss reported runs from the point's instant to the failover's start:
+/// the records lost, and the moments from the disaster to the failover. Records carry
+/// whole seconds of the guest's clock: 1.5 s of tolerance.
+pub fn assert_reported_loss(
+    work: &Workdir,
+    run: &Run,
+    vm: &str,
+    source: &[Record],
+    resumed: u64,
+    pulling: DateTime<Utc>,
+) -> ReportedLoss {
+    let source_last = assert_contiguous(&source.iter().map(|r| r.seq).collect::<Vec<_>>());
+    assert!(source_last >= resumed, "the guest wrote after its point: records {resumed}..={source_last} are lost");
+    let lost = source_last + 1 - resumed;
+    let show = work.run(&["show", &work.last_run().unwrap(), "--format", "json"]).ok().json();
+    let span = vm_span(&show, vm);
+    let reported =
+        Duration::from_millis(span["data_loss_ms"].as_u64().unwrap_or_else(|| panic!("no data loss: {span}")));
+    assert!(run.stdout.contains(&format!("data loss {}", show_secs(reported))), "{}", run.stdout);
+    let point: DateTime<Utc> = span["point"].as_str().unwrap().parse().unwrap();
+    let attempt = show["steps"].as_array().unwrap().iter().find(|e| e["kind"] == "vm.attempt" && e["vm"] == vm);
+    let attempt = attempt.unwrap_or_else(|| panic!("no vm.attempt of {vm} in {show}"));
+    let asked: DateTime<Utc> = attempt["at"].as_str().unwrap().parse().unwrap();
+    let lost_span = Duration::from_secs(source[source_last as usize].time - source[resumed as usize].time);
+    let to_ask = (asked - pulling).to_std().unwrap();
+    let tolerance = Duration::from_millis(1500);
+    let context = format!(
+        "{vm}: {lost} records lost over {lost_span:?}, {reported:?} reported, point {point}, plug pulled at {pulling}, \
+         failover asked {asked}\n{}",
+        run.stdout
+    );
+    assert!(lost_span <= reported + tolerance, "{context}");
+    assert!(reported <= lost_span + to_ask + tolerance, "{context}");
+    eprintln!("unplanned: {context}");
+    ReportedLoss { reported, point, asked, context }
 }
 
 /// Polls `done` every 20 ms for at most `within`: whether it became true.

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::RealSites;
-use super::cli::{AppVm, PLAN, committed, running_guest, site_file};
+use super::cli::{AppVm, PLAN, committed, point_images, running_guest, site_file};
 use crate::util::Workdir;
 
 /// Trials per run; each either kills drplan or (every fifth) the guest's QEMU.
@@ -31,22 +31,6 @@ impl Moments {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) % n
     }
-}
-
-/// The point images in `folder` (`point-SEQ-vda.qcow2`), oldest first, as (seq, path).
-fn point_images(folder: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(folder)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let path = e.ok()?.path();
-            let name = path.file_name()?.to_str()?;
-            let seq = name.strip_prefix("point-")?.strip_suffix("-vda.qcow2")?.parse().ok()?;
-            Some((seq, path))
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 /// Whether images of a copy cut off may still lie beside the points.

@@ -82,6 +82,7 @@ mod resume;
 mod service;
 mod site;
 mod unplanned;
+mod way_back;
 
-pub use guest::{assert_contiguous, read_latest, read_records, read_sequence};
+pub use guest::{Record, assert_contiguous, read_latest, read_records, read_sequence};
 pub use harness::{Cpus, GuestHandle, RealSites, alive, missing, processes_in_netns, require};
