@@ -13,7 +13,7 @@ use drplan::fabric::{Fabric, FailoverRequest};
 use drplan::model::{FailoverKind, Inventory, PointChoice, parse_site};
 use drplan::plan::Plan;
 use drplan::plan::validate::{ResolvedPlan, Severity, validate};
-use drplan::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan};
+use drplan::script::{SCRIPT_STACK_SIZE, ScriptOptions, load_plan, on_script_stack};
 
 use crate::generator;
 
@@ -191,12 +191,14 @@ pub fn real_runtime() -> tokio::runtime::Runtime {
 }
 
 /// What `drplan dry-run` does after the check: a preflight and a run on a scratch copy
-/// of the simulation, unpaced. Returns the outcome and the wall time of the run alone.
+/// of the simulation, unpaced, on a thread with a script's stack as the command's.
+/// Returns the outcome and the wall time of the run alone.
 pub fn dry_run(checked: Checked, parallel: usize) -> (RunOutcome, Duration) {
     let started = Instant::now();
     let ready = ready(checked, On::ScratchCopy, None, parallel);
     let runtime = runtime();
-    let outcome = runtime.block_on(execute(ready.deps, ready.plan, ready.resolved, spec("dry-run", parallel, true)));
+    let spec = spec("dry-run", parallel, true);
+    let outcome = on_script_stack(|| runtime.block_on(execute(ready.deps, ready.plan, ready.resolved, spec)));
     let elapsed = started.elapsed();
     assert_eq!(outcome.status, RunStatus::Succeeded, "the dry run failed");
     (outcome, elapsed)

@@ -16,7 +16,7 @@ use crate::model::{FailoverKind, PointChoice};
 use crate::plan::Plan;
 use crate::plan::validate::Validation;
 use crate::report::run::{RunHeader, RunReport};
-use crate::script::SCRIPT_STACK_SIZE;
+use crate::script::{SCRIPT_STACK_SIZE, on_script_stack};
 
 struct Loaded {
     plan: Arc<Plan>,
@@ -119,7 +119,8 @@ pub fn dry_run(
         placements: checked.placements,
     };
     let plan = loaded.plan.clone();
-    let outcome = runtime.block_on(execute(deps, plan, loaded.validation.resolved, spec));
+    // On a script's stack, so that the run's script actions can run on its thread.
+    let outcome = on_script_stack(|| runtime.block_on(execute(deps, plan, loaded.validation.resolved, spec)));
     let header = RunHeader {
         plan: loaded.plan.name.clone(),
         source: loaded.plan.source.clone(),

@@ -191,7 +191,19 @@ impl EventBus {
         self.subscribers.lock().expect("bus lock").push(Arc::new(subscriber));
     }
 
-    pub fn publish(&self, at: Timestamp, kind: EventKind, scope: &Scope, draft: Draft) -> Event {
+    /// Numbers an event, shows it to `with` (what its publisher does with it: journal
+    /// it), keeps it, and shows it to every subscriber. The bus keeps the one copy: a
+    /// run publishes hundreds of thousands of events, and the subscribers, if any, see a
+    /// clone.
+    pub fn publish<R>(
+        &self,
+        at: Timestamp,
+        kind: EventKind,
+        scope: &Scope,
+        draft: Draft,
+        with: impl FnOnce(&Event) -> R,
+    ) -> R {
+        let subscribers = self.subscribers.lock().expect("bus lock").clone();
         // One lock for numbering and recording, so the kept order is the seq order.
         let mut events = self.events.lock().expect("bus lock");
         let event = Event {
@@ -205,13 +217,16 @@ impl EventBus {
             key: draft.key,
             data: draft.data,
         };
-        events.push(event.clone());
+        let result = with(&event);
+        let seen = (!subscribers.is_empty()).then(|| event.clone());
+        events.push(event);
         drop(events);
-        let subscribers = self.subscribers.lock().expect("bus lock").clone();
-        for subscriber in subscribers {
-            subscriber(&event);
+        if let Some(event) = seen {
+            for subscriber in subscribers {
+                subscriber(&event);
+            }
         }
-        event
+        result
     }
 
     /// The events published so far, leaving the bus empty: a run hands them over once,

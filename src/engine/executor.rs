@@ -238,18 +238,18 @@ enum Cut {
 
 impl RunState {
     /// Publishes an event at modelled time `at` to the bus and queues it for the
-    /// journal; returns the event and a future that resolves once it is durable.
+    /// journal; returns its number and a future that resolves once it is durable.
     pub(super) fn publish(
         &self,
         kind: EventKind,
         scope: &Scope,
         draft: Draft,
         at: Timestamp,
-    ) -> (Event, Option<super::Durable>) {
+    ) -> (u64, Option<super::Durable>) {
         let _in_order = self.publishing.lock().expect("publish lock");
-        let event = self.bus.publish(at, kind, scope, draft);
-        let durable = self.journal.as_ref().map(|journal| journal.record(&event));
-        (event, durable)
+        self.bus.publish(at, kind, scope, draft, |event| {
+            (event.seq, self.journal.as_ref().map(|journal| journal.record(event)))
+        })
     }
 
     /// Publishes an event at `t` and runs the hooks that listen for it, which move `t`
@@ -258,9 +258,14 @@ impl RunState {
     /// the journal keeps events in order, so that covers every event before it too, and
     /// the others need no wait of their own. Hooks do not fire on their own events, and
     /// a failing hook never fails the run. A journal that cannot be written stops the run.
-    async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, what: Draft, t: &mut Timestamp) -> Event {
-        let (event, durable) = self.publish(kind, scope, what, *t);
+    async fn emit(self: &Arc<Self>, kind: EventKind, scope: &Scope, what: Draft, t: &mut Timestamp) {
         let hooks: Vec<&Hook> = self.plan.hooks.iter().filter(|h| kind.matches(&h.event)).collect();
+        // What the hooks see of the event: its error, if it reports one.
+        let error = match kind {
+            EventKind::VmFailed | EventKind::ActionFailed if !hooks.is_empty() => what.detail.clone(),
+            _ => None,
+        };
+        let (seq, durable) = self.publish(kind, scope, what, *t);
         let acting = kind.is_acted_on() || !hooks.is_empty();
         if let Some(durable) = durable.filter(|_| acting)
             && let Err(e) = durable.await
@@ -271,11 +276,11 @@ impl RunState {
         for hook in hooks {
             let view = EventView {
                 kind: kind.name().into(),
-                group: event.group.clone(),
-                vm: event.vm.clone(),
-                error: event.detail.clone().filter(|_| matches!(kind, EventKind::VmFailed | EventKind::ActionFailed)),
+                group: scope.group.clone(),
+                vm: scope.vm.clone(),
+                error: error.clone(),
             };
-            let step = keys::hook(kind.name(), event.seq);
+            let step = keys::hook(kind.name(), seq);
             if let Err(e) = self.invoke(&*hook.action, scope, &step, Some(view), t, cut).await {
                 let at = e.at.as_ref().map(|p| format!(" at {p}")).unwrap_or_default();
                 let detail = format!("{e}{at}");
@@ -283,7 +288,6 @@ impl RunState {
                 self.publish(EventKind::HookFailed, scope, failed, *t);
             }
         }
-        event
     }
 
     /// The reason to stop, if the run must: checked before every step.

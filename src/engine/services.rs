@@ -121,6 +121,12 @@ impl Services for StepServices {
         result.map_err(|e| e.to_string())
     }
 
+    /// A dry run's services: the simulation unpaced, DNS recorded. Its engine waits on
+    /// nothing else, and nothing stops it from outside (no cancel, no progress display).
+    fn completes_at_once(&self) -> bool {
+        self.run.spec.dry_run && self.run.fabric.completes_at_once() && self.run.dns.mode() == DnsMode::Record
+    }
+
     async fn wait(&self, duration: Duration) -> Result<(), String> {
         self.call(format!("wait {}", HumanDuration(duration)));
         let end = self.run.fabric.wait(self.now(), duration).await;

@@ -341,6 +341,13 @@ pub trait Fabric: Send + Sync {
     /// run's manual steps by itself.
     fn is_simulated(&self) -> bool;
 
+    /// Whether every call completes at its first poll, never waiting on a timer, a socket
+    /// or another task: a simulation that spends no real time (a dry run's). What lets a
+    /// dry run's script actions run on the engine's thread (`plan::Services`).
+    fn completes_at_once(&self) -> bool {
+        false
+    }
+
     /// Each VM's protection state now (its policy, phase and points), by name: what a
     /// plan is validated against before any call (unprotected VMs R5/R20, a failover
     /// already under way...), and what plan-wide steps read to see where each VM stands.

@@ -236,6 +236,14 @@ pub trait Services: Send + Sync {
     async fn wait(&self, duration: Duration) -> Result<(), String>;
     /// Whether a replica answers on a TCP port, trying until `timeout`.
     async fn wait_port(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String>;
+
+    /// Whether every call above completes at its first poll, never waiting on a timer, a
+    /// socket or another task, and nobody needs the engine to stay responsive meanwhile:
+    /// a dry run's. An action whose code is synchronous may then run on the engine's own
+    /// thread rather than be handed to another one and back.
+    fn completes_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// An action failed; `at` points at the script line that failed, when known.

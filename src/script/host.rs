@@ -48,8 +48,10 @@ pub(crate) type HookSink = Arc<Mutex<Vec<Hook>>>;
 /// One invocation of an action.
 pub(crate) struct Run {
     pub ctx: Arc<ActionContext>,
-    /// The runtime the engine runs on, captured before the script left it.
-    pub handle: tokio::runtime::Handle,
+    /// The runtime the engine runs on, captured before the script left it; `None` when
+    /// the script runs on the engine's own thread, whose services complete every call at
+    /// once (`Services::completes_at_once`).
+    pub handle: Option<tokio::runtime::Handle>,
     pub cancel: Cancel,
     pub watch: Arc<Watch>,
 }
@@ -63,18 +65,35 @@ impl Run {
     /// takes is not script time, so it does not count against the action's deadline.
     pub fn block_on<T>(&self, what: &str, call: impl Future<Output = Result<T, String>>) -> RhaiResult<T> {
         let started = Instant::now();
-        let outcome = self.handle.block_on(async {
-            tokio::select! {
-                result = call => Some(result),
-                () = self.cancel.cancelled() => None,
-            }
-        });
+        let outcome = match &self.handle {
+            Some(handle) => handle.block_on(async {
+                tokio::select! {
+                    result = call => Some(result),
+                    () = self.cancel.cancelled() => None,
+                }
+            }),
+            // On the engine's thread nothing else runs until the script returns, so the
+            // call must complete at its first poll, as these services promise; nor can a
+            // cancel arrive meanwhile.
+            None => Some(complete_at_once(call).unwrap_or_else(|| {
+                Err("the call waited, but the run's services promised it would not (a bug in drplan)".into())
+            })),
+        };
         self.watch.exclude(started.elapsed());
         match outcome {
             Some(Ok(value)) => Ok(value),
             Some(Err(e)) => Err(format!("{what}: {e}").into()),
             None => Err(Box::new(EvalAltResult::ErrorTerminated(STOPPED_CANCELLED.into(), rhai::Position::NONE))),
         }
+    }
+}
+
+/// Polls `call` once: its output if it completed.
+fn complete_at_once<T>(call: impl Future<Output = T>) -> Option<T> {
+    let mut call = std::pin::pin!(call);
+    match call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 

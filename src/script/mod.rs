@@ -16,7 +16,7 @@ mod resolver;
 mod sandbox;
 mod threads;
 
-pub use threads::SCRIPT_STACK_SIZE;
+pub use threads::{SCRIPT_STACK_SIZE, on_script_stack};
 
 #[cfg(test)]
 mod tests;

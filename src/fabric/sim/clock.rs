@@ -32,6 +32,11 @@ impl SimClock {
         SimClock { now: Mutex::new(start), speed: None }
     }
 
+    /// Whether operations take real time (see [`SimClock::pace`]).
+    pub fn is_paced(&self) -> bool {
+        self.speed.is_some()
+    }
+
     pub fn now(&self) -> Timestamp {
         *self.now.lock().expect("clock lock")
     }

@@ -436,6 +436,11 @@ impl Fabric for SimFabric {
         true
     }
 
+    /// Unpaced, its operations only take the state's lock: nothing of it waits.
+    fn completes_at_once(&self) -> bool {
+        !self.clock.is_paced()
+    }
+
     fn protection(&self) -> BTreeMap<String, ProtectionState> {
         let now = self.clock.now();
         let mut state = self.lock();

@@ -4,7 +4,8 @@
 //! see when it was given to the plan. When the engine runs it, it runs on a blocking
 //! thread (never on the async workers), in a fresh sandboxed engine whose host state
 //! carries the run's services, the runtime handle captured before leaving it, and a
-//! cancel flag raised if the engine drops the action's future.
+//! cancel flag raised if the engine drops the action's future. In a dry run, whose
+//! services complete every call at once, it runs on the engine's own thread instead.
 
 use std::sync::Arc;
 
@@ -110,10 +111,15 @@ impl Action for ScriptAction {
 
     async fn run(&self, ctx: ActionContext) -> Result<(), ActionError> {
         let closure = self.0.clone();
-        let handle = tokio::runtime::Handle::current();
         let cancel = Cancel::default();
-        let _stop_if_dropped = CancelOnDrop(cancel.clone());
-        let ran = threads::run(move || closure.invoke(Arc::new(ctx), handle, cancel)).await;
+        let ran = if ctx.services.completes_at_once() && threads::has_deep_stack() {
+            // A dry run's: nothing to wait for, so no reason to leave the engine's thread.
+            threads::run_here(|| closure.invoke(Arc::new(ctx), None, cancel))
+        } else {
+            let handle = tokio::runtime::Handle::current();
+            let _stop_if_dropped = CancelOnDrop(cancel.clone());
+            threads::run(move || closure.invoke(Arc::new(ctx), Some(handle), cancel)).await
+        };
         ran.unwrap_or_else(|thread| Err(ActionError { message: thread, at: Some(self.0.at.clone()) }))
     }
 }
@@ -122,7 +128,7 @@ impl Closure {
     fn invoke(
         &self,
         ctx: Arc<ActionContext>,
-        handle: tokio::runtime::Handle,
+        handle: Option<tokio::runtime::Handle>,
         cancel: Cancel,
     ) -> Result<(), ActionError> {
         let watch = Watch::new(ACTION_LIMITS.deadline, cancel.flag());

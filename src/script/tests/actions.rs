@@ -1,5 +1,6 @@
-//! Closures run as actions: on a blocking thread, with `ctx`, calling services through
-//! the host API; a failing script is an `ActionError` at the failing line.
+//! Closures run as actions: on a blocking thread (a dry run's on the engine's thread),
+//! with `ctx`, calling services through the host API; a failing script is an
+//! `ActionError` at the failing line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -286,4 +287,47 @@ async fn r34_a_refused_primitive_fails_the_action_with_what_to_do_instead() {
     let bad = plan_with("plan.pre(|ctx| failover_vm(\"app01\", \"sideways\"));");
     let err = first_pre(&bad).run(action_ctx(Arc::new(FakeServices::default()), None, None)).await.unwrap_err();
     assert!(err.message.contains("not test, planned or unplanned"), "{}", err.message);
+}
+
+/// The runtime a dry run's engine runs on (`drplan dry-run`): one thread.
+fn dry_run_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_stack_size(crate::script::SCRIPT_STACK_SIZE)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_dry_runs_action_runs_on_the_engines_thread_given_a_scripts_stack() {
+    let plan = plan_with("plan.pre(|ctx| log(\"here\"));");
+    let services = Arc::new(FakeServices { at_once: true, ..FakeServices::default() });
+    let runtime = dry_run_runtime();
+    let action = first_pre(&plan);
+    let (action, services_now) = (&action, &services);
+    let run = || async move {
+        action.run(action_ctx(services_now.clone(), None, None)).await.unwrap();
+        std::thread::current().id()
+    };
+    let engine = crate::script::on_script_stack(|| runtime.block_on(run()));
+    // A test's thread has too little stack for a script: the action goes to a blocking thread.
+    let shallow = runtime.block_on(run());
+    let threads = services.log_threads.lock().unwrap().clone();
+    assert_eq!(threads[0], engine);
+    assert_ne!(threads[1], shallow);
+}
+
+#[test]
+fn a_call_that_waits_on_the_engines_thread_fails_the_action_rather_than_hang_the_run() {
+    // FakeServices::wait sleeps on the runtime's timer, which only the engine's thread,
+    // busy with the script, could drive.
+    let plan = plan_with("plan.pre(|ctx| {\n    wait(\"30s\");\n});");
+    let services = Arc::new(FakeServices { at_once: true, ..FakeServices::default() });
+    let runtime = dry_run_runtime();
+    let action = first_pre(&plan);
+    let err = crate::script::on_script_stack(|| {
+        runtime.block_on(action.run(action_ctx(services.clone(), None, None))).unwrap_err()
+    });
+    assert_eq!(err.message, "wait: the call waited, but the run's services promised it would not (a bug in drplan)");
+    assert_eq!(err.at.unwrap().line, 4);
 }

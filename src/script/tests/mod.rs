@@ -87,6 +87,10 @@ impl Plans {
 struct FakeServices {
     calls: Mutex<Vec<String>>,
     refuse_dns: bool,
+    /// Claims to complete every call at once, as a dry run's services do.
+    at_once: bool,
+    /// The thread each `log` was called from.
+    log_threads: Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl FakeServices {
@@ -119,6 +123,11 @@ impl Services for FakeServices {
 
     fn log(&self, message: &str) {
         self.record(format!("log {message}"));
+        self.log_threads.lock().unwrap().push(std::thread::current().id());
+    }
+
+    fn completes_at_once(&self) -> bool {
+        self.at_once
     }
 
     async fn dns_point(&self, name: &str, ip: Ipv4Addr) -> Result<(), String> {
