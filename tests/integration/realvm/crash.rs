@@ -159,15 +159,14 @@ impl SmallDisk {
         SmallDisk { dir }
     }
 
-    /// Takes the free space with a filler file; `None` gives it back.
-    fn fill(&self, full: bool) {
-        let filler = self.dir.join("filler");
-        if full {
-            let _ =
-                Command::new("dd").args(["if=/dev/zero", "bs=64k"]).arg(format!("of={}", filler.display())).output();
-        } else {
-            std::fs::remove_file(filler).unwrap();
-        }
+    /// Takes all the free space with a filler file.
+    fn take_space(&self) {
+        let filler = format!("of={}", self.dir.join("filler").display());
+        let _ = Command::new("dd").args(["if=/dev/zero", "bs=64k", &filler]).output();
+    }
+
+    fn give_space_back(&self) {
+        std::fs::remove_file(self.dir.join("filler")).unwrap();
     }
 }
 
@@ -195,7 +194,7 @@ fn r15_a_full_target_disk_is_a_clear_error_loses_no_point_and_replication_resume
     work.run(&["replicate", "--once"]).ok();
     let held = assert_points_sound(&work, &folder, "app01", Leftovers::Cleared, "after the full copy");
 
-    disk.fill(true);
+    disk.take_space();
     sites.wait_counter(&app.ip, held + 10, Duration::from_secs(30));
     let failed = work.run(&["replicate", "--once"]).fails(1);
     assert!(failed.stderr.contains("No space left on device"), "{}", failed.stderr);
@@ -207,7 +206,7 @@ fn r15_a_full_target_disk_is_a_clear_error_loses_no_point_and_replication_resume
         "no point lost"
     );
 
-    disk.fill(false);
+    disk.give_space_back();
     let back = work.run(&["replicate", "--once"]).ok();
     assert!(back.stderr.contains("point 2: incremental copy"), "{}", back.stderr);
     assert!(assert_points_sound(&work, &folder, "app01", Leftovers::Cleared, "once space returned") > held);

@@ -763,25 +763,22 @@ pub fn target_dir() -> PathBuf {
 
 /// `path`, opened and locked (exclusive) until the file is dropped.
 pub fn lock_file(path: &Path) -> fs::File {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    file.lock().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
-    file
+    open_locked(path, fs::File::lock)
 }
 
 /// `path`, opened and locked shared (with other shared holders) until dropped.
 fn shared_lock_file(path: &Path) -> fs::File {
+    open_locked(path, fs::File::lock_shared)
+}
+
+fn open_locked(path: &Path, lock: fn(&fs::File) -> std::io::Result<()>) -> fs::File {
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-    file.lock_shared().unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+    lock(&file).unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
     file
 }
 
