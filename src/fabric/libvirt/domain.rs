@@ -251,6 +251,21 @@ impl DomainState {
     }
 }
 
+/// The MAC of each NIC of a domain definition, in NIC order (empty where it has none).
+pub fn nic_macs(definition: &str) -> Vec<String> {
+    parse_domain(definition).map(|info| info.nics.into_iter().map(|nic| nic.mac).collect()).unwrap_or_default()
+}
+
+/// The address libvirt saw (by lease or agent) for NIC `i`, whose MAC is `macs[i]`.
+/// libvirt lists interfaces in its own order, so a NIC is matched by MAC; by position only
+/// where its MAC is unknown.
+pub fn seen_address(macs: &[String], i: usize, found: &[(String, std::net::Ipv4Addr)]) -> Option<std::net::Ipv4Addr> {
+    match macs.get(i).filter(|mac| !mac.is_empty()) {
+        Some(mac) => found.iter().find(|(seen, _)| seen.eq_ignore_ascii_case(mac)).map(|(_, ip)| *ip),
+        None => found.get(i).map(|(_, ip)| *ip),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

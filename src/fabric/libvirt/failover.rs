@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 
-use super::domain::{DomainState, ReplicaSpec, parse_domain, replica_xml};
+use super::domain::{DomainState, ReplicaSpec, nic_macs, parse_domain, replica_xml, seen_address};
 use super::hypervisor::{Hypervisor, HypervisorError};
 use super::record::{Booting, ReplicaRecord, StoredPoint, VmRecord};
 use super::way_back::boot_checkpoint;
@@ -753,25 +753,6 @@ impl LibvirtFabric {
             }
         }
         Ok(())
-    }
-}
-
-/// The MAC of each NIC of a domain definition, in NIC order (empty where it has none).
-pub(super) fn nic_macs(definition: &str) -> Vec<String> {
-    parse_domain(definition).map(|info| info.nics.into_iter().map(|nic| nic.mac).collect()).unwrap_or_default()
-}
-
-/// The address libvirt saw (by lease or agent) for NIC `i`, whose MAC is `macs[i]`.
-/// libvirt lists interfaces in its own order, so a NIC is matched by MAC; by position only
-/// where its MAC is unknown.
-pub(super) fn seen_address(
-    macs: &[String],
-    i: usize,
-    found: &[(String, std::net::Ipv4Addr)],
-) -> Option<std::net::Ipv4Addr> {
-    match macs.get(i).filter(|mac| !mac.is_empty()) {
-        Some(mac) => found.iter().find(|(seen, _)| seen.eq_ignore_ascii_case(mac)).map(|(_, ip)| *ip),
-        None => found.get(i).map(|(_, ip)| *ip),
     }
 }
 

@@ -476,7 +476,7 @@ impl Fabric for LibvirtFabric {
         let inventory_vm = self.vm(vm)?;
         let (_, hypervisor) = self.side(inventory_vm, Side::Original)?;
         let found = hypervisor.addresses(vm).await.map_err(failed(vm, "address lookup"))?;
-        let macs = failover::nic_macs(&record.definition);
+        let macs = domain::nic_macs(&record.definition);
         Ok(inventory_vm
             .nics
             .iter()
@@ -484,7 +484,7 @@ impl Fabric for LibvirtFabric {
             .map(|(i, nic)| ReplicaNic {
                 network: Some(nic.network.clone()),
                 subnet: Some(nic.subnet.clone()),
-                ip: failover::seen_address(&macs, i, &found).or(nic.ip),
+                ip: domain::seen_address(&macs, i, &found).or(nic.ip),
                 addressing: None,
             })
             .collect())

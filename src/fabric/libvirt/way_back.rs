@@ -217,7 +217,7 @@ impl LibvirtFabric {
             })
             .collect();
         if nics.iter().any(|n| n.ip.is_none()) {
-            let macs = home.domain_xml(&vm.name).await.map(|xml| super::failover::nic_macs(&xml)).unwrap_or_default();
+            let macs = home.domain_xml(&vm.name).await.map(|xml| super::domain::nic_macs(&xml)).unwrap_or_default();
             nics = self.wait_for_addresses(home, &vm.name, nics, &macs).await;
         }
         let storage = site.libvirt.as_ref().map(|l| l.storage.to_string_lossy().into_owned()).unwrap_or_default();
