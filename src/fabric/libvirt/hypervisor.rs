@@ -200,8 +200,10 @@ impl Hypervisor {
         Ok(())
     }
 
-    /// Deletes a checkpoint of a domain that may be shut off: where libvirt cannot delete
-    /// its bitmaps then, it forgets the checkpoint (a bitmap left in an image is unused).
+    /// Forgets a checkpoint that is discarded, whatever its bitmap: deleted where libvirt
+    /// can (merging its bitmap), else only from libvirt's metadata: a domain shut off, or
+    /// a bitmap that died with its QEMU. A bitmap left in an image is unused (QEMU drops a
+    /// broken one at its next start).
     pub async fn forget_checkpoint(&self, domain: &str, checkpoint: &str) -> HvResult<()> {
         if self.delete_checkpoint(domain, checkpoint).await.is_ok() {
             return Ok(());
@@ -213,17 +215,13 @@ impl Hypervisor {
         Ok(())
     }
 
+    /// Deletes a checkpoint, merging its bitmap into its parent's; one that does not
+    /// exist is fine.
     pub async fn delete_checkpoint(&self, domain: &str, checkpoint: &str) -> HvResult<()> {
         match self.virsh.run(&["checkpoint-delete", domain, checkpoint]).await {
             // "Domain checkpoint not found: no domain checkpoint with matching name"; not
             // "bitmap … not found", which is a broken one.
             Err(e) if e.stderr().contains("no domain checkpoint") => Ok(()),
-            // A checkpoint whose bitmap is broken cannot be merged away: libvirt forgets it
-            // (QEMU drops the broken bitmap at its next start).
-            Err(e) if e.stderr().contains("inconsistent") || e.stderr().contains("bitmap") => {
-                self.virsh.run(&["checkpoint-delete", domain, checkpoint, "--metadata"]).await?;
-                Ok(())
-            }
             Err(e) => Err(e.into()),
             Ok(_) => Ok(()),
         }

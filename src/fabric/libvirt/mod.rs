@@ -334,7 +334,7 @@ impl Fabric for LibvirtFabric {
             if let Ok((_, source)) = self.side(inventory_vm, record.protection.active)
                 && let Some(checkpoint) = &record.checkpoint
             {
-                let _ = source.delete_checkpoint(vm, checkpoint).await;
+                let _ = source.forget_checkpoint(vm, checkpoint).await;
             }
             self.release(vm, |record| {
                 record.protection.unprotect();

@@ -154,7 +154,7 @@ impl LibvirtFabric {
                     if let Ok(inventory_vm) = self.vm(vm)
                         && let Ok(record) = self.record(vm)
                         && let Ok((_, source)) = self.side(inventory_vm, record.protection.active)
-                        && let Err(e) = source.delete_checkpoint(vm, checkpoint).await
+                        && let Err(e) = source.forget_checkpoint(vm, checkpoint).await
                     {
                         tracing::warn!(domain = vm, %checkpoint, error = %e, "removing the broken checkpoint failed");
                     }
@@ -279,7 +279,7 @@ impl LibvirtFabric {
             // the name.
             tracing::info!(domain, %checkpoint, "removing the checkpoint of a copy that never finished");
             source.abort_job(&domain).await;
-            source.delete_checkpoint(&domain, &checkpoint).await.map_err(failed(name, "replication"))?;
+            source.forget_checkpoint(&domain, &checkpoint).await.map_err(failed(name, "replication"))?;
         }
         let targets = record
             .disks
