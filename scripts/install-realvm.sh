@@ -2,8 +2,9 @@
 # Installs what the real-VM integration tests (tests/integration/realvm/) need on a fresh
 # Debian 12 machine, as root: QEMU (TCG), libvirt, dnsmasq for the sites' DHCP, the Debian
 # kernel and busybox-static the test guest boots, qemu-guest-agent for inside it, the NBD
-# tools replication uses, and iproute2, cpio and curl the harness calls. Quiet and idempotent: does
-# nothing when everything is there.
+# tools replication uses, iproute2, cpio and curl the harness calls, and ssh (client and
+# server: the tests' sites on hosts of their own are reached over ssh). Quiet and
+# idempotent: does nothing when everything is there.
 set -euo pipefail
 
 # The programs (and files) that prove each package is installed.
@@ -11,7 +12,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 kernel_present() { compgen -G '/boot/vmlinuz-*-amd64' >/dev/null && compgen -G '/lib/modules/*/modules.dep' >/dev/null; }
 all_present() {
     have qemu-system-x86_64 && have qemu-img && have busybox && have libvirtd && have virtlogd &&
-        have virsh && have dnsmasq && have qemu-ga && have nbdinfo && have ip && have cpio && have curl &&
+        have virsh && have dnsmasq && have qemu-ga && have nbdinfo && have ip && have cpio && have curl && have ssh && have sshd && have ssh-keygen &&
         [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] &&
         kernel_present
 }
@@ -31,7 +32,7 @@ apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
 apt-get install -y -qq --no-install-recommends qemu-utils busybox-static linux-image-amd64 \
     libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu dnsmasq-base \
-    qemu-guest-agent libnbd-bin iproute2 cpio curl >/dev/null
+    qemu-guest-agent libnbd-bin iproute2 cpio curl openssh-client openssh-server >/dev/null
 
 if ! all_present; then
     echo "scripts/install-realvm.sh: packages installed, but something is still missing" >&2

@@ -177,6 +177,12 @@ impl Throttle {
         Ok(())
     }
 
+    /// The bandwidth in force at `hour` (0-23, UTC).
+    pub fn kbps_at(&self, hour: u32) -> u64 {
+        let in_work = hour >= self.work_hours.0 && hour < self.work_hours.1;
+        if in_work { self.work_kbps } else { self.off_hours_kbps }
+    }
+
     /// How long sending `bytes` takes when starting at `start_of_day` into a UTC day,
     /// with the bandwidth changing at the work-hour boundaries.
     pub fn transfer_time(&self, bytes: u64, start_of_day: Duration) -> Duration {
@@ -184,10 +190,7 @@ impl Throttle {
         let mut remaining_bits = bytes as f64 * 8.0;
         let mut clock_ms = start_of_day.as_millis() as u64 % (24 * HOUR);
         let mut elapsed_ms: u64 = 0;
-        let bits_per_ms = |hour: u32| {
-            let in_work = hour >= self.work_hours.0 && hour < self.work_hours.1;
-            (if in_work { self.work_kbps } else { self.off_hours_kbps }) as f64 * 1024.0 / 1000.0
-        };
+        let bits_per_ms = |hour: u32| self.kbps_at(hour) as f64 * 1024.0 / 1000.0;
         // A copy of days (a big initial copy on a shared host) skips whole days at once.
         let bits_per_day: f64 = (0..24).map(|hour| bits_per_ms(hour) * HOUR as f64).sum();
         while remaining_bits > 0.0 {

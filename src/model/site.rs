@@ -33,9 +33,9 @@ pub enum Platform {
 pub struct LibvirtConnection {
     /// Any libvirt URI: `qemu:///system`, `qemu+ssh://host/system`, a unix socket.
     pub uri: String,
-    /// Where replicas and recovery points of the VMs protected *to* this site live: a
-    /// folder this site's libvirt can read and the source site's libvirt can write (the
-    /// same host, or a shared file system).
+    /// Where replicas and recovery points of the VMs protected *to* this site live, on
+    /// this site's host (over ssh for a `qemu+ssh` URI); backups on their way from this
+    /// site to another host wait in its `.outgoing/` folder.
     pub storage: std::path::PathBuf,
 }
 

@@ -14,14 +14,19 @@
 //! first point is that disk (the replica's overlay, adopted by a rename) or an empty
 //! overlay on it (the VM's own disk, which stays where its domain expects it). Files
 //! are therefore removed only when no kept file is backed by them.
+//!
+//! The files are on the target site's host (`Host`): this machine, or another one
+//! reached over ssh; every operation here runs there.
 
 use std::path::{Path, PathBuf};
 
-use super::tools::{ToolError, qemu_img};
+use super::host::Host;
+use super::tools::ToolError;
 
-/// The folder of one VM's chain at the target: `STORAGE/VM/`.
+/// The folder of one VM's chain at the target: `STORAGE/VM/` on the target's host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chain {
+    host: Host,
     dir: PathBuf,
 }
 
@@ -30,16 +35,29 @@ fn path_arg(path: &Path) -> String {
 }
 
 impl Chain {
-    pub fn new(storage: &Path, vm: &str) -> Chain {
-        Chain { dir: storage.join(vm) }
+    pub fn new(host: Host, storage: &Path, vm: &str) -> Chain {
+        Chain { host, dir: storage.join(vm) }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn create_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    pub async fn create_dir(&self) -> Result<(), ToolError> {
+        self.host.create_dir(&self.dir).await
+    }
+
+    /// Removes one file of the chain's host; one not there is fine.
+    pub async fn remove(&self, file: &Path) -> Result<(), ToolError> {
+        self.host.remove(file).await
+    }
+
+    pub async fn exists(&self, file: &Path) -> Result<bool, ToolError> {
+        self.host.exists(file).await
     }
 
     /// The image of point `seq` for disk `disk` (a target name such as `vda`).
@@ -58,7 +76,7 @@ impl Chain {
     pub async fn link(&self, seq: u64, previous: u64, disk: &str) -> Result<(), ToolError> {
         let file = path_arg(&self.point_file(seq, disk));
         let backing = path_arg(&self.point_file(previous, disk));
-        qemu_img(&["rebase", "-u", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &file]).await.map(drop)
+        self.host.qemu_img(&["rebase", "-u", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &file]).await.map(drop)
     }
 
     /// R2: merges point `oldest` (the chain's base) into point `next`. The caller has
@@ -67,33 +85,27 @@ impl Chain {
         let base = self.point_file(oldest, disk);
         let top = self.point_file(next, disk);
         // -d: leave `next`'s file as it is; the merged base replaces it below.
-        qemu_img(&["commit", "-q", "-d", "-f", "qcow2", &path_arg(&top)]).await?;
-        std::fs::rename(&base, &top).map_err(|e| ToolError::Failed {
-            command: format!("rename {} {}", base.display(), top.display()),
-            stderr: e.to_string(),
-        })
+        self.host.qemu_img(&["commit", "-q", "-d", "-f", "qcow2", &path_arg(&top)]).await?;
+        self.host.rename(&base, &top).await
     }
 
     /// A new overlay on point `seq` for a replica to boot from; an old one is replaced.
     pub async fn overlay(&self, seq: u64, replica: &str, disk: &str) -> Result<PathBuf, ToolError> {
         let overlay = self.overlay_file(replica, disk);
-        let _ = std::fs::remove_file(&overlay);
-        let backing = path_arg(&self.point_file(seq, disk));
-        qemu_img(&["create", "-q", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &path_arg(&overlay)]).await?;
+        self.host.remove(&overlay).await?;
+        let backing = self.point_file(seq, disk);
+        self.create_overlay(&backing, &overlay).await?;
         Ok(overlay)
     }
 
     /// Removes the files of points after `last`: what a copy cut off by a crash left.
     /// Older files are never removed here: a kept point's file may be backed by them.
-    pub fn remove_files_after(&self, last: u64) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(seq) = name.strip_prefix("point-").and_then(|rest| rest.get(..8)?.parse::<u64>().ok())
-                && seq > last
-            {
-                tracing::debug!(file = %entry.path().display(), "removing the file of a copy that never finished");
-                let _ = std::fs::remove_file(entry.path());
+    pub async fn remove_files_after(&self, last: u64) {
+        for name in self.host.list(&self.dir).await {
+            if point_seq(&name).is_some_and(|seq| seq > last) {
+                let file = self.dir.join(&name);
+                tracing::debug!(file = %file.display(), "removing the file of a copy that never finished");
+                let _ = self.host.remove(&file).await;
             }
         }
     }
@@ -101,28 +113,25 @@ impl Chain {
     /// Removes the files of points not in `keep`, and overlays not in `overlays`: what a
     /// copy cut off by a crash, or a removed replica, left behind. A file a kept one is
     /// backed by stays, whatever its name (the root of a chain of the way back).
-    pub fn remove_files_except(&self, keep: &[u64], overlays: &[PathBuf]) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let entries: Vec<_> = entries.flatten().collect();
+    pub async fn remove_files_except(&self, keep: &[u64], overlays: &[PathBuf]) {
+        let names = self.host.list(&self.dir).await;
         let mut needed: Vec<PathBuf> = Vec::new();
-        for entry in &entries {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let kept = match name.strip_prefix("point-").and_then(|rest| rest.get(..8)?.parse::<u64>().ok()) {
-                Some(seq) => keep.contains(&seq),
+        for name in &names {
+            let path = self.dir.join(name);
+            let kept = match point_seq(name) {
+                Some(seq) => keep.contains(&seq) && !name.ends_with(".part"),
                 None => overlays.contains(&path),
             };
             if kept {
-                needed.extend(backing_chain(&path));
+                needed.extend(self.backing_chain(&path).await);
             }
         }
-        for entry in entries {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let kept = needed.contains(&path) || !name.ends_with(".qcow2");
+        for name in names {
+            let path = self.dir.join(&name);
+            let kept = needed.contains(&path) || !(name.ends_with(".qcow2") || name.ends_with(".part"));
             if !kept {
                 tracing::debug!(file = %path.display(), "removing a replica file no point uses");
-                let _ = std::fs::remove_file(&path);
+                let _ = self.host.remove(&path).await;
             }
         }
     }
@@ -136,12 +145,9 @@ impl Chain {
     pub async fn root_on(&self, seq: u64, disk: &str, own: &Path) -> Result<PathBuf, ToolError> {
         let point = self.point_file(seq, disk);
         if own.parent() == Some(self.dir.as_path()) {
-            if own.exists() {
-                std::fs::rename(own, &point).map_err(|e| ToolError::Failed {
-                    command: format!("rename {} {}", own.display(), point.display()),
-                    stderr: e.to_string(),
-                })?;
-            } else if !point.exists() {
+            if self.host.exists(own).await? {
+                self.host.rename(own, &point).await?;
+            } else if !self.host.exists(&point).await? {
                 return Err(ToolError::Failed {
                     command: format!("adopt {}", own.display()),
                     stderr: "the image is gone: the reprotect needs a full copy (unprotect, then protect)".into(),
@@ -149,10 +155,15 @@ impl Chain {
             }
             return Ok(point);
         }
-        let _ = std::fs::remove_file(&point);
-        let backing = path_arg(own);
-        qemu_img(&["create", "-q", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &path_arg(&point)]).await?;
+        self.host.remove(&point).await?;
+        self.create_overlay(own, &point).await?;
         Ok(point)
+    }
+
+    /// A new, empty qcow2 image `overlay` reading through to `backing`.
+    async fn create_overlay(&self, backing: &Path, overlay: &Path) -> Result<(), ToolError> {
+        let (backing, overlay) = (path_arg(backing), path_arg(overlay));
+        self.host.qemu_img(&["create", "-q", "-f", "qcow2", "-b", &backing, "-F", "qcow2", &overlay]).await.map(drop)
     }
 
     /// R37, R38: writes point `seq`'s image of `disk` into `own`, the VM's own disk at its
@@ -163,24 +174,59 @@ impl Chain {
     /// be done again after a crash, as long as nothing ran on `own` since.
     pub async fn write_into(&self, seq: u64, disk: &str, own: &Path) -> Result<(), ToolError> {
         let point = path_arg(&self.point_file(seq, disk));
-        if backing_chain(&self.point_file(seq, disk)).iter().any(|p| p == own) {
-            qemu_img(&["commit", "-q", "-f", "qcow2", "-b", &path_arg(own), &point]).await.map(drop)
+        if self.backing_chain(&self.point_file(seq, disk)).await.iter().any(|p| p == own) {
+            self.host.qemu_img(&["commit", "-q", "-f", "qcow2", "-b", &path_arg(own), &point]).await.map(drop)
         } else {
-            qemu_img(&["convert", "-n", "-f", "qcow2", "-O", "qcow2", &point, &path_arg(own)]).await.map(drop)
+            self.host.qemu_img(&["convert", "-n", "-f", "qcow2", "-O", "qcow2", &point, &path_arg(own)]).await.map(drop)
         }
     }
 
     /// What the files of point `seq` occupy on disk, and their disks' size: what a copy
     /// moved (a delta copy holds only the clusters that changed) against a whole copy.
-    pub fn point_usage(&self, seq: u64, disks: &[String]) -> (u64, u64) {
-        use std::os::unix::fs::MetadataExt;
-        disks.iter().fold((0, 0), |(used, size), disk| {
+    pub async fn point_usage(&self, seq: u64, disks: &[String]) -> (u64, u64) {
+        let (mut used, mut size) = (0, 0);
+        for disk in disks {
             let file = self.point_file(seq, disk);
-            let allocated = std::fs::metadata(&file).map(|m| m.blocks() * 512).unwrap_or(0);
-            (used + allocated, size + qcow2_header(&file).map_or(0, |h| h.size))
-        })
+            used += self.host.allocated(&file).await.unwrap_or(0);
+            size += self.header(&file).await.map_or(0, |h| h.size);
+        }
+        (used, size)
+    }
+
+    /// The header of the qcow2 image at `path` on the chain's host.
+    async fn header(&self, path: &Path) -> Option<Qcow2Header> {
+        let head = self.host.read_head(path, HEADER_READ).await?;
+        match parse_qcow2_header(path, &head)? {
+            Parsed::Header(header) => Some(header),
+            // The backing file's name lies past the first read: read up to its end.
+            Parsed::NeedsBytes(len) => match parse_qcow2_header(path, &self.host.read_head(path, len).await?)? {
+                Parsed::Header(header) => Some(header),
+                Parsed::NeedsBytes(_) => None,
+            },
+        }
+    }
+
+    /// `path` and the images it is backed by, top first (bounded: a loop is not followed).
+    async fn backing_chain(&self, path: &Path) -> Vec<PathBuf> {
+        let mut chain = vec![path.to_path_buf()];
+        while chain.len() < 4096 {
+            let Some(last) = chain.last() else { break };
+            match self.header(last).await.and_then(|h| h.backing) {
+                Some(next) if !chain.contains(&next) => chain.push(next),
+                _ => break,
+            }
+        }
+        chain
     }
 }
+
+/// The point a chain file belongs to, from its name (`point-SEQ-…`).
+fn point_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("point-").and_then(|rest| rest.get(..8)?.parse::<u64>().ok())
+}
+
+/// What is read of an image first: the header and, nearly always, its backing file's name.
+const HEADER_READ: usize = 4096;
 
 /// What drplan reads of a qcow2 image's header: its virtual size and backing file.
 struct Qcow2Header {
@@ -188,41 +234,30 @@ struct Qcow2Header {
     backing: Option<PathBuf>,
 }
 
-/// Reads the header of the qcow2 image at `path` (`None`: not a readable qcow2 image).
-/// A relative backing file is relative to the image's folder, as QEMU reads it.
-fn qcow2_header(path: &Path) -> Option<Qcow2Header> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut header = [0u8; 32];
-    file.read_exact(&mut header).ok()?;
-    if &header[..4] != b"QFI\xfb" {
-        return None;
-    }
-    let offset = u64::from_be_bytes(header[8..16].try_into().ok()?);
-    let length = u32::from_be_bytes(header[16..20].try_into().ok()?) as usize;
-    let size = u64::from_be_bytes(header[24..32].try_into().ok()?);
-    let backing = if offset == 0 || length == 0 || length > 4096 {
-        None
-    } else {
-        let mut name = vec![0u8; length];
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        file.read_exact(&mut name).ok()?;
-        let name = PathBuf::from(String::from_utf8(name).ok()?);
-        Some(if name.is_absolute() { name } else { path.parent()?.join(name) })
-    };
-    Some(Qcow2Header { size, backing })
+enum Parsed {
+    Header(Qcow2Header),
+    /// The header says more bytes must be read.
+    NeedsBytes(usize),
 }
 
-/// `path` and the images it is backed by, top first (bounded: a loop is not followed).
-fn backing_chain(path: &Path) -> Vec<PathBuf> {
-    let mut chain = vec![path.to_path_buf()];
-    while chain.len() < 4096 {
-        match chain.last().and_then(|last| qcow2_header(last)).and_then(|h| h.backing) {
-            Some(next) if !chain.contains(&next) => chain.push(next),
-            _ => break,
-        }
+/// Parses the start of the qcow2 image at `path` (`None`: not a qcow2 image). A relative
+/// backing file is relative to the image's folder, as QEMU reads it.
+fn parse_qcow2_header(path: &Path, head: &[u8]) -> Option<Parsed> {
+    if head.len() < 32 || &head[..4] != b"QFI\xfb" {
+        return None;
     }
-    chain
+    let offset = u64::from_be_bytes(head[8..16].try_into().ok()?) as usize;
+    let length = u32::from_be_bytes(head[16..20].try_into().ok()?) as usize;
+    let size = u64::from_be_bytes(head[24..32].try_into().ok()?);
+    let backing = if offset == 0 || length == 0 || length > 4096 || offset > 1 << 20 {
+        None
+    } else if head.len() < offset + length {
+        return Some(Parsed::NeedsBytes(offset + length));
+    } else {
+        let name = PathBuf::from(String::from_utf8(head[offset..offset + length].to_vec()).ok()?);
+        Some(if name.is_absolute() { name } else { path.parent()?.join(name) })
+    };
+    Some(Parsed::Header(Qcow2Header { size, backing }))
 }
 
 #[cfg(test)]
@@ -231,27 +266,28 @@ mod tests {
 
     #[test]
     fn point_files_sort_in_point_order_and_name_their_disk() {
-        let chain = Chain::new(Path::new("/srv/replicas"), "app01");
+        let chain = Chain::new(Host::Local, Path::new("/srv/replicas"), "app01");
         assert_eq!(chain.point_file(7, "vda"), PathBuf::from("/srv/replicas/app01/point-00000007-vda.qcow2"));
         assert!(chain.point_file(9, "vda") < chain.point_file(10, "vda"));
         assert_eq!(chain.overlay_file("app01-test", "vdb"), PathBuf::from("/srv/replicas/app01/app01-test-vdb.qcow2"));
     }
 
-    #[test]
-    fn leftovers_are_removed_and_kept_points_stay() {
+    #[tokio::test]
+    async fn leftovers_are_removed_and_kept_points_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let chain = Chain::new(dir.path(), "vm");
-        chain.create_dir().unwrap();
+        let chain = Chain::new(Host::Local, dir.path(), "vm");
+        chain.create_dir().await.unwrap();
         for name in [
             "point-00000001-vda.qcow2",
             "point-00000002-vda.qcow2",
             "point-00000003-vda.qcow2",
             "vm-test-vda.qcow2",
+            "point-00000002-vda.qcow2.part",
             "notes.txt",
         ] {
             std::fs::write(chain.dir().join(name), b"x").unwrap();
         }
-        chain.remove_files_except(&[2], &[]);
+        chain.remove_files_except(&[2], &[]).await;
         let mut left: Vec<String> = std::fs::read_dir(chain.dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -275,11 +311,11 @@ mod tests {
         std::fs::write(path, header).unwrap();
     }
 
-    #[test]
-    fn r36_a_file_a_kept_point_is_backed_by_stays_whatever_its_name() {
+    #[tokio::test]
+    async fn r36_a_file_a_kept_point_is_backed_by_stays_whatever_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let chain = Chain::new(dir.path(), "vm");
-        chain.create_dir().unwrap();
+        let chain = Chain::new(Host::Local, dir.path(), "vm");
+        chain.create_dir().await.unwrap();
         let own = dir.path().join("own-disk.qcow2");
         qcow2(&own, 64 << 20, None);
         // An old point, the replica overlay adopted as point 5 on it, point 6 on that.
@@ -288,23 +324,39 @@ mod tests {
         qcow2(&chain.point_file(6, "vda"), 64 << 20, Some("point-00000005-vda.qcow2"));
         qcow2(&chain.point_file(1, "vda"), 64 << 20, None);
         assert_eq!(
-            backing_chain(&chain.point_file(6, "vda")),
+            chain.backing_chain(&chain.point_file(6, "vda")).await,
             [chain.point_file(6, "vda"), chain.point_file(5, "vda"), chain.point_file(2, "vda")],
             "a relative backing file is read from the image's folder"
         );
-        chain.remove_files_except(&[6], &[]);
+        chain.remove_files_except(&[6], &[]).await;
         assert!(chain.point_file(2, "vda").exists() && chain.point_file(5, "vda").exists());
         assert!(!chain.point_file(1, "vda").exists(), "what nothing kept needs goes");
-        assert_eq!(chain.point_usage(6, &["vda".to_string()]).1, 64 << 20, "the disk's size is read from the header");
+        assert_eq!(
+            chain.point_usage(6, &["vda".to_string()]).await.1,
+            64 << 20,
+            "the disk's size is read from the header"
+        );
         assert!(own.exists(), "nothing outside the chain's folder is touched");
     }
 
-    #[test]
-    fn a_file_that_is_not_qcow2_has_no_backing_chain() {
+    #[tokio::test]
+    async fn a_file_that_is_not_qcow2_has_no_backing_chain() {
         let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::new(Host::Local, dir.path(), "vm");
         let raw = dir.path().join("disk.raw");
         std::fs::write(&raw, [0u8; 512]).unwrap();
-        assert_eq!(backing_chain(&raw), vec![raw]);
-        assert!(qcow2_header(&dir.path().join("missing")).is_none());
+        assert_eq!(chain.backing_chain(&raw).await, vec![raw]);
+        assert!(chain.header(&dir.path().join("missing")).await.is_none());
+    }
+
+    #[test]
+    fn a_backing_name_past_the_first_read_asks_for_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("top.qcow2");
+        qcow2(&image, 1 << 30, Some("base.qcow2"));
+        let whole = std::fs::read(&image).unwrap();
+        assert!(matches!(parse_qcow2_header(&image, &whole[..64]), Some(Parsed::NeedsBytes(122))));
+        let Some(Parsed::Header(header)) = parse_qcow2_header(&image, &whole) else { panic!("a header") };
+        assert_eq!((header.size, header.backing), (1 << 30, Some(dir.path().join("base.qcow2"))));
     }
 }

@@ -618,7 +618,7 @@ impl LibvirtFabric {
         let keep: Vec<u64> = record.points.iter().map(|p| p.seq).filter(|s| *s <= in_use).collect();
         let overlays: Vec<_> =
             record.replica.iter().flat_map(|r| record.disks.iter().map(|d| chain.overlay_file(&r.domain, d))).collect();
-        chain.remove_files_except(&keep, &overlays);
+        chain.remove_files_except(&keep, &overlays).await;
         self.release(vm, |record| {
             record.protection.commit(Utc::now());
             record.points.clear();
@@ -663,7 +663,7 @@ impl LibvirtFabric {
             hypervisor.remove(&test.domain).await.map_err(failed(vm, "cleanup"))?;
             let chain = self.chain(inventory_vm, record.protection.active)?;
             for disk in &record.disks {
-                let _ = std::fs::remove_file(chain.overlay_file(&test.domain, disk));
+                let _ = chain.remove(&chain.overlay_file(&test.domain, disk)).await;
             }
         }
         self.release(vm, |record| {

@@ -4,10 +4,11 @@
 //! fabric.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::domain::{DomainInfo, DomainState, parse_domain, xml_escape};
+use super::host::Host;
 use super::tools::{ToolError, Virsh};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct BackupTarget {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hypervisor {
     virsh: Virsh,
+    /// The machine the site's files are on.
+    host: Host,
 }
 
 fn is_no_domain(error: &ToolError) -> bool {
@@ -60,12 +63,18 @@ fn is_no_domain(error: &ToolError) -> bool {
 }
 
 impl Hypervisor {
-    pub fn new(uri: &str) -> Hypervisor {
-        Hypervisor { virsh: Virsh::new(uri) }
+    /// The site at `uri`; `state_dir` holds what its ssh host's shared connection needs.
+    pub fn new(uri: &str, state_dir: &Path) -> Hypervisor {
+        let host = Host::of_uri(uri).sharing_connections_in(&state_dir.join("ssh"));
+        Hypervisor { virsh: Virsh::new(uri), host }
     }
 
     pub fn uri(&self) -> &str {
         self.virsh.uri()
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
     }
 
     fn no_domain(&self, domain: &str) -> impl Fn(ToolError) -> HypervisorError {

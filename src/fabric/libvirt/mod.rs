@@ -3,8 +3,9 @@
 //! rules as the simulation (the protection life cycle is the model's state machine).
 //!
 //! Layout: `tools` (the virsh and qemu-img processes), `domain` (definitions read and
-//! the replica's made), `hypervisor` (one site's operations), `chain` (recovery points
-//! as qcow2 image chains at the target), `record` (what is kept per VM), `replication`
+//! the replica's made), `hypervisor` (one site's operations), `host` (the machine holding
+//! a site's files: this one, or one reached over ssh), `chain` (recovery points as qcow2
+//! image chains at the target), `record` (what is kept per VM), `replication`
 //! (one copy cycle, what `drplan replicate` repeats, in either direction), `failover`
 //! (every kind, cleanup, commit, change of point, cancel), `way_back` (reprotect, and
 //! the failover home a failback is).
@@ -17,6 +18,7 @@
 pub mod chain;
 pub mod domain;
 mod failover;
+pub mod host;
 
 pub mod hypervisor;
 mod record;
@@ -48,6 +50,9 @@ use crate::store::{CallRecord, SharedStore, StoreError};
 /// The state file in the state directory.
 pub const STATE_FILE: &str = "libvirt.db";
 
+/// The folder of a site's storage where backups wait to be sent to another host.
+const OUTGOING: &str = ".outgoing";
+
 /// How long a failover waits for a replication cycle under way on its VM to end.
 const HOLDER_WAIT: Duration = Duration::from_secs(120);
 
@@ -73,7 +78,7 @@ impl LibvirtFabric {
         let hypervisors = inventory
             .sites
             .iter()
-            .filter_map(|site| Some((site.name.clone(), Hypervisor::new(&site.libvirt.as_ref()?.uri))))
+            .filter_map(|site| Some((site.name.clone(), Hypervisor::new(&site.libvirt.as_ref()?.uri, dir))))
             .collect();
         let fabric = LibvirtFabric { inventory, store, hypervisors };
         fabric.adopt_site_file_protection()?;
@@ -149,9 +154,23 @@ impl LibvirtFabric {
 
     /// The VM's chain of points at the site it replicates to from `source`.
     pub(crate) fn chain(&self, vm: &Vm, source: Side) -> FabricResult<Chain> {
-        let (target, _) = self.side(vm, source.other())?;
-        let storage = &target.libvirt.as_ref().expect("libvirt sites have a connection").storage;
-        Ok(Chain::new(storage, &vm.name))
+        self.storage_on(vm, source.other(), "")
+    }
+
+    /// Where the backups of the VM's copies from `source` are written first when the
+    /// target is another host: a folder of the source's own storage, from which each copy
+    /// is sent to the chain (`None`: the target's host is the source's, and backups
+    /// land in the chain).
+    pub(crate) fn outgoing(&self, vm: &Vm, source: Side) -> FabricResult<Option<Chain>> {
+        let outgoing = self.storage_on(vm, source, OUTGOING)?;
+        Ok((outgoing.host() != self.chain(vm, source)?.host()).then_some(outgoing))
+    }
+
+    /// The VM's folder in `sub` of the storage of the site on `side`, on its host.
+    fn storage_on(&self, vm: &Vm, side: Side, sub: &str) -> FabricResult<Chain> {
+        let (site, hypervisor) = self.side(vm, side)?;
+        let storage = &site.libvirt.as_ref().expect("libvirt sites have a connection").storage;
+        Ok(Chain::new(hypervisor.host().clone(), &storage.join(sub), &vm.name))
     }
 
     /// Records a finished job.
@@ -329,7 +348,7 @@ impl Fabric for LibvirtFabric {
             let record = self.take(vm, "unprotect", Operation::Unprotect, |_| {}).await?;
             let inventory_vm = self.vm(vm)?;
             if delete_replica && let Ok(chain) = self.chain(inventory_vm, record.protection.active) {
-                chain.remove_files_except(&[], &[]);
+                chain.remove_files_except(&[], &[]).await;
             }
             if let Ok((_, source)) = self.side(inventory_vm, record.protection.active)
                 && let Some(checkpoint) = &record.checkpoint

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use super::chain::Chain;
 use super::record::{Holder, StoredPoint, VmRecord};
 use super::{LibvirtFabric, failed};
 use crate::fabric::libvirt::hypervisor::BackupTarget;
@@ -61,7 +62,9 @@ struct PreparedCopy<'a> {
     /// The domain copied: the one serving the VM.
     domain: String,
     source: &'a super::hypervisor::Hypervisor,
-    chain: super::chain::Chain,
+    chain: Chain,
+    /// Where the backup is written first when the chain is on another host.
+    outgoing: Option<Chain>,
     record: VmRecord,
     /// The point the copy is incremental from; `None`: a full copy.
     previous: Option<StoredPoint>,
@@ -256,15 +259,17 @@ impl LibvirtFabric {
         let active = record.protection.active;
         let (domain, source) = self.serving(vm, &record)?;
         let chain = self.chain(vm, active)?;
-        chain.create_dir().map_err(|e| FabricError::OperationFailed {
-            vm: name.into(),
-            what: "replication".into(),
-            why: format!("cannot create {}: {e}", chain.dir().display()),
-        })?;
+        chain.create_dir().await.map_err(failed(name, "replication"))?;
+        let outgoing = self.outgoing(vm, active)?;
+        if let Some(outgoing) = &outgoing {
+            outgoing.create_dir().await.map_err(failed(name, "replication"))?;
+            // What a cycle cut off by a crash left on its way: nothing else is there.
+            outgoing.remove_files_except(&[], &[]).await;
+        }
         self.finish_merge(vm, &record).await?;
         let record = self.record(name)?;
         // What a cycle cut off by a crash left: files of points never recorded.
-        chain.remove_files_after(record.points.last().map_or(0, |p| p.seq));
+        chain.remove_files_after(record.points.last().map_or(0, |p| p.seq)).await;
         let checkpoints = source.checkpoints(&domain).await.map_err(failed(name, "replication"))?;
         let previous = record
             .points
@@ -284,7 +289,10 @@ impl LibvirtFabric {
         let targets = record
             .disks
             .iter()
-            .map(|disk| BackupTarget { disk: disk.clone(), file: chain.point_file(seq, disk) })
+            .map(|disk| BackupTarget {
+                disk: disk.clone(),
+                file: outgoing.as_ref().unwrap_or(&chain).point_file(seq, disk),
+            })
             .collect();
         let policy = record.protection.replication_policy().and_then(|p| self.inventory.policy(p));
         let app_due =
@@ -294,7 +302,7 @@ impl LibvirtFabric {
                         (Utc::now() - last.time).to_std().unwrap_or_default() >= p.app_consistent_every
                     })
             });
-        Ok(PreparedCopy { vm, domain, source, chain, record, previous, seq, checkpoint, targets, app_due })
+        Ok(PreparedCopy { vm, domain, source, chain, outgoing, record, previous, seq, checkpoint, targets, app_due })
     }
 
     /// Waits for a begun copy, links it onto the previous point and records it.
@@ -307,17 +315,22 @@ impl LibvirtFabric {
         for_failover: bool,
         started: Instant,
     ) -> FabricResult<Cycle> {
-        let PreparedCopy { vm, domain, source, chain, record, previous, seq, checkpoint, targets, .. } = copy;
+        let PreparedCopy { vm, domain, source, chain, outgoing, record, previous, seq, checkpoint, targets, .. } = copy;
         let name = vm.name.as_str();
+        let written_to = outgoing.as_ref().unwrap_or(&chain);
         let copied = match begun {
-            Ok(()) => source.wait_for_job(&domain, BACKUP_TIMEOUT).await,
-            Err(e) => Err(e),
+            Ok(()) => source.wait_for_job(&domain, BACKUP_TIMEOUT).await.map_err(failed(name, "replication")),
+            Err(e) => Err(failed(name, "replication")(e)),
+        };
+        let copied = match (copied, &outgoing) {
+            (Ok(()), Some(outgoing)) => self.send(vm, outgoing, &chain, &targets).await,
+            (copied, _) => copied,
         };
         if let Err(e) = copied {
             for target in &targets {
-                let _ = std::fs::remove_file(&target.file);
+                let _ = written_to.remove(&target.file).await;
             }
-            return Err(failed(name, "replication")(e));
+            return Err(e);
         }
         if let Some(previous) = &previous {
             for disk in &record.disks {
@@ -331,7 +344,7 @@ impl LibvirtFabric {
         };
         let full = previous.is_none();
         let old_checkpoint = record.checkpoint.clone();
-        let (bytes, disk_bytes) = chain.point_usage(seq, &record.disks);
+        let (bytes, disk_bytes) = chain.point_usage(seq, &record.disks).await;
         let reprotected = self.update(name, |record| {
             record.points.push(StoredPoint { seq, time, consistency, full });
             record.next_seq = seq + 1;
@@ -359,6 +372,21 @@ impl LibvirtFabric {
         }
         let merged = if for_failover { 0 } else { self.prune(vm).await? };
         Ok(Cycle::Copied { seq, full, consistency, took: started.elapsed(), merged, bytes })
+    }
+
+    /// Sends a backup written at the source's host to the chain on the target's: each
+    /// disk's file lands whole under its point's name, or not at all, at the throttle's
+    /// bandwidth of the hour (R15).
+    async fn send(&self, vm: &Vm, outgoing: &Chain, chain: &Chain, targets: &[BackupTarget]) -> FabricResult<()> {
+        let hour = chrono::Timelike::hour(&Utc::now());
+        let bytes_per_second = self.inventory.throttle.kbps_at(hour) * 1024 / 8;
+        for target in targets {
+            let to = chain.dir().join(target.file.file_name().unwrap_or_default());
+            let sent = outgoing.host().copy_to(&target.file, chain.host(), &to, Some(bytes_per_second)).await;
+            let _ = outgoing.remove(&target.file).await;
+            sent.map_err(failed(&vm.name, "replication"))?;
+        }
+        Ok(())
     }
 
     /// R2: points older than the retention window go, the latest always stays. Not while
@@ -402,11 +430,11 @@ impl LibvirtFabric {
         let next_full = record.points.iter().find(|p| p.seq == next).is_some_and(|p| p.full);
         for disk in &record.disks {
             let base = chain.point_file(oldest, disk);
-            if !base.exists() {
+            if !chain.exists(&base).await.map_err(failed(name, "retention (R2)"))? {
                 continue; // merged and renamed before a crash
             }
             if next_full {
-                let _ = std::fs::remove_file(&base);
+                chain.remove(&base).await.map_err(failed(name, "retention (R2)"))?;
             } else {
                 chain.merge_oldest(oldest, next, disk).await.map_err(failed(name, "retention (R2)"))?;
             }

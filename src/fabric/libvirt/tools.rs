@@ -1,7 +1,8 @@
-//! The two programs the libvirt fabric drives: `virsh`, libvirt's own client, for the
-//! hypervisor (domains, networks, checkpoints, backups, the guest agent), and `qemu-img`
-//! for the replica's image files. Every process the fabric starts is started here, with
-//! its stderr kept for the error and its duration traced.
+//! The programs the libvirt fabric drives: `virsh`, libvirt's own client, for the
+//! hypervisor (domains, networks, checkpoints, backups, the guest agent), and on a
+//! site's host (`host`) `qemu-img` and the shell's file commands. Every command the fabric
+//! runs is run here, with its stderr kept for the error and its duration traced (the two
+//! ends of a copy between hosts, which stream, are `host`'s).
 //!
 //! Why virsh and not the `virt` crate: the crate's safe API lacks backups, checkpoints,
 //! block jobs and fsfreeze (raw FFI only), it pins an old `libc`, it is LGPL and Rust
@@ -43,6 +44,11 @@ impl ToolError {
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 async fn run(program: &str, package: &str, args: &[&str]) -> Result<String, ToolError> {
+    Ok(String::from_utf8_lossy(&run_program(program, package, args).await?).into_owned())
+}
+
+/// Runs `program` (from `package`, named when it is missing): its stdout.
+pub async fn run_program(program: &str, package: &str, args: &[&str]) -> Result<Vec<u8>, ToolError> {
     let command_line = || format!("{program} {}", args.join(" "));
     let started = Instant::now();
     let mut command = Command::new(program);
@@ -65,7 +71,7 @@ async fn run(program: &str, package: &str, args: &[&str]) -> Result<String, Tool
         let stderr = if stderr.is_empty() { format!("exit status {}", output.status) } else { stderr };
         return Err(ToolError::Failed { command: command_line(), stderr });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(output.stdout)
 }
 
 /// virsh on one libvirt connection: one site.
@@ -98,11 +104,6 @@ impl Virsh {
         all.extend(paths.iter().map(String::as_str));
         self.run(&all).await
     }
-}
-
-/// qemu-img, for the replica's image files.
-pub async fn qemu_img(args: &[&str]) -> Result<String, ToolError> {
-    run("qemu-img", "qemu-utils", args).await
 }
 
 /// An XML document in a temporary file, removed when dropped.

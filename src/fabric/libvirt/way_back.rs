@@ -72,7 +72,7 @@ impl LibvirtFabric {
         let name = vm.name.as_str();
         let (domain, source) = self.serving(vm, record)?;
         let chain = self.chain(vm, record.protection.active)?;
-        chain.create_dir().map_err(failed(name, "reprotect"))?;
+        chain.create_dir().await.map_err(failed(name, "reprotect"))?;
         let checkpoints = source.checkpoints(&domain).await.map_err(failed(name, "reprotect"))?;
         let base = record
             .delta_base
@@ -80,7 +80,7 @@ impl LibvirtFabric {
             .filter(|base| record.protection.reprotect_is_delta() && checkpoints.contains(&base.checkpoint));
         let Some(base) = base else {
             // Whatever the passive side kept is stale.
-            chain.remove_files_except(&[], &[]);
+            chain.remove_files_except(&[], &[]).await;
             return Ok((Vec::new(), Reprotect { delta: false, since: None, copied: None }));
         };
         let seq = record.next_seq.max(1);

@@ -43,9 +43,21 @@ pub struct RealSites {
     next_host: Mutex<HashMap<String, u8>>,
     /// The guests `define_guest` made, for diagnostics.
     guests: Mutex<Vec<GuestHandle>>,
+    /// `Some` when each site is a host of its own, reached over ssh (`start_apart`).
+    ssh: Option<SshClient>,
     /// The machine's CPUs, shared with other tests' guests or held alone (last: released
     /// once everything above is gone).
     _cpus: fs::File,
+}
+
+/// How the test reaches sites that are hosts of their own: one key, and an ssh that uses
+/// it, keeps the hosts' keys in `ROOT/ssh/known_hosts`, not the machine's, and shares
+/// one connection per host between commands (as docs/libvirt.md advises for virsh).
+struct SshClient {
+    /// `ROOT/ssh/ssh`: `ssh -F ROOT/ssh/config "$@"`, the `command` of the sites' URIs.
+    command: PathBuf,
+    /// The public key each site's sshd lets in.
+    public_key: PathBuf,
 }
 
 /// Whether the test's guests share the machine's CPUs with other tests' guests.
@@ -100,6 +112,19 @@ impl RealSites {
 
     /// [`RealSites::start`], with the CPUs shared or held alone (waiting for the others).
     pub fn start_with(sites: &[&str], cpus: Cpus) -> RealSites {
+        RealSites::start_all(sites, cpus, false)
+    }
+
+    /// [`RealSites::start`], each site a host of its own that shares no storage with the
+    /// others: its files (`storage(S)`) are on a file system only its libvirtd and its
+    /// sshd see (a tmpfs mounted in its mount namespace), and drplan reaches it as it
+    /// would another machine, over ssh (`site_uri(S)`: `qemu+ssh://root@127.0.0.1I/system`,
+    /// the sshd listening in the namespace).
+    pub fn start_apart(sites: &[&str]) -> RealSites {
+        RealSites::start_all(sites, Cpus::Shared, true)
+    }
+
+    fn start_all(sites: &[&str], cpus: Cpus, apart: bool) -> RealSites {
         preflight();
         let lock = target_dir().join("realvm-guest").join("cpus.lock");
         let _ = fs::create_dir_all(lock.parent().unwrap());
@@ -119,8 +144,12 @@ impl RealSites {
             image,
             next_host: Mutex::new(HashMap::new()),
             guests: Mutex::new(Vec::new()),
+            ssh: None,
             _cpus: cpus,
         };
+        if apart {
+            real.ssh = Some(SshClient::new(&real.root.path().join("ssh")));
+        }
         // Each site is pushed once started, so a panic on the way tears down those before it.
         for (i, name) in sites.iter().enumerate() {
             let valid = !name.is_empty()
@@ -145,7 +174,8 @@ impl RealSites {
         let initrd = images.join("initrd.gz");
         fs::copy(&self.image.kernel, &kernel).expect("copy the guest kernel");
         fs::copy(&self.image.initrd, &initrd).expect("copy the guest initramfs");
-        let daemon = Daemon::start(&base, self.netns.pid, cache);
+        let host = self.ssh.as_ref().map(|ssh| SshHost::new(&base, &ssh_address(index), &ssh.public_key));
+        let daemon = Daemon::start(&base, self.netns.pid, cache, host.as_ref());
         let network = format!("net-{name}");
         let site = Site { name: name.to_string(), index, base, network, daemon, kernel, initrd, taps: Mutex::new(0) };
         let xml = network_xml(&site.network, name, index);
@@ -163,6 +193,39 @@ impl RealSites {
     /// The URI of `site`'s libvirtd: `qemu+unix:///system?socket=DIR/run/libvirt-sock`.
     pub fn uri(&self, site: &str) -> String {
         self.site(site).daemon.uri()
+    }
+
+    /// The URI drplan is given for `site`: `uri(S)`, or for sites apart
+    /// `qemu+ssh://root@ADDRESS/system?command=ROOT/ssh/ssh` (its sshd, in the namespace).
+    pub fn site_uri(&self, site: &str) -> String {
+        match &self.ssh {
+            None => self.uri(site),
+            Some(ssh) => format!(
+                "qemu+ssh://root@{}/system?command={}",
+                ssh_address(self.site(site).index),
+                ssh.command.display()
+            ),
+        }
+    }
+
+    /// Where drplan keeps the points of the VMs protected to `site`: `dir(S)/replicas`, or
+    /// for sites apart `ROOT/S/host/replicas`, seen only on that site's host.
+    pub fn storage(&self, site: &str) -> PathBuf {
+        if self.ssh.is_some() {
+            return self.site(site).base.join("host").join("replicas");
+        }
+        let storage = self.dir(site).join("replicas");
+        fs::create_dir_all(&storage).expect("create the site's storage");
+        storage
+    }
+
+    /// `sh -c SCRIPT` on `site`'s host: in its mount namespace (where its own files are),
+    /// as its sshd runs it. Its stdout; panics if it fails.
+    pub fn on_host(&self, site: &str, script: &str) -> String {
+        let pid = fs::read_to_string(self.site(site).base.join("run/libvirtd.pid")).expect("libvirtd's pid");
+        let output =
+            run(Command::new("nsenter").args(["-t", pid.trim(), "--mount", "--", "sh", "-ec", script]), script);
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// A folder of `site` for images (disks, consoles), readable by QEMU.
@@ -529,8 +592,72 @@ struct Daemon {
     stopped: bool,
 }
 
+/// The address of the i-th site's sshd in the namespace: 127.0.0.1I.
+fn ssh_address(index: u8) -> String {
+    format!("127.0.0.{}", 10 + index)
+}
+
+impl SshClient {
+    fn new(dir: &Path) -> SshClient {
+        fs::create_dir_all(dir).expect("create the ssh folder");
+        let key = dir.join("id");
+        run(
+            Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "drplan-realvm", "-f"]).arg(&key),
+            "make the test's ssh key (ssh-keygen)",
+        );
+        let d = dir.display();
+        fs::write(
+            dir.join("config"),
+            format!(
+                "IdentityFile {d}/id\nIdentitiesOnly yes\nUserKnownHostsFile {d}/known_hosts\n\
+                 StrictHostKeyChecking accept-new\nBatchMode yes\nConnectTimeout 10\nLogLevel ERROR\n\
+                 ControlMaster auto\nControlPath {d}/cm-%C\nControlPersist 30\n"
+            ),
+        )
+        .expect("write the ssh config");
+        let command = dir.join("ssh");
+        fs::write(&command, format!("#!/bin/sh\nexec ssh -F '{d}/config' \"$@\"\n")).expect("write the ssh wrapper");
+        chmod(&command, 0o755);
+        SshClient { command, public_key: dir.join("id.pub") }
+    }
+}
+
+/// What makes a site a host of its own: its sshd's address and configuration.
+struct SshHost {
+    config: PathBuf,
+}
+
+impl SshHost {
+    /// An sshd for the site at `BASE/ssh`, listening on `address`:22, letting in
+    /// `public_key` as root.
+    fn new(base: &Path, address: &str, public_key: &Path) -> SshHost {
+        let dir = base.join("ssh");
+        fs::create_dir_all(&dir).expect("create the site's ssh folder");
+        fs::create_dir_all(base.join("host")).expect("create the site's host folder");
+        let host_key = dir.join("host_key");
+        run(
+            Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key),
+            "make the site's host key (ssh-keygen)",
+        );
+        let b = base.display();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress {address}:22\nHostKey {}\nPidFile {b}/run/sshd.pid\n\
+                 AuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+                host_key.display(),
+                public_key.display()
+            ),
+        )
+        .expect("write sshd_config");
+        SshHost { config }
+    }
+}
+
 impl Daemon {
-    fn start(base: &Path, netns_pid: u32, cache: &Path) -> Daemon {
+    fn start(base: &Path, netns_pid: u32, cache: &Path, host: Option<&SshHost>) -> Daemon {
         for sub in ["run", "lib", "log", "cg"] {
             fs::create_dir_all(base.join(sub)).expect("create the daemon's folders");
         }
@@ -551,8 +678,20 @@ impl Daemon {
         conf += "\n# drplan real-VM test site\ncgroup_controllers = [ ]\n";
         fs::write(&qemu_conf, conf).expect("write qemu.conf");
         let b = base.display();
+        // A host of its own: its files on a tmpfs only this mount namespace sees, and an
+        // sshd (in it) to reach them and libvirtd.
+        let host = host.map_or(String::new(), |host| {
+            format!(
+                "mount -t tmpfs -o size=2g,mode=0755 drplan-host '{b}/host'
+mkdir -p /run/sshd
+{} -f '{}' -E '{b}/log/sshd.log'
+",
+                find_program("sshd").display(),
+                host.config.display()
+            )
+        });
         let script = format!(
-            "mkdir -p /run/libvirt
+            "{host}mkdir -p /run/libvirt
 mount --bind '{b}/run' /run/libvirt
 mount --bind '{b}/lib' /var/lib/libvirt
 mount --bind '{b}/etc' /etc/libvirt
@@ -624,7 +763,11 @@ exec libvirtd -p /run/libvirt/libvirtd.pid
         if std::mem::replace(&mut self.stopped, true) {
             return;
         }
-        let virtlogd = fs::read_to_string(self.base.join("run/virtlogd.pid")).ok().and_then(|s| s.trim().parse().ok());
+        let pid_of = |file: &str| fs::read_to_string(self.base.join("run").join(file)).ok()?.trim().parse().ok();
+        let (virtlogd, sshd): (Option<u32>, Option<u32>) = (pid_of("virtlogd.pid"), pid_of("sshd.pid"));
+        if let Some(pid) = sshd {
+            signal(pid, "TERM");
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             signal(self.child.id(), "TERM");
             let started = Instant::now();
@@ -685,6 +828,9 @@ pub fn missing(root: bool, have: impl Fn(&str) -> bool) -> Vec<String> {
         "cpio",
         "gzip",
         "ldd",
+        "ssh",
+        "ssh-keygen",
+        "sshd",
     ];
     missing.extend(programs.iter().filter(|p| !have(p)).map(|p| format!("program `{p}`")));
     for file in ["/dev/net/tun", "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"] {
@@ -728,7 +874,7 @@ fn capabilities_cache() -> PathBuf {
             let empty = scratch.path().join("empty-cache");
             fs::create_dir_all(&empty).expect("create a folder");
             let netns = Netns::start();
-            let daemon = Daemon::start(&scratch.path().join("probe"), netns.pid, &empty);
+            let daemon = Daemon::start(&scratch.path().join("probe"), netns.pid, &empty, None);
             daemon.virsh(&["domcapabilities", "--virttype", "qemu"]);
             drop(daemon);
             drop(netns);

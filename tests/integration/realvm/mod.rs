@@ -34,6 +34,13 @@
 //!   guests' qcow2 disks (`NAME.qcow2`) and serial consoles (`NAME.console.log`).
 //! - URI of site S: `uri(S)` = `qemu+unix:///system?socket=ROOT/S/run/libvirt-sock`
 //!   (usable from the test's own namespaces: it is a file path).
+//! - Sites apart (`start_apart`): each site is a host of its own. `ROOT/S/host` is a tmpfs
+//!   mounted in the site's mount namespace only (its points: `storage(S)` =
+//!   `ROOT/S/host/replicas`), and an sshd runs there on 127.0.0.1I:22 (I = 10 + the
+//!   site's index), letting in the test's key. drplan gets `site_uri(S)` =
+//!   `qemu+ssh://root@127.0.0.1I/system?command=ROOT/ssh/ssh`, the wrapper keeping the
+//!   sites' host keys in `ROOT/ssh/known_hosts`; `on_host(S, script)` runs a command as
+//!   that host sees its files.
 //!
 //! # Network
 //! The i-th site (from 1) has libvirt network `net-S` on bridge `virbr-S`, 10.77.i.0/24,
@@ -77,6 +84,7 @@ mod group;
 mod guest;
 mod harness;
 mod harness_smoke;
+mod hosts;
 mod learning;
 mod resume;
 mod service;

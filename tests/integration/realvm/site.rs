@@ -1,8 +1,6 @@
 //! The site file and plan of the real-VM tests and of the libvirt bench (which includes
 //! this file by path): the harness's sites a and b as libvirt sites, the VMs under test.
 
-use std::fs;
-
 use super::RealSites;
 
 /// One VM of the site file: its libvirt domain at site a and the addresses its NIC has
@@ -21,10 +19,8 @@ impl<'a> AppVm<'a> {
 
 /// A site file of the harness's sites a and b (network `prod` is `net-a`, mapped to
 /// `prod-dr`, `net-b`; `bubble` at b for drills), policy `gold` (copies every 30 s), and
-/// `vms`. The points go to `dir(b)/replicas/VM/`.
+/// `vms`. The points go to `storage(b)/VM/`.
 pub fn site_file(sites: &RealSites, vms: &[AppVm]) -> String {
-    let storage = sites.dir("b").join("replicas");
-    fs::create_dir_all(&storage).unwrap();
     let mut text = format!(
         r#"
 [[sites]]
@@ -71,10 +67,10 @@ name = "gold"
 copy_frequency = "30s"
 retention = "1h"
 "#,
-        uri_a = sites.uri("a"),
-        uri_b = sites.uri("b"),
-        storage_a = sites.dir("a").join("replicas").display(),
-        storage_b = storage.display(),
+        uri_a = sites.site_uri("a"),
+        uri_b = sites.site_uri("b"),
+        storage_a = sites.storage("a").display(),
+        storage_b = sites.storage("b").display(),
     );
     for vm in vms {
         text += &format!(

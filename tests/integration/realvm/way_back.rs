@@ -41,14 +41,14 @@ fn reprotect_copy(work: &Workdir, vm: &str) -> (String, u64, u64) {
 }
 
 /// Waits until the guest at `ip` has written `more` records past what it shows now.
-fn let_write(sites: &RealSites, ip: &str, more: u64) {
+pub(super) fn let_write(sites: &RealSites, ip: &str, more: u64) {
     let now = counter(sites, ip);
     sites.wait_counter(ip, now + more, Duration::from_secs(60));
 }
 
 /// The sites a disk's records were written at, in order, each run of one site once:
 /// where the VM ran, in turn.
-fn sites_in_turn(disk: &Path) -> Vec<(String, u64)> {
+pub(super) fn sites_in_turn(disk: &Path) -> Vec<(String, u64)> {
     let mut turns: Vec<(String, u64)> = Vec::new();
     for record in read_records(disk) {
         if turns.last().is_none_or(|(site, _)| *site != record.site) {
