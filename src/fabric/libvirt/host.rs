@@ -210,6 +210,17 @@ impl Host {
         }
     }
 
+    /// A file's length in bytes, `None` if it is not there.
+    pub async fn len(&self, file: &Path) -> Option<u64> {
+        match self {
+            Host::Local => std::fs::metadata(file).ok().map(|m| m.len()),
+            Host::Ssh(_) => {
+                let out = self.run("stat", "coreutils", &["-c", "%s", "--", &path_str(file)]).await.ok()?;
+                String::from_utf8_lossy(&out).trim().parse().ok()
+            }
+        }
+    }
+
     /// The first `len` bytes of a file (fewer when it is shorter), `None` if it cannot
     /// be read.
     pub async fn read_head(&self, file: &Path, len: usize) -> Option<Vec<u8>> {
@@ -226,20 +237,21 @@ impl Host {
 
     /// Copies `from` on this host to `to` on `target`, at most `bytes_per_second` (R15:
     /// the throttle), through a file beside `to` renamed into place once complete: `to`
-    /// is never half written. The bytes copied.
+    /// is never half written. `progress` hears the bytes copied so far. The bytes copied.
     pub async fn copy_to(
         &self,
         from: &Path,
         target: &Host,
         to: &Path,
         bytes_per_second: Option<u64>,
+        progress: &mut (dyn FnMut(u64) + Send),
     ) -> Result<u64, ToolError> {
         let partial = PathBuf::from(format!("{}.part", to.display()));
         let what = format!("copy {}:{} to {}:{}", self.describe(), from.display(), target.describe(), to.display());
         let copied = async {
             let mut source = Source::open(self, from).await?;
             let mut sink = Sink::open(target, &partial).await?;
-            let paced = pace(&mut source.reader, &mut sink.writer, bytes_per_second, &what).await;
+            let paced = pace(&mut source.reader, &mut sink.writer, bytes_per_second, progress, &what).await;
             let flushed = sink.writer.shutdown().await.map_err(io_failed(what.clone()));
             drop(sink.writer);
             drop(source.reader);
@@ -370,6 +382,7 @@ async fn pace(
     reader: &mut (impl AsyncRead + Unpin),
     writer: &mut (impl AsyncWrite + Unpin),
     bytes_per_second: Option<u64>,
+    progress: &mut (dyn FnMut(u64) + Send),
     what: &str,
 ) -> Result<u64, ToolError> {
     let stalled = || ToolError::TimedOut { command: what.into(), seconds: STALL.as_secs() };
@@ -391,6 +404,7 @@ async fn pace(
             .map_err(|_| stalled())?
             .map_err(io_failed(what.into()))?;
         copied += read as u64;
+        progress(copied);
         if let Some(rate) = bytes_per_second.filter(|r| *r > 0) {
             let due = Duration::from_secs_f64(copied as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -472,9 +486,13 @@ mod tests {
         std::fs::write(&from, &data).unwrap();
         let started = Instant::now();
         // 256 KiB at 1 MiB/s: a quarter of a second at least.
-        let copied = Host::Local.copy_to(&from, &Host::Local, &to, Some(1 << 20)).await.unwrap();
+        let mut heard = Vec::new();
+        let copied =
+            Host::Local.copy_to(&from, &Host::Local, &to, Some(1 << 20), &mut |n| heard.push(n)).await.unwrap();
         let took = started.elapsed();
         assert_eq!(copied, data.len() as u64);
+        assert!(heard.len() > 1 && heard.is_sorted() && heard.last() == Some(&copied), "progress: {heard:?}");
+        assert_eq!(Host::Local.len(&to).await, Some(copied));
         assert_eq!(std::fs::read(&to).unwrap(), data);
         assert!(took >= Duration::from_millis(240), "the throttle was not kept: {took:?}");
         assert!(!dir.path().join("to.qcow2.part").exists(), "the partial file was renamed into place");
@@ -484,7 +502,7 @@ mod tests {
     async fn a_failed_copy_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let to = dir.path().join("to.qcow2");
-        let failed = Host::Local.copy_to(&dir.path().join("missing"), &Host::Local, &to, None).await;
+        let failed = Host::Local.copy_to(&dir.path().join("missing"), &Host::Local, &to, None, &mut |_| {}).await;
         assert!(failed.is_err());
         assert!(!to.exists() && !dir.path().join("to.qcow2.part").exists());
     }

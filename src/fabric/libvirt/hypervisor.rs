@@ -281,16 +281,25 @@ impl Hypervisor {
         {
             tracing::warn!(domain, error = %e, "aborting the domain's job failed");
         }
-        let _ = self.wait_for_job(domain, Duration::from_secs(60)).await;
+        let _ = self.wait_for_job(domain, Duration::from_secs(60), |_, _| {}).await;
     }
 
     /// Waits for the domain's job (a backup) to end, within `timeout` (then aborts it).
-    pub async fn wait_for_job(&self, domain: &str, timeout: Duration) -> HvResult<()> {
+    /// `progress` hears the bytes it processed of its total, as libvirt tells them.
+    pub async fn wait_for_job(
+        &self,
+        domain: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(u64, u64),
+    ) -> HvResult<()> {
         let started = Instant::now();
         loop {
             let info = self.virsh.run(&["domjobinfo", domain]).await.map_err(self.no_domain(domain))?;
             if !info.contains("Unbounded") && !info.contains("Bounded") {
                 break;
+            }
+            if let Some((done, total)) = job_progress(&info) {
+                progress(done, total);
             }
             if started.elapsed() >= timeout {
                 let _ = self.virsh.run(&["domjobabort", domain]).await;
@@ -357,6 +366,24 @@ fn job_line<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix(':').map(str::trim))
 }
 
+/// A running job's bytes processed and total (`Data processed:   1.500 MiB`).
+fn job_progress(text: &str) -> Option<(u64, u64)> {
+    let bytes = |key: &str| {
+        let mut words = job_line(text, key)?.split_whitespace();
+        let number: f64 = words.next()?.parse().ok()?;
+        let unit = match words.next().unwrap_or("B") {
+            "B" | "bytes" => 1u64,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return None,
+        };
+        Some((number * unit as f64) as u64)
+    };
+    Some((bytes("Data processed")?, bytes("Data total")?)).filter(|(_, total)| *total > 0)
+}
+
 /// `virsh domifaddr` output: a header, a rule, then `vnet0  52:54:00:..  ipv4  10.0.0.5/24`.
 fn parse_domifaddr(text: &str) -> Vec<(String, Ipv4Addr)> {
     let mut found = Vec::new();
@@ -401,5 +428,13 @@ mod tests {
         assert_eq!(job_line(done, "Job type"), Some("Completed"));
         let failed = "Job type:         Failed\nOperation:        Backup\nError message:    No space left on device\n";
         assert_eq!(job_line(failed, "Error message"), Some("No space left on device"));
+    }
+
+    #[test]
+    fn r36_a_running_backups_progress_is_read() {
+        let running = "Job type:         Unbounded\nOperation:        Backup\nTime elapsed:     512          ms\n\
+                       Data processed:   1.500 MiB\nData remaining:   62.500 MiB\nData total:       64.000 MiB\n";
+        assert_eq!(job_progress(running), Some((3 << 19, 64 << 20)));
+        assert_eq!(job_progress("Job type:         Unbounded\nOperation:        Backup\n"), None);
     }
 }

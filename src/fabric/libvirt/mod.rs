@@ -411,8 +411,9 @@ impl Fabric for LibvirtFabric {
             active,
             direction,
             policy: record.protection.policy.clone(),
-            // R36: the reprotect's copy is one cycle, not begun yet.
-            initial_progress: record.reprotect.as_ref().filter(|r| r.copied.is_none()).map(|_| 0),
+            // R4, R36: how far the initial or reprotect copy is while the service makes it.
+            initial_progress: matches!(record.protection.phase, Phase::InitialReplication { .. })
+                .then(|| record.copying.unwrap_or(0)),
             latest_point: latest,
             latest_app_consistent: latest_app.map(|p| p.point()),
             point_count: record.points.len(),

@@ -154,6 +154,10 @@ pub struct VmRecord {
     pub delta_base: Option<DeltaBase>,
     #[serde(default)]
     pub reprotect: Option<Reprotect>,
+    /// How far the copy under way is, 0-100: what `status` shows of an initial or
+    /// reprotect copy (R4, R36) while `drplan replicate` makes it.
+    #[serde(default)]
+    pub copying: Option<u8>,
     /// R38: the failover home under way has written this point into the VM's own disks:
     /// resumed after a crash, it never writes them again (its domain may have run since).
     /// Cleared when the failover succeeds or is cancelled.
@@ -190,6 +194,7 @@ impl VmRecord {
             booting: None,
             delta_base: None,
             reprotect: None,
+            copying: None,
             landed: None,
         }
     }

@@ -131,6 +131,7 @@ impl LibvirtFabric {
                 if !for_failover {
                     record.holder = None;
                 }
+                record.copying = None;
                 if error.is_some() {
                     record.last_cycle = Some(Utc::now());
                 }
@@ -318,12 +319,18 @@ impl LibvirtFabric {
         let PreparedCopy { vm, domain, source, chain, outgoing, record, previous, seq, checkpoint, targets, .. } = copy;
         let name = vm.name.as_str();
         let written_to = outgoing.as_ref().unwrap_or(&chain);
+        // Between hosts the copy is a backup, then its sending: half of the way each.
+        let mut progress =
+            Progress { fabric: self, vm: name, parts: if outgoing.is_some() { 2 } else { 1 }, told: None };
         let copied = match begun {
-            Ok(()) => source.wait_for_job(&domain, BACKUP_TIMEOUT).await.map_err(failed(name, "replication")),
+            Ok(()) => source
+                .wait_for_job(&domain, BACKUP_TIMEOUT, |done, total| progress.tell(0, done, total))
+                .await
+                .map_err(failed(name, "replication")),
             Err(e) => Err(failed(name, "replication")(e)),
         };
         let copied = match (copied, &outgoing) {
-            (Ok(()), Some(outgoing)) => self.send(vm, outgoing, &chain, &targets).await,
+            (Ok(()), Some(outgoing)) => self.send(vm, outgoing, &chain, &targets, &mut progress).await,
             (copied, _) => copied,
         };
         if let Err(e) = copied {
@@ -377,14 +384,28 @@ impl LibvirtFabric {
     /// Sends a backup written at the source's host to the chain on the target's: each
     /// disk's file lands whole under its point's name, or not at all, at the throttle's
     /// bandwidth of the hour (R15).
-    async fn send(&self, vm: &Vm, outgoing: &Chain, chain: &Chain, targets: &[BackupTarget]) -> FabricResult<()> {
+    async fn send(
+        &self,
+        vm: &Vm,
+        outgoing: &Chain,
+        chain: &Chain,
+        targets: &[BackupTarget],
+        progress: &mut Progress<'_>,
+    ) -> FabricResult<()> {
         let hour = chrono::Timelike::hour(&Utc::now());
         let bytes_per_second = self.inventory.throttle.kbps_at(hour) * 1024 / 8;
+        let mut total = 0;
+        for target in targets {
+            total += outgoing.host().len(&target.file).await.unwrap_or(0);
+        }
+        let mut sent_before = 0;
         for target in targets {
             let to = chain.dir().join(target.file.file_name().unwrap_or_default());
-            let sent = outgoing.host().copy_to(&target.file, chain.host(), &to, Some(bytes_per_second)).await;
+            let mut tell = |sent: u64| progress.tell(1, sent_before + sent, total);
+            let sent =
+                outgoing.host().copy_to(&target.file, chain.host(), &to, Some(bytes_per_second), &mut tell).await;
             let _ = outgoing.remove(&target.file).await;
-            sent.map_err(failed(&vm.name, "replication"))?;
+            sent_before += sent.map_err(failed(&vm.name, "replication"))?;
         }
         Ok(())
     }
@@ -551,6 +572,32 @@ impl LibvirtFabric {
             return Ok(Some((false, detail)));
         }
         Ok(Some((true, String::new())))
+    }
+}
+
+/// Tells `status` how far a VM's copy is (its record's `copying`), at most once a second.
+struct Progress<'a> {
+    fabric: &'a LibvirtFabric,
+    vm: &'a str,
+    /// The copy's parts, each an equal share of the way: the backup, then its sending.
+    parts: u64,
+    told: Option<Instant>,
+}
+
+impl Progress<'_> {
+    /// `done` of `total` bytes of part `part` (0 first).
+    fn tell(&mut self, part: u64, done: u64, total: u64) {
+        if total == 0 || self.told.is_some_and(|told| told.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.told = Some(Instant::now());
+        let percent = ((part * 100 + done.min(total) * 100 / total) / self.parts).min(99) as u8;
+        if let Err(e) = self.fabric.update(self.vm, |record| {
+            record.copying = Some(percent);
+            Ok(())
+        }) {
+            tracing::warn!(vm = self.vm, error = %e, "recording the copy's progress failed");
+        }
     }
 }
 
