@@ -7,6 +7,7 @@
 //! domain is never defined or started twice.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
@@ -21,7 +22,7 @@ use crate::fabric::{
     ReplicaNic, SourceShutdown,
 };
 use crate::model::network::{Attachment, mapped_network};
-use crate::model::{Consistency, FailoverKind, Job, Operation, Phase, PointChoice, Side, Site, Timestamp, Vm};
+use crate::model::{Consistency, FailoverKind, Job, Operation, Phase, PointChoice, Side, Site, Subnet, Timestamp, Vm};
 
 /// How long a failover waits for the replica's address to show (DHCP lease or agent)
 /// when no reservation fixed it in advance.
@@ -125,7 +126,7 @@ impl LibvirtFabric {
                     .and_then(|name| target.network(name))
             };
             let subnet = target_network.and_then(|n| n.subnet_for(site_nic.map_or("", |s| s.subnet.as_str())));
-            let ip = if kind == FailoverKind::Test { None } else { site_nic.and_then(|s| s.target_ip) };
+            let ip = replica_ip(kind, site_nic.and_then(|s| s.target_ip), subnet);
             nics.push((
                 target_network.and_then(|n| n.attachment.clone()),
                 ReplicaNic {
@@ -391,7 +392,7 @@ impl LibvirtFabric {
         };
         let chain = self.chain(vm, record.protection.active)?;
         let state = target.state(&domain).await.map_err(failed(name, "failover"))?;
-        let nics = self.replica_nics(vm, source_site, target_site, &record.definition, test_network, kind)?;
+        let mut nics = self.replica_nics(vm, source_site, target_site, &record.definition, test_network, kind)?;
         if state.is_none() {
             let mut disks = HashMap::new();
             for disk in &record.disks {
@@ -411,12 +412,19 @@ impl LibvirtFabric {
             let xml = replica_xml(&record.definition, &spec).map_err(failed(name, "failover"))?;
             // R9: the address the site file gives the replica, through a reservation for its MAC.
             let info = parse_domain(&xml).map_err(|e| FabricError::Disk { vm: name.into(), message: e.to_string() })?;
-            for ((attachment, nic), domain_nic) in nics.iter().zip(&info.nics) {
+            for ((attachment, nic), domain_nic) in nics.iter_mut().zip(&info.nics) {
                 if let (Some(Attachment::LibvirtNetwork(network)), Some(ip)) = (attachment, nic.ip) {
-                    target
-                        .reserve_address(network, &domain_nic.mac, &domain, ip)
-                        .await
-                        .map_err(failed(name, "failover: DHCP reservation (R9)"))?;
+                    let reserved = target.reserve_address(network, &domain_nic.mac, &domain, ip).await;
+                    match reserved {
+                        // R9: a drill keeps its target IP only when it is free in the test
+                        // network; else DHCP gives it one there.
+                        Err(e) if kind == FailoverKind::Test => {
+                            tracing::info!(domain, %ip, error = %e, "the target IP is not free in the test network");
+                            nic.ip = None;
+                            nic.addressing = None;
+                        }
+                        reserved => reserved.map_err(failed(name, "failover: DHCP reservation (R9)"))?,
+                    }
                 }
             }
             // A define that fails because the domain exists now was made by an attempt
@@ -756,6 +764,15 @@ impl LibvirtFabric {
     }
 }
 
+/// R9: the address drplan gives a replica's NIC: the site file's target IP, which a drill
+/// keeps only where it fits the test network's subnet (else DHCP decides there).
+fn replica_ip(kind: FailoverKind, target_ip: Option<Ipv4Addr>, subnet: Option<&Subnet>) -> Option<Ipv4Addr> {
+    match kind {
+        FailoverKind::Test => target_ip.filter(|ip| subnet.is_some_and(|s| s.cidr.contains(*ip))),
+        _ => target_ip,
+    }
+}
+
 /// Gives each NIC without an address the one libvirt saw for it, noting that DHCP or the
 /// guest chose it rather than drplan (R9).
 fn fill_addresses(nics: &mut [ReplicaNic], macs: &[String], found: &[(String, std::net::Ipv4Addr)]) {
@@ -859,6 +876,18 @@ mod tests {
         let mut unseen = vec![nic(None)];
         fill_addresses(&mut unseen, &["52:54:00:00:00:09".to_string()], &found);
         assert_eq!(unseen[0].ip, None, "a MAC libvirt did not list gets no other NIC's address");
+    }
+
+    #[test]
+    fn r9_a_drill_keeps_the_target_ip_only_where_it_fits_the_test_subnet() {
+        let subnet = |cidr: &str| Subnet { name: "lan".into(), cidr: cidr.parse().unwrap(), reserved: Vec::new() };
+        let target = Some(Ipv4Addr::new(10, 20, 1, 20));
+        let (mirror, bubble) = (subnet("10.20.1.0/24"), subnet("10.99.1.0/24"));
+        assert_eq!(replica_ip(FailoverKind::Test, target, Some(&mirror)), target);
+        assert_eq!(replica_ip(FailoverKind::Test, target, Some(&bubble)), None, "DHCP gives one in the bubble");
+        assert_eq!(replica_ip(FailoverKind::Test, target, None), None);
+        assert_eq!(replica_ip(FailoverKind::Planned, target, Some(&bubble)), target);
+        assert_eq!(replica_ip(FailoverKind::Unplanned, None, Some(&mirror)), None);
     }
 
     #[test]

@@ -470,8 +470,12 @@ impl RealSites {
                     }
                 }
             }
-            if let Err(e) = site.daemon.try_virsh(&["net-destroy", &site.network]) {
-                eprintln!("realvm: cannot stop network {} at {}: {e}", site.network, site.name);
+            // The site's own network, and any a test added (a drill's test network).
+            let active = site.daemon.try_virsh(&["net-list", "--name"]).unwrap_or_default();
+            for network in active.lines().map(str::trim).filter(|n| !n.is_empty()) {
+                if let Err(e) = site.daemon.try_virsh(&["net-destroy", network]) {
+                    eprintln!("realvm: cannot stop network {network} at {}: {e}", site.name);
+                }
             }
         }
     }

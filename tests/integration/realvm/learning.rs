@@ -14,8 +14,10 @@ fn a_dry_run_after_one_drill_models_what_it_measured_and_predicts_the_next_drill
     start_bubble(&sites);
     let app = running_guest(&sites, "app01", "52:54:00:77:01:61");
     sites.wait_counter(&app.ip, 3, Duration::from_secs(90));
-    // `services`: what the model finds answering, as the guest's port 80 does.
-    let site = site_file(&sites, &[AppVm::new("app01", &app.ip, "10.77.2.50")])
+    // `services`: what the model finds answering, as the guest's port 80 does. The target
+    // IP fits the test network's subnet, as in a test network that mirrors production's
+    // addresses: a drill keeps it (R9), through a DHCP reservation.
+    let site = site_file(&sites, &[AppVm::new("app01", &app.ip, "10.77.9.50")])
         .replace("os = \"linux\"", "os = \"linux\"\nservices = [80]");
     let work = Workdir::with_site(&site).plan(PLAN);
     work.run(&["protect", "app01", "--policy", "gold", "--yes"]).ok();
@@ -28,19 +30,12 @@ fn a_dry_run_after_one_drill_models_what_it_measured_and_predicts_the_next_drill
 
     let drill = || {
         drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "test", "--yes"]).ok();
+        assert_eq!(sites.http_get("10.77.9.50", "site").as_deref().map(str::trim), Some("b"), "R9 in the bubble");
         let show = work.run(&["show", &work.last_run().unwrap(), "--format", "json"]).ok().json();
         drplan(&work, &sites, &["cleanup", "plan.rhai", "--yes"]).ok();
         Duration::from_millis(show["rto_ms"].as_u64().unwrap())
     };
-    // A fresh site's first drill pays once for what later ones find ready: the test
-    // network's DHCP server checks a new MAC's first address with a 3 s ping (dnsmasq),
-    // and the replica's boot files are read cold. It teaches the dry run too, but the
-    // drill the prediction is held against is the one after the next.
     let first = drill();
-    let cold = dry_run();
-    let cold_predicted = Duration::from_millis(cold["rto_ms"].as_u64().unwrap());
-    assert!(cold_predicted.abs_diff(first) <= first / 10, "the dry run models the drill it measured: {cold}");
-    let learning = drill();
     let learned = dry_run();
     let said = learned["durations"].as_str().unwrap_or_default().to_string();
     assert!(said.contains("measured in this site's past runs and drills for app01 (processing "), "{said}");
@@ -52,8 +47,8 @@ fn a_dry_run_after_one_drill_models_what_it_measured_and_predicts_the_next_drill
 
     let error = (predicted.as_secs_f64() - second.as_secs_f64()).abs() / second.as_secs_f64();
     let figures = format!(
-        "estimated {:?}; first drill {first:?}, predicted after it {cold_predicted:?}; drill {learning:?}, \
-         predicted after it {predicted:?}, next drill {second:?}: {:.0}% off ({said})",
+        "estimated {:?}; first drill {first:?}, predicted after it {predicted:?}, next drill {second:?}: \
+         {:.0}% off ({said})",
         Duration::from_millis(estimated["rto_ms"].as_u64().unwrap()),
         error * 100.0
     );
