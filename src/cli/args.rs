@@ -208,8 +208,8 @@ pub enum Command {
         run: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
-        /// R32: go on with a planned run as an unplanned one, for VMs whose source will not
-        /// shut down (`--kind unplanned`; the only change of kind there is).
+        /// R32: go on with a planned failover or failback as an unplanned one, for VMs whose
+        /// source will not shut down (`--kind unplanned`; the only change of kind there is).
         #[arg(long, value_enum)]
         kind: Option<Kind>,
         /// Approve every manual step at once, as taking its estimate, journaled (drills, simulated sites).

@@ -30,6 +30,7 @@ use super::args::Format;
 use crate::engine::{Event, EventKind};
 use crate::model::Timestamp;
 use crate::report::outcome::{Status, VmCounts};
+use crate::report::table::one_line;
 
 /// How often the live view redraws at most.
 const REDRAW_HZ: u8 = 10;
@@ -168,19 +169,19 @@ pub fn line(event: &Event) -> String {
     match (&event.group, &event.vm) {
         (Some(group), Some(vm)) => {
             out.push_str("  ");
-            push_clean(&mut out, group);
+            out.push_str(&one_line(group));
             out.push('/');
-            push_clean(&mut out, vm);
+            out.push_str(&one_line(vm));
         }
         (Some(one), None) | (None, Some(one)) => {
             out.push_str("  ");
-            push_clean(&mut out, one);
+            out.push_str(&one_line(one));
         }
         (None, None) => {}
     }
     for part in [&event.step, &event.detail].into_iter().flatten() {
         out.push_str("  ");
-        push_clean(&mut out, part);
+        out.push_str(&one_line(part));
     }
     out.truncate(out.trim_end().len());
     out
@@ -198,23 +199,6 @@ fn manual_status(text: &str, approve: Option<&str>) -> String {
     match approve {
         Some(approve) => format!("manual: {text} (approve with: {approve})"),
         None => format!("manual: {text}"),
-    }
-}
-
-/// Appends `text` kept on one line: a newline becomes " | ", other control characters
-/// a space.
-fn push_clean(out: &mut String, text: &str) {
-    if !text.contains(char::is_control) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.trim_end().chars() {
-        match c {
-            '\n' => out.push_str(" | "),
-            '\r' => {}
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
     }
 }
 

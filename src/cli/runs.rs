@@ -257,9 +257,9 @@ pub fn resume(
     let mut record = record;
     if let Some(kind) = as_kind.filter(|kind| *kind != record.spec.spec.kind) {
         let spec = &record.spec.spec;
-        if !(spec.kind == FailoverKind::Planned && kind == FailoverKind::Unplanned && !spec.failback) {
+        if !(spec.kind == FailoverKind::Planned && kind == FailoverKind::Unplanned) {
             return Err(CliError::Usage(format!(
-                "run {run_id} is a {}: the only change of kind a resume makes is a planned failover going on as unplanned (R32)",
+                "run {run_id} is a {}: the only change of kind a resume makes is a planned failover or failback going on as unplanned (R32)",
                 kind_of(spec)
             )));
         }

@@ -710,7 +710,7 @@ impl RunState {
     ) -> Result<FailoverOutcome, FabricError> {
         let call = Call::new(key, *t);
         let result = if self.spec.failback {
-            self.fabric.failback(&call, vm).await
+            self.fabric.failback(&call, vm, self.spec.kind).await
         } else {
             self.fabric.failover(&call, vm, request).await
         };

@@ -17,7 +17,7 @@ use super::executor::RunState;
 use super::keys;
 use crate::fabric::dns::DnsMode;
 use crate::fabric::{Call, ReplicationStatus};
-use crate::model::{HumanDuration, Timestamp};
+use crate::model::{FailoverKind, HumanDuration, Timestamp};
 use crate::plan::{Services, VmOperation};
 
 pub struct StepServices {
@@ -113,7 +113,7 @@ impl Services for StepServices {
             VmOperation::Cancel => fabric.cancel(&call, vm).await.map(done),
             VmOperation::Cleanup(notes) => fabric.cleanup_test(&call, vm, &notes).await.map(done),
             VmOperation::Reprotect => fabric.reprotect(&call, vm).await.map(done),
-            VmOperation::Failback => fabric.failback(&call, vm).await.map(landed),
+            VmOperation::Failback => fabric.failback(&call, vm, FailoverKind::Planned).await.map(landed),
             VmOperation::Shutdown => fabric.shutdown(&call, vm).await.map(done),
             VmOperation::Start => fabric.start(&call, vm).await.map(done),
         };

@@ -381,8 +381,10 @@ pub trait Fabric: Send + Sync {
     async fn cleanup_test(&self, call: &Call, vm: &str, notes: &str) -> FabricResult<Job>;
     /// R36: replicates from the active site back to the other one.
     async fn reprotect(&self, call: &Call, vm: &str) -> FabricResult<Job>;
-    /// R37, R38: a planned failover from the recovery site back to the original one.
-    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome>;
+    /// R37, R38: a planned failover from the recovery site back to the original one;
+    /// `Unplanned` where the recovery site's VM will not shut down (R32: a failback
+    /// resumed as unplanned goes on from the latest point copied home).
+    async fn failback(&self, call: &Call, vm: &str, kind: FailoverKind) -> FabricResult<FailoverOutcome>;
 
     /// Shuts the VM down where it runs now.
     async fn shutdown(&self, call: &Call, vm: &str) -> FabricResult<Job>;

@@ -4,6 +4,7 @@
 //! spare (the detail `--wide` brings back), then it wraps the columns of free text. A
 //! row's cells stay on its lines, so the table still reads down its columns.
 
+use std::borrow::Cow;
 /// How wide a table may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Width {
@@ -63,7 +64,7 @@ const NARROWEST: usize = 16;
 /// the last column is not padded so lines carry no trailing spaces. When columns had to
 /// be hidden, a last line names them.
 pub fn render(columns: &[Column], rows: &[Vec<String>], width: Width) -> String {
-    let measure = |cell: &str| console::measure_text_width(cell);
+    let measure = |cell: &str| console::measure_text_width(&one_line(cell));
     let mut widths: Vec<Option<usize>> = columns.iter().map(|c| Some(measure(c.name))).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -108,8 +109,27 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], width: Width) -> String 
     out
 }
 
+/// `text` kept on one line: a newline becomes " | ", other control characters a space
+/// (a tool's multi-line error inside a table cell or a live output line).
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end().chars() {
+        match c {
+            '\n' => out.push_str(" | "),
+            '\r' => {}
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A cell's lines within `width`: whole when it fits, else wrapped at words.
 fn lines_of(cell: &str, width: usize) -> Vec<String> {
+    let cell = &*one_line(cell);
     if console::measure_text_width(cell) <= width {
         return vec![cell.to_string()];
     }
@@ -164,6 +184,16 @@ mod tests {
         assert_eq!(text, "VM     STATE\nsql01  protected\na      x\n");
         let empty_last = super::render(&[keep("A"), keep("B")], &[vec!["x".into(), String::new()]], Width::Full);
         assert_eq!(empty_last, "A  B\nx\n");
+    }
+
+    #[test]
+    fn a_cell_holding_a_tools_multi_line_error_stays_on_its_row() {
+        let rows = [
+            vec!["app05".into(), "failed: error: no socket\nerror: no such file\n".into()],
+            vec!["b".into(), "x".into()],
+        ];
+        let text = super::render(&[keep("VM"), keep("STATE")], &rows, Width::Full);
+        assert_eq!(text, "VM     STATE\napp05  failed: error: no socket | error: no such file\nb      x\n");
     }
 
     #[test]

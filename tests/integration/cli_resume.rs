@@ -192,3 +192,30 @@ fn r32_a_planned_run_stuck_on_a_source_that_will_not_shut_down_goes_on_as_unplan
     let sql01 = work.run(&["status", "sql01", "--format", "json"]).ok().json();
     assert!(sql01["vms"][0]["state"].as_str().unwrap().starts_with("failed over (planned"), "done VMs stay planned");
 }
+
+#[test]
+fn r32_r37_a_failback_whose_recovery_site_vm_will_not_shut_down_goes_on_as_unplanned() {
+    let work = Workdir::contoso().site_edit(|s| s).plan(PLAN);
+    work.run(&PLANNED).ok();
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
+    work.run(&["advance", "1d"]).ok();
+    // The recovery site's web02 hangs on shutdown: the planned failback stops there.
+    let site = std::fs::read_to_string(&work.site).unwrap();
+    std::fs::write(&work.site, site + "\n[[faults]]\nkind = \"shutdown-failure\"\nvm = \"web02\"\n").unwrap();
+    work.run(&["failback", "plan.rhai", "--yes"]).fails(1);
+    let id = work.last_run().unwrap();
+
+    let resumed = work.run(&["resume", &id, "--kind", "unplanned", "--yes"]).ok();
+    assert!(resumed.stderr.contains("resumed as a failback"), "{}", resumed.stderr);
+    let live = format!("{}{}", resumed.stdout, resumed.stderr);
+    assert!(live.contains("OPEN-ENDED"), "web02 may still run at the recovery site:\n{live}");
+    // Home, committed and replicating towards the recovery site again (R37), web02 too.
+    let status = work.run(&["status", "--format", "json"]).ok().json();
+    for vm in status["vms"].as_array().unwrap().iter().filter(|vm| vm["vm"] != "file01") {
+        assert_eq!(vm["active_site"], "primary", "{vm}");
+    }
+    let runs = work.run(&["runs", "--format", "json"]).ok().json();
+    let failback = runs.as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(failback["status"], "succeeded", "{failback}");
+}

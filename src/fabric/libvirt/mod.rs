@@ -244,6 +244,7 @@ impl LibvirtFabric {
         operation: Operation,
         take: impl Fn(&mut VmRecord) + Send,
     ) -> FabricResult<VmRecord> {
+        self.remove_left_behind(vm).await?;
         let started = std::time::Instant::now();
         loop {
             let taken = self.update(vm, |record| {
@@ -404,6 +405,12 @@ impl Fabric for LibvirtFabric {
         if let Some(error) = &record.last_error {
             state.push_str(&format!("; last replication cycle failed: {error}"));
         }
+        if let Some(left) = &record.left_behind {
+            state.push_str(&format!(
+                "; its replica {} was left at site {} (unreachable: {}), and is removed as soon as that site answers",
+                left.domain, left.site, left.error
+            ));
+        }
         Ok(ReplicationStatus {
             vm: vm.into(),
             state,
@@ -455,8 +462,8 @@ impl Fabric for LibvirtFabric {
     }
 
     /// R37, R38: a planned failover home, on the final copy of the way back.
-    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
-        let request = FailoverRequest::new(FailoverKind::Planned, PointChoice::Latest);
+    async fn failback(&self, call: &Call, vm: &str, kind: FailoverKind) -> FabricResult<FailoverOutcome> {
+        let request = FailoverRequest::new(kind, PointChoice::Latest);
         self.once(call, "failback", vm, self.fail_over(&call.key, vm, &request, Operation::Failback)).await
     }
 

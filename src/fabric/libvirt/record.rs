@@ -163,6 +163,19 @@ pub struct VmRecord {
     /// Cleared when the failover succeeds or is cancelled.
     #[serde(default)]
     pub landed: Option<u64>,
+    /// A replica an unplanned failover home could not remove (its site did not answer):
+    /// removed as soon as that site answers, before anything else touches the VM there,
+    /// so it never runs beside the VM at home.
+    #[serde(default)]
+    pub left_behind: Option<LeftBehind>,
+}
+
+/// A replica left at a site that did not answer: its site and domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeftBehind {
+    pub site: String,
+    pub domain: String,
+    pub error: String,
 }
 
 /// A replica booting, for measuring its boot up to its first answer.
@@ -196,6 +209,7 @@ impl VmRecord {
             reprotect: None,
             copying: None,
             landed: None,
+            left_behind: None,
         }
     }
 

@@ -256,6 +256,7 @@ impl LibvirtFabric {
     /// number, its files, whether an app-consistent point is due.
     async fn prepare_copy<'a>(&'a self, vm: &'a Vm) -> FabricResult<PreparedCopy<'a>> {
         let name = vm.name.as_str();
+        self.remove_left_behind(name).await?;
         let record = self.record(name)?;
         let active = record.protection.active;
         let (domain, source) = self.serving(vm, &record)?;

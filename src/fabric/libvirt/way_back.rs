@@ -21,7 +21,7 @@ use chrono::Utc;
 
 use super::domain::{DomainState, parse_domain};
 use super::hypervisor::Hypervisor;
-use super::record::{DeltaBase, Reprotect, StoredPoint, VmRecord};
+use super::record::{DeltaBase, LeftBehind, Reprotect, StoredPoint, VmRecord};
 use super::{FOREVER, LibvirtFabric, failed};
 use crate::fabric::{FabricError, FabricResult, Replica, ReplicaNic};
 use crate::model::{Addressing, Consistency, FailoverKind, Job, Operation, Side, Site, Vm};
@@ -184,7 +184,8 @@ impl LibvirtFabric {
     /// Back home, the replica at the recovery site is done with: it is undefined (its
     /// overlay stays: after a planned failover it is what a delta reprotect starts from),
     /// so the next failover defines a fresh one. An unplanned failover home goes on when
-    /// the recovery site does not answer (R32).
+    /// the recovery site does not answer (R32); the replica is then recorded as left
+    /// behind, and removed once that site answers (`remove_left_behind`).
     pub(super) async fn leave_recovery_site(
         &self,
         vm: &Vm,
@@ -197,9 +198,39 @@ impl LibvirtFabric {
             Ok(()) => Ok(()),
             Err(e) if kind == FailoverKind::Unplanned => {
                 tracing::warn!(vm = vm.name, domain = replica.domain, error = %e, "the replica at the recovery site could not be removed");
-                Ok(())
+                let left = LeftBehind {
+                    site: replica.replica.site.clone(),
+                    domain: replica.domain.clone(),
+                    error: e.to_string(),
+                };
+                self.update(&vm.name, |record| {
+                    record.left_behind = Some(left);
+                    Ok(())
+                })
             }
             Err(e) => Err(failed(&vm.name, "failback: removing the replica at the recovery site")(e)),
+        }
+    }
+
+    /// Removes a replica an unplanned failover home left at a site that did not answer,
+    /// if that site answers now; a site still silent keeps it recorded (and `status` says
+    /// so). Whatever touches the VM calls this first: taking it for an operation, and
+    /// each replication cycle.
+    pub(super) async fn remove_left_behind(&self, vm: &str) -> FabricResult<()> {
+        let Some(left) = self.record(vm)?.left_behind else { return Ok(()) };
+        let hypervisor = self.hypervisor(&left.site)?;
+        match hypervisor.remove(&left.domain).await {
+            Ok(()) => {
+                tracing::info!(vm, domain = left.domain, site = left.site, "removed the replica left behind");
+                self.update(vm, |record| {
+                    record.left_behind = None;
+                    Ok(())
+                })
+            }
+            Err(e) => {
+                tracing::debug!(vm, domain = left.domain, error = %e, "the replica left behind is still out of reach");
+                Ok(())
+            }
         }
     }
 

@@ -41,7 +41,9 @@ use super::{
     PreflightRequest, ReplicaNic, ReplicationStatus,
 };
 use crate::model::recovery::delta;
-use crate::model::{Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm};
+use crate::model::{
+    FailoverKind, Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm,
+};
 use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
 
 /// The in-memory state, saved to the store after every change.
@@ -499,8 +501,8 @@ impl Fabric for SimFabric {
         self.once(call, "reprotect", vm, || self.do_reprotect(vm, call.at)).await
     }
 
-    async fn failback(&self, call: &Call, vm: &str) -> FabricResult<FailoverOutcome> {
-        let request = FailoverRequest::new(crate::model::FailoverKind::Planned, PointChoice::Latest);
+    async fn failback(&self, call: &Call, vm: &str, kind: FailoverKind) -> FabricResult<FailoverOutcome> {
+        let request = FailoverRequest::new(kind, PointChoice::Latest);
         self.once(call, "failback", vm, || self.do_failover(vm, &request, true, call.at)).await
     }
 

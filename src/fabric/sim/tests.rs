@@ -654,10 +654,10 @@ async fn r36_reprotect_replicates_back_while_the_recovery_site_stays_active() {
 async fn r37_failback_needs_reprotect_runs_under_the_fixed_policy_then_reprotects_forward() {
     let sim = sim("");
     failover(&sim, "web01", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
-    let err = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap_err();
+    let err = sim.fabric.failback(&call(&sim.fabric), "web01", FailoverKind::Planned).await.unwrap_err();
     assert!(err.to_string().contains("Next: change recovery point, commit"), "{err}");
     sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
-    let err = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap_err();
+    let err = sim.fabric.failback(&call(&sim.fabric), "web01", FailoverKind::Planned).await.unwrap_err();
     assert!(err.to_string().contains("Next: reprotect"), "failback needs reprotect first: {err}");
 
     let sim = reprotected_on_recovery_site().await;
@@ -666,7 +666,7 @@ async fn r37_failback_needs_reprotect_runs_under_the_fixed_policy_then_reprotect
     sim.fabric.advance(Duration::from_secs(3600)).unwrap();
     let app = sim.fabric.replication_status("web01", sim.fabric.now()).await.unwrap().latest_app_consistent.unwrap();
     assert_eq!(app.time, t("2026-03-02T10:00:00Z"), "app-consistent every hour");
-    sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap();
+    sim.fabric.failback(&call(&sim.fabric), "web01", FailoverKind::Planned).await.unwrap();
     sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
     let job = sim.fabric.reprotect(&call(&sim.fabric), "web01").await.unwrap();
     assert!(job.detail.contains("primary -> secondary under policy gold"), "{}", job.detail);
@@ -678,7 +678,7 @@ async fn r37_failback_needs_reprotect_runs_under_the_fixed_policy_then_reprotect
 #[tokio::test(start_paused = true)]
 async fn r38_failback_shuts_the_recovery_vm_down_and_boots_the_original_with_downtime() {
     let sim = reprotected_on_recovery_site().await;
-    let back = sim.fabric.failback(&call(&sim.fabric), "web01").await.unwrap();
+    let back = sim.fabric.failback(&call(&sim.fabric), "web01", FailoverKind::Planned).await.unwrap();
     assert_eq!(back.source_shutdown, SourceShutdown::Done, "the recovery-site VM went down first");
     assert_eq!(back.replica.site, "primary");
     assert_eq!(back.replica.host, "hv-p01", "the original VM, on its own host");

@@ -228,6 +228,19 @@ impl RealSites {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Cuts `site` off: its libvirtd no longer answers at its URI (its socket moved
+    /// aside; it and its guests run on), as a site that went dark. `reconnect` undoes it.
+    pub fn cut_off(&self, site: &str) {
+        let run = self.site(site).base.join("run");
+        fs::rename(run.join("libvirt-sock"), run.join("libvirt-sock.cut")).expect("move the socket aside");
+    }
+
+    /// `site` answers at its URI again.
+    pub fn reconnect(&self, site: &str) {
+        let run = self.site(site).base.join("run");
+        fs::rename(run.join("libvirt-sock.cut"), run.join("libvirt-sock")).expect("move the socket back");
+    }
+
     /// A folder of `site` for images (disks, consoles), readable by QEMU.
     pub fn dir(&self, site: &str) -> PathBuf {
         self.site(site).base.join("images")

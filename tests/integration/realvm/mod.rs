@@ -86,6 +86,7 @@ mod harness;
 mod harness_smoke;
 mod hosts;
 mod learning;
+mod left_behind;
 mod resume;
 mod service;
 mod site;
