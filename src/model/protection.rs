@@ -246,7 +246,7 @@ impl ProtectionState {
                 format!(" (R5: failover waits for the initial copy, done at {})", format_time(*completes))
             }
             (Phase::Protected { .. }, Operation::PlannedFailover) if self.active == Side::Recovery => {
-                " on the recovery site; going back is a failback".into()
+                "; going back is a failback".into()
             }
             (Phase::Protected { .. }, Operation::Failback) => " and already runs on its original site".into(),
             (_, Operation::Cleanup) => " with no test failover to clean up".into(),

@@ -1064,7 +1064,11 @@ async fn r37_a_rehearsal_of_vms_found_replicating_back_fails_them_back_as_the_si
         fabric.failover(&call(&fabric), "app02", &planned).await.unwrap_err().to_string()
     };
     let refusal = refused(sim.fabric.clone()).await;
-    assert!(refusal.contains("on the recovery site; going back is a failback"), "{refusal}");
+    assert_eq!(
+        refusal,
+        "cannot planned failover app02: it is protected on the recovery site; going back is a failback. \
+         Next: test failover, failback, unplanned failover, unprotect."
+    );
     assert_eq!(refused(rehearsal.clone()).await, refusal);
 
     // R37, R38: shut down at the recovery site, the last changes synced, home booted.
