@@ -133,11 +133,6 @@ fn minutes_ago(m: i64) -> drplan::model::Timestamp {
     chrono::Utc::now() - chrono::TimeDelta::minutes(m)
 }
 
-/// The refusal of each run the plan's check makes, with its place in the plan.
-fn refusals(stderr: &str) -> Vec<&str> {
-    stderr.lines().filter(|line| line.starts_with("error: plan.rhai:")).collect()
-}
-
 #[test]
 fn r37_a_dry_run_of_a_failback_on_a_real_site_found_replicating_back_models_the_way_home() {
     // After a planned failover to b, its commit and its reprotect: replicating b -> a.
@@ -179,8 +174,8 @@ fn r37_a_dry_run_of_a_failback_on_a_real_site_found_replicating_back_models_the_
     for kind in ["planned", "unplanned"] {
         let dry = work.run(&["dry-run", "plan.rhai", "--kind", kind]).fails(1);
         let real = work.run(&["failover", "plan.rhai", "--kind", kind, "--yes"]).fails(1);
-        assert_eq!(refusals(&dry.stderr), refusals(&real.stderr), "{kind}: {}", real.stderr);
-        let refused = refusals(&dry.stderr).concat();
+        assert_eq!(dry.plan_errors(), real.plan_errors(), "{kind}: {}", real.stderr);
+        let refused = dry.plan_errors().concat();
         let why = if kind == "planned" {
             "protected on the recovery site; going back is a failback"
         } else {
@@ -202,6 +197,6 @@ fn r34_a_dry_run_on_a_real_site_found_failed_over_and_not_committed_refuses_as_t
     assert!(back.stderr.contains("not committed. Next: change recovery point, commit."), "{}", back.stderr);
     let again = work.run(&["dry-run", "plan.rhai", "--kind", "unplanned"]).fails(1);
     let real = work.run(&["failover", "plan.rhai", "--kind", "unplanned", "--yes"]).fails(1);
-    assert!(!refusals(&again.stderr).is_empty(), "{}", again.stderr);
-    assert_eq!(refusals(&again.stderr), refusals(&real.stderr), "{}", real.stderr);
+    assert!(!again.plan_errors().is_empty(), "{}", again.stderr);
+    assert_eq!(again.plan_errors(), real.plan_errors(), "{}", real.stderr);
 }
