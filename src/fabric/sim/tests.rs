@@ -1103,3 +1103,24 @@ async fn r34_a_rehearsal_of_a_vm_found_failed_over_keeps_its_points_until_commit
     rehearsal.commit(&call(&rehearsal), "app01").await.unwrap();
     assert!(rehearsal.recovery_points("app01", rehearsal.now()).await.unwrap().is_empty(), "R34: deleted");
 }
+
+#[tokio::test(start_paused = true)]
+async fn r5_a_rehearsal_of_a_vm_found_in_a_copy_with_no_known_end_refuses_its_failover_as_the_site_does() {
+    let inventory = parse_site(&site_with(SIMULATION, ""), "site.toml".as_ref()).unwrap();
+    let now = t("2026-03-02T09:00:00Z");
+    // A real site's initial copy ends when its service's copy does: no modelled end.
+    let mut copying = crate::model::ProtectionState::unprotected();
+    copying.protect("gold", vec![], now - chrono::TimeDelta::minutes(5), DateTime::<Utc>::MAX_UTC);
+    let found = [("app01".to_string(), copying.clone())].into_iter().collect();
+    let rehearsal = SimFabric::in_memory(Arc::new(inventory.rehearsal(now, &found, 20, &Default::default()))).unwrap();
+    let status = rehearsal.replication_status("app01", now).await.unwrap();
+    assert_eq!(status.health, Health::InitialReplication);
+    assert_eq!(status.allowed, [Operation::Unprotect]);
+    let planned = request(FailoverKind::Planned, PointChoice::Latest);
+    let refused = rehearsal.failover(&call(&rehearsal), "app01", &planned).await.unwrap_err().to_string();
+    let site_says = copying.check("app01", Operation::PlannedFailover).unwrap_err().to_string();
+    assert_eq!(refused, site_says);
+    assert!(refused.contains("R5: failover waits for the initial copy"), "{refused}");
+    let unprotected = rehearsal.replication_status("app02", now).await.unwrap();
+    assert_eq!(unprotected.state, "unprotected", "a VM the site does not protect is not protected here");
+}
