@@ -61,6 +61,30 @@ impl From<Kind> for crate::model::FailoverKind {
     }
 }
 
+/// What a dry run rehearses: a failover of a kind, or what `drplan failback` would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRunKind {
+    Test,
+    Planned,
+    Unplanned,
+    /// R37, R38: the plan's VMs back home (a planned failover back), committed and
+    /// reprotected towards the recovery site again.
+    Failback,
+}
+
+impl DryRunKind {
+    /// The kind of failover it runs, and which way: a failback is a planned failover back.
+    pub fn split(self) -> (Kind, crate::plan::Direction) {
+        use crate::plan::Direction;
+        match self {
+            DryRunKind::Test => (Kind::Test, Direction::Failover),
+            DryRunKind::Planned => (Kind::Planned, Direction::Failover),
+            DryRunKind::Unplanned => (Kind::Unplanned, Direction::Failover),
+            DryRunKind::Failback => (Kind::Planned, Direction::Failback),
+        }
+    }
+}
+
 /// How a plan runs, for real or as a dry run.
 #[derive(Debug, Args)]
 pub struct RunOptions {
@@ -126,10 +150,11 @@ pub enum Command {
     },
     /// Runs a plan against a scratch copy of the simulated datacenter, on a virtual
     /// clock: the exact steps, the predicted timeline and RTO; nothing is changed.
+    /// `--kind failback` rehearses `drplan failback`.
     DryRun {
         plan: PathBuf,
         #[arg(long, value_enum, default_value = "planned")]
-        kind: Kind,
+        kind: DryRunKind,
         #[command(flatten)]
         run: RunOptions,
         /// Also draw the predicted timeline as an SVG Gantt chart, as `show --svg` does.

@@ -14,7 +14,7 @@ use crate::fabric::{Call, Fabric};
 use std::collections::BTreeMap;
 
 use crate::model::site_file::parse_site_bytes;
-use crate::model::{FailoverKind, HumanDuration, Inventory, MeasuredDurations, Phase, ProtectionState};
+use crate::model::{FailoverKind, HumanDuration, Inventory, MeasuredDurations, ProtectionState};
 use crate::plan::Plan;
 use crate::plan::validate::{Severity, Validation, validate};
 use crate::script::{ScriptOptions, load_plan};
@@ -85,26 +85,18 @@ impl Opened {
     /// What a dry run runs on: a copy of the simulation that saves nothing and spends no
     /// real time, so nothing real is ever touched. For real sites, a simulation of the
     /// same inventory as the site file starts it (DESIGN.md: "The dry run of a libvirt
-    /// site runs on the simulation"), with the durations the site measured in past runs
-    /// and drills where it has them.
+    /// site runs on the simulation"), each VM in the phase the real one is in (failed
+    /// over, committed, replicating back, failing back...), with the durations the site
+    /// measured in past runs and drills where it has them.
     pub fn rehearsal(&self) -> Result<Rehearsal, CliError> {
         Ok(match &self.simulation {
             Some(simulation) => Rehearsal { fabric: simulation.scratch_copy()?, durations: None },
             None => {
-                // Seeded from the real VMs' protection now: a VM replicating there is a
-                // protected one here. Other states (failed over...) are not modelled yet.
-                let protection = self.fabric.protection();
-                let replicating = |vm: &str| match protection.get(vm) {
-                    Some(
-                        state @ ProtectionState {
-                            phase: Phase::Protected { .. } | Phase::InitialReplication { .. },
-                            ..
-                        },
-                    ) => state.policy.clone(),
-                    _ => None,
-                };
+                // Each VM as the real one stands now, in whatever phase: what the real run
+                // would meet.
+                let found = self.fabric.protection();
                 let measured = self.fabric.measured_durations();
-                let inventory = self.inventory.rehearsal(self.fabric.now(), replicating, REHEARSAL_DISK_GB, &measured);
+                let inventory = self.inventory.rehearsal(self.fabric.now(), &found, REHEARSAL_DISK_GB, &measured);
                 let fabric = SimFabric::in_memory(Arc::new(inventory))?.scratch_copy()?;
                 Rehearsal { fabric, durations: Some(durations_note(&measured, self.inventory.vms.len())) }
             }

@@ -99,9 +99,16 @@ fn run(cli: &Cli) -> Result<String, CliError> {
     match &cli.command {
         Command::Check { plan, kind, point } => plans::check(global, plan, *kind, *point),
         Command::DryRun { plan, kind, run, svg } => {
-            let point = point_for(*kind, run.point)?;
-            let overrides = run.overrides(*kind).map_err(CliError::Usage)?;
-            plans::dry_run(global, plan, (*kind, point), run, &overrides, svg.as_deref())
+            let (kind, direction) = kind.split();
+            if direction == crate::plan::Direction::Failback && !run.scope.vms.is_empty() {
+                return Err(CliError::Usage(
+                    "--vm goes with a failover: a failback brings the whole plan home (R37), as `drplan failback` does"
+                        .into(),
+                ));
+            }
+            let point = point_for(kind, run.point)?;
+            let overrides = run.overrides(kind).map_err(CliError::Usage)?;
+            plans::dry_run(global, plan, (kind, direction, point), run, &overrides, svg.as_deref())
         }
         Command::Preflight { plan, kind, point, scope, format } => {
             let point = point_for(*kind, *point)?;

@@ -13,8 +13,8 @@ use crate::fabric::dns::RecordingDns;
 use crate::fabric::{Fabric, Preflight};
 use crate::model::names::Count;
 use crate::model::{FailoverKind, PointChoice};
-use crate::plan::Plan;
 use crate::plan::validate::Validation;
+use crate::plan::{Direction, Plan};
 use crate::report::run::{RunHeader, RunReport};
 use crate::script::{SCRIPT_STACK_SIZE, on_script_stack};
 
@@ -25,17 +25,19 @@ struct Loaded {
     validation: Validation,
 }
 
-/// Compiles and validates a plan; prints the findings to stderr; fails on errors.
+/// Compiles and validates a plan; with [`Findings::Enforce`], prints the findings to
+/// stderr and fails on errors.
 fn load_and_validate(
     global: &Global,
     path: &Path,
     kind: Option<FailoverKind>,
     overrides: &Overrides,
+    findings: Findings,
 ) -> Result<Loaded, CliError> {
     let inventory = Arc::new(load_inventory(&site_path(global, Some(path))?)?);
     let opened = open_fabric(inventory.clone(), Access::Look(&global.state(Some(path))))?;
     let (plan, validation) =
-        load_plan_for_run(path, &inventory, &opened.fabric.protection(), kind, overrides, Findings::Enforce)?;
+        load_plan_for_run(path, &inventory, &opened.fabric.protection(), kind, overrides, findings)?;
     Ok(Loaded { plan, opened, validation })
 }
 
@@ -66,7 +68,7 @@ pub(super) async fn new_run_preflight(
 }
 
 pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<PointChoice>) -> Result<String, CliError> {
-    let loaded = load_and_validate(global, path, None, &Overrides::default())?;
+    let loaded = load_and_validate(global, path, None, &Overrides::default(), Findings::Enforce)?;
     // With a kind or a point, every VM is checked as that failover would check it.
     if kind.is_some() || point.is_some() {
         let kind = kind.map_or(FailoverKind::Unplanned, FailoverKind::from);
@@ -88,22 +90,28 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
     ))
 }
 
+/// The run `drplan failover` (or, going back, `drplan failback`) would make, on the
+/// site's rehearsal: the same checks, then the same engine on a virtual clock.
 pub fn dry_run(
     global: &Global,
     path: &Path,
-    (kind, point): (Kind, PointChoice),
+    (kind, direction, point): (Kind, Direction, PointChoice),
     run: &RunOptions,
     overrides: &Overrides,
     svg: Option<&Path>,
 ) -> Result<String, CliError> {
     let kind = FailoverKind::from(kind);
     let format = run.format;
-    let loaded = load_and_validate(global, path, Some(kind), overrides)?;
+    let failback = direction == Direction::Failback;
+    // As the real runs: a failback's VMs are failed over, so the failover checks do not
+    // apply to them; the preflight checks what does.
+    let findings = if failback { Findings::Skip } else { Findings::Enforce };
+    let loaded = load_and_validate(global, path, Some(kind), overrides, findings)?;
     let rehearsal = loaded.opened.rehearsal()?;
     let scratch = Arc::new(rehearsal.fabric);
     let inventory = loaded.opened.inventory.clone();
     drop(loaded.opened); // releases the state directory: nothing below touches it
-    let spec = RunSpec { shut_down_source: !run.no_shutdown, ..looking_spec(kind, point, run.parallel) };
+    let spec = RunSpec { shut_down_source: !run.no_shutdown, failback, ..looking_spec(kind, point, run.parallel) };
     let runtime = looking_runtime()?;
     let checked = runtime.block_on(new_run_preflight(&*scratch, &loaded.plan, &loaded.validation, &spec))?;
     super::runs::refuse(&loaded.validation.resolved, &checked.refusals)?;

@@ -1,7 +1,7 @@
 //! The inventory: everything a site file describes about a datacenter pair, validated
 //! and ready to look up. Plans are checked against it; the simulated fabric runs it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::NetworkMapping;
 use super::policy::{ReplicationPolicy, Throttle};
-use super::protection::Side;
+use super::protection::{Phase, ProtectionState, Side};
 use super::recovery::Timestamp;
 use super::site::{Pairing, Site, SiteKind};
 use super::vm::{StorageMapping, TargetSize, Vm};
@@ -40,6 +40,28 @@ pub struct InitialProtection {
     /// When protection was enabled; initial replication runs from then (R4).
     pub since: Timestamp,
     pub excluded_disks: Vec<String>,
+    /// A rehearsal of real sites ([`Inventory::rehearsal`]): the state the real VM was
+    /// found in, in whatever phase (failed over, committed, replicating back...), which
+    /// the simulation starts it in instead of enabling protection at `since`. A site file
+    /// never sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<ProtectionState>,
+}
+
+impl InitialProtection {
+    /// A real VM's protection as found now; `None` when it has none (unprotected, or
+    /// never protected).
+    pub fn found(state: &ProtectionState, now: Timestamp) -> Option<InitialProtection> {
+        if state.phase == Phase::Unprotected {
+            return None;
+        }
+        Some(InitialProtection {
+            policy: state.policy.clone()?,
+            since: now,
+            excluded_disks: state.excluded_disks.clone(),
+            found: Some(state.clone()),
+        })
+    }
 }
 
 /// Failures injected into the simulated fabric, to rehearse what goes wrong.
@@ -255,26 +277,25 @@ impl Inventory {
     }
 
     /// The simulation a dry run of real sites runs on (DESIGN.md): this inventory as it
-    /// stands now, each VM protected under the policy `protected_under` gives (replicated
-    /// long enough to have its points), a VM whose disks come from its hypervisor given
-    /// one OS disk of `disk_gb` for the model's copy times.
+    /// stands now, each VM in the protection state the real one was `found` in, whatever
+    /// its phase, a VM whose disks come from its hypervisor given one OS disk of `disk_gb`
+    /// for the model's copy times, and what the site `measured` instead of the site
+    /// file's estimates.
     pub fn rehearsal(
         &self,
         now: Timestamp,
-        protected_under: impl Fn(&str) -> Option<String>,
+        found: &BTreeMap<String, ProtectionState>,
         disk_gb: u64,
-        measured: &std::collections::BTreeMap<String, super::vm::MeasuredDurations>,
+        measured: &BTreeMap<String, super::vm::MeasuredDurations>,
     ) -> Inventory {
         let mut rehearsal = self.clone();
         rehearsal.index = Index::default();
         rehearsal.simulation = Simulation { start: now, speed: self.simulation.speed, pace: false };
-        let since = now - chrono::TimeDelta::days(1);
         for (vm, initial) in rehearsal.vms.iter_mut().zip(rehearsal.initial_protection.iter_mut()) {
             if vm.disks.is_empty() {
                 vm.disks = vec![super::vm::Disk { name: "vda".into(), size_gb: disk_gb, os_disk: true }];
             }
-            *initial =
-                protected_under(&vm.name).map(|policy| InitialProtection { policy, since, excluded_disks: Vec::new() });
+            *initial = found.get(&vm.name).and_then(|state| InitialProtection::found(state, now));
             // What the real site took last time beats the site file's estimate.
             if let Some(measured) = measured.get(&vm.name) {
                 vm.boot_time = measured.boot.unwrap_or(vm.boot_time);

@@ -246,7 +246,7 @@ impl ProtectionState {
                 format!(" (R5: failover waits for the initial copy, done at {})", format_time(*completes))
             }
             (Phase::Protected { .. }, Operation::PlannedFailover) if self.active == Side::Recovery => {
-                " on the recovery site; going back is a failback".into()
+                "; going back is a failback".into()
             }
             (Phase::Protected { .. }, Operation::Failback) => " and already runs on its original site".into(),
             (_, Operation::Cleanup) => " with no test failover to clean up".into(),
@@ -372,7 +372,13 @@ impl ProtectionState {
     /// The policy replication runs under now: the chosen one from the original site,
     /// the fixed failback policy from the recovery site back (R37).
     pub fn replication_policy(&self) -> Option<&str> {
-        match self.active {
+        self.policy_from(self.active)
+    }
+
+    /// The policy replication from `side` runs under: the chosen one from the original
+    /// site, the fixed failback policy back from the recovery site (R37).
+    pub fn policy_from(&self, side: Side) -> Option<&str> {
+        match side {
             Side::Original => self.policy.as_deref(),
             Side::Recovery => Some(super::policy::FAILBACK_POLICY_NAME),
         }

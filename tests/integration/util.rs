@@ -385,6 +385,11 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// The errors the check of `plan.rhai` printed, one line each with its place.
+    pub fn plan_errors(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|line| line.starts_with("error: plan.rhai:")).collect()
+    }
 }
 
 fn read(path: &Path) -> String {

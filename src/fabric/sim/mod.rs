@@ -42,7 +42,8 @@ use super::{
 };
 use crate::model::recovery::delta;
 use crate::model::{
-    FailoverKind, Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint, Timestamp, Vm,
+    FailoverKind, InitialProtection, Inventory, Job, JobStatus, Phase, PointChoice, ProtectionState, RecoveryPoint,
+    Timestamp, Vm,
 };
 use crate::store::{CallRecord, SimBatch, SimStore, StateDir, StoreError};
 
@@ -187,7 +188,7 @@ impl SimState {
 impl SimFabric {
     /// Opens the simulation of `inventory` kept in `dir`, creating it on first use.
     pub fn open(inventory: Arc<Inventory>, dir: &StateDir) -> Result<SimFabric, StoreError> {
-        Self::with_store(inventory, SimStore::open(dir)?)
+        Self::load(inventory, SimStore::open(dir)?, true)
     }
 
     /// The last committed state of a simulation another command is running: for looking,
@@ -196,13 +197,11 @@ impl SimFabric {
         Self::load(inventory, SimStore::open_read_only(dir)?, false)
     }
 
-    /// The simulation as the site file starts it, kept in memory only.
+    /// The simulation as the site file (or a rehearsal of real sites) starts it, kept in
+    /// memory only. Nothing in a new store was cut off: a failover a rehearsal found under
+    /// way stays under way, as it is on the real site.
     pub fn in_memory(inventory: Arc<Inventory>) -> Result<SimFabric, StoreError> {
-        Self::with_store(inventory, SimStore::in_memory()?)
-    }
-
-    fn with_store(inventory: Arc<Inventory>, store: SimStore) -> Result<SimFabric, StoreError> {
-        Self::load(inventory, store, true)
+        Self::load(inventory, SimStore::in_memory()?, false)
     }
 
     fn load(inventory: Arc<Inventory>, store: SimStore, reconcile: bool) -> Result<SimFabric, StoreError> {
@@ -210,15 +209,22 @@ impl SimFabric {
         let mut vms: BTreeMap<String, VmRecord> = store.vms()?.into_iter().collect();
         let jobs = store.jobs()?;
         let calls = store.calls()?.into_iter().map(|c| (c.key.clone(), c)).collect();
+        // The VMs a rehearsal found on real sites: their replicas are placed once all are in.
+        let mut found = Vec::new();
         for (vm, initial) in inventory.vms.iter().zip(&inventory.initial_protection) {
-            vms.entry(vm.name.clone()).or_insert_with(|| {
-                let mut protection = ProtectionState::unprotected();
-                if let Some(p) = initial {
+            vms.entry(vm.name.clone()).or_insert_with(|| match initial {
+                Some(InitialProtection { found: Some(state), .. }) => {
+                    found.push(vm);
+                    VmRecord::found(state.clone(), now, |policy| inventory.policy(policy).map(|p| p.retention))
+                }
+                Some(p) => {
+                    let mut protection = ProtectionState::unprotected();
                     let policy = inventory.policy(&p.policy).expect("site file checked the policy");
                     let copy = replication::initial_copy_time(&inventory, vm, &policy, &p.excluded_disks, p.since);
                     protection.protect(&p.policy, p.excluded_disks.clone(), p.since, p.since + delta(copy));
+                    VmRecord::new(protection)
                 }
-                VmRecord::new(protection)
+                None => VmRecord::new(ProtectionState::unprotected()),
             });
         }
         for record in vms.values_mut() {
@@ -239,7 +245,14 @@ impl SimFabric {
         if reconcile {
             state.reconcile_interrupted(now)?;
         }
-        Ok(SimFabric { inventory, clock, state: Mutex::new(state), in_flight: Mutex::new(HashMap::new()) })
+        let fabric = SimFabric {
+            inventory: inventory.clone(),
+            clock,
+            state: Mutex::new(state),
+            in_flight: Mutex::new(HashMap::new()),
+        };
+        fabric.place_found_replicas(&found);
+        Ok(fabric)
     }
 
     /// A copy of this simulation that keeps its state in memory only, saves it nowhere

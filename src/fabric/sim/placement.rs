@@ -99,6 +99,29 @@ impl SimFabric {
         })
     }
 
+    /// Gives the VMs a rehearsal found running on their recovery site (failed over,
+    /// replicating back...) their replica there, and those with a drill under way its test
+    /// replica: the machines a failover here would have made, so that their addresses are
+    /// held as the real ones are. One the model cannot place is left without: a replica
+    /// only decides addresses, and the real one exists whatever the model says.
+    pub(super) fn place_found_replicas(&self, vms: &[&Vm]) {
+        let mut state = self.lock();
+        for vm in vms {
+            let found = state.record(&vm.name).protection.clone();
+            if found.active == Side::Recovery {
+                let serving = Destination { side: Side::Recovery, test: false, test_network: None };
+                let replica = self.place(&mut state, vm, serving).ok();
+                state.record(&vm.name).replica = replica;
+            }
+            if let Some(test) = &found.test {
+                let drill =
+                    Destination { side: found.active.other(), test: true, test_network: test.network.as_deref() };
+                let test_replica = self.place(&mut state, vm, drill).ok();
+                state.record(&vm.name).test_replica = test_replica;
+            }
+        }
+    }
+
     /// Takes a placement the run's preflight decided, checking that its addresses are
     /// still free: R9 judges availability at failover time.
     pub(super) fn claim(&self, state: &mut SimState, vm: &Vm, planned: &Replica) -> FabricResult<Replica> {

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::mem;
 use std::ops::Index;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fabric::Replica;
+use crate::model::recovery::delta;
 use crate::model::{Phase, ProtectionState, Side, Timestamp};
 
 /// A running (or stopped) delta replication: it makes recovery points from `from` on,
@@ -46,6 +48,31 @@ pub struct VmRecord {
 impl VmRecord {
     pub fn new(protection: ProtectionState) -> Self {
         VmRecord { protection, stream: None, replica: None, test_replica: None, powered_on: true, replica_kept: false }
+    }
+
+    /// A VM a rehearsal of real sites found in `protection`, with the replication stream
+    /// its phase implies: replicating while protected ([`VmRecord::settle`] starts it from
+    /// `since`); stopped by a failover under way, failed, cancelled or not committed yet,
+    /// its points kept (R34, R35); none once a commit deleted them. When a stopped stream
+    /// began is not known: it is given the `retention` of its policy's points.
+    pub fn found(protection: ProtectionState, now: Timestamp, retention: impl Fn(&str) -> Option<Duration>) -> Self {
+        let mut record = VmRecord::new(protection);
+        let found = &record.protection;
+        // When the failover stopped replication, and the side it replicated from (`active`
+        // flips when a failover finishes). A failed or cancelled one keeps no time: now.
+        let stopped = match &found.phase {
+            Phase::FailingOver { started, .. } => Some((*started, found.active)),
+            Phase::FailedOver { point, .. } => Some((point.time, found.active.other())),
+            Phase::FailoverFailed { .. } | Phase::NeedsReprotect { .. } => Some((now, found.active)),
+            _ => None,
+        };
+        if let Some((stopped, source)) = stopped
+            && let Some(policy) = found.policy_from(source)
+        {
+            let from = stopped - delta(retention(policy).unwrap_or_default());
+            record.stream = Some(Stream { from, stopped: Some(stopped), policy: policy.into(), source });
+        }
+        record
     }
 
     /// Brings time-driven state up to `now`: a finished initial copy starts the stream.

@@ -13,7 +13,7 @@ use crate::fabric::{Call, Fabric, FabricError, FailoverOutcome, FailoverRequest,
 use crate::model::site_file::parse_site;
 use crate::model::testing::two_sites;
 use crate::model::{
-    Addressing, Consistency, FailoverKind, JobStatus, Operation, PointChoice, Side, Timestamp, format_time,
+    Addressing, Consistency, FailoverKind, JobStatus, Operation, Phase, PointChoice, Side, Timestamp, format_time,
 };
 use crate::store::StateDir;
 
@@ -958,8 +958,17 @@ async fn a_rehearsal_of_a_real_site_models_what_the_site_measured_instead_of_its
         at: None,
     };
     let by_vm = [("web01".to_string(), measured)].into_iter().collect();
-    let gold = |_: &str| Some("gold".to_string());
-    let rehearsal = inventory.rehearsal(t("2026-03-02T09:00:00Z"), gold, 20, &by_vm);
+    let now = t("2026-03-02T09:00:00Z");
+    let found = inventory
+        .vms
+        .iter()
+        .map(|vm| {
+            let mut state = crate::model::ProtectionState::unprotected();
+            state.protect("gold", vec![], now - chrono::TimeDelta::days(1), now - chrono::TimeDelta::hours(20));
+            (vm.name.clone(), state)
+        })
+        .collect();
+    let rehearsal = inventory.rehearsal(now, &found, 20, &by_vm);
     let fabric = Arc::new(SimFabric::in_memory(Arc::new(rehearsal)).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let _state = StateDir::open(dir.path()).unwrap();
@@ -970,4 +979,148 @@ async fn a_rehearsal_of_a_real_site_models_what_the_site_measured_instead_of_its
     assert_eq!(took(&planned), Duration::from_millis(1_500 + 700 + 100 + 8_200), "shutdown, copy, processing, boot");
     let unplanned = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap();
     assert!(took(&unplanned) >= Duration::from_secs(60), "app01 measured nothing: R33's modelled processing");
+}
+
+/// What a dry run of real sites runs on, made from `sim` standing for the real sites: the
+/// same site file, each VM in the state `sim` reports now, nothing measured.
+fn rehearsal_of(sim: &Sim) -> Arc<SimFabric> {
+    let inventory = parse_site(&sim.site, "site.toml".as_ref()).unwrap();
+    let found = sim.fabric.protection();
+    let rehearsal = inventory.rehearsal(sim.fabric.now(), &found, 20, &Default::default());
+    Arc::new(SimFabric::in_memory(Arc::new(rehearsal)).unwrap())
+}
+
+/// The site of these tests with its VMs in every phase: web01 in a drill, app01 failed
+/// over (unplanned) and not committed, app02 failed over (planned), committed and
+/// reprotected back, bk01 after a planned failover that did not boot, sql02 after a
+/// cancelled one; sql01 protected, fresh01 not.
+async fn every_phase() -> Sim {
+    let faults = "[[faults]]\nkind = \"boot-failure\"\nvm = \"bk01\"\n\n\
+                  [[faults]]\nkind = \"shutdown-hang\"\nvm = \"sql02\"\n";
+    let sim = sim(faults);
+    let mut drill = request(FailoverKind::Test, PointChoice::LatestProcessed);
+    drill.test_network = Some("test-bubble".into());
+    sim.fabric.failover(&call(&sim.fabric), "web01", &drill).await.unwrap();
+    failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::LatestProcessed).await.unwrap();
+    failover(&sim, "app02", FailoverKind::Planned, PointChoice::Latest).await.unwrap();
+    sim.fabric.commit(&call(&sim.fabric), "app02").await.unwrap();
+    sim.fabric.reprotect(&call(&sim.fabric), "app02").await.unwrap();
+    failover(&sim, "bk01", FailoverKind::Planned, PointChoice::Latest).await.unwrap_err();
+    let mut cut_off = request(FailoverKind::Unplanned, PointChoice::LatestProcessed);
+    cut_off.shut_down_source = true;
+    let (sql02, cancel) = (sim.fabric.clone(), sim.fabric.clone());
+    let running = tokio::spawn(async move { sql02.failover(&call(&sql02), "sql02", &cut_off).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cancel.cancel(&call(&cancel), "sql02").await.unwrap();
+    running.await.unwrap().unwrap_err();
+    // app02's copy back is done, and an hour of points made since.
+    sim.fabric.advance(Duration::from_secs(3600)).unwrap();
+    sim
+}
+
+#[tokio::test(start_paused = true)]
+async fn r30_r37_a_rehearsal_finds_every_vm_in_the_phase_the_site_has_it_in() {
+    let sim = every_phase().await;
+    let rehearsal = rehearsal_of(&sim);
+    let now = sim.fabric.now();
+    assert_eq!(rehearsal.now(), now);
+    let mut phases = Vec::new();
+    for vm in sim.fabric.inventory().vms.iter().map(|vm| vm.name.as_str()) {
+        let real = sim.fabric.replication_status(vm, now).await.unwrap();
+        let modelled = rehearsal.replication_status(vm, now).await.unwrap();
+        let seen = |s: &crate::fabric::ReplicationStatus| {
+            (s.state.clone(), s.active_site.clone(), s.direction.clone(), s.policy.clone(), s.allowed.clone())
+        };
+        assert_eq!(seen(&modelled), seen(&real), "{vm}");
+        assert_eq!(modelled.test_failover.is_some(), real.test_failover.is_some(), "{vm}");
+        phases.push(format!("{vm}: {}", real.state));
+    }
+    let phases = phases.join("\n");
+    for phase in [
+        "web01: protected, with a test failover running",
+        "app01: failed over (unplanned, point",
+        "app02: protected on the recovery site",
+        "bk01: after a failed planned failover",
+        "sql02: in need of reprotect (unplanned failover cancelled)",
+        "fresh01: unprotected",
+    ] {
+        assert!(phases.contains(phase), "every phase is covered: {phase} in\n{phases}");
+    }
+    // A VM running at the recovery site answers there, at its replica's addresses.
+    for vm in ["app01", "app02"] {
+        let real = sim.fabric.addresses(vm, now).await.unwrap();
+        assert_eq!(rehearsal.addresses(vm, now).await.unwrap(), real, "{vm}");
+        assert!(real[0].ip.unwrap().to_string().starts_with("10.2.3."), "{vm} runs at secondary: {real:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r37_a_rehearsal_of_vms_found_replicating_back_fails_them_back_as_the_site_does() {
+    let sim = every_phase().await;
+    let rehearsal = rehearsal_of(&sim);
+    // A failover from the original site is what the site refuses, in the same words.
+    let refused = |fabric: Arc<SimFabric>| async move {
+        let planned = request(FailoverKind::Planned, PointChoice::Latest);
+        fabric.failover(&call(&fabric), "app02", &planned).await.unwrap_err().to_string()
+    };
+    let refusal = refused(sim.fabric.clone()).await;
+    assert_eq!(
+        refusal,
+        "cannot planned failover app02: it is protected on the recovery site; going back is a failback. \
+         Next: test failover, failback, unplanned failover, unprotect."
+    );
+    assert_eq!(refused(rehearsal.clone()).await, refusal);
+
+    // R37, R38: shut down at the recovery site, the last changes synced, home booted.
+    let real = sim.fabric.failback(&call(&sim.fabric), "app02", FailoverKind::Planned).await.unwrap();
+    let modelled = rehearsal.failback(&call(&rehearsal), "app02", FailoverKind::Planned).await.unwrap();
+    let landed = |o: &FailoverOutcome| {
+        (o.replica.clone(), o.point, o.data_loss, o.source_shutdown.clone(), o.downtime, o.finished - o.started)
+    };
+    assert_eq!(landed(&modelled), landed(&real));
+    assert_eq!((modelled.replica.site.as_str(), modelled.source_shutdown), ("primary", SourceShutdown::Done));
+    assert_eq!(modelled.data_loss, Duration::ZERO, "R31: planned, nothing lost");
+    // Then commit and reprotect forward, under the VM's own policy again.
+    rehearsal.commit(&call(&rehearsal), "app02").await.unwrap();
+    rehearsal.reprotect(&call(&rehearsal), "app02").await.unwrap();
+    let status = rehearsal.replication_status("app02", rehearsal.now()).await.unwrap();
+    assert_eq!(status.direction, Some(("primary".into(), "secondary".into())));
+    assert_eq!(status.policy.as_deref(), Some("gold"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r34_a_rehearsal_of_a_vm_found_failed_over_keeps_its_points_until_commit() {
+    let sim = every_phase().await;
+    let rehearsal = rehearsal_of(&sim);
+    let now = rehearsal.now();
+    let points = rehearsal.recovery_points("app01", now).await.unwrap();
+    assert!(points.len() > 1, "the points of the stream the failover stopped: {points:?}");
+    let Phase::FailedOver { point, .. } = &sim.fabric.protection()["app01"].phase else { panic!("app01 failed over") };
+    assert_eq!(points.last(), Some(point), "none after the point failed over to");
+    let earlier = PointChoice::At(points[points.len() - 2].time);
+    let moved = rehearsal.change_recovery_point(&call(&rehearsal), "app01", earlier).await.unwrap();
+    assert_eq!(moved.point, points[points.len() - 2]);
+    rehearsal.commit(&call(&rehearsal), "app01").await.unwrap();
+    assert!(rehearsal.recovery_points("app01", rehearsal.now()).await.unwrap().is_empty(), "R34: deleted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_a_rehearsal_of_a_vm_found_in_a_copy_with_no_known_end_refuses_its_failover_as_the_site_does() {
+    let inventory = parse_site(&site_with(SIMULATION, ""), "site.toml".as_ref()).unwrap();
+    let now = t("2026-03-02T09:00:00Z");
+    // A real site's initial copy ends when its service's copy does: no modelled end.
+    let mut copying = crate::model::ProtectionState::unprotected();
+    copying.protect("gold", vec![], now - chrono::TimeDelta::minutes(5), DateTime::<Utc>::MAX_UTC);
+    let found = [("app01".to_string(), copying.clone())].into_iter().collect();
+    let rehearsal = SimFabric::in_memory(Arc::new(inventory.rehearsal(now, &found, 20, &Default::default()))).unwrap();
+    let status = rehearsal.replication_status("app01", now).await.unwrap();
+    assert_eq!(status.health, Health::InitialReplication);
+    assert_eq!(status.allowed, [Operation::Unprotect]);
+    let planned = request(FailoverKind::Planned, PointChoice::Latest);
+    let refused = rehearsal.failover(&call(&rehearsal), "app01", &planned).await.unwrap_err().to_string();
+    let site_says = copying.check("app01", Operation::PlannedFailover).unwrap_err().to_string();
+    assert_eq!(refused, site_says);
+    assert!(refused.contains("R5: failover waits for the initial copy"), "{refused}");
+    let unprotected = rehearsal.replication_status("app02", now).await.unwrap();
+    assert_eq!(unprotected.state, "unprotected", "a VM the site does not protect is not protected here");
 }

@@ -137,6 +137,7 @@ impl Checker<'_> {
                 policy: p.policy.get_ref().clone(),
                 since: self.parse_or(p.since.as_ref(), field("since"), start, |s| site_time(s, start)),
                 excluded_disks: excluded,
+                found: None,
             }
         });
 

@@ -23,6 +23,28 @@ plan.group("second", ["app02"]).post_each(|vm, ctx| wait_port(vm.ip, 80, "90s"))
 plan
 "#;
 
+/// What a run report says was done, whatever it took: each group, VM and action that
+/// succeeded, and where each VM landed (`IP on SITE/HOST`), in order of kind and name.
+fn outline(report: &serde_json::Value) -> Vec<String> {
+    let text = |event: &serde_json::Value, key: &str| event[key].as_str().unwrap_or_default().to_string();
+    let mut done: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .filter(|event| text(event, "kind").ends_with(".succeeded"))
+        .map(|event| {
+            let landed = match text(event, "kind").as_str() {
+                "vm.succeeded" => text(event, "detail").split(';').next().unwrap_or_default().to_string(),
+                _ => String::new(),
+            };
+            let names = ["kind", "group", "vm", "step"].map(|key| text(event, key));
+            format!("{} {landed}", names.join(" "))
+        })
+        .collect();
+    done.sort();
+    done
+}
+
 /// `vm`'s line of `drplan status --format json`.
 fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
     let status = work.run(&["status", "--format", "json"]).ok().json();
@@ -81,7 +103,9 @@ fn r31_r36_r37_r38_two_guests_go_over_and_back_home_and_reprotect_copies_only_th
         sites.wait_counter(&guest.ip, 3, Duration::from_secs(120));
     }
     let vms = [AppVm::new("app01", &guests[0].ip, targets[0]), AppVm::new("app02", &guests[1].ip, targets[1])];
-    let work = Workdir::with_site(&site_file(&sites, &vms)).plan(TWO_GROUPS);
+    // `services`: the port the dry run's model finds answering, as the guests' port 80 does.
+    let site = site_file(&sites, &vms).replace("os = \"linux\"", "os = \"linux\"\nservices = [80]");
+    let work = Workdir::with_site(&site).plan(TWO_GROUPS);
     work.run(&["protect", "app01", "app02", "--policy", "gold", "--yes"]).ok();
     work.run(&["replicate", "--once"]).ok();
 
@@ -117,9 +141,25 @@ fn r31_r36_r37_r38_two_guests_go_over_and_back_home_and_reprotect_copies_only_th
     let jobs = work.run(&["jobs"]).ok().stdout;
     assert!(jobs.contains("reprotect copy"), "the copy is in the journal of jobs: {jobs}");
 
+    // The dry run starts each VM as it stands, replicating back from b: a new failover is
+    // refused in the real run's words, and the failback is modelled (below, against the
+    // real one).
+    let dry_over = drplan(&work, &sites, &["dry-run", "plan.rhai", "--kind", "planned"]).fails(1);
+    let real_over = drplan(&work, &sites, &["failover", "plan.rhai", "--kind", "planned", "--yes"]).fails(1);
+    assert_eq!(dry_over.plan_errors(), real_over.plan_errors(), "{}", real_over.stderr);
+    assert!(dry_over.stderr.contains("going back is a failback"), "{}", dry_over.stderr);
+    let dry_back = drplan(&work, &sites, &["dry-run", "plan.rhai", "--kind", "failback", "--format", "json"]).ok();
+
     // R37, R38: failback, a planned failover home, committed and reprotected forward.
     let read_before: Vec<u64> = targets.iter().map(|t| counter(&sites, t)).collect();
     let back = drplan(&work, &sites, &["failback", "plan.rhai", "--yes"]).ok();
+    let real_back = work.run(&["show", &work.last_run().unwrap(), "--format", "json"]).ok().json();
+    let (dry_back, real_back) = (dry_back.json(), real_back);
+    let modelled = outline(&dry_back);
+    assert_eq!(modelled, outline(&real_back), "the dry run's steps are the failback's");
+    let home = modelled.iter().filter(|done| done.starts_with("vm.succeeded") && done.contains(" on a/kvm-a"));
+    assert_eq!(home.count(), 2, "both home, at their own addresses: {modelled:#?}");
+    eprintln!("failback: predicted RTO {} ms, real {} ms", dry_back["rto_ms"], real_back["rto_ms"]);
     for (guest, before) in guests.iter().zip(&read_before) {
         assert_home(&sites, guest, *before, &back.stdout);
         let status = status_of(&work, &guest.name);
