@@ -79,6 +79,7 @@
 mod cli;
 mod consistency;
 mod crash;
+mod failback_resume;
 mod failover;
 mod group;
 mod guest;
