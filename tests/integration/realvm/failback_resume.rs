@@ -1,16 +1,17 @@
 //! A failback of a real guest whose drplan is killed (SIGKILL, as a crash would) midway,
-//! then resumed (R37, R38; DESIGN: a run killed at any point resumes where it stopped and
-//! never does a finished step twice): the run goes on as the failback it is, the VM's own
-//! domain is started once, its disk holds the guest's whole sequence without a gap or a
-//! step back, and the run ends committed and reprotected forward.
+//! then its resume killed at a later moment, then resumed again (R37, R38; DESIGN: a run
+//! killed at any point resumes where it stopped and never does a finished step twice):
+//! the run goes on as the failback it is, the VM's own domain is started once, its disk
+//! holds the guest's whole sequence without a gap or a step back, and the run ends
+//! committed and reprotected forward.
 
 use std::time::{Duration, Instant};
 
-use super::RealSites;
 use super::cli::{
     AppVm, PLAN, committed, counter, drplan, poll, qemu_starts, resumed, running_guest, site_file, spawn,
 };
 use super::way_back::{assert_home, let_write, sites_in_turn, status_of};
+use super::{GuestHandle, RealSites};
 use crate::util::{Run, Workdir};
 
 /// The longest wait for a moment to kill at: a failback here takes ~20 s.
@@ -23,6 +24,10 @@ const TARGET: &str = "10.77.2.50";
 /// target the VM's own domain `app01` at a.
 #[derive(Debug, Clone, Copy)]
 enum Moment {
+    /// The replica was told to shut down (by its agent or the power button): drplan
+    /// waits for it to be off. It writes to the console file of the VM's own domain
+    /// (`with_file_name` of the source's), which the failover made it open.
+    ReplicaShuttingDown,
     /// The replica, shut down, runs paused for the final copy back (R31 on the way back).
     FinalCopyBack,
     /// The VM's own domain was started (paused for its checkpoint, or running): the point
@@ -33,10 +38,18 @@ enum Moment {
     Home,
 }
 
+/// How many times the guest's console said it was shutting down.
+fn shutdowns(console: &str) -> usize {
+    console.matches("GUEST SHUTDOWN").count() + console.matches("POWER BUTTON").count()
+}
+
 impl Moment {
-    fn reached(self, sites: &RealSites) -> bool {
+    /// Whether the failback reached this moment; `shutdowns_before`: [`shutdowns`] of
+    /// `app`'s console before it began.
+    fn reached(self, sites: &RealSites, app: &GuestHandle, shutdowns_before: usize) -> bool {
         let state = |site| sites.try_virsh(site, &["domstate", "app01"]).map(|s| s.trim().to_string());
         match self {
+            Moment::ReplicaShuttingDown => shutdowns(&sites.console(app)) > shutdowns_before,
             Moment::FinalCopyBack => state("b").is_ok_and(|s| s == "paused"),
             Moment::HomeBooting => state("a").is_ok_and(|s| s == "paused" || s == "running"),
             Moment::Home => {
@@ -76,6 +89,7 @@ fn failback_killed_and_resumed(moments: &[Moment], mac: &str) {
     committed_and_reprotected(&work, &sites, TARGET);
     let home_starts = qemu_starts(&sites, "a", "app01");
     let read_before = counter(&sites, TARGET);
+    let shutdowns_before = shutdowns(&sites.console(&app));
 
     let mut id: Option<String> = None;
     let mut killed = Vec::new();
@@ -84,7 +98,7 @@ fn failback_killed_and_resumed(moments: &[Moment], mac: &str) {
             None => spawn(&work, &sites, &["failback", "plan.rhai", "--yes"]),
             Some(id) => spawn(&work, &sites, &["resume", id, "--yes"]),
         };
-        let reached = poll(MOMENT_WAIT, || moment.reached(&sites));
+        let reached = poll(MOMENT_WAIT, || moment.reached(&sites, &app, shutdowns_before));
         running.kill();
         assert!(reached, "the failback never reached {moment:?} within {MOMENT_WAIT:?}\n{}", sites.consoles());
         killed.push(format!("{moment:?} after {:.1} s", began.elapsed().as_secs_f64()));
@@ -144,11 +158,11 @@ fn assert_interrupted_failback(work: &Workdir, id: &str, killed: &[String]) {
 }
 
 #[test]
-fn r37_r38_a_failback_killed_in_its_final_copy_back_then_as_its_home_domain_boots_resumes_home_once() {
-    failback_killed_and_resumed(&[Moment::FinalCopyBack, Moment::HomeBooting], "52:54:00:77:01:70");
+fn r37_r38_a_failback_killed_as_its_replica_shuts_down_then_as_its_home_domain_boots_resumes_home_once() {
+    failback_killed_and_resumed(&[Moment::ReplicaShuttingDown, Moment::HomeBooting], "52:54:00:77:01:70");
 }
 
 #[test]
-fn r37_a_failback_killed_once_the_vm_is_home_resumes_to_commit_and_reprotect_forward() {
-    failback_killed_and_resumed(&[Moment::Home], "52:54:00:77:01:71");
+fn r37_a_failback_killed_in_its_final_copy_back_then_once_home_resumes_to_commit_and_reprotect_forward() {
+    failback_killed_and_resumed(&[Moment::FinalCopyBack, Moment::Home], "52:54:00:77:01:71");
 }
