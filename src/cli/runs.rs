@@ -47,6 +47,19 @@ pub struct StoredRun {
     pub overrides: Overrides,
 }
 
+impl StoredRun {
+    /// The header of the run's reports. Whether the run is a failback is the spec's
+    /// (runs journaled before the header said so too read as failovers otherwise).
+    fn header(&self) -> RunHeader {
+        RunHeader { failback: self.spec.failback, ..self.header.clone() }
+    }
+
+    /// What the run is, in words: "planned failover", "failback".
+    fn what(&self) -> String {
+        self.header().what()
+    }
+}
+
 type Record = RunRecord<StoredRun>;
 
 fn new_run_id() -> String {
@@ -197,6 +210,7 @@ pub fn failover(global: &Global, plan_path: &Path, request: RunRequest) -> Resul
         dry_run: false,
         rto_target: prepared.plan.rto,
         durations: None,
+        failback,
     };
     let record = Record {
         id: spec.run_id.clone(),
@@ -260,7 +274,7 @@ pub fn resume(
         if !(spec.kind == FailoverKind::Planned && kind == FailoverKind::Unplanned) {
             return Err(CliError::Usage(format!(
                 "run {run_id} is a {}: the only change of kind a resume makes is a planned failover or failback going on as unplanned (R32)",
-                kind_of(spec)
+                record.spec.what()
             )));
         }
         // R32: the VMs left fail over without the final sync; those done stay as they are.
@@ -280,18 +294,13 @@ pub fn resume(
         runtime.block_on(crate::engine::preflight(fabric, &prepared.plan, &prepared.resolved, &spec, &history))?;
     refuse(&prepared.resolved, &checked.refusals)?;
     if spec.kind != FailoverKind::Test {
-        confirm(global, &format!("Resume the {} run {run_id} of plan {:?}?", kind_of(&spec), prepared.plan.name))?;
+        confirm(global, &format!("Resume the {} run {run_id} of plan {:?}?", record.spec.what(), prepared.plan.name))?;
     }
     record.status = RunRecordStatus::Running;
     db.put_run(&record)?;
-    eprintln!("run {run_id} resumed as a {}", kind_of(&spec));
+    eprintln!("run {run_id} resumed as a {}", record.spec.what());
     let live = LiveRun { state: &state, runtime, dns, approvals, format, placements: checked.placements };
     live.run_to_end(db, record, prepared, history)
-}
-
-/// What a run is, in words: "planned failover", "failback".
-fn kind_of(spec: &RunSpec) -> String {
-    if spec.failback { "failback".into() } else { format!("{} failover", spec.kind) }
 }
 
 /// R30: keeps the cleanup's notes with the plan's latest test run.
@@ -376,7 +385,7 @@ impl LiveRun<'_> {
         record.status = record_status(outcome.status);
         db.put_run(&record)?;
         let events: Vec<Event> = db.events(&run_id)?;
-        let report = RunReport::new(record.spec.header.clone(), outcome_of(&record, events, Liveness::Ended));
+        let report = RunReport::new(record.spec.header(), outcome_of(&record, events, Liveness::Ended));
         let summary = summary(&report);
         match outcome.status {
             RunStatus::Succeeded => Ok(summary),
@@ -470,7 +479,7 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
         let json: Vec<_> = rows
             .iter()
             .map(|(r, status, left)| {
-                serde_json::json!({ "id": r.id, "plan": r.spec.header.plan, "kind": kind_of(&r.spec.spec),
+                serde_json::json!({ "id": r.id, "plan": r.spec.header.plan, "kind": r.spec.what(),
                                     "status": status, "left": left, "plan_path": r.plan_path,
                                     "started": r.started_wall })
             })
@@ -486,7 +495,7 @@ pub fn runs(global: &Global, format: Format) -> Result<String, CliError> {
             vec![
                 r.id.clone(),
                 r.spec.header.plan.clone(),
-                kind_of(&r.spec.spec),
+                r.spec.what(),
                 status.clone(),
                 left.clone(),
                 r.plan_path.display().to_string(),
@@ -528,7 +537,7 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
     let record = find_run(&db, run_id)?;
     let events: Vec<Event> = db.events(run_id)?;
     let outcome = outcome_of(&record, events, Liveness::of(&global.state(None)));
-    let mut report = RunReport::new(record.spec.header.clone(), outcome);
+    let mut report = RunReport::new(record.spec.header(), outcome);
     report.notes = record.spec.notes.clone();
     if let Some(path) = svg {
         std::fs::write(path, crate::report::svg::gantt(&report))

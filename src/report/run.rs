@@ -28,6 +28,23 @@ pub struct RunHeader {
     /// A dry run of real sites: where its durations come from (measured or estimated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durations: Option<String>,
+    /// R37: a failback, a planned failover from the plan's `target` back to its `source`
+    /// (then commit and reprotect). `source` and `target` stay the plan's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failback: bool,
+}
+
+impl RunHeader {
+    /// What the run does, in words: "planned failover", "failback".
+    pub fn what(&self) -> String {
+        if self.failback { "failback".into() } else { format!("{} failover", self.kind) }
+    }
+
+    /// The sites the run moves the VMs from and to: a failback goes from the plan's
+    /// target back to its source.
+    pub fn direction(&self) -> (&str, &str) {
+        if self.failback { (&self.target, &self.source) } else { (&self.source, &self.target) }
+    }
 }
 
 /// A span on the timeline, as offsets from the run's start.
@@ -267,10 +284,9 @@ impl RunReport {
     pub fn human(&self, width: table::Width) -> String {
         let h = &self.header;
         let what = if h.dry_run { "Dry run" } else { "Run" };
-        let mut out = format!(
-            "{what} of plan {:?}: {} failover from {} to {}, recovery point {}\n",
-            h.plan, h.kind, h.source, h.target, h.point
-        );
+        let (from, to) = h.direction();
+        let mut out =
+            format!("{what} of plan {:?}: {} from {from} to {to}, recovery point {}\n", h.plan, h.what(), h.point);
         if h.dry_run {
             out.push_str("Nothing was changed: the fabric, DNS and the clock were simulated.\n");
         }
@@ -442,5 +458,39 @@ mod millis_opt {
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(failback: bool) -> RunHeader {
+        RunHeader {
+            plan: "app".into(),
+            source: "a".into(),
+            target: "b".into(),
+            kind: FailoverKind::Planned,
+            point: PointChoice::Latest,
+            dry_run: false,
+            rto_target: None,
+            durations: None,
+            failback,
+        }
+    }
+
+    #[test]
+    fn r37_a_failback_is_named_so_and_goes_from_the_plans_target_home() {
+        assert_eq!((header(false).what(), header(false).direction()), ("planned failover".into(), ("a", "b")));
+        assert_eq!((header(true).what(), header(true).direction()), ("failback".into(), ("b", "a")));
+    }
+
+    #[test]
+    fn a_header_journaled_before_it_carried_failback_reads_as_a_failover() {
+        let mut stored = serde_json::to_value(header(false)).unwrap();
+        assert!(stored.get("failback").is_none(), "left out when false: {stored}");
+        stored.as_object_mut().unwrap().remove("failback");
+        let read: RunHeader = serde_json::from_value(stored).unwrap();
+        assert!(!read.failback);
     }
 }

@@ -321,13 +321,14 @@ impl<'a> Chart<'a> {
     fn header(&self, out: &mut String) {
         let r = self.report;
         let h = &r.header;
+        let (from, to) = h.direction();
         w!(
             out,
-            "<text class=\"h\" x=\"{PAD}\" y=\"{TITLE_Y}\">{}: {} failover {} \u{2192} {}{}",
+            "<text class=\"h\" x=\"{PAD}\" y=\"{TITLE_Y}\">{}: {} {} \u{2192} {}{}",
             Esc(&h.plan),
-            h.kind,
-            Esc(&h.source),
-            Esc(&h.target),
+            h.what(),
+            Esc(from),
+            Esc(to),
             if h.dry_run { " (dry run)" } else { "" }
         );
         let (status, colour) = match r.status {

@@ -3,7 +3,9 @@
 //! `contoso.test.` and of the drills' test zone `drill.contoso.test.` (BIND writes its
 //! journal back into the zone file at shutdown), with TSIG keys allowed to update both
 //! and one that is not. Killed on drop. Nothing here talks to an address outside
-//! 127.0.0.0/8.
+//! 127.0.0.0/8. `named` runs in the host's network namespace, or (`start_in_netns`) in
+//! the real-VM tests' own, where drplan reaches the guests; it is then asked with `dig`
+//! run there too.
 //!
 //! Used by the integration tests (`dns_bind`, `dns_runs`) and by `benches/dns.rs`
 //! (`#[path = "../tests/integration/bind.rs"] mod bind;`).
@@ -70,12 +72,26 @@ pub struct Bind {
     pub dr_secret_key_file: String,
     child: Child,
     dir: tempfile::TempDir,
+    /// The pid of a process in the network namespace `named` runs in; `None`: the host's.
+    netns: Option<u32>,
 }
 
 impl Bind {
     /// Starts `named` and waits until it answers a SOA query (up to 5 s). Panics, with what
     /// to install, if BIND is missing.
     pub fn start() -> Bind {
+        Bind::launch(None, "")
+    }
+
+    /// [`Bind::start`] inside the network namespace of process `pid`, on that namespace's
+    /// 127.0.0.1, with `records` (zone file lines) added to `contoso.test.`. `dig` asks it
+    /// from there; `query` and `soa_serial`, which ask from the test's own namespace,
+    /// cannot.
+    pub fn start_in_netns(pid: u32, records: &str) -> Bind {
+        Bind::launch(Some(pid), records)
+    }
+
+    fn launch(netns: Option<u32>, records: &str) -> Bind {
         let named = find_program("named");
         let mut last_failure = String::new();
         // A free port can be taken between our probe and named's bind: try a few.
@@ -93,11 +109,12 @@ impl Bind {
                 dr_secret_key_file: &dr_secret_key_file,
             };
             let conf = named_conf(dir.path(), port, &secrets);
-            fs::write(dir.path().join("contoso.test.zone"), ZONE_FILE).expect("write the zone file");
+            fs::write(dir.path().join("contoso.test.zone"), format!("{ZONE_FILE}{records}"))
+                .expect("write the zone file");
             fs::write(dir.path().join("drill.contoso.test.zone"), TEST_ZONE_FILE).expect("write the test zone file");
             fs::write(dir.path().join("named.conf"), conf).expect("write named.conf");
             let log = fs::File::create(dir.path().join("named.log")).expect("create named.log");
-            let child = Command::new(&named)
+            let child = in_netns(netns, &named)
                 .arg("-g")
                 .arg("-c")
                 .arg(dir.path().join("named.conf"))
@@ -107,7 +124,7 @@ impl Bind {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", named.display()));
-            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, dr_secret_key_file, child, dir };
+            let mut bind = Bind { port, secret, sha512_secret, readonly_secret, dr_secret_key_file, child, dir, netns };
             match bind.wait_until_serving(Duration::from_secs(5)) {
                 Ok(()) => return bind,
                 Err(failure) => last_failure = failure,
@@ -142,10 +159,16 @@ impl Bind {
         fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
     }
 
-    /// Runs `dig @127.0.0.1 -p PORT +norecurse ARGS` and returns its output.
+    /// Runs `dig @127.0.0.1 -p PORT +norecurse ARGS` (in named's namespace) and returns
+    /// its output.
     pub fn dig(&self, args: &[&str]) -> String {
+        self.try_dig(args).unwrap_or_else(|failure| panic!("dig {args:?} failed: {failure}"))
+    }
+
+    /// [`Bind::dig`], or what dig said when it failed.
+    fn try_dig(&self, args: &[&str]) -> Result<String, String> {
         let dig = find_program("dig");
-        let output = Command::new(&dig)
+        let output = in_netns(self.netns, &dig)
             .arg("@127.0.0.1")
             .arg("-p")
             .arg(self.port.to_string())
@@ -153,8 +176,10 @@ impl Bind {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}; {INSTALL}", dig.display()));
-        assert!(output.status.success(), "dig {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8(output.stdout).expect("dig prints UTF-8")
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8(output.stdout).expect("dig prints UTF-8"))
     }
 
     /// The whole of `zone` as a zone transfer (AXFR, with `dig`) reads it: one record per
@@ -183,8 +208,10 @@ impl Bind {
             .expect("a SOA record in the answer")
     }
 
-    /// One UDP query to the server, without recursion.
+    /// One UDP query to the server, without recursion, from the test's namespace (the
+    /// host's).
     pub fn query(&self, name: &str, rtype: RecordType, timeout: Duration) -> io::Result<Message> {
+        assert!(self.netns.is_none(), "named runs in another network namespace: ask it with dig");
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(timeout))?;
         let mut message = Message::query();
@@ -207,10 +234,13 @@ impl Bind {
             if let Some(status) = self.child.try_wait().expect("named's status") {
                 return Err(format!("named exited with {status}:\n{}", self.log()));
             }
-            if let Ok(response) = self.query(ZONE, RecordType::SOA, Duration::from_millis(100))
-                && response.metadata.response_code == ResponseCode::NoError
-                && !response.answers.is_empty()
-            {
+            let serving = match self.netns {
+                None => self.query(ZONE, RecordType::SOA, Duration::from_millis(100)).is_ok_and(|response| {
+                    response.metadata.response_code == ResponseCode::NoError && !response.answers.is_empty()
+                }),
+                Some(_) => self.try_dig(&["+short", ZONE, "SOA"]).is_ok_and(|soa| !soa.trim().is_empty()),
+            };
+            if serving {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -223,6 +253,19 @@ impl Drop for Bind {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `PROGRAM`, run in the network namespace of process `netns` (`nsenter --net`, which
+/// execs it: the child is the program itself), or in the host's.
+fn in_netns(netns: Option<u32>, program: &Path) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(pid) => {
+            let mut command = Command::new("nsenter");
+            command.arg(format!("--net=/proc/{pid}/ns/net")).arg(program);
+            command
+        }
     }
 }
 

@@ -54,6 +54,28 @@ fn r34_r36_r37_the_cycle_refuses_steps_out_of_order_and_runs_them_in_order() {
     assert_eq!(status["vms"][0]["active_site"], "primary");
 }
 
+#[test]
+fn r37_a_failbacks_reports_say_failback_from_the_recovery_site_home() {
+    let work = Workdir::contoso().plan(PLAN);
+    work.run(&["failover", "plan.rhai", "--kind", "planned", "--yes"]).ok();
+    work.run(&["commit", "plan.rhai", "--yes"]).ok();
+    work.run(&["reprotect", "plan.rhai", "--yes"]).ok();
+    work.run(&["advance", "1h"]).ok();
+    work.run(&["failback", "plan.rhai", "--yes"]).ok();
+    let id = work.last_run().unwrap();
+    let human = work.run(&["show", &id]).ok().stdout;
+    let title = "Run of plan \"cycle\": failback from secondary to primary, recovery point latest\n";
+    assert!(human.starts_with(title), "{human}");
+    let json = work.run(&["show", &id, "--format", "json"]).ok().json();
+    assert_eq!((json["failback"].as_bool(), json["source"].as_str()), (Some(true), Some("primary")), "{json}");
+    let svg = work.path().join("failback.svg");
+    work.run(&["show", &id, "--svg", svg.to_str().unwrap()]).ok();
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("cycle: failback secondary \u{2192} primary"), "{svg}");
+    let runs = work.run(&["runs", "--format", "json"]).ok().json();
+    assert_eq!(runs.as_array().unwrap().last().unwrap()["kind"], "failback", "{runs}");
+}
+
 const WALK: &str = r#"
 let plan = recovery_plan("walkthrough", #{ source: "primary", target: "secondary", test_network: "test-bubble" });
 plan.group("reports", ["report01"]);

@@ -23,6 +23,7 @@ fn header(plan: &str, dry_run: bool, rto_target: Option<Duration>) -> RunHeader 
         dry_run,
         rto_target,
         durations: None,
+        failback: false,
     }
 }
 

@@ -79,6 +79,8 @@
 mod cli;
 mod consistency;
 mod crash;
+mod dns_follows;
+mod failback_resume;
 mod failover;
 mod group;
 mod guest;

@@ -46,7 +46,7 @@ fn outline(report: &serde_json::Value) -> Vec<String> {
 }
 
 /// `vm`'s line of `drplan status --format json`.
-fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
+pub(super) fn status_of(work: &Workdir, vm: &str) -> serde_json::Value {
     let status = work.run(&["status", "--format", "json"]).ok().json();
     let found = status["vms"].as_array().unwrap().iter().find(|v| v["name"] == vm || v["vm"] == vm).cloned();
     found.unwrap_or_else(|| panic!("no {vm} in {status}"))
@@ -83,7 +83,7 @@ pub(super) fn sites_in_turn(disk: &Path) -> Vec<(String, u64)> {
 /// R37, R38: back home, the guest resumed right after the last record its replica
 /// wrote (the image the way forward starts from: the newest file of its chain at b), on
 /// its own address at a.
-fn assert_home(sites: &RealSites, guest: &GuestHandle, read_before: u64, context: &str) -> u64 {
+pub(super) fn assert_home(sites: &RealSites, guest: &GuestHandle, read_before: u64, context: &str) -> u64 {
     let replica_last = committed(points_at(sites, "b", &guest.name).last().unwrap());
     assert!(replica_last >= read_before, "{}: the replica wrote {read_before} before the failback", guest.name);
     let home = resumed(sites, &guest.ip);
