@@ -19,9 +19,14 @@
 //! reached over ssh; every operation here runs there.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::host::Host;
 use super::tools::ToolError;
+
+/// How long writing a point into the VM's own disk waits for another writer of that disk
+/// to let go of it (a qemu-img that a killed drplan started) before it fails.
+const WRITER_WAIT: Duration = Duration::from_secs(300);
 
 /// The folder of one VM's chain at the target: `STORAGE/VM/` on the target's host.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,10 +179,25 @@ impl Chain {
     /// be done again after a crash, as long as nothing ran on `own` since.
     pub async fn write_into(&self, seq: u64, disk: &str, own: &Path) -> Result<(), ToolError> {
         let point = path_arg(&self.point_file(seq, disk));
-        if self.backing_chain(&self.point_file(seq, disk)).await.iter().any(|p| p == own) {
-            self.host.qemu_img(&["commit", "-q", "-f", "qcow2", "-b", &path_arg(own), &point]).await.map(drop)
+        let own_arg = path_arg(own);
+        let args: &[&str] = if self.backing_chain(&self.point_file(seq, disk)).await.iter().any(|p| p == own) {
+            &["commit", "-q", "-f", "qcow2", "-b", &own_arg, &point]
         } else {
-            self.host.qemu_img(&["convert", "-n", "-f", "qcow2", "-O", "qcow2", &point, &path_arg(own)]).await.map(drop)
+            &["convert", "-n", "-f", "qcow2", "-O", "qcow2", &point, &own_arg]
+        };
+        // A drplan killed in this write leaves its qemu-img writing on: the resume writes
+        // the same point again once that one lets go of the image.
+        let started = Instant::now();
+        loop {
+            match self.host.qemu_img(args).await {
+                Err(e) if e.stderr().contains("Failed to get \"write\" lock") && started.elapsed() < WRITER_WAIT => {
+                    if started.elapsed() < Duration::from_secs(1) {
+                        tracing::info!(image = %own.display(), "another writer holds the VM's own disk; waiting for it");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                written => return written.map(drop),
+            }
         }
     }
 
@@ -347,6 +367,41 @@ mod tests {
         std::fs::write(&raw, [0u8; 512]).unwrap();
         assert_eq!(chain.backing_chain(&raw).await, vec![raw]);
         assert!(chain.header(&dir.path().join("missing")).await.is_none());
+    }
+
+    /// Needs qemu-img and qemu-io (qemu-utils; scripts/install-realvm.sh installs them).
+    #[tokio::test]
+    async fn r37_writing_home_waits_for_a_writer_a_killed_drplan_left_on_the_vms_own_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = Chain::new(Host::Local, dir.path(), "vm");
+        chain.create_dir().await.unwrap();
+        let own = dir.path().join("own.qcow2");
+        for image in [chain.point_file(1, "vda"), own.clone()] {
+            chain.host.qemu_img(&["create", "-q", "-f", "qcow2", &path_arg(&image), "16M"]).await.expect("qemu-utils");
+        }
+        // qemu-io holds the write lock on the own disk until its input ends.
+        let mut writer = std::process::Command::new("qemu-io")
+            .args(["-f", "qcow2", &path_arg(&own)])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("qemu-io (qemu-utils)");
+        let held = Instant::now();
+        while chain.host.qemu_img(&["info", &path_arg(&own)]).await.is_ok() {
+            assert!(writer.try_wait().unwrap().is_none(), "qemu-io ended");
+            assert!(held.elapsed() < Duration::from_secs(60), "qemu-io never took the lock");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let input = writer.stdin.take();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            drop(input);
+        });
+        let started = Instant::now();
+        chain.write_into(1, "vda", &own).await.expect("written once the other writer let go");
+        assert!(started.elapsed() >= Duration::from_millis(1000), "it waited: {:?}", started.elapsed());
+        release.await.unwrap();
+        writer.wait().unwrap();
     }
 
     #[test]
