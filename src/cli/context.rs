@@ -137,6 +137,7 @@ fn durations_note(measured: &BTreeMap<String, MeasuredDurations>, vms: usize) ->
                 ("final sync", m.final_sync),
                 ("processing", m.processing),
                 ("boot", m.boot),
+                ("commit", m.commit),
             ];
             let parts: Vec<String> =
                 figures.into_iter().filter_map(|(what, d)| Some(format!("{what} {}", HumanDuration(d?)))).collect();

@@ -61,6 +61,9 @@ pub struct MeasuredDurations {
     /// when no port was waited for).
     #[serde(default)]
     pub boot: Option<Duration>,
+    /// A commit (R34): a failback's run ends with one.
+    #[serde(default)]
+    pub commit: Option<Duration>,
     /// When the latest of them was measured.
     #[serde(default)]
     pub at: Option<Timestamp>,
@@ -68,7 +71,7 @@ pub struct MeasuredDurations {
 
 impl MeasuredDurations {
     pub fn is_empty(&self) -> bool {
-        self.shutdown.is_none() && self.final_sync.is_none() && self.processing.is_none() && self.boot.is_none()
+        [self.shutdown, self.final_sync, self.processing, self.boot, self.commit].iter().all(Option::is_none)
     }
 }
 

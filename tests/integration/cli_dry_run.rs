@@ -102,6 +102,7 @@ fn measured() -> drplan::model::MeasuredDurations {
         final_sync: Some(Duration::from_millis(900)),
         processing: Some(Duration::from_millis(300)),
         boot: Some(Duration::from_millis(9_400)),
+        commit: Some(Duration::from_millis(40)),
         at: None,
     }
 }
@@ -166,6 +167,7 @@ fn r37_a_dry_run_of_a_failback_on_a_real_site_found_replicating_back_models_the_
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(done[0].starts_with("commit: failover committed"), "{done:?}");
     assert!(done[1].starts_with("reprotect: replicating a -> b under policy gold"), "{done:?}");
+    assert_eq!(dry["rto_ms"], 12_740, "the way home and the commit app01 measured (R34)");
     // A failback brings the whole plan home, as `drplan failback` does.
     let narrowed = work.run(&["dry-run", "plan.rhai", "--kind", "failback", "--vm", "app01"]).fails(2);
     assert!(narrowed.stderr.contains("a failback brings the whole plan home"), "{}", narrowed.stderr);

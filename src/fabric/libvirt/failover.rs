@@ -628,9 +628,11 @@ impl LibvirtFabric {
             record.replica.iter().flat_map(|r| record.disks.iter().map(|d| chain.overlay_file(&r.domain, d))).collect();
         chain.remove_files_except(&keep, &overlays).await;
         self.release(vm, |record| {
-            record.protection.commit(Utc::now());
+            let now = Utc::now();
+            record.protection.commit(now);
             record.points.clear();
             record.checkpoint = None;
+            record.measured.commit = (now - started).to_std().ok();
         })?;
         self.job("commit", vm, started, Ok("failover committed; the recovery points are deleted".into()))
     }

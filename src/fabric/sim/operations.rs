@@ -134,7 +134,8 @@ impl SimFabric {
             at,
             Operation::Commit,
             "commit",
-            |_, _, _| COMMIT_TIME,
+            // What the real site took last time beats the model's bookkeeping time.
+            |this, _, _| this.vm(name).ok().and_then(|vm| vm.measured.as_ref()?.commit).unwrap_or(COMMIT_TIME),
             |_, record, t| {
                 record.protection.commit(t);
                 // R34: the recovery points go with the stream.

@@ -955,6 +955,7 @@ async fn a_rehearsal_of_a_real_site_models_what_the_site_measured_instead_of_its
         final_sync: Some(Duration::from_millis(700)),
         processing: Some(Duration::from_millis(100)),
         boot: Some(Duration::from_millis(8_200)),
+        commit: Some(Duration::from_millis(30)),
         at: None,
     };
     let by_vm = [("web01".to_string(), measured)].into_iter().collect();
@@ -979,6 +980,11 @@ async fn a_rehearsal_of_a_real_site_models_what_the_site_measured_instead_of_its
     assert_eq!(took(&planned), Duration::from_millis(1_500 + 700 + 100 + 8_200), "shutdown, copy, processing, boot");
     let unplanned = failover(&sim, "app01", FailoverKind::Unplanned, PointChoice::Latest).await.unwrap();
     assert!(took(&unplanned) >= Duration::from_secs(60), "app01 measured nothing: R33's modelled processing");
+    let job_took = |job: &crate::model::Job| (job.finished.unwrap() - job.started).to_std().unwrap();
+    let commit = sim.fabric.commit(&call(&sim.fabric), "web01").await.unwrap();
+    assert_eq!(job_took(&commit), Duration::from_millis(30), "R34: the commit web01 measured");
+    let commit = sim.fabric.commit(&call(&sim.fabric), "app01").await.unwrap();
+    assert_eq!(job_took(&commit), super::operations::COMMIT_TIME, "app01 measured none: the model's");
 }
 
 /// What a dry run of real sites runs on, made from `sim` standing for the real sites: the
