@@ -16,6 +16,8 @@
 //! cargo bench --bench scale                         # 1,000 VMs / 10 groups, 10,000 / 20
 //! DRPLAN_BENCH_BIG=1 cargo bench --bench scale      # and 100,000 VMs / 100 groups
 //! DRPLAN_BENCH_SIZES=200 cargo bench --bench scale  # only these VM counts (iterating)
+//! DRPLAN_BENCH_FIGURES=actions cargo bench --bench scale  # only these figures (iterating)
+//! DRPLAN_BENCH_PAIRS=21 cargo bench --bench scale   # pairs of runs for figure 4
 //! DRPLAN_BENCH_WRITE=1 cargo bench --bench scale    # also write docs/perf/
 //! ```
 //!
@@ -82,6 +84,12 @@ fn sizes() -> Vec<(usize, usize, usize)> {
     sizes
 }
 
+/// Whether to measure a figure: `DRPLAN_BENCH_FIGURES` names the ones wanted (check,
+/// exec, makespan, actions; the journal's figures come with exec), else all are.
+fn wanted(figure: &str) -> bool {
+    std::env::var("DRPLAN_BENCH_FIGURES").map_or(true, |list| list.split(',').any(|f| f.trim() == figure))
+}
+
 fn measure(vms: usize, groups: usize, reps: usize) -> Report {
     let fixture = Fixture::new(vms, groups);
     println!();
@@ -92,12 +100,19 @@ fn measure(vms: usize, groups: usize, reps: usize) -> Report {
         secs(fixture.generated_in)
     );
     let mut report = Report::new(vms, groups);
-    check::measure(&fixture, reps, &mut report);
-    let run = execution::measure(&fixture, reps, &mut report);
-    journal::measure(&run, vms, &mut report);
-    drop(run);
-    makespan::measure(&fixture, &mut report);
-    actions::measure(&fixture, reps, &mut report);
+    if wanted("check") {
+        check::measure(&fixture, reps, &mut report);
+    }
+    if wanted("exec") {
+        let run = execution::measure(&fixture, reps, &mut report);
+        journal::measure(&run, vms, &mut report);
+    }
+    if wanted("makespan") {
+        makespan::measure(&fixture, &mut report);
+    }
+    if wanted("actions") {
+        actions::measure(&fixture, reps, &mut report);
+    }
     report
 }
 

@@ -4,6 +4,7 @@
 //! positions, duration and address arguments, documented registrations.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,17 +66,29 @@ impl Run {
     /// takes is not script time, so it does not count against the action's deadline.
     pub fn block_on<T>(&self, what: &str, call: impl Future<Output = Result<T, String>>) -> RhaiResult<T> {
         let started = Instant::now();
+        let mut call = std::pin::pin!(call);
         let outcome = match &self.handle {
-            Some(handle) => handle.block_on(async {
-                tokio::select! {
-                    result = call => Some(result),
-                    () = self.cancel.cancelled() => None,
-                }
-            }),
+            Some(handle) => {
+                // Many calls complete at their first poll (a recorded DNS update, an
+                // operation of the simulation): try that, in the runtime's context, before
+                // paying for blocking on the runtime with the cancel beside.
+                let at_once = {
+                    let _in_runtime = handle.enter();
+                    poll_once(call.as_mut())
+                };
+                at_once.map(Some).unwrap_or_else(|| {
+                    handle.block_on(async {
+                        tokio::select! {
+                            result = call => Some(result),
+                            () = self.cancel.cancelled() => None,
+                        }
+                    })
+                })
+            }
             // On the engine's thread nothing else runs until the script returns, so the
             // call must complete at its first poll, as these services promise; nor can a
             // cancel arrive meanwhile.
-            None => Some(complete_at_once(call).unwrap_or_else(|| {
+            None => Some(poll_once(call.as_mut()).unwrap_or_else(|| {
                 Err("the call waited, but the run's services promised it would not (a bug in drplan)".into())
             })),
         };
@@ -88,10 +101,10 @@ impl Run {
     }
 }
 
-/// Polls `call` once: its output if it completed.
-fn complete_at_once<T>(call: impl Future<Output = T>) -> Option<T> {
-    let mut call = std::pin::pin!(call);
-    match call.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+/// Polls `call` once: its output if it completed. A call that did not may be polled on
+/// (it registers the waker of each poll).
+fn poll_once<T>(call: std::pin::Pin<&mut impl Future<Output = T>>) -> Option<T> {
+    match call.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
         std::task::Poll::Ready(output) => Some(output),
         std::task::Poll::Pending => None,
     }
@@ -190,12 +203,37 @@ pub(crate) fn text_or_unit(value: Option<impl ToString>) -> Dynamic {
     value.map_or(Dynamic::UNIT, |v| v.to_string().into())
 }
 
+// The helpers below make each Rhai string straight from the borrowed text: one
+// allocation per string, where going through an owned `String` costs two and a free.
+// Actions build VM maps per call, so this shows in a large plan's run.
+
+/// [`text_or_unit`] of a text.
+pub(crate) fn str_or_unit(value: Option<&str>) -> Dynamic {
+    value.map_or(Dynamic::UNIT, |text| text.into())
+}
+
+/// [`text_or_unit`] of an address, written without a `String` in between.
+pub(crate) fn ip_or_unit(ip: Option<Ipv4Addr>) -> Dynamic {
+    ip.map_or(Dynamic::UNIT, |ip| {
+        let mut text = rhai::Identifier::new_const();
+        // An address is at most 15 bytes: the text stays inline, and writing it cannot fail.
+        let _ = write!(text, "{ip}");
+        rhai::ImmutableString::from(text).into()
+    })
+}
+
 pub(crate) fn string_array(items: &[String]) -> Dynamic {
-    items.iter().cloned().map(Dynamic::from).collect::<rhai::Array>().into()
+    items.iter().map(|item| item.as_str().into()).collect::<rhai::Array>().into()
 }
 
 pub(crate) fn string_map(map: &BTreeMap<String, String>) -> Dynamic {
-    map.iter().map(|(k, v)| (k.into(), v.clone().into())).collect::<rhai::Map>().into()
+    // Inserted in order rather than collected: collecting sorts the entries in a vector
+    // first, though they come sorted.
+    let mut out = rhai::Map::new();
+    for (key, value) in map {
+        out.insert(key.into(), value.as_str().into());
+    }
+    out.into()
 }
 
 /// A registration with parameter names and types (the last entry is the return type)
