@@ -47,7 +47,27 @@ pub fn main() -> ExitCode {
 /// would panic there: Rust ignores SIGPIPE, so the write fails with EPIPE instead.)
 pub(crate) fn print_output(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    read_or_left(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// Writes a run's report to stdout as it is made, as [`print_output`] writes text: a plan
+/// of 100,000 VMs makes a report of hundreds of megabytes, not to be held in memory too.
+pub(crate) fn print_report(
+    report: &crate::report::run::RunReport,
+    format: args::Format,
+    width: crate::report::table::Width,
+) -> Result<(), CliError> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = match format {
+        args::Format::Human => report.write_human(&mut out, width),
+        args::Format::Json => report.write_json(&mut out),
+    };
+    read_or_left(written.and_then(|()| out.flush())).map_err(CliError::Output)
+}
+
+/// A write to a reader that stopped reading is no failure.
+fn read_or_left(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         done => done,
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::args::{Format, Global, Kind, RunOptions};
+use super::args::{Global, Kind, RunOptions};
 use super::context::{Access, Findings, Opened, Overrides, load_inventory, load_plan_for_run, open_fabric, site_path};
 use super::error::CliError;
 use crate::engine::{AutoApprove, Deps, EventBus, History, RunSpec, RunStatus, Stop, execute};
@@ -146,17 +146,11 @@ pub fn dry_run(
         std::fs::write(path, crate::report::svg::gantt(&report))
             .map_err(|source| CliError::Write { path: path.to_path_buf(), source })?;
     }
-    let text = match format {
-        Format::Human => report.human(global.width()),
-        Format::Json => report.json(),
-    };
+    let printed = super::print_report(&report, format, global.width());
     match status {
-        RunStatus::Succeeded => Ok(text),
-        _ => {
-            // The command fails below; an output nobody reads adds no failure to it.
-            let _ = super::print_output(&text);
-            Err(CliError::RunFailed("would fail: see the steps above"))
-        }
+        RunStatus::Succeeded => printed.map(|()| String::new()),
+        // The command fails here; an output nobody reads adds no failure to it.
+        _ => Err(CliError::RunFailed("would fail: see the steps above")),
     }
 }
 

@@ -543,10 +543,7 @@ pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>
         std::fs::write(path, crate::report::svg::gantt(&report))
             .map_err(|source| CliError::Write { path: path.clone(), source })?;
     }
-    Ok(match format {
-        Format::Human => report.human(global.width()),
-        Format::Json => report.json(),
-    })
+    super::print_report(&report, format, global.width()).map(|()| String::new())
 }
 
 /// The manual steps of a run waiting for an operator: (key, text).

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -278,28 +279,44 @@ impl RunReport {
     }
 
     pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("reports serialize") + "\n"
+        let mut out = Vec::new();
+        self.write_json(&mut out).expect("reports serialize");
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
+    /// The report as JSON, written as it is made: a plan of 100,000 VMs makes hundreds of
+    /// megabytes of it, which need not be held twice.
+    pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        out.write_all(b"\n")
     }
 
     pub fn human(&self, width: table::Width) -> String {
+        let mut out = Vec::new();
+        self.write_human(&mut out, width).expect("writing into memory");
+        String::from_utf8(out).expect("the report is UTF-8")
+    }
+
+    /// The report for people, written a section at a time, as [`Self::write_json`].
+    pub fn write_human(&self, out: &mut impl Write, width: table::Width) -> std::io::Result<()> {
         let h = &self.header;
         let what = if h.dry_run { "Dry run" } else { "Run" };
         let (from, to) = h.direction();
-        let mut out =
-            format!("{what} of plan {:?}: {} from {from} to {to}, recovery point {}\n", h.plan, h.what(), h.point);
+        writeln!(out, "{what} of plan {:?}: {} from {from} to {to}, recovery point {}", h.plan, h.what(), h.point)?;
         if h.dry_run {
-            out.push_str("Nothing was changed: the fabric, DNS and the clock were simulated.\n");
+            writeln!(out, "Nothing was changed: the fabric, DNS and the clock were simulated.")?;
         }
         if let Some(durations) = &h.durations {
-            out.push_str(&format!("Durations: {durations}.\n"));
+            writeln!(out, "Durations: {durations}.")?;
         }
-        out.push_str(&format!("\nSteps (modelled time from {}):\n", format_time(self.started)));
+        writeln!(out, "\nSteps (modelled time from {}):", format_time(self.started))?;
         // Tables here are indented, which the width must leave room for.
         let width = width.less(INDENT.len());
         let rows: Vec<Vec<String>> = self.steps.iter().map(|e| step_row(self.started, e)).collect();
         let header = [keep("AT"), keep("EVENT"), keep("GROUP"), keep("VM"), wrap("STEP — DETAIL")];
-        out.push_str(&indent(&table::render(&header, &rows, width)));
-        out.push_str("\nTimeline:\n");
+        table::write(out, INDENT, &header, &rows, width)?;
+        drop(rows);
+        writeln!(out, "\nTimeline:")?;
         let mut rows = Vec::new();
         for group in &self.groups {
             rows.push(span_row(&group.span, ""));
@@ -307,13 +324,15 @@ impl RunReport {
                 rows.push(span_row(vm, "  "));
             }
         }
-        out.push_str(&indent(&table::render(
+        table::write(
+            out,
+            INDENT,
             &[keep("GROUP / VM"), keep("START"), keep("END"), keep("TOOK"), keep("STATUS"), wrap("DETAIL")],
             &rows,
             width,
-        )));
+        )?;
         if self.attempts.len() > 1 {
-            out.push_str("\nAttempts (the RTO counts from the first):\n");
+            writeln!(out, "\nAttempts (the RTO counts from the first):")?;
             let rows: Vec<Vec<String>> = self
                 .attempts
                 .iter()
@@ -330,11 +349,13 @@ impl RunReport {
                     ]
                 })
                 .collect();
-            out.push_str(&indent(&table::render(
+            table::write(
+                out,
+                INDENT,
                 &[keep("#"), keep(""), keep("FROM"), keep("TO"), keep("ENDED"), wrap("DETAIL")],
                 &rows,
                 width,
-            )));
+            )?;
         }
         let verdict = format!(" ({})", self.verdict());
         let which = if h.dry_run { "Predicted RTO" } else { "RTO" };
@@ -345,15 +366,16 @@ impl RunReport {
             RunStatus::Running => "is still RUNNING (so far)",
             RunStatus::Interrupted => "was INTERRUPTED: its process stopped; drplan resume goes on",
         };
-        out.push_str(&format!(
-            "\n{which}: {} = {} ms{verdict}; the run {status}.\n",
+        writeln!(
+            out,
+            "\n{which}: {} = {} ms{verdict}; the run {status}.",
             HumanDuration(self.rto),
             self.rto.as_millis()
-        ));
+        )?;
         for note in &self.notes {
-            out.push_str(&format!("Notes: {note}\n"));
+            writeln!(out, "Notes: {note}")?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -430,10 +452,6 @@ fn span_row(span: &Span, prefix: &str) -> Vec<String> {
 }
 
 const INDENT: &str = "  ";
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("{INDENT}{l}\n")).collect()
-}
 
 /// Durations as whole milliseconds in JSON.
 mod millis {

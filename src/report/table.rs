@@ -64,6 +64,20 @@ const NARROWEST: usize = 16;
 /// the last column is not padded so lines carry no trailing spaces. When columns had to
 /// be hidden, a last line names them.
 pub fn render(columns: &[Column], rows: &[Vec<String>], width: Width) -> String {
+    let mut out = Vec::new();
+    write(&mut out, "", columns, rows, width).expect("writing into memory");
+    String::from_utf8(out).expect("cells are UTF-8")
+}
+
+/// [`render`], written line by line to `out` with `margin` before each line: a table of
+/// a large run's steps is never held whole.
+pub fn write(
+    out: &mut impl std::io::Write,
+    margin: &str,
+    columns: &[Column],
+    rows: &[Vec<String>],
+    width: Width,
+) -> std::io::Result<()> {
     let measure = |cell: &str| console::measure_text_width(&one_line(cell));
     let mut widths: Vec<Option<usize>> = columns.iter().map(|c| Some(measure(c.name))).collect();
     for row in rows {
@@ -75,23 +89,28 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], width: Width) -> String 
         fit(columns, &mut widths, limit);
     }
 
+    let mut write_line = |line: &str| {
+        out.write_all(margin.as_bytes())?;
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")
+    };
     let header: Vec<String> = columns.iter().map(|c| c.name.to_string()).collect();
-    let mut out = String::new();
+    let mut line = String::new();
     for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<(usize, Vec<String>)> =
             row.iter().zip(&widths).filter_map(|(cell, w)| w.map(|w| (w, lines_of(cell, w)))).collect();
         let height = cells.iter().map(|(_, lines)| lines.len()).max().unwrap_or(1);
-        for line in 0..height {
+        for at in 0..height {
+            line.clear();
             for (i, (w, lines)) in cells.iter().enumerate() {
-                let text = lines.get(line).map(String::as_str).unwrap_or("");
-                out.push_str(text);
+                let text = lines.get(at).map(String::as_str).unwrap_or("");
+                line.push_str(text);
                 if i + 1 != cells.len() {
-                    out.push_str(&" ".repeat(w.saturating_sub(measure(text)) + 2));
+                    line.push_str(&" ".repeat(w.saturating_sub(measure(text)) + 2));
                 }
             }
             // An empty last cell would leave the padding of the one before it.
-            out.truncate(out.trim_end_matches(' ').len());
-            out.push('\n');
+            write_line(line.trim_end_matches(' '))?;
         }
     }
     let hidden: Vec<&str> = columns.iter().zip(&widths).filter(|(_, w)| w.is_none()).map(|(c, _)| c.name).collect();
@@ -101,12 +120,11 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], width: Width) -> String 
             Width::Fit(limit) => limit,
             Width::Full => usize::MAX,
         };
-        for line in lines_of(&note, limit) {
-            out.push_str(&line);
-            out.push('\n');
+        for note_line in lines_of(&note, limit) {
+            write_line(&note_line)?;
         }
     }
-    out
+    Ok(())
 }
 
 /// `text` kept on one line: a newline becomes " | ", other control characters a space

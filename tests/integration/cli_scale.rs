@@ -42,3 +42,16 @@ fn a_large_plan_runs_for_real_on_an_unpaced_simulation() {
         assert!(vm["state"].as_str().unwrap().starts_with("failed over (planned"), "{vm}");
     }
 }
+
+#[test]
+fn a_large_report_goes_to_a_reader_that_stopped_reading_without_an_error() {
+    let work = generated(400, 4, "");
+    for format in ["human", "json"] {
+        // As `drplan dry-run plan.rhai | head -1`: the report is written as it is made,
+        // and the reader is gone before its first line.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let run = work.drplan(["dry-run", "plan.rhai", "--format", format]).stdout(writer).run().ok();
+        assert_eq!(run.stderr, "", "{format}");
+    }
+}
