@@ -91,7 +91,8 @@ pub fn check(global: &Global, path: &Path, kind: Option<Kind>, point: Option<Poi
 }
 
 /// The run `drplan failover` (or, going back, `drplan failback`) would make, on the
-/// site's rehearsal: the same checks, then the same engine on a virtual clock.
+/// site's rehearsal: the same checks, then the same engine on a virtual clock. Its report
+/// is printed as it is made; nothing is left to print.
 pub fn dry_run(
     global: &Global,
     path: &Path,

@@ -532,6 +532,7 @@ fn left_of(record: &Record, events: &[Event]) -> String {
     "the plan's last steps".into()
 }
 
+/// A run's report, printed as it is made; nothing is left to print.
 pub fn show(global: &Global, run_id: &str, format: Format, svg: Option<&PathBuf>) -> Result<String, CliError> {
     let db = journal::open_to_look(&global.state(None))?;
     let record = find_run(&db, run_id)?;
