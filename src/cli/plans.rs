@@ -139,7 +139,7 @@ pub fn dry_run(
         dry_run: true,
         rto_target: loaded.plan.rto,
         durations: rehearsal.durations,
-        failback: false,
+        failback,
     };
     let status = outcome.status;
     let report = RunReport::new(header, outcome);

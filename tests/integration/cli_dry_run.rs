@@ -141,6 +141,8 @@ fn r37_a_dry_run_of_a_failback_on_a_real_site_found_replicating_back_models_the_
 
     let dry = work.run(&["dry-run", "plan.rhai", "--kind", "failback", "--format", "json"]).ok().json();
     assert_eq!(dry["status"], "succeeded", "{dry}");
+    let header = work.run(&["dry-run", "plan.rhai", "--kind", "failback"]).ok().stdout;
+    assert!(header.starts_with("Dry run of plan \"app\": failback from b to a,"), "{header}");
     let said = dry["durations"].as_str().unwrap();
     assert!(said.starts_with("measured in this site's past runs and drills for app01 (shutdown 2.1s"), "{said}");
     // R38: shut down at b, the last changes synced back, app01's own machine booted at a
