@@ -386,12 +386,25 @@ mod tests {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("qemu-io (qemu-utils)");
+        // Opened (and so locked) once the image is among its files; asking QEMU instead
+        // could take a lock in the way of qemu-io's.
+        let fds = PathBuf::from(format!("/proc/{}/fd", writer.id()));
+        let opened = || {
+            std::fs::read_dir(&fds)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| fd.path().canonicalize().ok() == own.canonicalize().ok())
+        };
         let held = Instant::now();
-        while chain.host.qemu_img(&["info", &path_arg(&own)]).await.is_ok() {
+        while !opened() {
             assert!(writer.try_wait().unwrap().is_none(), "qemu-io ended");
-            assert!(held.elapsed() < Duration::from_secs(60), "qemu-io never took the lock");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(held.elapsed() < Duration::from_secs(60), "qemu-io never opened the disk");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // It locks the image just after opening it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(writer.try_wait().unwrap().is_none(), "qemu-io holds the disk");
         let input = writer.stdin.take();
         let release = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
